@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/security"
+)
+
+// app holds the global flags and the streams every command writes to.
+type app struct {
+	configPath string
+	output     string
+	stdout     io.Writer
+	stderr     io.Writer
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	a := &app{stdout: stdout, stderr: stderr}
+	start := a.startCmd()
+	root := &cobra.Command{
+		Use:   "oxios",
+		Short: "oxios is an operating system for AI agents",
+		Long: `oxios supervises AI agents and agent processes, connects them with an event
+bus, keeps their state, and shows everything through an API, a CLI and a
+dashboard. Run without a command, it starts the daemon (same as 'oxios start').`,
+		Example: `  oxios                 # start the daemon in the background
+  oxios status          # is it running?
+  oxios logs -f         # follow the daemon log
+  oxios stop`,
+		Args:          noArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE:          start.RunE,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if a.output != "table" && a.output != "json" {
+				return usageError("--output: must be table or json (got %q)", a.output)
+			}
+			return nil
+		},
+	}
+	root.Flags().AddFlagSet(start.Flags())
+	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default $OXIOS_HOME/config.toml)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError("%v (see 'oxios %s --help')", err, c.Name())
+	})
+	root.CompletionOptions.HiddenDefaultCmd = false
+	root.AddCommand(start, a.stopCmd(), a.restartCmd(), a.statusCmd(), a.logsCmd(), a.versionCmd(), a.configCmd())
+	return root
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		if cmd.HasSubCommands() {
+			return usageError("unknown command %q for %q", args[0], cmd.CommandPath())
+		}
+		return usageError("%s takes no arguments (got %q)", cmd.CommandPath(), args[0])
+	}
+	return nil
+}
+
+// home resolves $OXIOS_HOME.
+func (a *app) home() (config.Home, error) {
+	h, err := config.DefaultHome()
+	if err != nil {
+		return h, usageError("%v", err)
+	}
+	return h, nil
+}
+
+// loadConfig reads the config file (--config, or home/config.toml). A
+// missing default file means the defaults; a missing --config file is an
+// error. Every problem is a usage error naming the key.
+func (a *app) loadConfig(h config.Home) (config.Config, string, error) {
+	path := a.configPath
+	explicit := path != ""
+	if !explicit {
+		path = h.ConfigPath()
+	}
+	cfg, err := config.Load(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if explicit {
+			return cfg, path, usageError("--config: %s does not exist", path)
+		}
+		return config.DefaultConfig(), path, nil
+	}
+	if err != nil {
+		return cfg, path, usageError("%v", err)
+	}
+	return cfg, path, nil
+}
+
+// daemonURL finds the running daemon's API: $OXIOS_URL, else the address
+// the daemon wrote into its PID file, else api.listen from the config.
+func (a *app) daemonURL(h config.Home, cfg config.Config) string {
+	if u := os.Getenv("OXIOS_URL"); u != "" {
+		return u
+	}
+	if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running && st.Listen != "" {
+		return daemon.URL(st.Listen)
+	}
+	return daemon.URL(cfg.API.Listen)
+}
+
+// client returns an API client for the running daemon, authenticated with
+// $OXIOS_TOKEN or the admin token in the home's secrets.
+func (a *app) client() (*client.Client, error) {
+	h, err := a.home()
+	if err != nil {
+		return nil, err
+	}
+	cfg, _, err := a.loadConfig(h)
+	if err != nil {
+		return nil, err
+	}
+	return a.clientFor(h, cfg)
+}
+
+func (a *app) clientFor(h config.Home, cfg config.Config) (*client.Client, error) {
+	tok := os.Getenv("OXIOS_TOKEN")
+	if tok == "" {
+		t, err := security.ReadToken(h.AdminTokenPath())
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, failure(fmt.Errorf("no API token: %s does not exist (start the daemon once to create it, or set OXIOS_TOKEN)", h.AdminTokenPath()))
+		}
+		if err != nil {
+			return nil, failure(err)
+		}
+		tok = t
+	}
+	return client.New(a.daemonURL(h, cfg), tok), nil
+}

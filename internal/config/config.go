@@ -1,0 +1,305 @@
+// Package config owns oxios's configuration: the config.toml schema, its
+// defaults, loading with strict key checking, and validation whose errors
+// name the key and what is allowed.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole of config.toml. Every field has a default
+// (DefaultConfig) and a commented line in the generated file (Template).
+type Config struct {
+	// Node is this daemon's name; empty means the host name.
+	Node   string `toml:"node"`
+	API    API    `toml:"api"`
+	Daemon Daemon `toml:"daemon"`
+	Log    Log    `toml:"log"`
+}
+
+// API configures the HTTP server.
+type API struct {
+	// Listen is the host:port the HTTP API and dashboard bind to.
+	Listen string `toml:"listen"`
+}
+
+// Daemon configures the daemon's lifecycle.
+type Daemon struct {
+	// StopTimeout is how long `oxios stop` waits after SIGTERM before SIGKILL.
+	StopTimeout Duration `toml:"stop_timeout"`
+	// ReadyTimeout is how long `oxios start` waits for /readyz to answer 200.
+	ReadyTimeout Duration `toml:"ready_timeout"`
+	// ShutdownTimeout is the deadline each part gets to stop during shutdown.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+// Log configures the daemon log, logs/oxios.log.
+type Log struct {
+	// Level is the least severe level written: debug, info, warn or error.
+	Level string `toml:"level"`
+	// Format is text (key=value lines) or json (one object per line).
+	Format string `toml:"format"`
+	// MaxSizeMB is the size at which the log file is rotated.
+	MaxSizeMB int `toml:"max_size_mb"`
+	// MaxFiles is how many rotated files are kept besides the current one.
+	MaxFiles int `toml:"max_files"`
+}
+
+// DefaultConfig returns the configuration used for every key the file omits.
+func DefaultConfig() Config {
+	return Config{
+		API: API{Listen: "127.0.0.1:4200"},
+		Daemon: Daemon{
+			StopTimeout:     Duration{10 * time.Second},
+			ReadyTimeout:    Duration{15 * time.Second},
+			ShutdownTimeout: Duration{5 * time.Second},
+		},
+		Log: Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
+	}
+}
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// ("10s", "1m30s"). It is a struct, not an integer type, so that a bare
+// number in the file is rejected instead of being read as nanoseconds.
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return errBadDuration
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+var errBadDuration = errors.New("not a duration")
+
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9_-]{0,64}$`)
+
+// Error is a configuration problem tied to one key. Line is 0 when the
+// problem is not tied to a line of the file (for example a flag override).
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// hints says, for each key, what values are allowed. It is used for type
+// errors found while decoding, so they read like validation errors.
+var hints = map[string]string{
+	"node":                    "must be a string",
+	"api.listen":              `must be a "host:port" string such as "127.0.0.1:4200"`,
+	"daemon.stop_timeout":     `must be a duration string such as "10s"`,
+	"daemon.ready_timeout":    `must be a duration string such as "15s"`,
+	"daemon.shutdown_timeout": `must be a duration string such as "5s"`,
+	"log.level":               "must be one of debug, info, warn, error",
+	"log.format":              "must be text or json",
+	"log.max_size_mb":         "must be a whole number of megabytes from 1 to 10240",
+	"log.max_files":           "must be a whole number from 0 to 1000",
+}
+
+// Load reads the file at path over the defaults and validates the result.
+// Unknown keys, values of the wrong type and invalid values are reported as
+// *Error naming the file, line and key.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for bytes already read; name is used in error messages.
+func Parse(name string, data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, decodeError(name, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) {
+			ce.File = name
+			ce.Line = lineOf(data, ce.Key)
+		}
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func decodeError(name string, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) && len(sm.Errors) > 0 {
+		e := sm.Errors[0]
+		row, _ := e.Position()
+		key := strings.Join(e.Key(), ".")
+		return &Error{File: name, Line: row, Key: key, Msg: "unknown key (see `oxios config show` for the keys that exist)"}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		key := strings.Join(de.Key(), ".")
+		if hint, ok := hints[key]; ok {
+			return &Error{File: name, Line: row, Key: key, Msg: hint}
+		}
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if key != "" {
+			return &Error{File: name, Line: row, Key: key, Msg: msg}
+		}
+		return &Error{File: name, Line: row, Msg: "invalid TOML: " + msg}
+	}
+	return &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+}
+
+// lineOf finds the line on which key is assigned, so validation errors can
+// point at it. It returns 0 when the key is not written in the file.
+func lineOf(data []byte, key string) int {
+	table, leaf := "", key
+	if i := strings.LastIndex(key, "."); i >= 0 {
+		table, leaf = key[:i], key[i+1:]
+	}
+	current := ""
+	for n, line := range strings.Split(string(data), "\n") {
+		s := strings.TrimSpace(line)
+		if strings.HasPrefix(s, "[") {
+			current = strings.Trim(strings.TrimSpace(strings.SplitN(s, "#", 2)[0]), "[] ")
+			continue
+		}
+		k, _, ok := strings.Cut(s, "=")
+		if !ok {
+			continue
+		}
+		k = strings.Trim(strings.TrimSpace(k), `"'`)
+		if current == table && k == leaf {
+			return n + 1
+		}
+		if current == "" && k == key {
+			return n + 1
+		}
+	}
+	return 0
+}
+
+// Validate checks every value and returns an *Error for the first invalid one.
+func (c *Config) Validate() error {
+	if !nodeName.MatchString(c.Node) {
+		return &Error{Key: "node", Msg: fmt.Sprintf("must be at most 64 letters, digits, '-' or '_' (got %q)", c.Node)}
+	}
+	if err := ValidateListen(c.API.Listen); err != nil {
+		return &Error{Key: "api.listen", Msg: err.Error()}
+	}
+	for _, d := range []struct {
+		key      string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"daemon.stop_timeout", c.Daemon.StopTimeout.Duration, 100 * time.Millisecond, time.Hour},
+		{"daemon.ready_timeout", c.Daemon.ReadyTimeout.Duration, time.Millisecond, time.Hour},
+		{"daemon.shutdown_timeout", c.Daemon.ShutdownTimeout.Duration, 100 * time.Millisecond, time.Hour},
+	} {
+		if d.v < d.min || d.v > d.max {
+			return &Error{Key: d.key, Msg: fmt.Sprintf("must be between %s and %s (got %s)", d.min, d.max, d.v)}
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{Key: "log.level", Msg: fmt.Sprintf("must be one of debug, info, warn, error (got %q)", c.Log.Level)}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return &Error{Key: "log.format", Msg: fmt.Sprintf("must be text or json (got %q)", c.Log.Format)}
+	}
+	if c.Log.MaxSizeMB < 1 || c.Log.MaxSizeMB > 10240 {
+		return &Error{Key: "log.max_size_mb", Msg: fmt.Sprintf("must be from 1 to 10240 (got %d)", c.Log.MaxSizeMB)}
+	}
+	if c.Log.MaxFiles < 0 || c.Log.MaxFiles > 1000 {
+		return &Error{Key: "log.max_files", Msg: fmt.Sprintf("must be from 0 to 1000 (got %d)", c.Log.MaxFiles)}
+	}
+	return nil
+}
+
+// ValidateListen checks a "host:port" listen address: the port must be a
+// number from 1 to 65535 and the host an IP address, "localhost" or empty.
+func ValidateListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf(`must be "host:port" such as "127.0.0.1:4200" (got %q)`, addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port must be a number from 1 to 65535 (got %q)", port)
+	}
+	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+		return fmt.Errorf("host must be an IP address or localhost (got %q)", host)
+	}
+	return nil
+}
+
+// NodeName returns the configured node name, or the host name when unset.
+func (c *Config) NodeName() string {
+	if c.Node != "" {
+		return c.Node
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "node"
+	}
+	if i := strings.IndexByte(h, '.'); i > 0 {
+		h = h[:i]
+	}
+	h = strings.Map(func(r rune) rune {
+		if r < 128 && nodeName.MatchString(string(r)) {
+			return r
+		}
+		return '-'
+	}, h)
+	if len(h) > 64 {
+		h = h[:64]
+	}
+	return h
+}
+
+// Marshal renders the configuration as TOML, as `oxios config show` prints it.
+func (c *Config) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}

@@ -1,0 +1,37 @@
+package config
+
+// Template is the config.toml written on first start: every setting, at its
+// default, with a comment saying what it does and what is allowed. A test
+// checks that it parses to exactly DefaultConfig().
+const Template = `# oxios configuration. Every setting is shown at its default.
+# Check changes with: oxios config validate
+# Durations are Go duration strings: "500ms", "10s", "1m30s".
+
+# Name of this node in events and records. Empty means the host name.
+# Allowed: letters, digits, '-' and '_'.
+node = ""
+
+[api]
+# Address the HTTP API and the dashboard listen on ("host:port").
+# Binding anything but loopback exposes the API to the network; every
+# /api/ route still requires a token. Overridden by --listen.
+listen = "127.0.0.1:4200"
+
+[daemon]
+# How long 'oxios stop' waits after SIGTERM before it sends SIGKILL.
+stop_timeout = "10s"
+# How long 'oxios start' waits for the daemon to answer /readyz with 200.
+ready_timeout = "15s"
+# Deadline for each part of the daemon to stop during a graceful shutdown.
+shutdown_timeout = "5s"
+
+[log]
+# Least severe level written to logs/oxios.log: debug, info, warn or error.
+level = "info"
+# text (key=value lines) or json (one JSON object per line).
+format = "text"
+# Rotate logs/oxios.log when it reaches this many megabytes (1 to 10240).
+max_size_mb = 10
+# Rotated files kept besides the current one (0 to 1000).
+max_files = 5
+`

@@ -1,0 +1,202 @@
+// Package daemon owns the daemon's life as the operating system sees it:
+// the flock-held PID file, starting a detached daemon and waiting for it to
+// be ready, stopping it, signals, and systemd notification.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// State is what the PID file says about the daemon.
+type State string
+
+// The three states of the PID file. Running means the daemon holds the lock;
+// a recycled PID can never pass for the daemon because the PID is only
+// trusted while the lock is held.
+const (
+	Stopped State = "stopped" // no PID file
+	Running State = "running" // PID file present and flock held
+	Stale   State = "stale"   // PID file present, nobody holds the lock
+)
+
+// Status is the daemon's state as read from the PID file.
+type Status struct {
+	State State
+	// PID is the daemon's process id (Running), or the id the dead daemon
+	// had (Stale). It is 0 when the file could not be parsed.
+	PID int
+	// Listen is the address the daemon serves on, as it wrote it.
+	Listen string
+	// Since is when the PID file was written, i.e. when the daemon started.
+	Since time.Time
+}
+
+// RunningError is returned when a daemon already holds the PID file.
+type RunningError struct{ PID int }
+
+func (e *RunningError) Error() string {
+	if e.PID == 0 {
+		return "already running"
+	}
+	return fmt.Sprintf("already running (PID %d)", e.PID)
+}
+
+// PIDFile is the PID file held by the running daemon. The lock lives as long
+// as the open file description, so it disappears with the process however
+// the process ends; the file is closed on exec, so children never hold it.
+type PIDFile struct {
+	path string
+	f    *os.File
+}
+
+// lockRetries covers the moment in which a status reader holds a shared
+// lock: such a reader lets go within microseconds.
+const lockRetries = 5
+
+// Acquire creates or takes over the PID file at path, locks it exclusively,
+// and writes the current PID and listen address into it. A stale file left
+// by a killed daemon is taken over. If another daemon holds the lock it
+// returns *RunningError.
+func Acquire(path, listen string) (*PIDFile, error) {
+	for attempt := 0; ; attempt++ {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open PID file: %w", err)
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			pid, _ := parse(f)
+			f.Close()
+			if attempt < lockRetries {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return nil, &RunningError{PID: pid}
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("lock PID file: %w", err)
+		}
+		// Between our open and our lock another process may have removed
+		// the file (a stale cleanup or an exiting daemon). Our lock would
+		// then be on an inode nobody else can find; try again.
+		if !samePath(f, path) {
+			f.Close()
+			continue
+		}
+		content := fmt.Sprintf("%d\n%s\n", os.Getpid(), listen)
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("write PID file: %w", err)
+		}
+		if _, err := f.WriteAt([]byte(content), 0); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("write PID file: %w", err)
+		}
+		return &PIDFile{path: path, f: f}, nil
+	}
+}
+
+// Release removes the PID file and then drops the lock. It is the last
+// thing the daemon does on a graceful exit.
+func (p *PIDFile) Release() error {
+	err := os.Remove(p.path)
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ReadStatus tells whether a daemon holds the PID file at path.
+func ReadStatus(path string) (Status, error) {
+	for attempt := 0; ; attempt++ {
+		f, err := os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return Status{State: Stopped}, nil
+		}
+		if err != nil {
+			return Status{}, fmt.Errorf("open PID file: %w", err)
+		}
+		st := Status{}
+		if fi, err := f.Stat(); err == nil {
+			st.Since = fi.ModTime()
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		switch {
+		case errors.Is(err, syscall.EWOULDBLOCK):
+			st.State = Running
+		case err != nil:
+			f.Close()
+			return Status{}, fmt.Errorf("lock PID file: %w", err)
+		default:
+			st.State = Stale
+		}
+		st.PID, st.Listen = parse(f)
+		f.Close()
+		// A daemon that has just taken the lock may not have written its
+		// PID yet; give it a moment rather than report PID 0.
+		if st.State == Running && st.PID == 0 && attempt < 20 {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		return st, nil
+	}
+}
+
+// RemoveStale removes the PID file at path if no daemon holds it, and
+// returns the PID the dead daemon had. It never removes a held file.
+func RemoveStale(path string) (pid int, removed bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("open PID file: %w", err)
+	}
+	defer f.Close()
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("lock PID file: %w", err)
+	}
+	if !samePath(f, path) {
+		return 0, false, nil
+	}
+	pid, _ = parse(f)
+	if err := os.Remove(path); err != nil {
+		return pid, false, fmt.Errorf("remove stale PID file: %w", err)
+	}
+	return pid, true, nil
+}
+
+func parse(f *os.File) (pid int, listen string) {
+	buf := make([]byte, 512)
+	n, _ := f.ReadAt(buf, 0)
+	lines := strings.Split(string(buf[:n]), "\n")
+	pid, _ = strconv.Atoi(strings.TrimSpace(lines[0]))
+	if len(lines) > 1 {
+		listen = strings.TrimSpace(lines[1])
+	}
+	return pid, listen
+}
+
+// samePath reports whether the open file f is still the file at path.
+func samePath(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(a, b)
+}

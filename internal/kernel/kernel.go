@@ -1,0 +1,246 @@
+// Package kernel assembles the daemon: it boots the parts in order, reports
+// their readiness, and shuts them down in reverse order with a deadline each.
+// It is the only package that knows every part.
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/security"
+	"github.com/oxios/oxios/internal/version"
+)
+
+// Options say how to run the daemon.
+type Options struct {
+	Config config.Config
+	Home   config.Home
+	// Listen is the effective listen address (config or --listen).
+	Listen string
+	// Detached is set when stdout and stderr already are the log file (the
+	// daemon was started by `oxios start`). Otherwise the log is also
+	// written to Stderr, for a user or service manager watching it.
+	Detached bool
+	Stderr   io.Writer
+}
+
+// part is one piece of the daemon with a uniform lifecycle. Parts start in
+// list order and stop in reverse order.
+type part struct {
+	name  string
+	start func(ctx context.Context) error
+	stop  func(ctx context.Context) error
+}
+
+// Kernel is a running daemon.
+type Kernel struct {
+	opts    Options
+	log     *slog.Logger
+	started time.Time
+	node    string
+
+	mu     sync.Mutex
+	states map[string]string // part name -> state
+	order  []string
+	ready  bool
+}
+
+// Run runs the daemon until ctx is cancelled or it receives SIGTERM or
+// SIGINT, then shuts it down gracefully; a second signal forces an exit. It
+// takes the PID file first, so two daemons never run on one home, and
+// releases it last.
+func Run(ctx context.Context, o Options) (err error) {
+	if _, err := o.Home.Ensure(); err != nil {
+		return err
+	}
+	pidf, err := daemon.Acquire(o.Home.PIDPath(), o.Listen)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := pidf.Release(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove PID file: %w", rerr)
+		}
+	}()
+
+	k := &Kernel{opts: o, started: time.Now(), node: o.Config.NodeName(), states: map[string]string{}}
+	logFile, err := openLog(o)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	var w io.Writer = logFile
+	if !o.Detached && o.Stderr != nil {
+		w = io.MultiWriter(logFile, o.Stderr)
+	}
+	k.log = newLogger(w, o.Config.Log)
+
+	ctx, stopSignals := daemon.SignalContext(ctx,
+		func(s os.Signal) { k.log.Info("received signal", "signal", s.String()) },
+		func() {
+			k.log.Warn("second signal; exiting now without a graceful shutdown")
+			pidf.Release()
+			os.Exit(1)
+		})
+	defer stopSignals()
+	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
+
+	adminHash, created, err := security.EnsureAdminToken(o.Home.AdminTokenPath())
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if created {
+		k.log.Info("created admin token", "path", o.Home.AdminTokenPath())
+	}
+
+	// The listener is bound before the other parts boot, so a taken port
+	// fails fast and /readyz can report boot progress.
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		if errors.Is(err, errAddrInUse) {
+			return &daemon.AddrInUseError{Addr: o.Listen}
+		}
+		return fmt.Errorf("listen on %s: %w", o.Listen, err)
+	}
+	srv := &http.Server{
+		Handler: api.Handler(api.Options{
+			Logger:       k.log,
+			Authenticate: func(tok string) bool { return security.HashToken(tok).Equal(adminHash) },
+			Readiness:    k.readiness,
+			System:       k.system,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(k.log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	parts := []part{
+		{
+			name:  "http",
+			start: func(context.Context) error { return nil }, // already serving
+			stop: func(ctx context.Context) error {
+				if err := srv.Shutdown(ctx); err != nil {
+					srv.Close()
+					return err
+				}
+				return nil
+			},
+		},
+	}
+	for _, p := range parts {
+		k.setState(p.name, "starting")
+	}
+
+	booted, bootErr := k.boot(ctx, parts)
+	if bootErr == nil {
+		k.mu.Lock()
+		k.ready = true
+		k.mu.Unlock()
+		k.log.Info("ready", "listen", o.Listen, "boot_ms", time.Since(k.started).Milliseconds())
+		if err := daemon.Notify("READY=1"); err != nil {
+			k.log.Warn("sd_notify READY failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-serveErr:
+			bootErr = fmt.Errorf("HTTP server stopped: %w", err)
+		}
+	}
+
+	k.log.Info("shutting down")
+	daemon.Notify("STOPPING=1")
+	k.mu.Lock()
+	k.ready = false
+	k.mu.Unlock()
+	k.shutdown(booted)
+	if bootErr != nil {
+		k.log.Error("daemon failed", "err", bootErr)
+		return bootErr
+	}
+	k.log.Info("stopped")
+	return nil
+}
+
+// boot starts parts in order and returns those that started.
+func (k *Kernel) boot(ctx context.Context, parts []part) ([]part, error) {
+	var booted []part
+	for _, p := range parts {
+		if ctx.Err() != nil {
+			return booted, nil // asked to stop while booting
+		}
+		t := time.Now()
+		if err := p.start(ctx); err != nil {
+			k.setState(p.name, "failed")
+			return booted, fmt.Errorf("start %s: %w", p.name, err)
+		}
+		booted = append(booted, p)
+		k.setState(p.name, "ready")
+		k.log.Debug("part ready", "part", p.name, "ms", time.Since(t).Milliseconds())
+	}
+	return booted, nil
+}
+
+// shutdown stops parts in reverse boot order, each within the configured
+// deadline; a part that overruns is logged and left behind.
+func (k *Kernel) shutdown(parts []part) {
+	timeout := k.opts.Config.Daemon.ShutdownTimeout.Duration
+	for i := len(parts) - 1; i >= 0; i-- {
+		p := parts[i]
+		k.setState(p.name, "stopping")
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := p.stop(ctx)
+		cancel()
+		if err != nil {
+			k.log.Warn("part did not stop cleanly", "part", p.name, "err", err, "deadline", timeout)
+		}
+		k.setState(p.name, "stopped")
+	}
+}
+
+func (k *Kernel) setState(name, state string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.states[name]; !ok {
+		k.order = append(k.order, name)
+	}
+	k.states[name] = state
+}
+
+func (k *Kernel) readiness() api.Readiness {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	r := api.Readiness{Ready: k.ready, PID: os.Getpid()}
+	for _, name := range k.order {
+		st := k.states[name]
+		r.Parts = append(r.Parts, api.PartStatus{Name: name, State: st})
+		if st != "ready" {
+			r.NotReady = append(r.NotReady, name)
+		}
+	}
+	return r
+}
+
+func (k *Kernel) system() api.System {
+	return api.System{
+		Info:          version.Get(),
+		Node:          k.node,
+		PID:           os.Getpid(),
+		StartedAt:     k.started.UTC(),
+		UptimeSeconds: time.Since(k.started).Seconds(),
+		Listen:        k.opts.Listen,
+		Home:          k.opts.Home.Dir,
+	}
+}
