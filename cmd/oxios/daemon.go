@@ -58,11 +58,14 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 	if err != nil {
 		return h, config.Config{}, "", err
 	}
+	// The first start creates the home, and a commented config.toml unless
+	// another file is named with --config.
+	ensure := h.EnsureDirs
 	if a.configPath == "" {
-		// The first start creates the home and a commented config.toml.
-		if _, err := h.Ensure(); err != nil {
-			return h, config.Config{}, "", failure(err)
-		}
+		ensure = func() error { _, err := h.Ensure(); return err }
+	}
+	if err := ensure(); err != nil {
+		return h, config.Config{}, "", failure(err)
 	}
 	cfg, path, err := a.loadConfig(h)
 	if err != nil {

@@ -147,6 +147,12 @@ func Parse(name string, data []byte) (Config, error) {
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, errBadDuration) {
+			// go-toml reports a non-string duration without its key.
+			if key := badDurationKey(data); key != "" {
+				return Config{}, &Error{File: name, Line: lineOf(data, key), Key: key, Msg: hints[key]}
+			}
+		}
 		return Config{}, decodeError(name, err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -182,6 +188,38 @@ func decodeError(name string, err error) error {
 		return &Error{File: name, Line: row, Msg: "invalid TOML: " + msg}
 	}
 	return &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
+}
+
+// badDurationKey returns the first duration key whose value is not a
+// duration string.
+func badDurationKey(data []byte) string {
+	var raw map[string]any
+	if toml.Unmarshal(data, &raw) != nil {
+		return ""
+	}
+	for key, hint := range hints {
+		if !strings.Contains(hint, "duration") {
+			continue
+		}
+		var v any = raw
+		for _, part := range strings.Split(key, ".") {
+			m, ok := v.(map[string]any)
+			if !ok {
+				v = nil
+				break
+			}
+			v = m[part]
+		}
+		if v == nil {
+			continue
+		}
+		if s, ok := v.(string); !ok {
+			return key
+		} else if _, err := time.ParseDuration(s); err != nil {
+			return key
+		}
+	}
+	return ""
 }
 
 // lineOf finds the line on which key is assigned, so validation errors can

@@ -60,16 +60,25 @@ func (h Home) WorkspacesDir() string { return filepath.Join(h.Dir, "workspaces")
 // permissions, and writes config.toml with commented defaults when it does
 // not exist. It reports whether it wrote the config file.
 func (h Home) Ensure() (createdConfig bool, err error) {
+	if err := h.EnsureDirs(); err != nil {
+		return false, err
+	}
+	return WriteDefault(h.ConfigPath())
+}
+
+// EnsureDirs creates the home directory and its subdirectories with private
+// permissions.
+func (h Home) EnsureDirs() error {
 	for _, d := range []string{h.Dir, h.LogDir(), h.DataDir(), h.SecretsDir(), h.WorkspacesDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
-			return false, fmt.Errorf("create %s: %w", d, err)
+			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
 	// MkdirAll leaves an existing directory's mode alone; secrets must be private.
 	if err := os.Chmod(h.SecretsDir(), 0o700); err != nil {
-		return false, fmt.Errorf("secure %s: %w", h.SecretsDir(), err)
+		return fmt.Errorf("secure %s: %w", h.SecretsDir(), err)
 	}
-	return WriteDefault(h.ConfigPath())
+	return nil
 }
 
 // WriteDefault writes the commented default config to path unless a file is

@@ -61,7 +61,7 @@ type Kernel struct {
 // takes the PID file first, so two daemons never run on one home, and
 // releases it last.
 func Run(ctx context.Context, o Options) (err error) {
-	if _, err := o.Home.Ensure(); err != nil {
+	if err := o.Home.EnsureDirs(); err != nil {
 		return err
 	}
 	pidf, err := daemon.Acquire(o.Home.PIDPath(), o.Listen)

@@ -1,0 +1,605 @@
+package main
+
+// End-to-end tests: they build the oxios binary and drive it as a user
+// would, each with its own temporary OXIOS_HOME and a free port.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "oxios-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "oxios")
+	args := []string{"build", "-o", binary}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build oxios:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// env is one isolated oxios installation: a home and a port.
+type env struct {
+	t      *testing.T
+	home   string
+	listen string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test; skipped with -short")
+	}
+	t.Parallel()
+	e := &env{t: t, home: filepath.Join(t.TempDir(), "home"), listen: freeAddr(t)}
+	t.Cleanup(func() {
+		// Never leave a daemon behind, whatever the test did.
+		if pid := e.pidIfRunning(); pid != 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	return e
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs the binary with the env's home; OXIOS_* from the test process's
+// environment do not leak in.
+func (e *env) run(extraEnv []string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
+	cmd.Env = append(cmd.Env, extraEnv...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run oxios %v: %v", args, err)
+	}
+	return r
+}
+
+func (e *env) oxios(args ...string) result { e.t.Helper(); return e.run(nil, args...) }
+
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OXIOS_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func (e *env) pidPath() string { return filepath.Join(e.home, "oxios.pid") }
+
+// pidIfRunning returns the PID of a daemon holding the PID file, or 0.
+func (e *env) pidIfRunning() int {
+	f, err := os.Open(e.pidPath())
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		return 0
+	}
+	b := make([]byte, 64)
+	n, _ := f.Read(b)
+	pid, _ := strconv.Atoi(strings.SplitN(string(b[:n]), "\n", 2)[0])
+	return pid
+}
+
+func (e *env) start() int {
+	e.t.Helper()
+	r := e.oxios("start", "--listen", e.listen)
+	if r.code != 0 {
+		e.t.Fatalf("start failed: %s", r)
+	}
+	m := regexp.MustCompile(`started \(PID (\d+)\)`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		e.t.Fatalf("start did not print the PID: %s", r)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+func (e *env) token() string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.home, "secrets", "admin.token"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func (e *env) get(path, token string) (int, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+e.listen+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// waitGone polls until the process no longer exists.
+func waitGone(t *testing.T, pid int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+		if isZombie(pid) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d still exists after %s", pid, within)
+}
+
+// isZombie reports whether pid has exited but not been reaped (its parent,
+// init, reaps it in its own time).
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+
+	r := e.oxios("status")
+	if r.code != 0 || !strings.Contains(r.stdout, "oxios is running") || !strings.Contains(r.stdout, strconv.Itoa(pid)) ||
+		!strings.Contains(r.stdout, e.listen) || !strings.Contains(r.stdout, "answering") {
+		t.Fatalf("status while running: %s", r)
+	}
+	r = e.oxios("status", "-o", "json")
+	var st statusReport
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.State != "running" || st.PID != pid || !st.APIAnswers || st.Version == "" {
+		t.Fatalf("status -o json: %+v %v\n%s", st, err, r)
+	}
+
+	r = e.oxios("start", "--listen", e.listen)
+	if r.code != 1 || !strings.Contains(r.stderr, fmt.Sprintf("already running (PID %d)", pid)) {
+		t.Fatalf("second start: %s", r)
+	}
+	if r = e.oxios(); r.code != 1 || !strings.Contains(r.stderr, "already running") {
+		t.Fatalf("bare oxios while running: %s", r)
+	}
+
+	// API: no token 401, wrong token 401, admin token 200.
+	if code, body := e.get("/api/v1/system", ""); code != 401 || !strings.Contains(body, `"unauthorized"`) {
+		t.Fatalf("no token: %d %s", code, body)
+	}
+	if code, _ := e.get("/api/v1/system", "oxs_wrong"); code != 401 {
+		t.Fatalf("wrong token: %d", code)
+	}
+	code, body := e.get("/api/v1/system", e.token())
+	if code != 200 || !strings.Contains(body, fmt.Sprintf(`"pid": %d`, pid)) || !strings.Contains(body, `"home": "`+e.home) {
+		t.Fatalf("with token: %d %s", code, body)
+	}
+	if code, body := e.get("/api/v1/nothing", e.token()); code != 404 || !strings.Contains(body, `"not_found"`) {
+		t.Fatalf("unknown route: %d %s", code, body)
+	}
+	if code, body := e.get("/healthz", ""); code != 200 {
+		t.Fatalf("healthz: %d %s", code, body)
+	}
+
+	if r = e.oxios("logs", "-n", "20"); r.code != 0 || !strings.Contains(r.stdout, "msg=ready") {
+		t.Fatalf("logs: %s", r)
+	}
+
+	r = e.oxios("stop")
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("oxios stopped (PID %d)", pid)) {
+		t.Fatalf("stop: %s", r)
+	}
+	waitGone(t, pid, 5*time.Second)
+	if _, err := os.Stat(e.pidPath()); !os.IsNotExist(err) {
+		t.Fatalf("PID file left after stop: %v", err)
+	}
+	if r = e.oxios("status"); r.code != 3 || !strings.Contains(r.stdout, "stopped") {
+		t.Fatalf("status after stop: %s", r)
+	}
+	if r = e.oxios("stop"); r.code != 0 || !strings.Contains(r.stdout, "not running") {
+		t.Fatalf("stop when stopped: %s", r)
+	}
+	logs := e.oxios("logs", "-n", "5")
+	if !strings.Contains(logs.stdout, "msg=stopped") {
+		t.Fatalf("the daemon did not log a graceful stop: %s", logs)
+	}
+}
+
+func TestFirstStartCreatesHome(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	defer e.oxios("stop")
+	for path, mode := range map[string]os.FileMode{
+		e.home:                           0o700,
+		filepath.Join(e.home, "secrets"): 0o700,
+		filepath.Join(e.home, "secrets", "admin.token"): 0o600,
+		filepath.Join(e.home, "config.toml"):            0o600,
+		filepath.Join(e.home, "logs", "oxios.log"):      0o600,
+	} {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v, want mode %04o", path, err, mode)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(e.home, "config.toml"))
+	if !strings.Contains(string(b), "# Address the HTTP API") || !strings.Contains(string(b), `stop_timeout = "10s"`) {
+		t.Fatalf("config.toml is not the commented default:\n%s", b)
+	}
+	if r := e.oxios("config", "validate"); r.code != 0 || !strings.Contains(r.stdout, "is valid") {
+		t.Fatalf("config validate: %s", r)
+	}
+	if r := e.oxios("config", "path"); strings.TrimSpace(r.stdout) != filepath.Join(e.home, "config.toml") {
+		t.Fatalf("config path: %s", r)
+	}
+	logs, _ := os.ReadFile(filepath.Join(e.home, "logs", "oxios.log"))
+	if strings.Contains(string(logs), e.token()) {
+		t.Fatal("the admin token was written to the log")
+	}
+}
+
+func TestBareOxiosStarts(t *testing.T) {
+	e := newEnv(t)
+	r := e.run(nil, "--listen", e.listen)
+	if r.code != 0 || !strings.Contains(r.stdout, "oxios started") || !strings.Contains(r.stdout, "dashboard: http://"+e.listen+"/") {
+		t.Fatalf("bare oxios: %s", r)
+	}
+	if r = e.oxios("stop"); r.code != 0 {
+		t.Fatalf("stop: %s", r)
+	}
+}
+
+func TestRestart(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+	r := e.oxios("restart", "--listen", e.listen)
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("oxios stopped (PID %d)", pid)) || !strings.Contains(r.stdout, "oxios started") {
+		t.Fatalf("restart: %s", r)
+	}
+	waitGone(t, pid, 5*time.Second)
+	if np := e.pidIfRunning(); np == 0 || np == pid {
+		t.Fatalf("after restart PID %d (was %d)", np, pid)
+	}
+	e.oxios("stop")
+}
+
+func TestStalePIDFile(t *testing.T) {
+	e := newEnv(t)
+	os.MkdirAll(e.home, 0o700)
+	// A PID file naming a live process (this test) that holds no lock: the
+	// recycled-PID case. It must read as stale, never as running.
+	os.WriteFile(e.pidPath(), []byte(fmt.Sprintf("%d\n%s\n", os.Getpid(), e.listen)), 0o600)
+	r := e.oxios("status")
+	if r.code != 1 || !strings.Contains(r.stdout, "not running") {
+		t.Fatalf("status with a stale PID file: %s", r)
+	}
+	pid := e.start()
+	if pid == os.Getpid() {
+		t.Fatal("impossible PID")
+	}
+	if r := e.oxios("status"); r.code != 0 {
+		t.Fatalf("status after start over stale file: %s", r)
+	}
+	e.oxios("stop")
+}
+
+func TestPortHeldByAnotherProgram(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", e.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r := e.oxios("start", "--listen", e.listen)
+	if r.code != 1 || !strings.Contains(r.stderr, e.listen+" is already in use") || !strings.Contains(r.stderr, "ss -ltnp") {
+		t.Fatalf("start on a held port: %s", r)
+	}
+	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("want one line, got: %q", r.stderr)
+	}
+	if pid := e.pidIfRunning(); pid != 0 {
+		t.Fatalf("a daemon (PID %d) was left behind", pid)
+	}
+	if r := e.oxios("status"); r.code != 3 {
+		t.Fatalf("status: %s", r)
+	}
+}
+
+// A daemon that starts but fails during boot: start shows its log and exits
+// non-zero, and the daemon is gone.
+func TestDaemonThatFailsToBoot(t *testing.T) {
+	e := newEnv(t)
+	os.MkdirAll(filepath.Join(e.home, "secrets"), 0o700)
+	// The admin token path is a directory: the daemon cannot read or create it.
+	os.MkdirAll(filepath.Join(e.home, "secrets", "admin.token"), 0o700)
+	r := e.oxios("start", "--listen", e.listen)
+	if r.code != 1 || !strings.Contains(r.stderr, "exited before it was ready") ||
+		!strings.Contains(r.stderr, "--- last") || !strings.Contains(r.stderr, "admin token") {
+		t.Fatalf("start of a failing daemon: %s", r)
+	}
+	pid := pidFrom(t, r.stderr)
+	waitGone(t, pid, 5*time.Second)
+	if p := e.pidIfRunning(); p != 0 {
+		t.Fatalf("daemon %d left running", p)
+	}
+}
+
+// A daemon that is alive but not ready in time is terminated by start.
+func TestReadyTimeoutStopsTheChild(t *testing.T) {
+	e := newEnv(t)
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	os.WriteFile(cfg, []byte("[daemon]\nready_timeout = \"1ms\"\n"), 0o600)
+	r := e.oxios("start", "--config", cfg, "--listen", e.listen)
+	if r.code != 1 || !strings.Contains(r.stderr, "was not ready within 1ms") {
+		t.Fatalf("start with a tiny ready timeout: %s", r)
+	}
+	pid := pidFrom(t, r.stderr)
+	waitGone(t, pid, 5*time.Second)
+	if p := e.pidIfRunning(); p != 0 {
+		t.Fatalf("daemon %d left running", p)
+	}
+	if _, err := net.DialTimeout("tcp", e.listen, time.Second); err == nil {
+		t.Fatal("something still listens on the address")
+	}
+}
+
+func pidFrom(t *testing.T, s string) int {
+	t.Helper()
+	m := regexp.MustCompile(`PID (\d+)`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no PID in %q", s)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	badCfg := filepath.Join(t.TempDir(), "bad.toml")
+	os.WriteFile(badCfg, []byte("[daemon]\nstop_timeout = \"10s\"\nstop_timout = \"5s\"\n"), 0o600)
+	badVal := filepath.Join(t.TempDir(), "badval.toml")
+	os.WriteFile(badVal, []byte("[log]\nlevel = \"verbose\"\n"), 0o600)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"start", "--config", badCfg, "--listen", e.listen}, "bad.toml:3: daemon.stop_timout: unknown key"},
+		{[]string{"start", "--config", badVal, "--listen", e.listen}, "badval.toml:2: log.level: must be one of debug, info, warn, error"},
+		{[]string{"config", "validate", "--config", badCfg}, "daemon.stop_timout: unknown key"},
+		{[]string{"start", "--listen", "localhost"}, "--listen: must be \"host:port\""},
+		{[]string{"start", "--listen", "127.0.0.1:70000"}, "--listen: port must be a number from 1 to 65535"},
+		{[]string{"start", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"status", "-o", "yaml"}, "--output: must be table or json"},
+		{[]string{"logs", "-n", "-3"}, "-n: must be 0 or more"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"start", "--config", filepath.Join(t.TempDir(), "missing.toml")}, "does not exist"},
+	} {
+		r := e.oxios(c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("oxios %v: want exit 2 with %q, got %s", c.args, c.want, r)
+			continue
+		}
+		if lines := strings.Count(strings.TrimSpace(r.stderr), "\n") + 1; lines != 1 {
+			t.Errorf("oxios %v: %d lines of error, want 1: %q", c.args, lines, r.stderr)
+		}
+		if strings.Contains(r.stderr, "goroutine") || strings.Contains(r.stderr, "Usage:") {
+			t.Errorf("oxios %v printed a trace or usage dump: %q", c.args, r.stderr)
+		}
+	}
+	if pid := e.pidIfRunning(); pid != 0 {
+		t.Fatalf("bad input left a daemon (PID %d)", pid)
+	}
+}
+
+func TestSIGTERMIsGraceful(t *testing.T) {
+	e := newEnv(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		pid := e.start()
+		syscall.Kill(pid, sig)
+		waitGone(t, pid, 10*time.Second)
+		if _, err := os.Stat(e.pidPath()); !os.IsNotExist(err) {
+			t.Fatalf("%v: PID file left: %v", sig, err)
+		}
+		logs := e.oxios("logs", "-n", "10").stdout
+		if !strings.Contains(logs, "signal="+strings.ToLower(sig.String()[:1])+sig.String()[1:]) && !strings.Contains(logs, "received signal") {
+			t.Fatalf("%v: log does not show the signal:\n%s", sig, logs)
+		}
+		if !strings.HasSuffix(strings.TrimSpace(logs), "msg=stopped") {
+			t.Fatalf("%v: log does not end with a graceful stop:\n%s", sig, logs)
+		}
+	}
+}
+
+// The foreground daemon exits 0 on SIGTERM, notifies systemd, and removes
+// its PID file.
+func TestForegroundNotifyAndExitCode(t *testing.T) {
+	e := newEnv(t)
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	cmd := exec.Command(binary, "start", "--foreground", "--listen", e.listen)
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NOTIFY_SOCKET="+sock)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	read := func() string {
+		buf := make([]byte, 256)
+		conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no sd_notify message: %v\n%s", err, stderr.String())
+		}
+		return string(buf[:n])
+	}
+	if m := read(); m != "READY=1" {
+		t.Fatalf("first notify %q, want READY=1", m)
+	}
+	if code, _ := e.get("/readyz", ""); code != 200 {
+		t.Fatalf("READY=1 sent before /readyz answers 200 (got %d)", code)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if m := read(); m != "STOPPING=1" {
+		t.Fatalf("second notify %q, want STOPPING=1", m)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("foreground daemon exit: %v\n%s", err, stderr.String())
+	}
+	if _, err := os.Stat(e.pidPath()); !os.IsNotExist(err) {
+		t.Fatalf("PID file left: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "msg=ready") {
+		t.Fatalf("a foreground daemon logs to stderr too; got:\n%s", stderr.String())
+	}
+}
+
+func TestSIGKILLThenStart(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid, 5*time.Second)
+	r := e.oxios("status")
+	if r.code != 1 || !strings.Contains(r.stdout, fmt.Sprintf("PID %d", pid)) {
+		t.Fatalf("status after SIGKILL: %s", r)
+	}
+	r = e.oxios("start", "--listen", e.listen)
+	if r.code != 0 || !strings.Contains(r.stderr, fmt.Sprintf("removed stale PID file of a daemon that died (PID %d)", pid)) {
+		t.Fatalf("start after SIGKILL: %s", r)
+	}
+	e.oxios("stop")
+}
+
+func TestLogsFollow(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+	cmd := exec.Command(binary, "logs", "-f", "-n", "0")
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 100)
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	if r := e.oxios("stop"); r.code != 0 {
+		t.Fatalf("stop: %s", r)
+	}
+	waitGone(t, pid, 5*time.Second)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("logs -f ended early")
+			}
+			if strings.Contains(l, "msg=stopped") {
+				cmd.Process.Signal(os.Interrupt)
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("logs -f did not exit 0 on interrupt: %v", err)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatal("logs -f did not show the shutdown")
+		}
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	e := newEnv(t)
+	r := e.oxios("version", "-o", "json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v["version"] == "" || v["go_version"] == "" {
+		t.Fatalf("version -o json: %s", r)
+	}
+	for _, c := range [][]string{{}, {"start"}, {"stop"}, {"restart"}, {"status"}, {"logs"}, {"version"}, {"config"}, {"config", "path"}, {"config", "show"}, {"config", "validate"}} {
+		r := e.oxios(append(c, "--help")...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") {
+			t.Errorf("oxios %v --help has no example: %s", c, r)
+		}
+	}
+	r = e.oxios("config", "show")
+	if r.code != 0 || !strings.Contains(r.stdout, "listen = '127.0.0.1:4200'") {
+		t.Fatalf("config show: %s", r)
+	}
+}

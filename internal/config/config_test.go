@@ -1,0 +1,149 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTemplateParsesToDefaults(t *testing.T) {
+	cfg, err := Parse("config.toml", []byte(Template))
+	if err != nil {
+		t.Fatalf("template does not parse: %v", err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("template differs from DefaultConfig:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestTemplateMentionsEveryKey(t *testing.T) {
+	for key := range hints {
+		leaf := key[strings.LastIndex(key, ".")+1:]
+		if !strings.Contains(Template, "\n"+leaf+" = ") {
+			t.Errorf("template has no line for %s", key)
+		}
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Node = "n1"
+	cfg.Daemon.StopTimeout = Duration{90 * time.Second}
+	cfg.Log.Format = "json"
+	b, err := cfg.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse("shown.toml", b)
+	if err != nil {
+		t.Fatalf("config show output does not parse: %v\n%s", err, b)
+	}
+	if !reflect.DeepEqual(got, cfg) {
+		t.Fatalf("round trip changed the config:\n got %+v\nwant %+v", got, cfg)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name, file string
+		line       int
+		key        string
+		msg        string
+	}{
+		{"unknown key", "[daemon]\n\nbogus = 1\n", 3, "daemon.bogus", "unknown key"},
+		{"unknown table", "[nope]\nx = 1\n", 1, "nope", "unknown key"},
+		{"duration typo", "[daemon]\nstop_timeout = \"10x\"\n", 2, "daemon.stop_timeout", "duration string"},
+		{"duration as number", "[daemon]\nstop_timeout = 10\n", 2, "daemon.stop_timeout", "duration string"},
+		{"negative duration", "[daemon]\nstop_timeout = \"-1s\"\n", 2, "daemon.stop_timeout", "between"},
+		{"int as string", "[log]\nmax_files = \"5\"\n", 2, "log.max_files", "whole number"},
+		{"bad level", "[log]\nlevel = \"loud\"\n", 2, "log.level", "debug, info, warn, error"},
+		{"bad format", "[log]\nformat = \"xml\"\n", 2, "log.format", "text or json"},
+		{"size zero", "[log]\nmax_size_mb = 0\n", 2, "log.max_size_mb", "from 1 to 10240"},
+		{"listen without port", "[api]\nlisten = \"127.0.0.1\"\n", 2, "api.listen", "host:port"},
+		{"listen bad port", "[api]\nlisten = \"127.0.0.1:99999\"\n", 2, "api.listen", "1 to 65535"},
+		{"listen hostname", "[api]\nlisten = \"example.com:80\"\n", 2, "api.listen", "IP address or localhost"},
+		{"bad node", "node = \"a b\"\n", 1, "node", "letters, digits"},
+		{"syntax", "[daemon\n", 1, "", "invalid TOML"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("cfg.toml", []byte(c.file))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *Error, got %T %v", err, err)
+			}
+			if ce.Key != c.key || ce.Line != c.line || ce.File != "cfg.toml" {
+				t.Errorf("got file=%q line=%d key=%q, want line=%d key=%q (%v)", ce.File, ce.Line, ce.Key, c.line, c.key, err)
+			}
+			if !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("message %q does not say %q", err.Error(), c.msg)
+			}
+		})
+	}
+}
+
+func TestOverridesKeepOtherDefaults(t *testing.T) {
+	cfg, err := Parse("c", []byte("[api]\nlisten = \"127.0.0.1:5000\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.API.Listen = "127.0.0.1:5000"
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got %+v", cfg)
+	}
+}
+
+func TestEnsureCreatesPrivateHomeOnce(t *testing.T) {
+	h := Home{Dir: filepath.Join(t.TempDir(), "home")}
+	created, err := h.Ensure()
+	if err != nil || !created {
+		t.Fatalf("first Ensure: created=%v err=%v", created, err)
+	}
+	for _, d := range []string{h.Dir, h.SecretsDir(), h.LogDir()} {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v err %v, want 0700", d, fi.Mode().Perm(), err)
+		}
+	}
+	fi, err := os.Stat(h.ConfigPath())
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("config.toml mode: %v %v", fi.Mode().Perm(), err)
+	}
+	os.WriteFile(h.ConfigPath(), []byte("node = \"mine\"\n"), 0o600)
+	if created, err := h.Ensure(); err != nil || created {
+		t.Fatalf("second Ensure: created=%v err=%v", created, err)
+	}
+	if b, _ := os.ReadFile(h.ConfigPath()); string(b) != "node = \"mine\"\n" {
+		t.Fatalf("Ensure overwrote the user's config: %q", b)
+	}
+}
+
+func TestEnsureTightensSecretsDir(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	if err := os.MkdirAll(h.SecretsDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(h.SecretsDir()); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("secrets mode %v, want 0700", fi.Mode().Perm())
+	}
+}
+
+func TestNodeNameFallsBackToHost(t *testing.T) {
+	c := DefaultConfig()
+	n := c.NodeName()
+	if n == "" || !nodeName.MatchString(n) {
+		t.Fatalf("NodeName() = %q is not a valid node name", n)
+	}
+	c.Node = "edge-1"
+	if c.NodeName() != "edge-1" {
+		t.Fatalf("NodeName() ignores the configured name")
+	}
+}

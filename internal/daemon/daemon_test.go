@@ -1,0 +1,251 @@
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary play a daemon in a subprocess: with
+// OXIOS_TEST_HOLD set it takes the PID file at that path, says so on stdout,
+// and waits (ignoring SIGTERM when OXIOS_TEST_STUBBORN is set).
+func TestMain(m *testing.M) {
+	if path := os.Getenv("OXIOS_TEST_HOLD"); path != "" {
+		if os.Getenv("OXIOS_TEST_STUBBORN") != "" {
+			signal.Ignore(syscall.SIGTERM)
+		}
+		p, err := Acquire(path, "127.0.0.1:1")
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("held")
+		if os.Getenv("OXIOS_TEST_STUBBORN") == "" {
+			ch := make(chan os.Signal, 1)
+			signal.Notify(ch, syscall.SIGTERM)
+			<-ch
+			p.Release()
+			os.Exit(0)
+		}
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+// holder starts a subprocess that holds the PID file at path.
+func holder(t *testing.T, path string, stubborn bool) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OXIOS_TEST_HOLD="+path)
+	if stubborn {
+		cmd.Env = append(cmd.Env, "OXIOS_TEST_STUBBORN=1")
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "held" {
+		t.Fatalf("holder did not take the PID file: %q %v", line, err)
+	}
+	return cmd
+}
+
+func TestPIDFileStates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	st, err := ReadStatus(path)
+	if err != nil || st.State != Stopped {
+		t.Fatalf("no file: %+v %v, want stopped", st, err)
+	}
+
+	p, err := Acquire(path, "127.0.0.1:4200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = ReadStatus(path)
+	if err != nil || st.State != Running || st.PID != os.Getpid() || st.Listen != "127.0.0.1:4200" {
+		t.Fatalf("held: %+v %v", st, err)
+	}
+	if _, err := Acquire(path, "x"); !errors.As(err, new(*RunningError)) || !strings.Contains(err.Error(), fmt.Sprintf("already running (PID %d)", os.Getpid())) {
+		t.Fatalf("second Acquire: %v, want already running", err)
+	}
+	if _, removed, _ := RemoveStale(path); removed {
+		t.Fatal("RemoveStale removed a held PID file")
+	}
+	if err := p.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("Release left the file: %v", err)
+	}
+}
+
+// A PID file naming a live process that does not hold the lock is stale:
+// a recycled PID never passes for the daemon.
+func TestRecycledPIDIsStale(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	// This test process is certainly alive.
+	os.WriteFile(path, []byte(fmt.Sprintf("%d\n127.0.0.1:4200\n", os.Getpid())), 0o600)
+	st, err := ReadStatus(path)
+	if err != nil || st.State != Stale || st.PID != os.Getpid() {
+		t.Fatalf("got %+v %v, want stale with PID %d", st, err, os.Getpid())
+	}
+	p, err := Acquire(path, "127.0.0.1:4300")
+	if err != nil {
+		t.Fatalf("Acquire over a stale file: %v", err)
+	}
+	defer p.Release()
+	if st, _ := ReadStatus(path); st.State != Running || st.Listen != "127.0.0.1:4300" {
+		t.Fatalf("after takeover: %+v", st)
+	}
+}
+
+func TestLockDiesWithProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	cmd := holder(t, path, false)
+	st, err := ReadStatus(path)
+	if err != nil || st.State != Running || st.PID != cmd.Process.Pid {
+		t.Fatalf("held by child: %+v %v", st, err)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	st, err = ReadStatus(path)
+	if err != nil || st.State != Stale || st.PID != cmd.Process.Pid {
+		t.Fatalf("after SIGKILL: %+v %v, want stale", st, err)
+	}
+	pid, removed, err := RemoveStale(path)
+	if err != nil || !removed || pid != cmd.Process.Pid {
+		t.Fatalf("RemoveStale: %d %v %v", pid, removed, err)
+	}
+}
+
+func TestStopGraceful(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	cmd := holder(t, path, false)
+	res, err := Stop(context.Background(), path, 5*time.Second)
+	if err != nil || !res.WasRunning || res.Killed || res.PID != cmd.Process.Pid {
+		t.Fatalf("Stop: %+v %v", res, err)
+	}
+	if st, _ := ReadStatus(path); st.State != Stopped {
+		t.Fatalf("after stop: %+v", st)
+	}
+}
+
+func TestStopEscalatesToSIGKILL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	cmd := holder(t, path, true)
+	res, err := Stop(context.Background(), path, 200*time.Millisecond)
+	if err != nil || !res.Killed || res.PID != cmd.Process.Pid {
+		t.Fatalf("Stop: %+v %v, want killed", res, err)
+	}
+	if st, _ := ReadStatus(path); st.State != Stopped {
+		t.Fatalf("after kill: %+v, want stopped (stale file removed)", st)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("holder exit: %v, want killed", err)
+	}
+}
+
+func TestStopWhenNotRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	res, err := Stop(context.Background(), path, time.Second)
+	if err != nil || res.WasRunning || res.StaleRemoved {
+		t.Fatalf("no file: %+v %v", res, err)
+	}
+	os.WriteFile(path, []byte("12345\n"), 0o600)
+	res, err = Stop(context.Background(), path, time.Second)
+	if err != nil || !res.StaleRemoved || res.PID != 12345 {
+		t.Fatalf("stale: %+v %v", res, err)
+	}
+}
+
+func TestNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	if err := Notify("READY=1"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := conn.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("got %q %v", buf[:n], err)
+	}
+	t.Setenv("NOTIFY_SOCKET", "")
+	if err := Notify("READY=1"); err != nil {
+		t.Fatalf("without NOTIFY_SOCKET Notify must do nothing: %v", err)
+	}
+}
+
+func TestSignalContext(t *testing.T) {
+	got := make(chan os.Signal, 2)
+	forced := make(chan struct{})
+	ctx, stop := SignalContext(context.Background(), func(s os.Signal) { got <- s }, func() { close(forced) })
+	defer stop()
+	syscall.Kill(os.Getpid(), syscall.SIGINT)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("SIGINT did not cancel the context")
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-forced:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second signal did not force")
+	}
+	if s1, s2 := <-got, <-got; s1 != syscall.SIGINT || s2 != syscall.SIGTERM {
+		t.Fatalf("signals seen: %v %v", s1, s2)
+	}
+}
+
+func TestCheckListen(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	err = CheckListen(addr)
+	var inUse *AddrInUseError
+	if !errors.As(err, &inUse) || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "ss -ltnp") {
+		t.Fatalf("held address: %v", err)
+	}
+	ln.Close()
+	if err := CheckListen(addr); err != nil {
+		t.Fatalf("free address: %v", err)
+	}
+}
+
+func TestURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:4200": "http://127.0.0.1:4200",
+		"0.0.0.0:4200":   "http://127.0.0.1:4200",
+		":4200":          "http://127.0.0.1:4200",
+		"[::]:4200":      "http://[::1]:4200",
+		"[::1]:4200":     "http://[::1]:4200",
+	} {
+		if got := URL(in); got != want {
+			t.Errorf("URL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
