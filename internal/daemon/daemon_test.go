@@ -14,16 +14,31 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oxios/oxios/internal/logfile"
 )
 
 // TestMain lets the test binary play a daemon in a subprocess: with
 // OXIOS_TEST_HOLD set it takes the PID file at that path, says so on stdout,
 // and waits (ignoring SIGTERM when OXIOS_TEST_STUBBORN is set).
 func TestMain(m *testing.M) {
+	if path := os.Getenv("OXIOS_TEST_REDIRECT"); path != "" {
+		l, err := logfile.Open(path, logfile.Options{MaxSize: 64, MaxFiles: 1, OnRotate: RedirectStdio})
+		if err != nil {
+			os.Exit(1)
+		}
+		l.Write([]byte(strings.Repeat("x", 60) + "\n"))
+		l.Write([]byte("this line rotates the log\n"))
+		fmt.Fprintln(os.Stderr, "stderr after rotation")
+		fmt.Fprintln(os.Stdout, "stdout after rotation")
+		os.Exit(0)
+	}
 	if path := os.Getenv("OXIOS_TEST_HOLD"); path != "" {
 		if os.Getenv("OXIOS_TEST_STUBBORN") != "" {
 			signal.Ignore(syscall.SIGTERM)
 		}
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
 		p, err := Acquire(path, "127.0.0.1:1")
 		if err != nil {
 			fmt.Println("error:", err)
@@ -31,8 +46,6 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Println("held")
 		if os.Getenv("OXIOS_TEST_STUBBORN") == "" {
-			ch := make(chan os.Signal, 1)
-			signal.Notify(ch, syscall.SIGTERM)
 			<-ch
 			p.Release()
 			os.Exit(0)
@@ -247,5 +260,30 @@ func TestURL(t *testing.T) {
 		if got := URL(in); got != want {
 			t.Errorf("URL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A detached daemon's stdout and stderr follow its log across rotation, so
+// a panic trace lands in the current file, not in a rotated one.
+func TestRedirectStdioFollowsRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OXIOS_TEST_REDIRECT="+path)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	cur, _ := os.ReadFile(path)
+	old, _ := os.ReadFile(path + ".1")
+	if string(cur) != "this line rotates the log\nstderr after rotation\nstdout after rotation\n" {
+		t.Fatalf("current log:\n%s\nrotated log:\n%s", cur, old)
+	}
+	if strings.Contains(string(old), "after rotation") {
+		t.Fatalf("standard streams still wrote to the rotated file:\n%s", old)
 	}
 }

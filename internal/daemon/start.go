@@ -148,7 +148,7 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 	start := time.Now()
 	deadline := time.NewTimer(o.ReadyTimeout)
 	defer deadline.Stop()
-	delay := 2 * time.Millisecond
+	delay := time.Millisecond
 	lastProgress := time.Time{}
 	for {
 		if ok, _ := probeReady(ctx, hc, url, res.PID); ok {
@@ -168,7 +168,7 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 			return fail(fmt.Sprintf("start interrupted; stopped the daemon (PID %d)", res.PID))
 		case <-time.After(delay):
 		}
-		if delay < 50*time.Millisecond {
+		if delay < 10*time.Millisecond {
 			delay *= 2
 		}
 	}

@@ -45,7 +45,11 @@ func Stop(ctx context.Context, path string, timeout time.Duration) (StopResult, 
 	if err := syscall.Kill(st.PID, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return res, fmt.Errorf("signal PID %d: %w", st.PID, err)
 	}
-	if gone, err := waitReleased(ctx, path, timeout); err != nil || gone {
+	if gone, err := waitReleased(ctx, path, timeout); err != nil {
+		return res, err
+	} else if gone {
+		// A daemon that died of the signal without cleaning up leaves a stale file.
+		_, _, err := RemoveStale(path)
 		return res, err
 	}
 	res.Killed = true

@@ -113,6 +113,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		return fmt.Errorf("listen on %s: %w", o.Listen, err)
 	}
+	if host, _, _ := net.SplitHostPort(o.Listen); !isLoopback(host) {
+		k.log.Warn("the API listens on a non-loopback address and is reachable from the network; every /api/ route requires a token", "listen", o.Listen)
+	}
 	srv := &http.Server{
 		Handler: api.Handler(api.Options{
 			Logger:       k.log,

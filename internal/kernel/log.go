@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"syscall"
 
 	"github.com/oxios/oxios/internal/config"
@@ -26,6 +27,14 @@ func openLog(o Options) (*logfile.File, error) {
 }
 
 var errAddrInUse = syscall.EADDRINUSE
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
