@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -21,10 +22,37 @@ import (
 // (DefaultConfig) and a commented line in the generated file (Template).
 type Config struct {
 	// Node is this daemon's name; empty means the host name.
-	Node   string `toml:"node"`
-	API    API    `toml:"api"`
-	Daemon Daemon `toml:"daemon"`
-	Log    Log    `toml:"log"`
+	Node     string   `toml:"node"`
+	API      API      `toml:"api"`
+	Daemon   Daemon   `toml:"daemon"`
+	Log      Log      `toml:"log"`
+	Backbone Backbone `toml:"backbone"`
+	Store    Store    `toml:"store"`
+	Events   Events   `toml:"events"`
+}
+
+// Backbone configures NATS: embedded (the default) or an external server.
+type Backbone struct {
+	// URL of an external NATS server or cluster; empty runs NATS embedded.
+	URL string `toml:"url"`
+	// Credentials is a NATS .creds file for the external server (optional).
+	Credentials string `toml:"credentials"`
+	// Replicas of each stream and bucket (1, or 3 or 5 on a cluster).
+	Replicas int `toml:"replicas"`
+}
+
+// Store configures durability of the embedded JetStream storage.
+type Store struct {
+	// Sync is "always" (fsync every write) or an interval such as "1s".
+	Sync string `toml:"sync"`
+}
+
+// Events configures the retention of the event log.
+type Events struct {
+	// MaxAge drops events older than this.
+	MaxAge Duration `toml:"max_age"`
+	// MaxMB drops the oldest events when the log grows past this size.
+	MaxMB int `toml:"max_mb"`
 }
 
 // API configures the HTTP server.
@@ -64,7 +92,10 @@ func DefaultConfig() Config {
 			ReadyTimeout:    Duration{15 * time.Second},
 			ShutdownTimeout: Duration{5 * time.Second},
 		},
-		Log: Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
+		Log:      Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
+		Backbone: Backbone{Replicas: 1},
+		Store:    Store{Sync: "1s"},
+		Events:   Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
 	}
 }
 
@@ -128,6 +159,12 @@ var hints = map[string]string{
 	"log.format":              "must be text or json",
 	"log.max_size_mb":         "must be a whole number of megabytes from 1 to 10240",
 	"log.max_files":           "must be a whole number from 0 to 1000",
+	"backbone.url":            `must be a NATS URL string such as "nats://10.0.0.5:4222" (or "" for embedded)`,
+	"backbone.credentials":    "must be the path of a NATS .creds file",
+	"backbone.replicas":       "must be 1, 3 or 5",
+	"store.sync":              `must be "always" or a duration string such as "1s"`,
+	"events.max_age":          `must be a duration string such as "168h"`,
+	"events.max_mb":           "must be a whole number of megabytes from 1 to 1048576",
 }
 
 // Load reads the file at path over the defaults and validates the result.
@@ -288,7 +325,47 @@ func (c *Config) Validate() error {
 	if c.Log.MaxFiles < 0 || c.Log.MaxFiles > 1000 {
 		return &Error{Key: "log.max_files", Msg: fmt.Sprintf("must be from 0 to 1000 (got %d)", c.Log.MaxFiles)}
 	}
+	if u := c.Backbone.URL; u != "" {
+		for _, one := range strings.Split(u, ",") {
+			pu, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || pu.Host == "" || (pu.Scheme != "nats" && pu.Scheme != "tls" && pu.Scheme != "ws" && pu.Scheme != "wss") {
+				return &Error{Key: "backbone.url", Msg: fmt.Sprintf("must be nats://host:port (or tls://, ws://, wss://), comma-separated for a cluster (got %q)", one)}
+			}
+		}
+	}
+	if c.Backbone.Credentials != "" && c.Backbone.URL == "" {
+		return &Error{Key: "backbone.credentials", Msg: "is only used with backbone.url (an external NATS server)"}
+	}
+	switch c.Backbone.Replicas {
+	case 1, 3, 5:
+	default:
+		return &Error{Key: "backbone.replicas", Msg: fmt.Sprintf("must be 1, 3 or 5 (got %d)", c.Backbone.Replicas)}
+	}
+	if c.Backbone.Replicas > 1 && c.Backbone.URL == "" {
+		return &Error{Key: "backbone.replicas", Msg: "must be 1 with the embedded backbone (replicas need a NATS cluster in backbone.url)"}
+	}
+	if _, _, err := c.Store.SyncPolicy(); err != nil {
+		return &Error{Key: "store.sync", Msg: err.Error()}
+	}
+	if d := c.Events.MaxAge.Duration; d < time.Minute {
+		return &Error{Key: "events.max_age", Msg: fmt.Sprintf("must be at least 1m (got %s)", d)}
+	}
+	if c.Events.MaxMB < 1 || c.Events.MaxMB > 1<<20 {
+		return &Error{Key: "events.max_mb", Msg: fmt.Sprintf("must be from 1 to 1048576 (got %d)", c.Events.MaxMB)}
+	}
 	return nil
+}
+
+// SyncPolicy interprets store.sync: always fsync, or fsync every interval.
+func (s Store) SyncPolicy() (always bool, interval time.Duration, err error) {
+	if s.Sync == "always" {
+		return true, 0, nil
+	}
+	d, perr := time.ParseDuration(s.Sync)
+	if perr != nil || d < 10*time.Millisecond || d > time.Minute {
+		return false, 0, fmt.Errorf(`must be "always" or a duration from 10ms to 1m such as "1s" (got %q)`, s.Sync)
+	}
+	return false, d, nil
 }
 
 // ValidateListen checks a "host:port" listen address: the port must be a

@@ -34,4 +34,27 @@ format = "text"
 max_size_mb = 10
 # Rotated files kept besides the current one (0 to 1000).
 max_files = 5
+
+[backbone]
+# oxios keeps its events and state in NATS JetStream. Empty: run NATS inside
+# the daemon, storing in $OXIOS_HOME/data (no port is opened). Set a URL
+# ("nats://10.0.0.5:4222", comma-separated for a cluster) to use an external
+# NATS server with JetStream enabled instead.
+url = ""
+# NATS credentials file (.creds) for the external server; empty for none.
+credentials = ""
+# Copies of each stream and bucket: 1, or 3 or 5 on a NATS cluster.
+replicas = 1
+
+[store]
+# When the embedded storage is flushed to disk. "1s": fsync once a second;
+# a crash of the daemon loses nothing, a power loss at most the last second.
+# "always": fsync every write before it is acknowledged (slower).
+sync = "1s"
+
+[events]
+# Events older than this are dropped from the event log.
+max_age = "168h"
+# The oldest events are dropped when the event log passes this many megabytes.
+max_mb = 1024
 `
