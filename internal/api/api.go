@@ -8,7 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/store"
 
 	"github.com/oxios/oxios/internal/version"
 	"github.com/oxios/oxios/internal/web"
@@ -48,31 +53,75 @@ type Options struct {
 	Readiness func() Readiness
 	// System describes the running daemon.
 	System func() System
+	// Heartbeat is the interval of SSE heartbeat comments (default 15s).
+	Heartbeat time.Duration
 }
 
-// Handler returns the daemon's whole HTTP handler.
-func Handler(o Options) http.Handler {
-	s := &server{Options: o}
+// Services are the parts the API serves once they have booted.
+type Services struct {
+	State *store.Store
+	Bus   *bus.Bus
+}
+
+// Server is the daemon's HTTP handler. It answers probes from the start;
+// the routes that need the backbone answer 503 until Attach.
+type Server struct {
+	Options
+	handler  http.Handler
+	services atomic.Pointer[Services]
+	// stopping ends long-lived responses (event streams) at shutdown.
+	stopping chan struct{}
+	stopOnce sync.Once
+}
+
+// New returns the daemon's HTTP handler.
+func New(o Options) *Server {
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 15 * time.Second
+	}
+	s := &Server{Options: o, stopping: make(chan struct{})}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /api/v1/system", s.system)
+	v1.HandleFunc("GET /api/v1/state/{ns}", s.stateList)
+	v1.HandleFunc("GET /api/v1/state/{ns}/{key...}", s.stateGet)
+	v1.HandleFunc("PUT /api/v1/state/{ns}/{key...}", s.statePut)
+	v1.HandleFunc("DELETE /api/v1/state/{ns}/{key...}", s.stateDelete)
+	v1.HandleFunc("GET /api/v1/events", s.eventStream)
+	v1.HandleFunc("POST /api/v1/events", s.eventPublish)
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz)
 	root.HandleFunc("GET /readyz", s.readyz)
 	root.Handle("/api/", s.authenticated(jsonMux(v1)))
 	root.Handle("/", web.Handler())
-	return s.recoverer(root)
+	s.handler = s.recoverer(root)
+	return s
 }
 
-type server struct {
-	Options
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Attach makes the backbone-backed routes available.
+func (s *Server) Attach(svc *Services) { s.services.Store(svc) }
+
+// Stop ends long-lived responses, so a graceful HTTP shutdown does not
+// wait for event streams that never end by themselves.
+func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+
+// svc returns the attached services, or answers 503 and returns nil.
+func (s *Server) svc(w http.ResponseWriter) *Services {
+	svc := s.services.Load()
+	if svc == nil {
+		writeError(w, http.StatusServiceUnavailable, "the daemon is still starting; retry in a moment", "")
+	}
+	return svc
 }
 
-func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	rd := s.Readiness()
 	status := http.StatusOK
 	if !rd.Ready {
@@ -81,12 +130,12 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, rd)
 }
 
-func (s *server) system(w http.ResponseWriter, r *http.Request) {
+func (s *Server) system(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.System())
 }
 
 // authenticated requires "Authorization: Bearer <token>" on every request.
-func (s *server) authenticated(next http.Handler) http.Handler {
+func (s *Server) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		scheme, token, ok := strings.Cut(auth, " ")
@@ -138,7 +187,7 @@ func (r *statusRecorder) WriteHeader(status int)      { r.status = status }
 
 // recoverer turns a panic in a handler into a logged 500 with the JSON
 // envelope, so one bad request never takes the daemon down.
-func (s *server) recoverer(next http.Handler) http.Handler {
+func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {

@@ -15,7 +15,7 @@ const token = "oxs_test-token"
 
 func newServer(t *testing.T, ready *atomic.Bool) *httptest.Server {
 	t.Helper()
-	h := Handler(Options{
+	h := New(Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Authenticate: func(tok string) bool { return tok == token },
 		Readiness: func() Readiness {

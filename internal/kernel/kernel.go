@@ -16,9 +16,12 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/backbone"
+	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/security"
+	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/version"
 )
 
@@ -116,24 +119,74 @@ func Run(ctx context.Context, o Options) (err error) {
 	if host, _, _ := net.SplitHostPort(o.Listen); !isLoopback(host) {
 		k.log.Warn("the API listens on a non-loopback address and is reachable from the network; every /api/ route requires a token", "listen", o.Listen)
 	}
+	handler := api.New(api.Options{
+		Logger:       k.log,
+		Authenticate: func(tok string) bool { return security.HashToken(tok).Equal(adminHash) },
+		Readiness:    k.readiness,
+		System:       k.system,
+	})
 	srv := &http.Server{
-		Handler: api.Handler(api.Options{
-			Logger:       k.log,
-			Authenticate: func(tok string) bool { return security.HashToken(tok).Equal(adminHash) },
-			Readiness:    k.readiness,
-			System:       k.system,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(k.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(handler.Stop)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
+	var (
+		bb    *backbone.Backbone
+		state *store.Store
+		ev    *bus.Bus
+	)
+	syncAlways, syncInterval, _ := o.Config.Store.SyncPolicy() // validated
 	parts := []part{
 		{
-			name:  "http",
-			start: func(context.Context) error { return nil }, // already serving
+			name: "backbone",
+			start: func(ctx context.Context) (err error) {
+				bb, err = backbone.Open(ctx, backbone.Options{
+					URL:          o.Config.Backbone.URL,
+					Credentials:  o.Config.Backbone.Credentials,
+					DataDir:      o.Home.DataDir(),
+					SyncAlways:   syncAlways,
+					SyncInterval: syncInterval,
+					Replicas:     o.Config.Backbone.Replicas,
+					Name:         k.node,
+					Logger:       k.log,
+				})
+				return err
+			},
+			stop: func(context.Context) error { return bb.Close() },
+		},
+		{
+			name: "bus",
+			start: func(ctx context.Context) (err error) {
+				ev, err = bus.Open(ctx, bb.JS, bus.Options{
+					Node:     k.node,
+					MaxAge:   o.Config.Events.MaxAge.Duration,
+					MaxBytes: int64(o.Config.Events.MaxMB) << 20,
+					Replicas: bb.Replicas,
+				})
+				return err
+			},
+			stop: func(context.Context) error { return nil },
+		},
+		{
+			name: "store",
+			start: func(ctx context.Context) (err error) {
+				state, err = store.Open(ctx, bb.JS, store.Options{Bucket: "state", Replicas: bb.Replicas})
+				return err
+			},
+			stop: func(context.Context) error { state.Close(); return nil },
+		},
+		{
+			name: "http",
+			// Already serving probes; now the backbone-backed routes too.
+			start: func(context.Context) error {
+				handler.Attach(&api.Services{State: state, Bus: ev})
+				return nil
+			},
 			stop: func(ctx context.Context) error {
 				if err := srv.Shutdown(ctx); err != nil {
 					srv.Close()

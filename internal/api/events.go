@@ -1,0 +1,165 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oxios/oxios/internal/bus"
+)
+
+// publishRequest is the body of POST /api/v1/events.
+type publishRequest struct {
+	Type    string          `json:"type"`
+	AgentID string          `json:"agent_id"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func busError(w http.ResponseWriter, err error) {
+	var inv *bus.InvalidError
+	if errors.As(err, &inv) {
+		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, "event log error: "+err.Error(), "")
+}
+
+func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	var req publishRequest
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "the body is over the 1 MiB limit", "")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "the body must be a JSON object {\"type\": \"custom.<name>\", \"agent_id\": \"...\", \"data\": {...}}: "+err.Error(), "")
+		return
+	}
+	if !strings.HasPrefix(req.Type, "custom.") {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("only custom.* events can be published through the API (got %q)", req.Type), "type")
+		return
+	}
+	ev, err := svc.Bus.Publish(r.Context(), bus.Event{Type: req.Type, AgentID: req.AgentID, Data: req.Data})
+	if err != nil {
+		busError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, ev)
+}
+
+// eventStream serves GET /api/v1/events as Server-Sent Events. Each event's
+// SSE id is its sequence, so a client that reconnects with Last-Event-ID
+// (or ?since=SEQ) gets exactly the events after it.
+func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "type", "agent", "since", "follow") {
+		return
+	}
+	var f bus.Filter
+	for _, t := range q["type"] {
+		for _, p := range strings.Split(t, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				f.Types = append(f.Types, p)
+			}
+		}
+	}
+	f.Agent = q.Get("agent")
+	if err := bus.ValidateFilter(f); err != nil {
+		busError(w, err)
+		return
+	}
+	opts := bus.SubscribeOptions{FromNow: true}
+	from, field := q.Get("since"), "since"
+	if h := r.Header.Get("Last-Event-ID"); h != "" {
+		from, field = h, "Last-Event-ID"
+	}
+	if from != "" {
+		seq, err := strconv.ParseUint(strings.TrimSpace(from), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be an event sequence number (got %q)", field, from), field)
+			return
+		}
+		opts = bus.SubscribeOptions{After: seq}
+	}
+	switch v := q.Get("follow"); v {
+	case "", "true", "1":
+	case "false", "0":
+		opts.UntilCaughtUp = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("follow must be true or false (got %q)", v), "follow")
+		return
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming is not supported on this connection", "")
+		return
+	}
+	sub, err := svc.Bus.Subscribe(r.Context(), f, opts)
+	if err != nil {
+		busError(w, err)
+		return
+	}
+	defer sub.Close()
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 32<<10)
+	fmt.Fprint(bw, ": oxios event stream\n\n")
+	flush := func() bool {
+		if bw.Flush() != nil {
+			return false
+		}
+		fl.Flush()
+		return true
+	}
+	if !flush() {
+		return
+	}
+	hb := time.NewTicker(s.Heartbeat)
+	defer hb.Stop()
+	for {
+		select {
+		case ev, ok := <-sub.C:
+			if !ok {
+				flush()
+				return
+			}
+			data, _ := json.Marshal(ev)
+			if ev.Type == bus.GapType {
+				// Not an event of the log: no id, so resuming is unaffected.
+				fmt.Fprintf(bw, "event: %s\ndata: %s\n\n", ev.Type, data)
+			} else {
+				fmt.Fprintf(bw, "id: %d\nevent: %s\ndata: %s\n\n", ev.Seq, ev.Type, data)
+			}
+			// Batch writes while more events are waiting; flush when idle.
+			if len(sub.C) == 0 && !flush() {
+				return
+			}
+		case <-hb.C:
+			fmt.Fprint(bw, ": heartbeat\n\n")
+			if !flush() {
+				return
+			}
+		case <-r.Context().Done():
+			return
+		case <-s.stopping:
+			flush()
+			return
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/store"
+)
+
+// maxBody bounds request bodies: a 1 MiB value plus room for nothing else.
+const maxBody = store.MaxValueSize
+
+// storeError maps store errors to statuses, in one place.
+func storeError(w http.ResponseWriter, err error) {
+	var inv *store.InvalidError
+	var big *store.TooLargeError
+	switch {
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
+	case errors.As(err, &big):
+		writeError(w, http.StatusRequestEntityTooLarge, big.Error(), "value")
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "no such document", "")
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusPreconditionFailed, "revision mismatch: the document has changed (If-Match)", "If-Match")
+	case errors.Is(err, store.ErrExists):
+		writeError(w, http.StatusPreconditionFailed, "the document already exists (If-None-Match: *)", "If-None-Match")
+	default:
+		writeError(w, http.StatusInternalServerError, "storage error: "+err.Error(), "")
+	}
+}
+
+// checkQuery rejects query parameters the route does not know.
+func checkQuery(w http.ResponseWriter, q url.Values, allowed ...string) bool {
+	for k := range q {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || k == a
+		}
+		if !ok {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")), k)
+			return false
+		}
+	}
+	return true
+}
+
+func etag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+
+// parseRevision reads an If-Match revision: a number, quoted or not.
+func parseRevision(h string) (uint64, error) {
+	v := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(h), "W/"))
+	v = strings.Trim(v, `"`)
+	rev, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || rev == 0 {
+		return 0, fmt.Errorf("If-Match must be a revision number such as \"42\" (got %q)", h)
+	}
+	return rev, nil
+}
+
+func (s *Server) stateGet(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	e, err := svc.State.Get(r.Context(), r.PathValue("ns"), r.PathValue("key"))
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	w.Header().Set("ETag", etag(e.Revision))
+	w.Header().Set("Last-Modified", e.Updated.UTC().Format(http.TimeFormat))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(e.Value)
+}
+
+// writeResult is the body of a successful PUT.
+type writeResult struct {
+	Namespace string `json:"namespace"`
+	Key       string `json:"key"`
+	Revision  uint64 `json:"revision"`
+}
+
+func (s *Server) statePut(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	ns, key := r.PathValue("ns"), r.PathValue("key")
+	// Validate names before reading a body we may not need.
+	if err := store.ValidateNamespace(ns); err != nil {
+		storeError(w, err)
+		return
+	}
+	if err := store.ValidateKey(key); err != nil {
+		storeError(w, err)
+		return
+	}
+	var ifRev uint64
+	if h := r.Header.Get("If-Match"); h != "" {
+		rev, err := parseRevision(h)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), "If-Match")
+			return
+		}
+		ifRev = rev
+	}
+	create := false
+	if h := r.Header.Get("If-None-Match"); h != "" {
+		if strings.TrimSpace(h) != "*" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("If-None-Match must be * (create only) (got %q)", h), "If-None-Match")
+			return
+		}
+		if ifRev != 0 {
+			writeError(w, http.StatusBadRequest, "send either If-Match or If-None-Match, not both", "If-None-Match")
+			return
+		}
+		create = true
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the value is over the %d-byte (1 MiB) limit", store.MaxValueSize), "value")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read the body: "+err.Error(), "")
+		return
+	}
+	if len(body) == 0 {
+		writeError(w, http.StatusBadRequest, "the body must be a JSON value", "value")
+		return
+	}
+	var rev uint64
+	switch {
+	case create:
+		rev, err = svc.State.Create(r.Context(), ns, key, body)
+	case ifRev != 0:
+		rev, err = svc.State.Update(r.Context(), ns, key, body, ifRev)
+	default:
+		rev, err = svc.State.Put(r.Context(), ns, key, body)
+	}
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	s.publish(r, svc, "state.put", map[string]any{"namespace": ns, "key": key, "revision": rev})
+	w.Header().Set("ETag", etag(rev))
+	status := http.StatusOK
+	if create {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, writeResult{Namespace: ns, Key: key, Revision: rev})
+}
+
+func (s *Server) stateDelete(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	ns, key := r.PathValue("ns"), r.PathValue("key")
+	var ifRev uint64
+	if h := r.Header.Get("If-Match"); h != "" {
+		rev, err := parseRevision(h)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), "If-Match")
+			return
+		}
+		ifRev = rev
+	}
+	if err := svc.State.Delete(r.Context(), ns, key, ifRev); err != nil {
+		storeError(w, err)
+		return
+	}
+	s.publish(r, svc, "state.deleted", map[string]any{"namespace": ns, "key": key})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listResult is the body of a state list.
+type listResult struct {
+	Items      []store.Entry `json:"items"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
+func (s *Server) stateList(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "prefix", "limit", "cursor") {
+		return
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to 1000 (got %q)", v), "limit")
+			return
+		}
+		limit = n
+	}
+	items, next, err := svc.State.List(r.Context(), r.PathValue("ns"), q.Get("prefix"), limit, q.Get("cursor"))
+	if err != nil {
+		storeError(w, err)
+		return
+	}
+	if items == nil {
+		items = []store.Entry{}
+	}
+	writeJSON(w, http.StatusOK, listResult{Items: items, NextCursor: next})
+}
+
+// publish records a fact about a request on the bus. The write it
+// describes has already happened, so a failure is logged, not returned.
+func (s *Server) publish(r *http.Request, svc *Services, typ string, data any) {
+	b, _ := json.Marshal(data)
+	if _, err := svc.Bus.Publish(r.Context(), bus.Event{Type: typ, Data: b}); err != nil {
+		s.Logger.Error("publish event", "type", typ, "err", err)
+	}
+}
