@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 )
 
 // Exit codes. They mean the same for every command.
@@ -32,14 +31,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if !errors.As(err, &ee) {
 		// Errors cobra raises itself: unknown command, bad arguments.
-		ee = &exitError{code: exitUsage, err: err}
+		ee = &exitError{code: exitUsage, err: fmt.Errorf("%w (see 'oxios --help')", err)}
 	}
 	if ee.err != nil {
-		msg := ee.err.Error()
-		if ee.code == exitUsage && !strings.Contains(msg, "--help") {
-			msg += " (see 'oxios --help')"
-		}
-		fmt.Fprintf(stderr, "oxios: %s\n", msg)
+		fmt.Fprintf(stderr, "oxios: %s\n", ee.err.Error())
 	}
 	return ee.code
 }

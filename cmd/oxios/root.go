@@ -55,14 +55,14 @@ dashboard. Run without a command, it starts the daemon (same as 'oxios start').`
 		return usageError("%v (see 'oxios %s --help')", err, c.Name())
 	})
 	root.CompletionOptions.HiddenDefaultCmd = false
-	root.AddCommand(start, a.stopCmd(), a.restartCmd(), a.statusCmd(), a.logsCmd(), a.versionCmd(), a.configCmd())
+	root.AddCommand(start, a.stopCmd(), a.restartCmd(), a.statusCmd(), a.logsCmd(), a.versionCmd(), a.configCmd(), a.stateCmd(), a.eventsCmd())
 	return root
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
 		if cmd.HasSubCommands() {
-			return usageError("unknown command %q for %q", args[0], cmd.CommandPath())
+			return usageError("unknown command %q for %q (see '%s --help')", args[0], cmd.CommandPath(), cmd.CommandPath())
 		}
 		return usageError("%s takes no arguments (got %q)", cmd.CommandPath(), args[0])
 	}

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/store"
@@ -19,6 +20,11 @@ const maxBody = store.MaxValueSize
 
 // storeError maps store errors to statuses, in one place.
 func storeError(w http.ResponseWriter, err error) {
+	storeErrorFor(w, err, "")
+}
+
+// storeErrorFor is storeError naming the document (ns/key) in messages.
+func storeErrorFor(w http.ResponseWriter, err error, doc string) {
 	var inv *store.InvalidError
 	var big *store.TooLargeError
 	switch {
@@ -27,7 +33,11 @@ func storeError(w http.ResponseWriter, err error) {
 	case errors.As(err, &big):
 		writeError(w, http.StatusRequestEntityTooLarge, big.Error(), "value")
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, "no such document", "")
+		if doc == "" {
+			writeError(w, http.StatusNotFound, "no such document", "")
+		} else {
+			writeError(w, http.StatusNotFound, "no document "+doc, "")
+		}
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusPreconditionFailed, "revision mismatch: the document has changed (If-Match)", "If-Match")
 	case errors.Is(err, store.ErrExists):
@@ -72,11 +82,12 @@ func (s *Server) stateGet(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := svc.State.Get(r.Context(), r.PathValue("ns"), r.PathValue("key"))
 	if err != nil {
-		storeError(w, err)
+		storeErrorFor(w, err, r.PathValue("ns")+"/"+r.PathValue("key"))
 		return
 	}
 	w.Header().Set("ETag", etag(e.Revision))
 	w.Header().Set("Last-Modified", e.Updated.UTC().Format(http.TimeFormat))
+	w.Header().Set("X-Oxios-Updated", e.Updated.UTC().Format(time.RFC3339Nano))
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(e.Value)
@@ -177,7 +188,7 @@ func (s *Server) stateDelete(w http.ResponseWriter, r *http.Request) {
 		ifRev = rev
 	}
 	if err := svc.State.Delete(r.Context(), ns, key, ifRev); err != nil {
-		storeError(w, err)
+		storeErrorFor(w, err, ns+"/"+key)
 		return
 	}
 	s.publish(r, svc, "state.deleted", map[string]any{"namespace": ns, "key": key})

@@ -41,12 +41,8 @@ type Error struct {
 	api.ErrorDetail
 }
 
-func (e *Error) Error() string {
-	if e.Field != "" {
-		return fmt.Sprintf("%s: %s", e.Field, e.Message)
-	}
-	return e.Message
-}
+// Error returns the API's message, which names the field at fault.
+func (e *Error) Error() string { return e.Message }
 
 // System returns the daemon's description.
 func (c *Client) System(ctx context.Context) (api.System, error) {
@@ -57,36 +53,20 @@ func (c *Client) System(ctx context.Context) (api.System, error) {
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
+	h := http.Header{}
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
 		body = bytes.NewReader(b)
+		h.Set("Content-Type", "application/json")
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
+	resp, err := c.raw(ctx, method, path, body, h)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the daemon at %s (is it running? try: oxios status): %w", c.baseURL, err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		var env api.ErrorBody
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &env) != nil || env.Error.Message == "" {
-			return &Error{Status: resp.StatusCode, ErrorDetail: api.ErrorDetail{Code: "http_error", Message: fmt.Sprintf("HTTP %d from %s", resp.StatusCode, path)}}
-		}
-		return &Error{Status: resp.StatusCode, ErrorDetail: env.Error}
-	}
 	if out == nil {
 		return nil
 	}
@@ -94,4 +74,37 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decode %s response: %w", path, err)
 	}
 	return nil
+}
+
+// raw sends a request and returns the response if its status is below 400;
+// otherwise it returns the decoded *Error.
+func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, h http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the daemon at %s (is it running? try: oxios status): %w", c.baseURL, err)
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp, path)
+	}
+	return resp, nil
+}
+
+func decodeError(resp *http.Response, path string) error {
+	var env api.ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &env) != nil || env.Error.Message == "" {
+		return &Error{Status: resp.StatusCode, ErrorDetail: api.ErrorDetail{Code: "http_error", Message: fmt.Sprintf("HTTP %d from %s", resp.StatusCode, path)}}
+	}
+	return &Error{Status: resp.StatusCode, ErrorDetail: env.Error}
 }
