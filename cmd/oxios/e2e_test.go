@@ -426,6 +426,8 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(badCfg, []byte("[daemon]\nstop_timeout = \"10s\"\nstop_timout = \"5s\"\n"), 0o600)
 	badVal := filepath.Join(t.TempDir(), "badval.toml")
 	os.WriteFile(badVal, []byte("[log]\nlevel = \"verbose\"\n"), 0o600)
+	badStore := filepath.Join(t.TempDir(), "badstore.toml")
+	os.WriteFile(badStore, []byte("[store]\nsync = \"sometimes\"\n"), 0o600)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -437,6 +439,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "--listen", "127.0.0.1:70000"}, "--listen: port must be a number from 1 to 65535"},
 		{[]string{"start", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"status", "-o", "yaml"}, "--output: must be table or json"},
+		{[]string{"start", "--config", badStore, "--listen", e.listen}, "store.sync: must be \"always\" or a duration"},
 		{[]string{"logs", "-n", "-3"}, "-n: must be 0 or more"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"start", "--config", filepath.Join(t.TempDir(), "missing.toml")}, "does not exist"},
@@ -601,5 +604,97 @@ func TestVersionAndHelp(t *testing.T) {
 	r = e.oxios("config", "show")
 	if r.code != 0 || !strings.Contains(r.stdout, "listen = '127.0.0.1:4200'") {
 		t.Fatalf("config show: %s", r)
+	}
+}
+
+// Acknowledged state writes and events survive SIGKILL of the daemon.
+func TestStateAndEventsSurviveSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+	r := e.oxios("state", "put", "app", "config/main", `{"mode":"fast","n":1}`)
+	if r.code != 0 || !strings.Contains(r.stdout, "app/config/main: revision") {
+		t.Fatalf("state put: %s", r)
+	}
+	rev := strings.TrimSpace(r.stdout[strings.LastIndex(r.stdout, " ")+1:])
+	r = e.run([]string{}, "state", "get", "app", "config/main", "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"revision": `+rev) {
+		t.Fatalf("state get: %s", r)
+	}
+	for i := 0; i < 50; i++ {
+		req, _ := http.NewRequest("POST", "http://"+e.listen+"/api/v1/events", strings.NewReader(fmt.Sprintf(`{"type":"custom.tick","data":{"i":%d}}`, i)))
+		req.Header.Set("Authorization", "Bearer "+e.token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("publish %d: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
+	}
+
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid, 5*time.Second)
+	e.start()
+	defer e.oxios("stop")
+
+	r = e.oxios("state", "get", "app", "config/main", "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"revision": `+rev) || !strings.Contains(r.stdout, `"mode": "fast"`) {
+		t.Fatalf("state after SIGKILL: %s", r)
+	}
+	r = e.oxios("events", "--type", "custom.tick", "-o", "json")
+	if n := strings.Count(r.stdout, `"type":"custom.tick"`); r.code != 0 || n != 50 {
+		t.Fatalf("events after SIGKILL: %d of 50\n%s", n, r)
+	}
+	r = e.oxios("events", "--type", "state.*")
+	if !strings.Contains(r.stdout, "state.put") || !strings.Contains(r.stdout, "config/main") {
+		t.Fatalf("state.put event missing: %s", r)
+	}
+}
+
+func TestStateCLI(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	defer e.oxios("stop")
+	put := func(args ...string) result { return e.oxios(append([]string{"state", "put"}, args...)...) }
+	if r := put("app", "k", `{"v":1}`, "--create"); r.code != 0 {
+		t.Fatalf("create: %s", r)
+	}
+	if r := put("app", "k", `{"v":1}`, "--create"); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("create again: %s", r)
+	}
+	r := e.oxios("state", "get", "app", "k", "-o", "json")
+	var entry struct{ Revision uint64 }
+	json.Unmarshal([]byte(r.stdout), &entry)
+	if r := put("app", "k", `{"v":2}`, "--if-rev", fmt.Sprint(entry.Revision+100)); r.code != 1 || !strings.Contains(r.stderr, "revision mismatch") {
+		t.Fatalf("stale --if-rev: %s", r)
+	}
+	cmd := exec.Command(binary, "state", "put", "app", "k", "--if-rev", fmt.Sprint(entry.Revision))
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home)
+	cmd.Stdin = strings.NewReader(`{"v": 2}` + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("put from stdin: %v %s", err, out)
+	}
+	if r := e.oxios("state", "get", "app", "k"); strings.TrimSpace(r.stdout) != "{\n  \"v\": 2\n}" {
+		t.Fatalf("get: %s", r)
+	}
+	if r := e.oxios("state", "list", "app"); r.code != 0 || !strings.Contains(r.stdout, "KEY") || !strings.Contains(r.stdout, "k ") {
+		t.Fatalf("list: %s", r)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"state", "put", "Bad", "k", "1"}, "namespace"},
+		{[]string{"state", "put", "app", "k", "{no"}, "value: not valid JSON"},
+		{[]string{"state", "get", "app"}, "needs NAMESPACE KEY"},
+		{[]string{"events", "--type", "Nope.x"}, "--type"},
+	} {
+		if r := e.oxios(c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("oxios %v: want exit 2 naming %q, got %s", c.args, c.want, r)
+		}
+	}
+	if r := e.oxios("state", "delete", "app", "k"); r.code != 0 {
+		t.Fatalf("delete: %s", r)
+	}
+	if r := e.oxios("state", "get", "app", "k"); r.code != 1 || !strings.Contains(r.stderr, "no document app/k") {
+		t.Fatalf("get deleted: %s", r)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -263,48 +264,39 @@ type SubscribeOptions struct {
 
 // Subscribe delivers the matching events from the chosen start, then live,
 // with no gap and no duplicate. A slow reader of C never blocks publishers:
-// the subscription reads from the durable log at its own pace. If events it
-// asked for were dropped by retention, it first delivers one GapType event
-// saying which.
+// the subscription pulls from the durable log at its own pace, one batch
+// at a time. If events it asked for were dropped by retention, it first
+// delivers one GapType event saying which.
 func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Subscription, error) {
 	subs, err := f.subjects()
 	if err != nil {
 		return nil, err
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subs, InactiveThreshold: time.Minute}
-	switch {
-	case o.FromNow:
-		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	case o.After > 0:
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = o.After + 1
-	default:
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	}
-	cons, err := b.js.OrderedConsumer(ctx, Stream, cfg)
+	stream, err := b.js.Stream(ctx, Stream)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
-	// firstSeq tells whether retention dropped events we were asked for;
+	info := stream.CachedInfo().State
+	// next is the first sequence to deliver; 0 means "from now".
+	var next uint64
+	switch {
+	case o.FromNow:
+		next = info.LastSeq + 1
+	default:
+		next = o.After + 1
+	}
 	// endSeq is the last stored event that matches, for UntilCaughtUp.
-	var firstSeq, endSeq uint64
-	if !o.FromNow || o.UntilCaughtUp {
-		stream, err := b.js.Stream(ctx, Stream)
-		if err != nil {
-			return nil, err
-		}
-		firstSeq = stream.CachedInfo().State.FirstSeq
-		if o.UntilCaughtUp {
-			for _, subj := range subs {
-				m, err := stream.GetLastMsgForSubject(ctx, subj)
-				if errors.Is(err, jetstream.ErrMsgNotFound) {
-					continue
-				}
-				if err != nil {
-					return nil, err
-				}
-				endSeq = max(endSeq, m.Sequence)
+	var endSeq uint64
+	if o.UntilCaughtUp {
+		for _, subj := range subs {
+			m, err := stream.GetLastMsgForSubject(ctx, subj)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
 			}
+			if err != nil {
+				return nil, err
+			}
+			endSeq = max(endSeq, m.Sequence)
 		}
 	}
 	if o.Buffer <= 0 {
@@ -313,25 +305,22 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 	ctx, cancel := context.WithCancel(ctx)
 	out := make(chan Event, o.Buffer)
 	sub := &Subscription{C: out, cancel: cancel, done: make(chan struct{})}
-
-	if o.UntilCaughtUp && (o.FromNow || endSeq <= o.After) {
+	if o.UntilCaughtUp && endSeq < next {
+		cancel()
 		close(out)
 		close(sub.done)
 		return sub, nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(o.Buffer))
-	if err != nil {
+	r := &reader{js: b.js, stream: stream, subjects: subs, batch: o.Buffer, next: next}
+	if err := r.open(ctx); err != nil {
 		cancel()
 		return nil, fmt.Errorf("subscribe: %w", err)
 	}
 	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	go func() {
 		defer close(sub.done)
 		defer close(out)
 		defer cancel()
+		defer r.close()
 		send := func(ev Event) bool {
 			select {
 			case out <- ev:
@@ -341,36 +330,138 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 			}
 		}
 		// Events dropped by retention before we could read them.
-		if !o.FromNow && firstSeq > o.After+1 && o.After > 0 {
-			data, _ := json.Marshal(map[string]uint64{"from_seq": o.After + 1, "to_seq": firstSeq - 1})
+		if !o.FromNow && o.After > 0 && info.FirstSeq > next {
+			data, _ := json.Marshal(map[string]uint64{"from_seq": next, "to_seq": info.FirstSeq - 1})
 			if !send(Event{Type: GapType, Time: time.Now().UTC(), Data: data}) {
 				return
 			}
 		}
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					sub.err = err
-				}
-				return
+		err := r.run(ctx, func(ev Event) bool {
+			if !send(ev) {
+				return false
 			}
+			return !(o.UntilCaughtUp && ev.Seq >= endSeq)
+		})
+		if ctx.Err() == nil {
+			sub.err = err
+		}
+	}()
+	return sub, nil
+}
+
+// reader pulls events from an ephemeral consumer in batches. It tracks the
+// next stream sequence itself, so when the consumer is lost (deleted for
+// inactivity while the reader was blocked, or after a reconnect) it makes a
+// new one that starts exactly there.
+type reader struct {
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	subjects []string
+	batch    int
+	next     uint64 // next stream sequence to deliver
+	cons     jetstream.Consumer
+	lastCons uint64 // consumer sequence of the last message, to detect gaps
+}
+
+func (r *reader) open(ctx context.Context) error {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubjects:    r.subjects,
+		AckPolicy:         jetstream.AckNonePolicy,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       max(r.next, 1),
+		InactiveThreshold: 5 * time.Minute,
+		MemoryStorage:     true,
+		Replicas:          1,
+	}
+	if r.next == 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverNewPolicy, 0
+	}
+	cons, err := r.stream.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	r.cons, r.lastCons = cons, 0
+	return nil
+}
+
+func (r *reader) close() {
+	if r.cons == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r.stream.DeleteConsumer(ctx, r.cons.CachedInfo().Name)
+}
+
+// run delivers events to deliver until it returns false or ctx is done.
+func (r *reader) run(ctx context.Context, deliver func(Event) bool) error {
+	failures := 0
+	for ctx.Err() == nil {
+		// A pull request waits up to 10s for events, then is renewed.
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		batch, err := r.cons.Fetch(r.batch, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				return nil
+			}
+			if failures++; failures > 5 {
+				return fmt.Errorf("event subscription: %w", err)
+			}
+			if rerr := r.reopen(ctx); rerr != nil {
+				return fmt.Errorf("event subscription: %w", err)
+			}
+			continue
+		}
+		for msg := range batch.Messages() {
+			failures = 0
 			meta, err := msg.Metadata()
 			if err != nil {
 				continue
 			}
+			if meta.Sequence.Consumer != r.lastCons+1 {
+				// Messages went missing between server and client: start
+				// over from the last one delivered.
+				r.reopen(ctx)
+				break
+			}
+			r.lastCons = meta.Sequence.Consumer
+			r.next = meta.Sequence.Stream + 1
 			var ev Event
-			if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			if json.Unmarshal(msg.Data(), &ev) != nil {
 				continue // not an oxios event; nothing to deliver
 			}
 			ev.Seq = meta.Sequence.Stream
-			if !send(ev) {
-				return
-			}
-			if o.UntilCaughtUp && ev.Seq >= endSeq {
-				return
+			if !deliver(ev) {
+				cancel()
+				return nil
 			}
 		}
-	}()
-	return sub, nil
+		err = batch.Error()
+		cancel()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			if failures++; failures > 5 {
+				return fmt.Errorf("event subscription: %w", err)
+			}
+			if rerr := r.reopen(ctx); rerr != nil {
+				return fmt.Errorf("event subscription: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *reader) reopen(ctx context.Context) error {
+	r.close()
+	var err error
+	for attempt := 0; attempt < 20 && ctx.Err() == nil; attempt++ {
+		if err = r.open(ctx); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return err
 }

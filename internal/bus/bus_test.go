@@ -163,7 +163,7 @@ func TestSlowSubscriberNeitherBlocksNorLoses(t *testing.T) {
 		t.Fatal("publishers were blocked by a subscriber that does not read")
 	}
 	for i := 1; i <= n; i++ {
-		if ev := recv(t, s); ev.Seq != uint64(i) {
+		if ev := recvN(t, s, i); ev.Seq != uint64(i) {
 			t.Fatalf("got %d, want %d", ev.Seq, i)
 		}
 	}
@@ -193,4 +193,18 @@ func TestGapAfterRetention(t *testing.T) {
 	if next := recv(t, s); next.Seq != d["to_seq"]+1 {
 		t.Fatalf("after the gap got %d, want %d", next.Seq, d["to_seq"]+1)
 	}
+}
+
+func recvN(t *testing.T, s *Subscription, i int) Event {
+	t.Helper()
+	select {
+	case ev, ok := <-s.C:
+		if !ok {
+			t.Fatalf("subscription ended at %d: %v", i, s.Err())
+		}
+		return ev
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no event %d within 10s", i)
+	}
+	return Event{}
 }
