@@ -30,6 +30,11 @@ func BenchmarkStartToReady(b *testing.B) {
 		}
 		return string(out)
 	}
+	defer func() { // whatever happens below, no daemon is left running
+		cmd := exec.Command(binary, "stop")
+		cmd.Env = envv
+		cmd.Run()
+	}()
 	// The first start creates the home and the admin token; measure the
 	// ordinary case after it.
 	oxios("start", "--listen", listen)

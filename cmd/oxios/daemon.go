@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/kernel"
@@ -53,19 +54,12 @@ systemd, containers and debugging); SIGTERM or SIGINT stops it gracefully.`,
 }
 
 // prepare resolves home, config and listen address for start and restart.
+// Everything is checked before anything is created, so bad input leaves no
+// trace on disk.
 func (a *app) prepare(listen string) (config.Home, config.Config, string, error) {
 	h, err := a.home()
 	if err != nil {
 		return h, config.Config{}, "", err
-	}
-	// The first start creates the home, and a commented config.toml unless
-	// another file is named with --config.
-	ensure := h.EnsureDirs
-	if a.configPath == "" {
-		ensure = func() error { _, err := h.Ensure(); return err }
-	}
-	if err := ensure(); err != nil {
-		return h, config.Config{}, "", failure(err)
 	}
 	cfg, path, err := a.loadConfig(h)
 	if err != nil {
@@ -76,6 +70,15 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 			return h, cfg, path, usageError("--listen: %v", err)
 		}
 		cfg.API.Listen = listen
+	}
+	// The first start creates the home, and a commented config.toml unless
+	// another file is named with --config.
+	ensure := h.EnsureDirs
+	if a.configPath == "" {
+		ensure = func() error { _, err := h.Ensure(); return err }
+	}
+	if err := ensure(); err != nil {
+		return h, cfg, path, failure(err)
 	}
 	return h, cfg, path, nil
 }
@@ -218,6 +221,10 @@ func (a *app) restartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Without --listen, come back on the address the daemon had.
+			if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running && f.listen == "" && st.Listen != "" {
+				f.listen = st.Listen
+			}
 			if err := a.stop(h, cfg); err != nil {
 				return err
 			}
@@ -280,6 +287,12 @@ func (a *app) status() error {
 			sys, err2 := c.System(ctx)
 			cancel()
 			err = err2
+			var ce *client.Error
+			if errors.As(err, &ce) {
+				// It answered, but not to our token.
+				rep.APIAnswers = true
+				err = fmt.Errorf("the API rejected the token (%s); set OXIOS_TOKEN or check %s", ce.Message, h.AdminTokenPath())
+			}
 			if err == nil {
 				rep.APIAnswers = true
 				rep.Version = sys.Version + " (" + sys.Commit + ")"
@@ -330,9 +343,12 @@ func (a *app) printStatus(r statusReport) {
 		rows = append(rows, [2]string{"version", r.Version})
 	}
 	rows = append(rows, [2]string{"listen", r.Listen})
-	if r.APIAnswers {
+	switch {
+	case r.APIAnswers && r.APIError != "":
+		rows = append(rows, [2]string{"API", c.yellow("answering") + " at " + r.URL + ", but " + r.APIError})
+	case r.APIAnswers:
 		rows = append(rows, [2]string{"API", c.green("answering") + " at " + r.URL})
-	} else {
+	default:
 		rows = append(rows, [2]string{"API", c.red("not answering") + ": " + r.APIError})
 	}
 	rows = append(rows, [2]string{"home", r.Home})

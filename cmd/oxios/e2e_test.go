@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -442,6 +443,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "--config", badStore, "--listen", e.listen}, "store.sync: must be \"always\" or a duration"},
 		{[]string{"logs", "-n", "-3"}, "-n: must be 0 or more"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"config", "bogus"}, `unknown command "bogus" for "oxios config"`},
 		{[]string{"start", "--config", filepath.Join(t.TempDir(), "missing.toml")}, "does not exist"},
 	} {
 		r := e.oxios(c.args...)
@@ -484,7 +486,13 @@ func TestSIGTERMIsGraceful(t *testing.T) {
 // its PID file.
 func TestForegroundNotifyAndExitCode(t *testing.T) {
 	e := newEnv(t)
-	sock := filepath.Join(t.TempDir(), "notify.sock")
+	// Unix socket paths are limited to 108 bytes: keep this one short.
+	sockDir, err := os.MkdirTemp("", "oxn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sockDir)
+	sock := filepath.Join(sockDir, "n.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -549,7 +557,7 @@ func TestSIGKILLThenStart(t *testing.T) {
 func TestLogsFollow(t *testing.T) {
 	e := newEnv(t)
 	pid := e.start()
-	cmd := exec.Command(binary, "logs", "-f", "-n", "0")
+	cmd := exec.Command(binary, "logs", "-f", "-n", "1")
 	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
@@ -564,6 +572,13 @@ func TestLogsFollow(t *testing.T) {
 		}
 		close(lines)
 	}()
+	// The last line is printed once logs -f has found the end of the file;
+	// from then on it follows.
+	select {
+	case <-lines:
+	case <-time.After(10 * time.Second):
+		t.Fatal("logs -f printed nothing")
+	}
 	if r := e.oxios("stop"); r.code != 0 {
 		t.Fatalf("stop: %s", r)
 	}
@@ -586,6 +601,47 @@ func TestLogsFollow(t *testing.T) {
 			t.Fatal("logs -f did not show the shutdown")
 		}
 	}
+}
+
+// restart without --listen comes back on the address the daemon had.
+func TestRestartKeepsListen(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	r := e.oxios("restart")
+	if r.code != 0 || !strings.Contains(r.stdout, "dashboard: http://"+e.listen+"/") {
+		t.Fatalf("restart: %s", r)
+	}
+	e.oxios("stop")
+}
+
+// The daemon does not keep the caller's inherited pipes open: a shell
+// waiting for the end of start's output is not held up by the daemon.
+func TestStartDoesNotHoldCallersPipes(t *testing.T) {
+	e := newEnv(t)
+	cmd := exec.Command("bash", "-c", `exec 3>&1; "$0" start --listen "$1" >/dev/null 2>&1`, binary, e.listen)
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(out) // ends when every holder of the pipe has closed it
+		done <- err
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the daemon holds the caller's pipe open")
+	}
+	cmd.Wait()
+	if pid := e.pidIfRunning(); pid == 0 {
+		t.Fatal("the daemon did not start")
+	}
+	e.oxios("stop")
 }
 
 func TestVersionAndHelp(t *testing.T) {

@@ -52,11 +52,25 @@ dashboard. Run without a command, it starts the daemon (same as 'oxios start').`
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError("%v (see 'oxios %s --help')", err, c.Name())
+		return usageError("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.CompletionOptions.HiddenDefaultCmd = false
 	root.AddCommand(start, a.stopCmd(), a.restartCmd(), a.statusCmd(), a.logsCmd(), a.versionCmd(), a.configCmd(), a.stateCmd(), a.eventsCmd())
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() && c.RunE == nil && c.Run == nil {
+			c.RunE = groupRun
+		}
+	}
 	return root
+}
+
+// groupRun serves a command that only groups others: bare, it shows its
+// help; with an unknown subcommand, it is a usage error.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError("unknown command %q for %q (see '%s --help')", args[0], cmd.CommandPath(), cmd.CommandPath())
+	}
+	return cmd.Help()
 }
 
 func noArgs(cmd *cobra.Command, args []string) error {

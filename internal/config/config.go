@@ -209,17 +209,23 @@ func decodeError(name string, err error) error {
 		e := sm.Errors[0]
 		row, _ := e.Position()
 		key := strings.Join(e.Key(), ".")
-		return &Error{File: name, Line: row, Key: key, Msg: "unknown key (see `oxios config show` for the keys that exist)"}
+		return &Error{File: name, Line: row, Key: key, Msg: "unknown key (`oxios config show` lists the keys that exist)"}
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		row, _ := de.Position()
 		key := strings.Join(de.Key(), ".")
+		if strings.Contains(de.Error(), "already") || strings.Contains(de.Error(), "duplicate") {
+			return &Error{File: name, Line: row, Key: key, Msg: "is set twice"}
+		}
 		if hint, ok := hints[key]; ok {
 			return &Error{File: name, Line: row, Key: key, Msg: hint}
 		}
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
 		if key != "" {
+			if strings.Contains(msg, "cannot decode") {
+				msg = "has the wrong type (`oxios config show` shows what belongs there)"
+			}
 			return &Error{File: name, Line: row, Key: key, Msg: msg}
 		}
 		return &Error{File: name, Line: row, Msg: "invalid TOML: " + msg}
@@ -227,13 +233,14 @@ func decodeError(name string, err error) error {
 	return &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "toml: ")}
 }
 
-// badDurationKey returns the first duration key whose value is not a
-// duration string.
+// badDurationKey returns the duration key, nearest the top of the file,
+// whose value is not a duration string.
 func badDurationKey(data []byte) string {
 	var raw map[string]any
 	if toml.Unmarshal(data, &raw) != nil {
 		return ""
 	}
+	best, bestLine := "", 0
 	for key, hint := range hints {
 		if !strings.Contains(hint, "duration") {
 			continue
@@ -250,13 +257,16 @@ func badDurationKey(data []byte) string {
 		if v == nil {
 			continue
 		}
-		if s, ok := v.(string); !ok {
-			return key
-		} else if _, err := time.ParseDuration(s); err != nil {
-			return key
+		if s, ok := v.(string); ok {
+			if _, err := time.ParseDuration(s); err == nil {
+				continue
+			}
+		}
+		if line := lineOf(data, key); best == "" || line < bestLine {
+			best, bestLine = key, line
 		}
 	}
-	return ""
+	return best
 }
 
 // lineOf finds the line on which key is assigned, so validation errors can

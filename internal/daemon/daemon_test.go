@@ -287,3 +287,40 @@ func TestRedirectStdioFollowsRotation(t *testing.T) {
 		t.Fatalf("standard streams still wrote to the rotated file:\n%s", old)
 	}
 }
+
+// While something other than the daemon holds the lock on a file that names
+// another process (a stale file being cleaned up, or a daemon that has not
+// written its PID yet), that process is never reported, nor signalled.
+func TestTransientLockHolderNeverNamesAnotherProcess(t *testing.T) {
+	if _, known := lockHolder(0, 0); !known && !fileExists("/proc/locks") {
+		t.Skip("the system does not list lock holders")
+	}
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	victim := exec.Command("sleep", "60")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { victim.Process.Kill(); victim.Wait() }()
+	os.WriteFile(path, []byte(fmt.Sprintf("%d\n", victim.Process.Pid)), 0o600)
+	f, _ := os.OpenFile(path, os.O_RDWR, 0)
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := ReadStatus(path); err == nil && st.PID == victim.Process.Pid {
+		t.Fatalf("ReadStatus named PID %d, which does not hold the lock", st.PID)
+	}
+	if _, err := Stop(context.Background(), path, time.Second); err == nil {
+		t.Fatal("Stop succeeded against a PID that does not hold the lock")
+	}
+	// A signalled child would now be a zombie (we have not reaped it).
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", victim.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(stat); s[strings.LastIndexByte(s, ')')+2] != 'S' {
+		t.Fatalf("the unrelated process was signalled: %s", s)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

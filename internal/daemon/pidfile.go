@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -52,7 +53,9 @@ func (e *RunningError) Error() string {
 // the process ends; the file is closed on exec, so children never hold it.
 type PIDFile struct {
 	path string
-	f    *os.File
+
+	mu sync.Mutex
+	f  *os.File // nil once released
 }
 
 // lockRetries covers the moment in which a status reader holds a shared
@@ -105,48 +108,72 @@ func Acquire(path, listen string) (*PIDFile, error) {
 
 // Release removes the PID file and then drops the lock. It is the last
 // thing the daemon does on a graceful exit.
+// Releasing twice does nothing the second time.
 func (p *PIDFile) Release() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.f == nil {
+		return nil
+	}
 	err := os.Remove(p.path)
 	if cerr := p.f.Close(); err == nil {
 		err = cerr
 	}
+	p.f = nil
 	return err
 }
 
 // ReadStatus tells whether a daemon holds the PID file at path.
+//
+// Besides the daemon, two short-lived holders of the exclusive lock exist:
+// a start cleaning up a stale file, and a daemon between taking the lock and
+// writing its PID. In both the file still names an old PID, which must
+// never be reported (and then signalled) as the daemon. Where the system
+// says who holds a lock (Linux /proc/locks), the PID is only reported once
+// it is the holder's; elsewhere the file must at least be non-empty.
 func ReadStatus(path string) (Status, error) {
 	for attempt := 0; ; attempt++ {
-		f, err := os.Open(path)
-		if errors.Is(err, os.ErrNotExist) {
-			return Status{State: Stopped}, nil
+		st, dev, ino, err := readOnce(path)
+		if err != nil || st.State != Running {
+			return st, err
 		}
-		if err != nil {
-			return Status{}, fmt.Errorf("open PID file: %w", err)
+		holder, known := lockHolder(dev, ino)
+		if st.PID != 0 && (!known || holder == st.PID) {
+			return st, nil
 		}
-		st := Status{}
-		if fi, err := f.Stat(); err == nil {
-			st.Since = fi.ModTime()
+		if attempt >= 40 {
+			return Status{}, fmt.Errorf("PID file %s is locked by PID %d but names PID %d; it is being updated, try again", path, holder, st.PID)
 		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
-		switch {
-		case errors.Is(err, syscall.EWOULDBLOCK):
-			st.State = Running
-		case err != nil:
-			f.Close()
-			return Status{}, fmt.Errorf("lock PID file: %w", err)
-		default:
-			st.State = Stale
-		}
-		st.PID, st.Listen = parse(f)
-		f.Close()
-		// A daemon that has just taken the lock may not have written its
-		// PID yet; give it a moment rather than report PID 0.
-		if st.State == Running && st.PID == 0 && attempt < 20 {
-			time.Sleep(5 * time.Millisecond)
-			continue
-		}
-		return st, nil
+		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func readOnce(path string) (st Status, dev, ino uint64, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Status{State: Stopped}, 0, 0, nil
+	}
+	if err != nil {
+		return Status{}, 0, 0, fmt.Errorf("open PID file: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil {
+		st.Since = fi.ModTime()
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			dev, ino = uint64(sys.Dev), uint64(sys.Ino)
+		}
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	switch {
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		st.State = Running
+	case err != nil:
+		return Status{}, 0, 0, fmt.Errorf("lock PID file: %w", err)
+	default:
+		st.State = Stale
+	}
+	st.PID, st.Listen = parse(f)
+	return st, dev, ino, nil
 }
 
 // RemoveStale removes the PID file at path if no daemon holds it, and

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -123,7 +124,9 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 	}
 	logStart := fi.Size()
 
+	closeInheritedOnExec()
 	cmd := exec.Command(o.Exe, o.Args...)
+	cmd.Env = daemonEnv()
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -161,6 +164,10 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 		select {
 		case err := <-exited:
 			exited <- err // terminate() reads it again
+			// Lost a race with another start: say so plainly.
+			if st, serr := ReadStatus(o.PIDPath); serr == nil && st.State == Running && st.PID != res.PID {
+				return res, &RunningError{PID: st.PID}
+			}
 			return fail(fmt.Sprintf("daemon (PID %d) exited before it was ready: %v", res.PID, exitText(err)))
 		case <-deadline.C:
 			return fail(fmt.Sprintf("daemon (PID %d) was not ready within %s (daemon.ready_timeout); stopped it", res.PID, o.ReadyTimeout))
@@ -172,6 +179,20 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 			delay *= 2
 		}
 	}
+}
+
+// daemonEnv is the environment of a daemon started by Start: the caller's,
+// without the variables that only address a daemon from a client (the
+// token must not sit in the daemon's environment for its whole life).
+func daemonEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "OXIOS_TOKEN=") || strings.HasPrefix(kv, "OXIOS_URL=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }
 
 func exitText(err error) string {

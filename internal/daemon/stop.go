@@ -52,6 +52,11 @@ func Stop(ctx context.Context, path string, timeout time.Duration) (StopResult, 
 		_, _, err := RemoveStale(path)
 		return res, err
 	}
+	// Check again that the same daemon still holds the lock before SIGKILL.
+	if again, err := ReadStatus(path); err != nil || again.State != Running || again.PID != st.PID {
+		_, _, rerr := RemoveStale(path)
+		return res, errors.Join(err, rerr)
+	}
 	res.Killed = true
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return res, fmt.Errorf("kill PID %d: %w", st.PID, err)

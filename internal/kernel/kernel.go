@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oxios/oxios/internal/api"
@@ -64,6 +65,27 @@ type Kernel struct {
 // takes the PID file first, so two daemons never run on one home, and
 // releases it last.
 func Run(ctx context.Context, o Options) (err error) {
+	// Signals are caught before anything else, so that a SIGTERM at any
+	// moment of boot leads to a graceful exit, never a half-written PID file.
+	var logger atomic.Pointer[slog.Logger]
+	var held atomic.Pointer[daemon.PIDFile]
+	ctx, stopSignals := daemon.SignalContext(ctx,
+		func(s os.Signal) {
+			if l := logger.Load(); l != nil {
+				l.Info("received signal", "signal", s.String())
+			}
+		},
+		func() {
+			if l := logger.Load(); l != nil {
+				l.Warn("second signal; exiting now without a graceful shutdown")
+			}
+			if p := held.Load(); p != nil {
+				p.Release()
+			}
+			os.Exit(1)
+		})
+	defer stopSignals()
+
 	if err := o.Home.EnsureDirs(); err != nil {
 		return err
 	}
@@ -71,6 +93,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	held.Store(pidf)
 	defer func() {
 		if rerr := pidf.Release(); rerr != nil && err == nil {
 			err = fmt.Errorf("remove PID file: %w", rerr)
@@ -88,15 +111,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		w = io.MultiWriter(logFile, o.Stderr)
 	}
 	k.log = newLogger(w, o.Config.Log)
-
-	ctx, stopSignals := daemon.SignalContext(ctx,
-		func(s os.Signal) { k.log.Info("received signal", "signal", s.String()) },
-		func() {
-			k.log.Warn("second signal; exiting now without a graceful shutdown")
-			pidf.Release()
-			os.Exit(1)
-		})
-	defer stopSignals()
+	logger.Store(k.log)
 	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
 
 	adminHash, created, err := security.EnsureAdminToken(o.Home.AdminTokenPath())
