@@ -32,6 +32,7 @@ func daemonAPI(t *testing.T, heartbeat time.Duration) (*httptest.Server, *bus.Bu
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close)
 	s := New(Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Authenticate: func(tok string) bool { return tok == token },

@@ -60,6 +60,7 @@ func TestExternalURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer b.Close()
 	ev, err := b.Publish(ctx, bus.Event{Type: "custom.ping"})
 	if err != nil || ev.Seq != 1 {
 		t.Fatalf("publish: %+v %v", ev, err)

@@ -19,6 +19,7 @@ func open(t testing.TB) *Bus {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close)
 	return b
 }
 
@@ -176,6 +177,7 @@ func TestGapAfterRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer b.Close()
 	for i := 0; i < 100; i++ {
 		publish(t, b, "test.fill", "", i)
 	}
@@ -207,4 +209,44 @@ func recvN(t *testing.T, s *Subscription, i int) Event {
 		t.Fatalf("no event %d within 10s", i)
 	}
 	return Event{}
+}
+
+func TestLiveFilters(t *testing.T) {
+	b := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := b.Subscribe(ctx, Filter{Types: []string{"agent.*"}, Agent: "a1"}, SubscribeOptions{FromNow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := b.Subscribe(ctx, Filter{}, SubscribeOptions{FromNow: true})
+	publish(t, b, "agent.started", "a2", 1)
+	publish(t, b, "tool.finished", "a1", 2)
+	want := publish(t, b, "agent.exited", "a1", 3)
+	if ev := recv(t, s); ev.Seq != want.Seq {
+		t.Fatalf("filtered live subscriber got %+v, want seq %d", ev, want.Seq)
+	}
+	for i := 1; i <= 3; i++ {
+		if ev := recv(t, all); ev.Seq != uint64(i) {
+			t.Fatalf("unfiltered got %d, want %d", ev.Seq, i)
+		}
+	}
+}
+
+func TestMatchSubject(t *testing.T) {
+	for _, c := range []struct {
+		p, s string
+		want bool
+	}{
+		{"oxios.evt.agent.*.*", "oxios.evt.agent.started.a1", true},
+		{"oxios.evt.agent.*.a1", "oxios.evt.agent.started.a2", false},
+		{"oxios.evt.*.finished.*", "oxios.evt.tool.finished.-", true},
+		{"oxios.evt.>", "oxios.evt.x.y.z", true},
+		{"oxios.evt.agent.*", "oxios.evt.agent.started.a1", false},
+		{"oxios.evt.agent.started.a1.x", "oxios.evt.agent.started.a1", false},
+	} {
+		if got := matchSubject(c.p, c.s); got != c.want {
+			t.Errorf("matchSubject(%q, %q) = %v", c.p, c.s, got)
+		}
+	}
 }

@@ -185,7 +185,7 @@ func Run(ctx context.Context, o Options) (err error) {
 				})
 				return err
 			},
-			stop: func(context.Context) error { return nil },
+			stop: func(context.Context) error { ev.Close(); return nil },
 		},
 		{
 			name: "store",
