@@ -2,9 +2,11 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,33 +31,60 @@ func busError(w http.ResponseWriter, err error) {
 	writeError(w, http.StatusInternalServerError, "event log error: "+err.Error(), "")
 }
 
+// eventPublish serves POST /api/v1/events: one event as an object, or up
+// to bus.MaxBatch as an array (stored in order, all or none validated).
 func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)
 	if svc == nil || !checkQuery(w, r.URL.Query()) {
 		return
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	var req publishRequest
-	if err := dec.Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			writeError(w, http.StatusRequestEntityTooLarge, "the body is over the 1 MiB limit", "")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "the body must be a JSON object {\"type\": \"custom.<name>\", \"agent_id\": \"...\", \"data\": {...}}: "+err.Error(), "")
+		writeError(w, http.StatusBadRequest, "cannot read the body: "+err.Error(), "")
 		return
 	}
-	if !strings.HasPrefix(req.Type, "custom.") {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("only custom.* events can be published through the API (got %q)", req.Type), "type")
+	trimmed := bytes.TrimSpace(body)
+	batch := len(trimmed) > 0 && trimmed[0] == '['
+	var reqs []publishRequest
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if batch {
+		err = dec.Decode(&reqs)
+	} else {
+		reqs = make([]publishRequest, 1)
+		err = dec.Decode(&reqs[0])
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "the body must be a JSON object {\"type\": \"custom.<name>\", \"agent_id\": \"...\", \"data\": {...}} or an array of them: "+err.Error(), "")
 		return
 	}
-	ev, err := svc.Bus.Publish(r.Context(), bus.Event{Type: req.Type, AgentID: req.AgentID, Data: req.Data})
+	evs := make([]bus.Event, len(reqs))
+	for i, req := range reqs {
+		if !strings.HasPrefix(req.Type, "custom.") {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("only custom.* events can be published through the API (got %q)", req.Type), "type")
+			return
+		}
+		evs[i] = bus.Event{Type: req.Type, AgentID: req.AgentID, Data: req.Data}
+	}
+	if len(evs) == 0 {
+		writeError(w, http.StatusBadRequest, "the array holds no events", "")
+		return
+	}
+	out, err := svc.Bus.PublishBatch(r.Context(), evs)
 	if err != nil {
 		busError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, ev)
+	if batch {
+		writeJSON(w, http.StatusCreated, out)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out[0])
 }
 
 // eventStream serves GET /api/v1/events as Server-Sent Events. Each event's
