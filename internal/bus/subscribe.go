@@ -204,10 +204,7 @@ func startTail(ctx context.Context, js jetstream.JetStream) (*tail, error) {
 	go func() {
 		defer close(t.done)
 		defer r.close()
-		r.run(tctx, func(ev Event, subject string) bool {
-			t.fanOut(ev, subject)
-			return true
-		})
+		r.follow(tctx, t.fanOut)
 	}()
 	return t, nil
 }
@@ -392,4 +389,55 @@ func (r *reader) reopen(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// follow is run for a deliver function that never blocks (the tail): it
+// keeps pull requests flowing continuously, so no event waits for a new
+// batch to be requested.
+func (r *reader) follow(ctx context.Context, deliver func(ev Event, subject string)) error {
+	failures := 0
+	for ctx.Err() == nil {
+		it, err := r.cons.Messages(jetstream.PullMaxMessages(r.batch))
+		if err != nil {
+			if failures++; failures > 5 {
+				return fmt.Errorf("event tail: %w", err)
+			}
+			if rerr := r.reopen(ctx); rerr != nil {
+				return fmt.Errorf("event tail: %w", err)
+			}
+			continue
+		}
+		stop := context.AfterFunc(ctx, it.Stop)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				break
+			}
+			failures = 0
+			meta, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			if meta.Sequence.Consumer != r.lastCons+1 {
+				break // delivery gap: start over from the last event delivered
+			}
+			r.lastCons = meta.Sequence.Consumer
+			r.next = meta.Sequence.Stream + 1
+			var ev Event
+			if json.Unmarshal(msg.Data(), &ev) != nil {
+				continue
+			}
+			ev.Seq = meta.Sequence.Stream
+			deliver(ev, msg.Subject())
+		}
+		stop()
+		it.Stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := r.reopen(ctx); err != nil {
+			return fmt.Errorf("event tail: %w", err)
+		}
+	}
+	return nil
 }

@@ -86,6 +86,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		})
 	defer stopSignals()
 
+	tuneGC()
 	if err := o.Home.EnsureDirs(); err != nil {
 		return err
 	}
