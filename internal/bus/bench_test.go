@@ -52,7 +52,7 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 // BenchmarkPublishBatch measures durable publishes of batches of 100 (as
-// POST /api/v1/events takes them), from 4 publishers at once.
+// POST /api/v1/events takes them), from 8 publishers at once.
 func BenchmarkPublishBatch(b *testing.B) {
 	for _, syncMode := range []string{"1s", "always"} {
 		b.Run("sync="+syncMode, func(b *testing.B) {
@@ -62,7 +62,7 @@ func BenchmarkPublishBatch(b *testing.B) {
 			for i := range batch {
 				batch[i] = Event{Type: "tool.finished", AgentID: "a1", Data: benchData}
 			}
-			b.SetParallelism(2)
+			b.SetParallelism(4)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()

@@ -104,11 +104,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Bus, error) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", Stream, err)
 	}
-	b := &Bus{js: js, node: o.Node}
-	if b.tail, err = startTail(ctx, js); err != nil {
-		return nil, err
-	}
-	return b, nil
+	return &Bus{js: js, node: o.Node, tail: newTail(js)}, nil
 }
 
 // Close stops delivering live events; subscriptions end.

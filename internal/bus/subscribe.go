@@ -72,7 +72,10 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 	ls := &liveSub{subjects: subjects, out: out, ctx: ctx}
 
 	if o.FromNow && !o.UntilCaughtUp {
-		b.tail.add(ls)
+		if err := b.tail.add(ls); err != nil {
+			cancel()
+			return nil, fmt.Errorf("subscribe: %w", err)
+		}
 		go func() {
 			defer close(sub.done)
 			defer close(out)
@@ -181,39 +184,66 @@ type liveSub struct {
 	lagged chan uint64
 }
 
-// tail is the one reader of the log that feeds every live subscriber.
+// tail is the one reader of the log that feeds every live subscriber. It
+// starts with the first live subscriber, so a bus nobody listens to live
+// spends nothing on reading its own log.
 type tail struct {
-	mu   sync.Mutex
-	subs map[*liveSub]bool
+	js jetstream.JetStream
 
+	mu      sync.Mutex
+	subs    map[*liveSub]bool
+	running bool
+	closed  bool
+
+	ctx    context.Context
 	cancel context.CancelFunc
-	done   chan struct{}
+	wg     sync.WaitGroup
 }
 
-func startTail(ctx context.Context, js jetstream.JetStream) (*tail, error) {
-	stream, err := js.Stream(ctx, Stream)
+func newTail(js jetstream.JetStream) *tail {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &tail{js: js, subs: map[*liveSub]bool{}, ctx: ctx, cancel: cancel}
+}
+
+// start begins reading after the newest stored event. Called with t.mu held.
+func (t *tail) start() error {
+	stream, err := t.js.Stream(t.ctx, Stream)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r := &reader{stream: stream, subjects: []string{subjectPrefix + ">"}, batch: 1024, next: stream.CachedInfo().State.LastSeq + 1}
-	if err := r.open(ctx); err != nil {
-		return nil, fmt.Errorf("event tail: %w", err)
+	if err := r.open(t.ctx); err != nil {
+		return fmt.Errorf("event tail: %w", err)
 	}
-	tctx, cancel := context.WithCancel(context.Background())
-	t := &tail{subs: map[*liveSub]bool{}, cancel: cancel, done: make(chan struct{})}
+	t.running = true
+	t.wg.Add(1)
 	go func() {
-		defer close(t.done)
+		defer t.wg.Done()
 		defer r.close()
-		r.follow(tctx, t.fanOut)
+		r.follow(t.ctx, t.fanOut)
+		t.mu.Lock()
+		t.running = false
+		t.mu.Unlock()
 	}()
-	return t, nil
+	return nil
 }
 
-func (t *tail) add(s *liveSub) {
+// add registers a live subscriber; it receives every event the tail reads
+// from now on.
+func (t *tail) add(s *liveSub) error {
 	s.lagged = make(chan uint64, 1)
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return errors.New("the event bus is closed")
+	}
+	if !t.running {
+		if err := t.start(); err != nil {
+			return err
+		}
+	}
 	t.subs[s] = true
-	t.mu.Unlock()
+	return nil
 }
 
 func (t *tail) remove(s *liveSub) {
@@ -246,8 +276,11 @@ func (t *tail) fanOut(ev Event, subject string) {
 }
 
 func (t *tail) stop() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
 	t.cancel()
-	<-t.done
+	t.wg.Wait()
 }
 
 // matchAny reports whether subject matches one of the NATS subject
