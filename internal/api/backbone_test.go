@@ -19,9 +19,9 @@ import (
 )
 
 // daemonAPI serves the API over real HTTP on a real embedded backbone.
-func daemonAPI(t *testing.T, heartbeat time.Duration) (*httptest.Server, *bus.Bus) {
+func daemonAPI(t testing.TB, sync string, heartbeat time.Duration) (*httptest.Server, *bus.Bus) {
 	t.Helper()
-	bb := backbonetest.Start(t, "1s")
+	bb := backbonetest.Start(t, sync)
 	ctx := context.Background()
 	st, err := store.Open(ctx, bb.JS, store.Options{Bucket: "state"})
 	if err != nil {
@@ -75,7 +75,7 @@ func call(t *testing.T, method, url, body string, headers ...string) reply {
 }
 
 func TestStateAPI(t *testing.T) {
-	srv, _ := daemonAPI(t, time.Minute)
+	srv, _ := daemonAPI(t, "1s", time.Minute)
 	u := srv.URL + "/api/v1/state/app/cfg/main"
 
 	if r := call(t, "GET", u, ""); r.status != 404 || !strings.Contains(r.body, "no document app/cfg/main") {
@@ -127,7 +127,7 @@ func TestStateAPI(t *testing.T) {
 }
 
 func TestStateAPIBadInput(t *testing.T) {
-	srv, _ := daemonAPI(t, time.Minute)
+	srv, _ := daemonAPI(t, "1s", time.Minute)
 	base := srv.URL + "/api/v1/state/"
 	big := `"` + strings.Repeat("x", store.MaxValueSize) + `"`
 	for _, c := range []struct {
@@ -165,7 +165,7 @@ func TestStateAPIBadInput(t *testing.T) {
 }
 
 func TestPublishAPI(t *testing.T) {
-	srv, _ := daemonAPI(t, time.Minute)
+	srv, _ := daemonAPI(t, "1s", time.Minute)
 	u := srv.URL + "/api/v1/events"
 	r := call(t, "POST", u, `{"type":"custom.deploy","agent_id":"a-1","data":{"ok":true}}`)
 	var ev bus.Event
@@ -257,7 +257,7 @@ func nextEvent(t *testing.T, ch <-chan sseEvent) sseEvent {
 
 // A client that reconnects with Last-Event-ID gets exactly what it missed.
 func TestSSEResume(t *testing.T) {
-	srv, b := daemonAPI(t, time.Minute)
+	srv, b := daemonAPI(t, "1s", time.Minute)
 	url := srv.URL + "/api/v1/events?type=custom.*"
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	first := sse(t, ctx1, url)
@@ -305,7 +305,7 @@ func TestSSEResume(t *testing.T) {
 }
 
 func TestSSEHeartbeatAndFilters(t *testing.T) {
-	srv, _ := daemonAPI(t, 50*time.Millisecond)
+	srv, _ := daemonAPI(t, "1s", 50*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ch := sse(t, ctx, srv.URL+"/api/v1/events")
@@ -342,7 +342,7 @@ func TestSSEHeartbeatAndFilters(t *testing.T) {
 
 // follow=false ends the stream once the stored events are sent.
 func TestSSEWithoutFollowEnds(t *testing.T) {
-	srv, b := daemonAPI(t, time.Minute)
+	srv, b := daemonAPI(t, "1s", time.Minute)
 	for i := 0; i < 3; i++ {
 		b.Publish(context.Background(), bus.Event{Type: "custom.n"})
 	}

@@ -2,43 +2,17 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/oxios/oxios/internal/backbone/backbonetest"
-	"github.com/oxios/oxios/internal/bus"
-	"github.com/oxios/oxios/internal/store"
 )
 
 func benchServer(b *testing.B, sync string) *httptest.Server {
-	bb := backbonetest.Start(b, sync)
-	ctx := context.Background()
-	st, err := store.Open(ctx, bb.JS, store.Options{Bucket: "state"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(st.Close)
-	bs, err := bus.Open(ctx, bb.JS, bus.Options{Node: "n1", MaxAge: time.Hour, MaxBytes: 1 << 30})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(bs.Close)
-	s := New(Options{
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Authenticate: func(tok string) bool { return tok == token },
-		Readiness:    func() Readiness { return Readiness{Ready: true} },
-		System:       func() System { return System{} },
-	})
-	s.Attach(&Services{State: st, Bus: bs})
-	srv := httptest.NewServer(s)
-	b.Cleanup(srv.Close)
+	srv, _ := daemonAPI(b, sync, 15*time.Second)
 	return srv
 }
 

@@ -75,6 +75,21 @@ func parseRevision(h string) (uint64, error) {
 	return rev, nil
 }
 
+// ifMatch reads the optional If-Match revision; on a malformed header it
+// answers 400 and returns false.
+func ifMatch(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return 0, true
+	}
+	rev, err := parseRevision(h)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "If-Match")
+		return 0, false
+	}
+	return rev, true
+}
+
 func (s *Server) stateGet(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)
 	if svc == nil || !checkQuery(w, r.URL.Query()) {
@@ -115,14 +130,9 @@ func (s *Server) statePut(w http.ResponseWriter, r *http.Request) {
 		storeError(w, err)
 		return
 	}
-	var ifRev uint64
-	if h := r.Header.Get("If-Match"); h != "" {
-		rev, err := parseRevision(h)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error(), "If-Match")
-			return
-		}
-		ifRev = rev
+	ifRev, ok := ifMatch(w, r)
+	if !ok {
+		return
 	}
 	create := false
 	if h := r.Header.Get("If-None-Match"); h != "" {
@@ -178,14 +188,9 @@ func (s *Server) stateDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, key := r.PathValue("ns"), r.PathValue("key")
-	var ifRev uint64
-	if h := r.Header.Get("If-Match"); h != "" {
-		rev, err := parseRevision(h)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error(), "If-Match")
-			return
-		}
-		ifRev = rev
+	ifRev, ok := ifMatch(w, r)
+	if !ok {
+		return
 	}
 	if err := svc.State.Delete(r.Context(), ns, key, ifRev); err != nil {
 		storeErrorFor(w, err, ns+"/"+key)
