@@ -741,6 +741,7 @@ func TestStateCLI(t *testing.T) {
 		{[]string{"state", "put", "Bad", "k", "1"}, "namespace"},
 		{[]string{"state", "put", "app", "k", "{no"}, "value: not valid JSON"},
 		{[]string{"state", "get", "app"}, "needs NAMESPACE KEY"},
+		{[]string{"state", "put", "app", "k", "1", "--if-rev", "0"}, "--if-rev: revisions start at 1"},
 		{[]string{"events", "--type", "Nope.x"}, "--type"},
 	} {
 		if r := e.oxios(c.args...); r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {

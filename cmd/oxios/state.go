@@ -119,6 +119,9 @@ func (a *app) statePutCmd() *cobra.Command {
 			if create && ifRev > 0 {
 				return usageError("--create and --if-rev cannot be used together")
 			}
+			if cmd.Flags().Changed("if-rev") && ifRev == 0 {
+				return usageError("--if-rev: revisions start at 1 (use --create to write only if absent)")
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -185,7 +188,11 @@ func (a *app) stateListCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "KEY\tREVISION\tUPDATED\tSIZE")
 			for _, e := range all {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", e.Key, e.Revision, e.Updated.Local().Format(time.DateTime), len(e.Value))
+				var compact bytes.Buffer
+				if json.Compact(&compact, e.Value) != nil {
+					compact.Write(e.Value)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", e.Key, e.Revision, e.Updated.Local().Format(time.DateTime), compact.Len())
 			}
 			return tw.Flush()
 		},
@@ -218,5 +225,11 @@ func (a *app) stateDeleteCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().Uint64Var(&ifRev, "if-rev", 0, "delete only if the document is at this revision")
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if cmd.Flags().Changed("if-rev") && ifRev == 0 {
+			return usageError("--if-rev: revisions start at 1")
+		}
+		return nil
+	}
 	return cmd
 }

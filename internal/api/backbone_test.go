@@ -338,6 +338,10 @@ func TestSSEHeartbeatAndFilters(t *testing.T) {
 	if r.status != 400 || !strings.Contains(r.body, "Last-Event-ID") {
 		t.Errorf("bad Last-Event-ID: %+v", r)
 	}
+	r = call(t, "GET", srv.URL+"/api/v1/events?since=abc", "", "Last-Event-ID", "3")
+	if r.status != 400 || !strings.Contains(r.body, `"since"`) {
+		t.Errorf("bad since beside a good Last-Event-ID: %+v", r)
+	}
 }
 
 // follow=false ends the stream once the stored events are sent.
@@ -346,8 +350,14 @@ func TestSSEWithoutFollowEnds(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		b.Publish(context.Background(), bus.Event{Type: "custom.n"})
 	}
-	r := call(t, "GET", srv.URL+"/api/v1/events?since=0&follow=false", "")
-	if r.status != 200 || strings.Count(r.body, "event: custom.n") != 3 {
-		t.Fatalf("%+v", r)
+	for _, q := range []string{"?since=0&follow=false", "?follow=false"} {
+		r := call(t, "GET", srv.URL+"/api/v1/events"+q, "")
+		if r.status != 200 || strings.Count(r.body, "event: custom.n") != 3 {
+			t.Fatalf("%s: %+v", q, r)
+		}
+	}
+	r := call(t, "GET", srv.URL+"/api/v1/events?since=2&follow=false", "")
+	if strings.Count(r.body, "event: custom.n") != 1 || !strings.Contains(r.body, "id: 3") {
+		t.Fatalf("since=2: %+v", r)
 	}
 }

@@ -59,6 +59,9 @@ func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
 		reqs = make([]publishRequest, 1)
 		err = dec.Decode(&reqs[0])
 	}
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON value")
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "the body must be a JSON object {\"type\": \"custom.<name>\", \"agent_id\": \"...\", \"data\": {...}} or an array of them: "+err.Error(), "")
 		return
@@ -109,23 +112,24 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 		busError(w, err)
 		return
 	}
-	opts := bus.SubscribeOptions{FromNow: true}
-	from, field := q.Get("since"), "since"
-	if h := r.Header.Get("Last-Event-ID"); h != "" {
-		from, field = h, "Last-Event-ID"
+	var opts bus.SubscribeOptions
+	since, hasSince, ok := seqParam(w, q.Get("since"), "since")
+	if !ok {
+		return
 	}
-	if from != "" {
-		seq, err := strconv.ParseUint(strings.TrimSpace(from), 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be an event sequence number (got %q)", field, from), field)
-			return
-		}
-		opts = bus.SubscribeOptions{After: seq}
+	// Last-Event-ID (a reconnecting EventSource) wins over ?since.
+	if last, has, ok := seqParam(w, r.Header.Get("Last-Event-ID"), "Last-Event-ID"); !ok {
+		return
+	} else if has {
+		since, hasSince = last, true
 	}
 	switch v := q.Get("follow"); v {
 	case "", "true", "1":
+		// Without a start, only what happens from now on.
+		opts = bus.SubscribeOptions{After: since, FromNow: !hasSince}
 	case "false", "0":
-		opts.UntilCaughtUp = true
+		// The stored events (after since, or all), then the end.
+		opts = bus.SubscribeOptions{After: since, UntilCaughtUp: true}
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("follow must be true or false (got %q)", v), "follow")
 		return
@@ -191,4 +195,18 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// seqParam parses an optional event sequence number; on a malformed one it
+// answers 400 naming field and returns ok false.
+func seqParam(w http.ResponseWriter, v, field string) (seq uint64, present, ok bool) {
+	if v == "" {
+		return 0, false, true
+	}
+	seq, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s must be an event sequence number (got %q)", field, v), field)
+		return 0, false, false
+	}
+	return seq, true, true
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -236,7 +237,10 @@ func (s *Server) stateList(w http.ResponseWriter, r *http.Request) {
 // describes has already happened, so a failure is logged, not returned.
 func (s *Server) publish(r *http.Request, svc *Services, typ string, data any) {
 	b, _ := json.Marshal(data)
-	if _, err := svc.Bus.Publish(r.Context(), bus.Event{Type: typ, Data: b}); err != nil {
+	// The write is done: its event must not be lost because the client left.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if _, err := svc.Bus.Publish(ctx, bus.Event{Type: typ, Data: b}); err != nil {
 		s.Logger.Error("publish event", "type", typ, "err", err)
 	}
 }

@@ -250,3 +250,89 @@ func TestMatchSubject(t *testing.T) {
 		}
 	}
 }
+
+// A live subscriber that falls behind while retention drops the events it
+// missed is told so with a gap event; it never silently skips.
+func TestLaggingSubscriberMeetsRetention(t *testing.T) {
+	bb := backbonetest.Start(t, "1s")
+	b, err := Open(context.Background(), bb.JS, Options{Node: "n1", MaxAge: time.Hour, MaxBytes: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s, err := b.Subscribe(context.Background(), Filter{}, SubscribeOptions{FromNow: true, Buffer: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 300; i++ {
+		publish(t, b, "test.fill", "", i)
+	}
+	var last uint64
+	sawGap := false
+	for last < 300 {
+		ev := recv(t, s)
+		if ev.Type == GapType {
+			var d map[string]uint64
+			json.Unmarshal(ev.Data, &d)
+			if d["from_seq"] != last+1 {
+				t.Fatalf("gap from %d, want %d", d["from_seq"], last+1)
+			}
+			last, sawGap = d["to_seq"], true
+			continue
+		}
+		if ev.Seq != last+1 {
+			t.Fatalf("silent gap: %d after %d", ev.Seq, last)
+		}
+		last = ev.Seq
+	}
+	if !sawGap {
+		t.Fatal("retention dropped events the subscriber missed, but no gap was reported")
+	}
+}
+
+func TestCloseEndsLiveSubscriptions(t *testing.T) {
+	bb := backbonetest.Start(t, "1s")
+	b, err := Open(context.Background(), bb.JS, Options{Node: "n1", MaxAge: time.Hour, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.Subscribe(context.Background(), Filter{}, SubscribeOptions{FromNow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	select {
+	case _, ok := <-s.C:
+		if ok {
+			t.Fatal("got an event after Close")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a live subscription did not end when the bus closed")
+	}
+}
+
+// UntilCaughtUp delivers exactly the stored matching events, and ends even
+// when the newest of them has been dropped meanwhile.
+func TestUntilCaughtUpExact(t *testing.T) {
+	b := open(t)
+	for i := 0; i < 5; i++ {
+		publish(t, b, "test.a", "", i)
+		publish(t, b, "test.b", "", i)
+	}
+	s, err := b.Subscribe(context.Background(), Filter{Types: []string{"test.a"}}, SubscribeOptions{UntilCaughtUp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "test.a", "", 99) // after the start: not part of the answer
+	n := 0
+	for ev := range s.C {
+		if ev.Type != "test.a" || ev.Seq > 10 {
+			t.Fatalf("unexpected %+v", ev)
+		}
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("got %d events, want 5", n)
+	}
+}

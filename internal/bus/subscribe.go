@@ -85,6 +85,8 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 			case <-ctx.Done():
 				b.tail.remove(ls)
 				return
+			case <-b.tail.closing:
+				return
 			case from = <-ls.lagged:
 			}
 			// Too slow for the shared reader: continue from the log.
@@ -100,8 +102,12 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 	}
 	info := stream.CachedInfo().State
 	next := o.After + 1
-	if o.FromNow {
+	switch {
+	case o.FromNow:
 		next = info.LastSeq + 1
+	case o.After == 0:
+		// "From the oldest event": what retention dropped was not asked for.
+		next = max(1, info.FirstSeq)
 	}
 	// endSeq is the last stored event that matches, for UntilCaughtUp.
 	var endSeq uint64
@@ -128,15 +134,6 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 		defer close(sub.done)
 		defer close(out)
 		defer cancel()
-		// Events dropped by retention before we could read them.
-		if !o.FromNow && o.After > 0 && info.FirstSeq > next {
-			data, _ := json.Marshal(map[string]uint64{"from_seq": next, "to_seq": info.FirstSeq - 1})
-			select {
-			case out <- Event{Type: GapType, Time: time.Now().UTC(), Data: data}:
-			case <-ctx.Done():
-				return
-			}
-		}
 		sub.err = b.pull(ctx, subjects, next, endSeq, out)
 	}()
 	return sub, nil
@@ -153,6 +150,20 @@ func (b *Bus) pull(ctx context.Context, subjects []string, next, endSeq uint64, 
 		return err
 	}
 	r := &reader{stream: stream, subjects: subjects, batch: cap(out), next: next}
+	send := func(ev Event) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	r.onGap = func(from, to uint64) bool { return send(gapEvent(from, to)) }
+	if endSeq > 0 {
+		// Everything asked for is stored: a pull that finds nothing means
+		// the rest was dropped by retention.
+		r.idleEnds = true
+	}
 	if err := r.open(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -160,18 +171,25 @@ func (b *Bus) pull(ctx context.Context, subjects []string, next, endSeq uint64, 
 		return err
 	}
 	defer r.close()
-	err = r.run(ctx, func(ev Event, _ string) bool {
-		select {
-		case out <- ev:
-		case <-ctx.Done():
+	err = r.run(ctx, func(ev Event, _ string, pending uint64) bool {
+		if endSeq > 0 && ev.Seq > endSeq {
 			return false
 		}
-		return endSeq == 0 || ev.Seq < endSeq
+		if !send(ev) {
+			return false
+		}
+		return endSeq == 0 || (ev.Seq < endSeq && pending > 0)
 	})
 	if ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// gapEvent says that the events from..to may be lost to retention.
+func gapEvent(from, to uint64) Event {
+	data, _ := json.Marshal(map[string]uint64{"from_seq": from, "to_seq": to})
+	return Event{Type: GapType, Time: time.Now().UTC(), Data: data}
 }
 
 // liveSub is a subscriber fed by the shared tail reader.
@@ -195,14 +213,16 @@ type tail struct {
 	running bool
 	closed  bool
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// closing is closed by Close: live subscriptions end.
+	closing chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 func newTail(js jetstream.JetStream) *tail {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &tail{js: js, subs: map[*liveSub]bool{}, ctx: ctx, cancel: cancel}
+	return &tail{js: js, subs: map[*liveSub]bool{}, closing: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // start begins reading after the newest stored event. Called with t.mu held.
@@ -212,6 +232,7 @@ func (t *tail) start() error {
 		return err
 	}
 	r := &reader{stream: stream, subjects: []string{subjectPrefix + ">"}, batch: 1024, next: stream.CachedInfo().State.LastSeq + 1}
+	r.onGap = t.gap
 	if err := r.open(t.ctx); err != nil {
 		return fmt.Errorf("event tail: %w", err)
 	}
@@ -221,9 +242,18 @@ func (t *tail) start() error {
 		defer t.wg.Done()
 		defer r.close()
 		r.follow(t.ctx, t.fanOut)
+		// The tail stopped (closed, or the backbone failed it). Subscribers
+		// still here have had every event before r.next: each continues
+		// from there with a reader of its own.
 		t.mu.Lock()
+		defer t.mu.Unlock()
 		t.running = false
-		t.mu.Unlock()
+		for s := range t.subs {
+			delete(t.subs, s)
+			if !t.closed { // on Close they end instead
+				s.lagged <- r.next
+			}
+		}
 	}()
 	return nil
 }
@@ -255,7 +285,7 @@ func (t *tail) remove(s *liveSub) {
 // fanOut hands an event to every matching subscriber without ever
 // waiting: a subscriber whose channel is full is detached and told where
 // to continue from the log.
-func (t *tail) fanOut(ev Event, subject string) {
+func (t *tail) fanOut(ev Event, subject string, _ uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for s := range t.subs {
@@ -273,11 +303,33 @@ func (t *tail) fanOut(ev Event, subject string) {
 			s.lagged <- ev.Seq
 		}
 	}
+	return true
+}
+
+// gap tells every subscriber that events from..to may be lost. One that
+// cannot take it now continues from the log at from, where its own reader
+// finds and reports the same gap.
+func (t *tail) gap(from, to uint64) bool {
+	ev := gapEvent(from, to)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range t.subs {
+		select {
+		case s.out <- ev:
+		default:
+			delete(t.subs, s)
+			s.lagged <- from
+		}
+	}
+	return true
 }
 
 func (t *tail) stop() {
 	t.mu.Lock()
-	t.closed = true
+	if !t.closed {
+		t.closed = true
+		close(t.closing)
+	}
 	t.mu.Unlock()
 	t.cancel()
 	t.wg.Wait()
@@ -314,7 +366,8 @@ func matchSubject(pattern, subject string) bool {
 // reader pulls events from an ephemeral consumer in batches. It tracks the
 // next stream sequence itself, so when the consumer is lost (deleted for
 // inactivity while the reader was blocked, or after a reconnect) it makes a
-// new one that starts exactly there.
+// new one that starts exactly there. If retention has dropped events from
+// there on, it reports the gap through onGap before going on.
 type reader struct {
 	stream   jetstream.Stream
 	subjects []string
@@ -322,7 +375,18 @@ type reader struct {
 	next     uint64 // next stream sequence to deliver
 	cons     jetstream.Consumer
 	lastCons uint64 // consumer sequence of the last message, to detect gaps
+	// onGap is told of events (from..to) dropped before they were read; it
+	// returns false to stop.
+	onGap func(from, to uint64) bool
+	// gapFrom..gapTo is a gap found at open, not yet reported.
+	gapFrom, gapTo uint64
+	// idleEnds ends run when a pull finds nothing (all wanted is stored).
+	idleEnds bool
 }
+
+// deliverFunc takes an event, its subject, and how many matching events
+// are still stored after it; it returns false to stop.
+type deliverFunc func(ev Event, subject string, pending uint64) bool
 
 func (r *reader) open(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
@@ -339,6 +403,15 @@ func (r *reader) open(ctx context.Context) error {
 		return err
 	}
 	r.cons, r.lastCons = cons, 0
+	// The consumer starts at the oldest stored event if r.next is gone.
+	info, err := r.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if first := info.State.FirstSeq; first > r.next {
+		r.gapFrom, r.gapTo = r.next, first-1
+		r.next = first
+	}
 	return nil
 }
 
@@ -351,12 +424,82 @@ func (r *reader) close() {
 	r.stream.DeleteConsumer(ctx, r.cons.CachedInfo().Name)
 }
 
-// run delivers events to deliver until it returns false or ctx is done.
-func (r *reader) run(ctx context.Context, deliver func(ev Event, subject string) bool) error {
+// reportGap hands a pending gap to onGap; false means stop.
+func (r *reader) reportGap() bool {
+	if r.gapFrom == 0 {
+		return true
+	}
+	from, to := r.gapFrom, r.gapTo
+	r.gapFrom, r.gapTo = 0, 0
+	if r.onGap == nil {
+		return true
+	}
+	return r.onGap(from, to)
+}
+
+// take checks one message and turns it into an event. ok is false when the
+// message is not an event; lost is true when messages went missing between
+// server and client (the caller starts over from r.next). A message past
+// r.next may mean retention dropped events before they were read: that is
+// recorded as a gap for reportGap.
+func (r *reader) take(ctx context.Context, msg jetstream.Msg) (ev Event, pending uint64, ok, lost bool) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return ev, 0, false, false
+	}
+	if meta.Sequence.Consumer != r.lastCons+1 {
+		return ev, 0, false, true
+	}
+	r.lastCons = meta.Sequence.Consumer
+	if seq := meta.Sequence.Stream; seq > r.next {
+		r.checkSkipped(ctx, seq)
+	}
+	r.next = meta.Sequence.Stream + 1
+	if json.Unmarshal(msg.Data(), &ev) != nil {
+		return ev, meta.NumPending, false, false // not an oxios event
+	}
+	ev.Seq = meta.Sequence.Stream
+	return ev, meta.NumPending, true, false
+}
+
+// checkSkipped decides whether the stream events r.next..seq-1, which the
+// consumer passed over, were lost rather than filtered out. Retention drops
+// events from the front only, so they were lost exactly when the stream's
+// first sequence has moved past r.next.
+func (r *reader) checkSkipped(ctx context.Context, seq uint64) {
+	to := seq - 1
+	if !r.unfiltered() {
+		info, err := r.stream.Info(ctx)
+		if err != nil {
+			return
+		}
+		if info.State.FirstSeq <= r.next {
+			return // all there: the consumer skipped what does not match
+		}
+		to = min(to, info.State.FirstSeq-1)
+	}
+	r.gapFrom, r.gapTo = r.next, to
+}
+
+// unfiltered reports whether the reader reads every event, so that any
+// jump in the stream sequence is a loss.
+func (r *reader) unfiltered() bool {
+	return len(r.subjects) == 1 && (r.subjects[0] == subjectPrefix+">" || r.subjects[0] == subjectPrefix+"*.*.*")
+}
+
+// run delivers events until deliver returns false or ctx is done. It keeps
+// at most one batch in flight, so a slow deliver holds nothing up but itself.
+func (r *reader) run(ctx context.Context, deliver deliverFunc) error {
 	failures := 0
+	wait := 10 * time.Second
+	if r.idleEnds {
+		wait = 2 * time.Second
+	}
 	for ctx.Err() == nil {
-		// A pull request waits up to 10s for events, then is renewed.
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if !r.reportGap() {
+			return nil
+		}
+		fctx, cancel := context.WithTimeout(ctx, wait)
 		batch, err := r.cons.Fetch(r.batch, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
@@ -371,32 +514,25 @@ func (r *reader) run(ctx context.Context, deliver func(ev Event, subject string)
 			}
 			continue
 		}
+		got := 0
 		for msg := range batch.Messages() {
 			failures = 0
-			meta, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			if meta.Sequence.Consumer != r.lastCons+1 {
-				// Messages went missing between server and client: start
-				// over from the last one delivered.
-				r.reopen(ctx)
+			got++
+			ev, pending, ok, lost := r.take(ctx, msg)
+			if lost {
+				r.reopen(ctx) // start over from the last one delivered
 				break
 			}
-			r.lastCons = meta.Sequence.Consumer
-			r.next = meta.Sequence.Stream + 1
-			var ev Event
-			if json.Unmarshal(msg.Data(), &ev) != nil {
-				continue // not an oxios event; nothing to deliver
-			}
-			ev.Seq = meta.Sequence.Stream
-			if !deliver(ev, msg.Subject()) {
+			if !r.reportGap() || (ok && !deliver(ev, msg.Subject(), pending)) {
 				cancel()
 				return nil
 			}
 		}
 		err = batch.Error()
 		cancel()
+		if got == 0 && r.idleEnds && ctx.Err() == nil {
+			return nil
+		}
 		if err != nil && ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			if failures++; failures > 5 {
 				return fmt.Errorf("event subscription: %w", err)
@@ -404,6 +540,53 @@ func (r *reader) run(ctx context.Context, deliver func(ev Event, subject string)
 			if rerr := r.reopen(ctx); rerr != nil {
 				return fmt.Errorf("event subscription: %w", err)
 			}
+		}
+	}
+	return nil
+}
+
+// follow is run for a deliver function that never blocks (the tail): it
+// keeps pull requests flowing continuously, so no event waits for a new
+// batch to be requested.
+func (r *reader) follow(ctx context.Context, deliver deliverFunc) error {
+	failures := 0
+	for ctx.Err() == nil {
+		if !r.reportGap() {
+			return nil
+		}
+		it, err := r.cons.Messages(jetstream.PullMaxMessages(r.batch))
+		if err != nil {
+			if failures++; failures > 5 {
+				return fmt.Errorf("event tail: %w", err)
+			}
+			if rerr := r.reopen(ctx); rerr != nil {
+				return fmt.Errorf("event tail: %w", err)
+			}
+			continue
+		}
+		stop := context.AfterFunc(ctx, it.Stop)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				break
+			}
+			failures = 0
+			ev, pending, ok, lost := r.take(ctx, msg)
+			if lost {
+				break // start over from the last one delivered
+			}
+			r.reportGap()
+			if ok {
+				deliver(ev, msg.Subject(), pending)
+			}
+		}
+		stop()
+		it.Stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := r.reopen(ctx); err != nil {
+			return fmt.Errorf("event tail: %w", err)
 		}
 	}
 	return nil
@@ -422,55 +605,4 @@ func (r *reader) reopen(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-// follow is run for a deliver function that never blocks (the tail): it
-// keeps pull requests flowing continuously, so no event waits for a new
-// batch to be requested.
-func (r *reader) follow(ctx context.Context, deliver func(ev Event, subject string)) error {
-	failures := 0
-	for ctx.Err() == nil {
-		it, err := r.cons.Messages(jetstream.PullMaxMessages(r.batch))
-		if err != nil {
-			if failures++; failures > 5 {
-				return fmt.Errorf("event tail: %w", err)
-			}
-			if rerr := r.reopen(ctx); rerr != nil {
-				return fmt.Errorf("event tail: %w", err)
-			}
-			continue
-		}
-		stop := context.AfterFunc(ctx, it.Stop)
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				break
-			}
-			failures = 0
-			meta, err := msg.Metadata()
-			if err != nil {
-				continue
-			}
-			if meta.Sequence.Consumer != r.lastCons+1 {
-				break // delivery gap: start over from the last event delivered
-			}
-			r.lastCons = meta.Sequence.Consumer
-			r.next = meta.Sequence.Stream + 1
-			var ev Event
-			if json.Unmarshal(msg.Data(), &ev) != nil {
-				continue
-			}
-			ev.Seq = meta.Sequence.Stream
-			deliver(ev, msg.Subject())
-		}
-		stop()
-		it.Stop()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err := r.reopen(ctx); err != nil {
-			return fmt.Errorf("event tail: %w", err)
-		}
-	}
-	return nil
 }

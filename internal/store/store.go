@@ -378,6 +378,7 @@ func (s *Store) Watch(ctx context.Context, ns, prefix string, current bool) (<-c
 	go func() {
 		defer close(out)
 		defer w.Stop()
+		initial := current // until the end-of-initial-values marker
 		for {
 			select {
 			case <-ctx.Done():
@@ -386,8 +387,15 @@ func (s *Store) Watch(ctx context.Context, ns, prefix string, current bool) (<-c
 				if !ok {
 					return
 				}
-				if e == nil || !strings.HasPrefix(e.Key(), full) {
+				if e == nil {
+					initial = false
 					continue
+				}
+				if !strings.HasPrefix(e.Key(), full) {
+					continue
+				}
+				if initial && e.Operation() != jetstream.KeyValuePut {
+					continue // a document deleted long ago is not a current value
 				}
 				ch := Change{Op: OpPut, Entry: Entry{Namespace: ns, Key: e.Key()[len(ns)+1:], Value: e.Value(), Revision: e.Revision(), Updated: e.Created()}}
 				if e.Operation() != jetstream.KeyValuePut {

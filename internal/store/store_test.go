@@ -184,6 +184,8 @@ func TestWatch(t *testing.T) {
 	s := open(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.Put(ctx, "w", "cfg/gone", []byte(`1`))
+	s.Delete(ctx, "w", "cfg/gone", 0)
 	s.Put(ctx, "w", "cfg/a", []byte(`1`))
 	s.Put(ctx, "w", "x", []byte(`1`))
 	ch, err := s.Watch(ctx, "w", "cfg/", true)
