@@ -271,6 +271,14 @@ func TestSSEResume(t *testing.T) {
 	}
 	b.Publish(context.Background(), bus.Event{Type: "agent.other"}) // filtered out
 	var lastID string
+	// A live stream opens with the position it starts after, so a client
+	// that has seen no event yet can still resume exactly.
+	ctx0, cancel0 := context.WithCancel(context.Background())
+	opening := <-sse(t, ctx0, url)
+	cancel0()
+	if !opening.comment || opening.id != "6" {
+		t.Fatalf("opening block %+v, want the start position id 6", opening)
+	}
 	for i := 1; i <= 3; i++ {
 		e := nextEvent(t, first)
 		var ev bus.Event

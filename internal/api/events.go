@@ -152,7 +152,9 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 32<<10)
-	fmt.Fprint(bw, ": oxios event stream\n\n")
+	// An id with no data sets the client's Last-Event-ID without an event,
+	// so a client that reconnects before any event resumes exactly here.
+	fmt.Fprintf(bw, ": oxios event stream\nid: %d\n\n", sub.After)
 	flush := func() bool {
 		if bw.Flush() != nil {
 			return false

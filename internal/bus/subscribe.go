@@ -16,7 +16,11 @@ import (
 // Subscription delivers events in sequence order.
 type Subscription struct {
 	// C delivers the events; it is closed when the subscription ends.
-	C      <-chan Event
+	C <-chan Event
+	// After is the sequence the subscription starts after: every matching
+	// event with a higher sequence is delivered. A client that must resume
+	// later without having seen an event resumes from here.
+	After  uint64
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
@@ -72,10 +76,12 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 	ls := &liveSub{subjects: subjects, out: out, ctx: ctx}
 
 	if o.FromNow && !o.UntilCaughtUp {
-		if err := b.tail.add(ls); err != nil {
+		after, err := b.tail.add(ls)
+		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("subscribe: %w", err)
 		}
+		sub.After = after
 		go func() {
 			defer close(sub.done)
 			defer close(out)
@@ -109,6 +115,7 @@ func (b *Bus) Subscribe(ctx context.Context, f Filter, o SubscribeOptions) (*Sub
 		// "From the oldest event": what retention dropped was not asked for.
 		next = max(1, info.FirstSeq)
 	}
+	sub.After = next - 1
 	// endSeq is the last stored event that matches, for UntilCaughtUp.
 	var endSeq uint64
 	if o.UntilCaughtUp {
@@ -211,6 +218,7 @@ type tail struct {
 	mu      sync.Mutex
 	subs    map[*liveSub]bool
 	running bool
+	pos     uint64 // sequence of the last event handed out
 	closed  bool
 
 	// closing is closed by Close: live subscriptions end.
@@ -237,6 +245,7 @@ func (t *tail) start() error {
 		return fmt.Errorf("event tail: %w", err)
 	}
 	t.running = true
+	t.pos = r.next - 1
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -258,22 +267,22 @@ func (t *tail) start() error {
 	return nil
 }
 
-// add registers a live subscriber; it receives every event the tail reads
-// from now on.
-func (t *tail) add(s *liveSub) error {
+// add registers a live subscriber; it receives every event after the
+// returned sequence.
+func (t *tail) add(s *liveSub) (after uint64, err error) {
 	s.lagged = make(chan uint64, 1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return errors.New("the event bus is closed")
+		return 0, errors.New("the event bus is closed")
 	}
 	if !t.running {
 		if err := t.start(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	t.subs[s] = true
-	return nil
+	return t.pos, nil
 }
 
 func (t *tail) remove(s *liveSub) {
@@ -288,6 +297,7 @@ func (t *tail) remove(s *liveSub) {
 func (t *tail) fanOut(ev Event, subject string, _ uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pos = ev.Seq
 	for s := range t.subs {
 		if s.ctx.Err() != nil {
 			delete(t.subs, s)

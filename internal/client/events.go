@@ -77,6 +77,11 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(bus.Event)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "id:"):
+			// Also sent alone, as the position the stream starts after.
+			if id, err := strconv.ParseUint(strings.TrimSpace(line[3:]), 10, 64); err == nil {
+				last = id
+			}
 		case line == "":
 			if data.Len() == 0 {
 				continue
@@ -88,9 +93,6 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(bus.Event)
 			data.Reset()
 			if err := fn(ev); err != nil {
 				return last, err
-			}
-			if ev.Seq > 0 {
-				last = ev.Seq
 			}
 		case strings.HasPrefix(line, "data:"):
 			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
