@@ -43,7 +43,9 @@ type SubscribeOptions struct {
 	// After starts with the first event after this sequence (0: the oldest
 	// event still in the log). With FromNow set it is ignored.
 	After uint64
-	// FromNow starts with the next event published.
+	// FromNow starts at the live position: the events published from now
+	// on (and any stored just before that the live reader had not yet
+	// handed out). Subscription.After says exactly where it starts.
 	FromNow bool
 	// UntilCaughtUp ends the subscription once it has delivered every
 	// matching event stored when it started, instead of going on live.
