@@ -171,6 +171,13 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 		select {
 		case ev, ok := <-sub.C:
 			if !ok {
+				// Tell the client when the stream ended on a failure, so it
+				// does not take a partial answer for the whole.
+				if err := sub.Err(); err != nil {
+					s.Logger.Warn("event stream ended", "err", err)
+					msg, _ := json.Marshal(map[string]string{"message": err.Error()})
+					fmt.Fprintf(bw, "event: error\ndata: %s\n\n", msg)
+				}
 				flush()
 				return
 			}

@@ -74,9 +74,12 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(bus.Event)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	var data strings.Builder
+	var name string
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
+		case strings.HasPrefix(line, "event:"):
+			name = strings.TrimSpace(line[6:])
 		case strings.HasPrefix(line, "id:"):
 			// Also sent alone, as the position the stream starts after.
 			if id, err := strconv.ParseUint(strings.TrimSpace(line[3:]), 10, 64); err == nil {
@@ -84,8 +87,15 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(bus.Event)
 			}
 		case line == "":
 			if data.Len() == 0 {
+				name = ""
 				continue
 			}
+			if name == "error" {
+				var e struct{ Message string }
+				json.Unmarshal([]byte(data.String()), &e)
+				return last, fmt.Errorf("the event stream failed: %s", e.Message)
+			}
+			name = ""
 			var ev bus.Event
 			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
 				return last, fmt.Errorf("bad event from the daemon: %w", err)

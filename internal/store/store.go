@@ -159,7 +159,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 	}
 	s.stop = cancel
 	loaded := make(chan struct{})
-	go s.follow(w, loaded)
+	go s.follow(wctx, w, loaded)
 	select {
 	case <-loaded:
 	case <-ctx.Done():
@@ -170,19 +170,41 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error
 }
 
 // follow applies every change of the bucket to the cache. The first nil
-// entry marks the end of the initial values.
-func (s *Store) follow(w jetstream.KeyWatcher, loaded chan struct{}) {
+// entry marks the end of the initial values. If the watch ends while the
+// store is open (the backbone dropped it), it is made again from the
+// revision after the last one seen, so the cache never silently goes stale.
+func (s *Store) follow(ctx context.Context, w jetstream.KeyWatcher, loaded chan struct{}) {
 	defer close(s.done)
-	defer w.Stop()
-	for e := range w.Updates() {
-		if e == nil {
-			if loaded != nil {
-				close(loaded)
-				loaded = nil
+	var last uint64
+	for {
+		for e := range w.Updates() {
+			if e == nil {
+				if loaded != nil {
+					close(loaded)
+					loaded = nil
+				}
+				continue
 			}
-			continue
+			last = max(last, e.Revision())
+			s.apply(e.Key(), cached{value: e.Value(), rev: e.Revision(), updated: e.Created(), deleted: e.Operation() != jetstream.KeyValuePut})
 		}
-		s.apply(e.Key(), cached{value: e.Value(), rev: e.Revision(), updated: e.Created(), deleted: e.Operation() != jetstream.KeyValuePut})
+		w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			opts := []jetstream.WatchOpt{}
+			if last > 0 {
+				opts = append(opts, jetstream.ResumeFromRevision(last+1))
+			}
+			nw, err := s.kv.WatchAll(ctx, opts...)
+			if err == nil {
+				w = nw
+				break
+			}
+		}
 	}
 }
 
