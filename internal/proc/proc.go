@@ -1,0 +1,157 @@
+// Package proc runs OS processes for agents: each in its own process group,
+// with exactly the environment it is given, its stdout and stderr captured
+// into one size-rotated log file, and stopped as a group (SIGTERM, then
+// SIGKILL after a grace period) so that grandchildren never outlive it.
+package proc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/oxios/oxios/internal/logfile"
+)
+
+// Spec says what to run.
+type Spec struct {
+	Command string
+	Args    []string
+	// Env is the whole environment of the process; nothing is inherited.
+	Env []string
+	Dir string
+	// LogPath receives stdout and stderr, rotated at LogMaxSize bytes with
+	// LogMaxFiles old files kept.
+	LogPath     string
+	LogMaxSize  int64
+	LogMaxFiles int
+}
+
+// Exit is how a process ended: an exit code, or the signal that killed it.
+type Exit struct {
+	Code   *int   `json:"exit_code"`
+	Signal string `json:"signal,omitempty"`
+}
+
+// Success reports a zero exit code.
+func (e Exit) Success() bool { return e.Code != nil && *e.Code == 0 }
+
+func (e Exit) String() string {
+	if e.Code != nil {
+		return fmt.Sprintf("exit status %d", *e.Code)
+	}
+	return "killed by signal " + e.Signal
+}
+
+// Process is a started process.
+type Process struct {
+	// PID is the process id, which is also its process group id.
+	PID int
+	// StartTime identifies this process among all that will ever have PID:
+	// the kernel's start time of the process (see StartTime).
+	StartTime uint64
+
+	cmd    *exec.Cmd
+	done   chan struct{}
+	exit   Exit
+	copied chan struct{}
+	log    *logfile.File
+}
+
+// Start starts the process in a new process group.
+func Start(s Spec) (*Process, error) {
+	if s.LogMaxSize <= 0 {
+		s.LogMaxSize = 10 << 20
+	}
+	log, err := logfile.Open(s.LogPath, logfile.Options{MaxSize: s.LogMaxSize, MaxFiles: s.LogMaxFiles})
+	if err != nil {
+		return nil, fmt.Errorf("open agent log: %w", err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	cmd := exec.Command(s.Command, s.Args...)
+	cmd.Env = s.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{} // nil would mean "inherit the daemon's"
+	}
+	cmd.Dir = s.Dir
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: lines interleave, never clobber
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		log.Close()
+		return nil, err
+	}
+	pw.Close() // the child has its copy
+	p := &Process{PID: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), copied: make(chan struct{}), log: log}
+	p.StartTime, _ = StartTime(p.PID)
+	go func() {
+		defer close(p.copied)
+		io.Copy(log, pr) // ends when every holder of the pipe has exited
+		pr.Close()
+	}()
+	go p.wait()
+	return p, nil
+}
+
+func (p *Process) wait() {
+	err := p.cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		code := 0
+		p.exit.Code = &code
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.exit.Signal = ws.Signal().String()
+		} else {
+			code := ee.ExitCode()
+			p.exit.Code = &code
+		}
+	default:
+		code := -1
+		p.exit.Code = &code
+	}
+	// Output of grandchildren that outlive the process is not waited for;
+	// the log closes once the pipe does.
+	go func() { <-p.copied; p.log.Close() }()
+	close(p.done)
+}
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the process to exit, or for ctx.
+func (p *Process) Wait(ctx context.Context) (Exit, error) {
+	select {
+	case <-p.done:
+		return p.exit, nil
+	case <-ctx.Done():
+		return Exit{}, ctx.Err()
+	}
+}
+
+// Stop sends sig to the whole process group, waits up to grace for the
+// process to exit, then sends SIGKILL to the group. It reports whether
+// SIGKILL was needed. Whatever the process does, the group is sent SIGKILL
+// at the end, so no grandchild survives it.
+func (p *Process) Stop(sig syscall.Signal, grace time.Duration) (killed bool) {
+	syscall.Kill(-p.PID, sig)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		killed = true
+	}
+	syscall.Kill(-p.PID, syscall.SIGKILL)
+	<-p.done
+	return killed
+}
