@@ -651,7 +651,8 @@ func TestVersionAndHelp(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v["version"] == "" || v["go_version"] == "" {
 		t.Fatalf("version -o json: %s", r)
 	}
-	for _, c := range [][]string{{}, {"start"}, {"stop"}, {"restart"}, {"status"}, {"logs"}, {"version"}, {"config"}, {"config", "path"}, {"config", "show"}, {"config", "validate"}} {
+	for _, c := range [][]string{{}, {"start"}, {"stop"}, {"restart"}, {"status"}, {"logs"}, {"version"}, {"config"}, {"config", "path"}, {"config", "show"}, {"config", "validate"},
+		{"state"}, {"state", "get"}, {"state", "put"}, {"state", "list"}, {"state", "delete"}, {"events"}} {
 		r := e.oxios(append(c, "--help")...)
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") {
 			t.Errorf("oxios %v --help has no example: %s", c, r)
