@@ -123,17 +123,60 @@ func Run(ctx context.Context, o Options) (err error) {
 		k.log.Info("created admin token", "path", o.Home.AdminTokenPath())
 	}
 
-	// The listener is bound before the other parts boot, so a taken port
-	// fails fast and /readyz can report boot progress.
-	ln, err := net.Listen("tcp", o.Listen)
+	srv, handler, serveErr, err := k.serveHTTP(adminHash)
+	if err != nil {
+		return err
+	}
+	parts := k.parts(handler, srv)
+	for _, p := range parts {
+		k.setState(p.name, "starting")
+	}
+
+	booted, bootErr := k.boot(ctx, parts)
+	if bootErr == nil {
+		k.mu.Lock()
+		k.ready = true
+		k.mu.Unlock()
+		k.log.Info("ready", "listen", o.Listen, "boot_ms", time.Since(k.started).Milliseconds())
+		if err := daemon.Notify("READY=1"); err != nil {
+			k.log.Warn("sd_notify READY failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-serveErr:
+			bootErr = fmt.Errorf("HTTP server stopped: %w", err)
+		}
+	}
+
+	k.log.Info("shutting down")
+	daemon.Notify("STOPPING=1")
+	k.mu.Lock()
+	k.ready = false
+	k.mu.Unlock()
+	k.shutdown(booted)
+	srv.Close() // serving since before boot, even if boot stopped short of the http part
+	if bootErr != nil {
+		k.log.Error("daemon failed", "err", bootErr)
+		return bootErr
+	}
+	k.log.Info("stopped")
+	return nil
+}
+
+// serveHTTP binds the listener and serves the API. It runs before the other
+// parts boot, so a taken port fails fast and /readyz reports boot progress;
+// the backbone-backed routes answer 503 until the http part attaches them.
+func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, <-chan error, error) {
+	listen := k.opts.Listen
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		if errors.Is(err, errAddrInUse) {
-			return &daemon.AddrInUseError{Addr: o.Listen}
+			return nil, nil, nil, &daemon.AddrInUseError{Addr: listen}
 		}
-		return fmt.Errorf("listen on %s: %w", o.Listen, err)
+		return nil, nil, nil, fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	if host, _, _ := net.SplitHostPort(o.Listen); !isLoopback(host) {
-		k.log.Warn("the API listens on a non-loopback address and is reachable from the network; every /api/ route requires a token", "listen", o.Listen)
+	if host, _, _ := net.SplitHostPort(listen); !isLoopback(host) {
+		k.log.Warn("the API listens on a non-loopback address and is reachable from the network; every /api/ route requires a token", "listen", listen)
 	}
 	handler := api.New(api.Options{
 		Logger:       k.log,
@@ -150,24 +193,30 @@ func Run(ctx context.Context, o Options) (err error) {
 	srv.RegisterOnShutdown(handler.Stop)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	return srv, handler, serveErr, nil
+}
 
+// parts lists the daemon's parts in boot order; shutdown runs it backwards,
+// so HTTP stops accepting requests first and the backbone closes last.
+func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
+	cfg := k.opts.Config
 	var (
 		bb    *backbone.Backbone
 		state *store.Store
 		ev    *bus.Bus
 	)
-	syncAlways, syncInterval, _ := o.Config.Store.SyncPolicy() // validated
-	parts := []part{
+	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
+	return []part{
 		{
 			name: "backbone",
 			start: func(ctx context.Context) (err error) {
 				bb, err = backbone.Open(ctx, backbone.Options{
-					URL:          o.Config.Backbone.URL,
-					Credentials:  o.Config.Backbone.Credentials,
-					DataDir:      o.Home.DataDir(),
+					URL:          cfg.Backbone.URL,
+					Credentials:  cfg.Backbone.Credentials,
+					DataDir:      k.opts.Home.DataDir(),
 					SyncAlways:   syncAlways,
 					SyncInterval: syncInterval,
-					Replicas:     o.Config.Backbone.Replicas,
+					Replicas:     cfg.Backbone.Replicas,
 					Name:         k.node,
 					Logger:       k.log,
 				})
@@ -180,8 +229,8 @@ func Run(ctx context.Context, o Options) (err error) {
 			start: func(ctx context.Context) (err error) {
 				ev, err = bus.Open(ctx, bb.JS, bus.Options{
 					Node:     k.node,
-					MaxAge:   o.Config.Events.MaxAge.Duration,
-					MaxBytes: int64(o.Config.Events.MaxMB) << 20,
+					MaxAge:   cfg.Events.MaxAge.Duration,
+					MaxBytes: int64(cfg.Events.MaxMB) << 20,
 					Replicas: bb.Replicas,
 				})
 				return err
@@ -212,38 +261,6 @@ func Run(ctx context.Context, o Options) (err error) {
 			},
 		},
 	}
-	for _, p := range parts {
-		k.setState(p.name, "starting")
-	}
-
-	booted, bootErr := k.boot(ctx, parts)
-	if bootErr == nil {
-		k.mu.Lock()
-		k.ready = true
-		k.mu.Unlock()
-		k.log.Info("ready", "listen", o.Listen, "boot_ms", time.Since(k.started).Milliseconds())
-		if err := daemon.Notify("READY=1"); err != nil {
-			k.log.Warn("sd_notify READY failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-		case err := <-serveErr:
-			bootErr = fmt.Errorf("HTTP server stopped: %w", err)
-		}
-	}
-
-	k.log.Info("shutting down")
-	daemon.Notify("STOPPING=1")
-	k.mu.Lock()
-	k.ready = false
-	k.mu.Unlock()
-	k.shutdown(booted)
-	if bootErr != nil {
-		k.log.Error("daemon failed", "err", bootErr)
-		return bootErr
-	}
-	k.log.Info("stopped")
-	return nil
 }
 
 // boot starts parts in order and returns those that started.
