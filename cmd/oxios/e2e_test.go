@@ -756,3 +756,19 @@ func TestStateCLI(t *testing.T) {
 		t.Fatalf("get deleted: %s", r)
 	}
 }
+
+// A valid config whose backbone cannot be reached: the daemon fails at
+// boot, start shows why from the log, and nothing is left running.
+func TestUnreachableBackbone(t *testing.T) {
+	e := newEnv(t)
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	os.WriteFile(cfg, []byte("[backbone]\nurl = \"nats://127.0.0.1:1\"\n"), 0o600)
+	r := e.oxios("start", "--config", cfg, "--listen", e.listen)
+	if r.code != 1 || !strings.Contains(r.stderr, "exited before it was ready") || !strings.Contains(r.stderr, "nats://127.0.0.1:1") {
+		t.Fatalf("start with an unreachable backbone: %s", r)
+	}
+	waitGone(t, pidFrom(t, r.stderr), 5*time.Second)
+	if p := e.pidIfRunning(); p != 0 {
+		t.Fatalf("daemon %d left running", p)
+	}
+}
