@@ -20,6 +20,39 @@ func benchClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 }
 
+// request sends one authenticated request and returns its status.
+func request(hc *http.Client, method, url string, body []byte) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// hammer runs op from 16 concurrent clients (8 per core) and reports ops/s.
+func hammer(b *testing.B, unit string, op func(i int64) (int, error)) {
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if status, err := op(n.Add(1)); err != nil || status != 200 {
+				b.Errorf("status %d: %v", status, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
+
 // BenchmarkHTTPStatePut measures PUT /api/v1/state over real HTTP from 16
 // concurrent clients; each put also publishes a state.put event.
 //
@@ -30,28 +63,9 @@ func BenchmarkHTTPStatePut(b *testing.B) {
 			srv := benchServer(b, syncMode)
 			hc := benchClient()
 			val := []byte(`{"name":"worker","count":12345,"tags":["a","b","c"]}`)
-			var n atomic.Int64
-			b.SetParallelism(8)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := n.Add(1)
-					req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i%1000), bytes.NewReader(val))
-					req.Header.Set("Authorization", "Bearer "+token)
-					resp, err := hc.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-				}
+			hammer(b, "puts/s", func(i int64) (int, error) {
+				return request(hc, "PUT", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i%1000), val)
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 		})
 	}
 }
@@ -61,34 +75,11 @@ func BenchmarkHTTPStateGet(b *testing.B) {
 	srv := benchServer(b, "1s")
 	hc := benchClient()
 	for i := 0; i < 1000; i++ {
-		req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i), bytes.NewReader([]byte(`{"v":1}`)))
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := hc.Do(req)
-		if err != nil {
+		if _, err := request(hc, "PUT", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i), []byte(`{"v":1}`)); err != nil {
 			b.Fatal(err)
 		}
-		resp.Body.Close()
 	}
-	var n atomic.Int64
-	b.SetParallelism(8)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			req, _ := http.NewRequest("GET", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i%1000), nil)
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := hc.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
+	hammer(b, "gets/s", func(i int64) (int, error) {
+		return request(hc, "GET", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i%1000), nil)
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
 }
