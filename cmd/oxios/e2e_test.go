@@ -385,11 +385,7 @@ func TestDaemonThatFailsToBoot(t *testing.T) {
 		!strings.Contains(r.stderr, "--- last") || !strings.Contains(r.stderr, "admin token") {
 		t.Fatalf("start of a failing daemon: %s", r)
 	}
-	pid := pidFrom(t, r.stderr)
-	waitGone(t, pid, 5*time.Second)
-	if p := e.pidIfRunning(); p != 0 {
-		t.Fatalf("daemon %d left running", p)
-	}
+	e.assertNoDaemonFrom(r)
 }
 
 // A daemon that is alive but not ready in time is terminated by start.
@@ -401,13 +397,19 @@ func TestReadyTimeoutStopsTheChild(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "was not ready within 1ms") {
 		t.Fatalf("start with a tiny ready timeout: %s", r)
 	}
-	pid := pidFrom(t, r.stderr)
-	waitGone(t, pid, 5*time.Second)
-	if p := e.pidIfRunning(); p != 0 {
-		t.Fatalf("daemon %d left running", p)
-	}
+	e.assertNoDaemonFrom(r)
 	if _, err := net.DialTimeout("tcp", e.listen, time.Second); err == nil {
 		t.Fatal("something still listens on the address")
+	}
+}
+
+// assertNoDaemonFrom checks that the daemon a failed start names (by PID)
+// is gone and that no daemon holds the PID file.
+func (e *env) assertNoDaemonFrom(r result) {
+	e.t.Helper()
+	waitGone(e.t, pidFrom(e.t, r.stderr), 5*time.Second)
+	if p := e.pidIfRunning(); p != 0 {
+		e.t.Fatalf("daemon %d left running", p)
 	}
 }
 
@@ -767,8 +769,5 @@ func TestUnreachableBackbone(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "exited before it was ready") || !strings.Contains(r.stderr, "nats://127.0.0.1:1") {
 		t.Fatalf("start with an unreachable backbone: %s", r)
 	}
-	waitGone(t, pidFrom(t, r.stderr), 5*time.Second)
-	if p := e.pidIfRunning(); p != 0 {
-		t.Fatalf("daemon %d left running", p)
-	}
+	e.assertNoDaemonFrom(r)
 }
