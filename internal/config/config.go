@@ -22,13 +22,41 @@ import (
 // (DefaultConfig) and a commented line in the generated file (Template).
 type Config struct {
 	// Node is this daemon's name; empty means the host name.
-	Node     string   `toml:"node"`
-	API      API      `toml:"api"`
-	Daemon   Daemon   `toml:"daemon"`
-	Log      Log      `toml:"log"`
-	Backbone Backbone `toml:"backbone"`
-	Store    Store    `toml:"store"`
-	Events   Events   `toml:"events"`
+	Node      string    `toml:"node"`
+	API       API       `toml:"api"`
+	Daemon    Daemon    `toml:"daemon"`
+	Log       Log       `toml:"log"`
+	Backbone  Backbone  `toml:"backbone"`
+	Store     Store     `toml:"store"`
+	Events    Events    `toml:"events"`
+	Scheduler Scheduler `toml:"scheduler"`
+	Agents    Agents    `toml:"agents"`
+}
+
+// Scheduler configures admission: how many agents run at once and how fast
+// new ones start.
+type Scheduler struct {
+	// MaxRunning is the most agents (of any kind) running at once.
+	MaxRunning int `toml:"max_running"`
+	// MaxRunningLLM is the most language-model agents running at once.
+	MaxRunningLLM int `toml:"max_running_llm"`
+	// SpawnsPerMinute limits how many agents start in any 60 seconds; 0 is
+	// no limit.
+	SpawnsPerMinute int `toml:"spawns_per_minute"`
+}
+
+// Agents configures defaults and housekeeping of agents.
+type Agents struct {
+	// StopTimeout is the default grace between the stop signal and SIGKILL.
+	StopTimeout Duration `toml:"stop_timeout"`
+	// LogMaxMB is the size at which an agent's log is rotated.
+	LogMaxMB int `toml:"log_max_mb"`
+	// LogMaxFiles is how many rotated files of an agent's log are kept.
+	LogMaxFiles int `toml:"log_max_files"`
+	// Retain is how many ended agents are kept; older ones are deleted.
+	Retain int `toml:"retain"`
+	// RetainFor is how long an ended agent is kept.
+	RetainFor Duration `toml:"retain_for"`
 }
 
 // Backbone configures NATS: embedded (the default) or an external server.
@@ -92,10 +120,18 @@ func DefaultConfig() Config {
 			ReadyTimeout:    Duration{15 * time.Second},
 			ShutdownTimeout: Duration{5 * time.Second},
 		},
-		Log:      Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
-		Backbone: Backbone{Replicas: 1},
-		Store:    Store{Sync: "1s"},
-		Events:   Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
+		Log:       Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
+		Backbone:  Backbone{Replicas: 1},
+		Store:     Store{Sync: "1s"},
+		Events:    Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
+		Scheduler: Scheduler{MaxRunning: 256, MaxRunningLLM: 8},
+		Agents: Agents{
+			StopTimeout: Duration{10 * time.Second},
+			LogMaxMB:    10,
+			LogMaxFiles: 3,
+			Retain:      1000,
+			RetainFor:   Duration{7 * 24 * time.Hour},
+		},
 	}
 }
 
@@ -150,21 +186,29 @@ func (e *Error) Error() string {
 // hints says, for each key, what values are allowed. It is used for type
 // errors found while decoding, so they read like validation errors.
 var hints = map[string]string{
-	"node":                    "must be a string",
-	"api.listen":              `must be a "host:port" string such as "127.0.0.1:4200"`,
-	"daemon.stop_timeout":     `must be a duration string such as "10s"`,
-	"daemon.ready_timeout":    `must be a duration string such as "15s"`,
-	"daemon.shutdown_timeout": `must be a duration string such as "5s"`,
-	"log.level":               "must be one of debug, info, warn, error",
-	"log.format":              "must be text or json",
-	"log.max_size_mb":         "must be a whole number of megabytes from 1 to 10240",
-	"log.max_files":           "must be a whole number from 0 to 1000",
-	"backbone.url":            `must be a NATS URL string such as "nats://10.0.0.5:4222" (or "" for embedded)`,
-	"backbone.credentials":    "must be the path of a NATS .creds file",
-	"backbone.replicas":       "must be 1, 3 or 5",
-	"store.sync":              `must be "always" or a duration string such as "1s"`,
-	"events.max_age":          `must be a duration string such as "168h"`,
-	"events.max_mb":           "must be a whole number of megabytes from 1 to 1048576",
+	"node":                        "must be a string",
+	"api.listen":                  `must be a "host:port" string such as "127.0.0.1:4200"`,
+	"daemon.stop_timeout":         `must be a duration string such as "10s"`,
+	"daemon.ready_timeout":        `must be a duration string such as "15s"`,
+	"daemon.shutdown_timeout":     `must be a duration string such as "5s"`,
+	"log.level":                   "must be one of debug, info, warn, error",
+	"log.format":                  "must be text or json",
+	"log.max_size_mb":             "must be a whole number of megabytes from 1 to 10240",
+	"log.max_files":               "must be a whole number from 0 to 1000",
+	"backbone.url":                `must be a NATS URL string such as "nats://10.0.0.5:4222" (or "" for embedded)`,
+	"backbone.credentials":        "must be the path of a NATS .creds file",
+	"backbone.replicas":           "must be 1, 3 or 5",
+	"store.sync":                  `must be "always" or a duration string such as "1s"`,
+	"events.max_age":              `must be a duration string such as "168h"`,
+	"events.max_mb":               "must be a whole number of megabytes from 1 to 1048576",
+	"scheduler.max_running":       "must be a whole number from 1 to 100000",
+	"scheduler.max_running_llm":   "must be a whole number from 1 to 100000",
+	"scheduler.spawns_per_minute": "must be a whole number from 0 (no limit) to 1000000",
+	"agents.stop_timeout":         `must be a duration string such as "10s"`,
+	"agents.log_max_mb":           "must be a whole number of megabytes from 1 to 10240",
+	"agents.log_max_files":        "must be a whole number from 0 to 100",
+	"agents.retain":               "must be a whole number from 0 to 1000000",
+	"agents.retain_for":           `must be a duration string such as "168h"`,
 }
 
 // Load reads the file at path over the defaults and validates the result.
@@ -362,6 +406,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Events.MaxMB < 1 || c.Events.MaxMB > 1<<20 {
 		return &Error{Key: "events.max_mb", Msg: fmt.Sprintf("must be from 1 to 1048576 (got %d)", c.Events.MaxMB)}
+	}
+	for _, n := range []struct {
+		key      string
+		v        int
+		min, max int
+	}{
+		{"scheduler.max_running", c.Scheduler.MaxRunning, 1, 100000},
+		{"scheduler.max_running_llm", c.Scheduler.MaxRunningLLM, 1, 100000},
+		{"scheduler.spawns_per_minute", c.Scheduler.SpawnsPerMinute, 0, 1000000},
+		{"agents.log_max_mb", c.Agents.LogMaxMB, 1, 10240},
+		{"agents.log_max_files", c.Agents.LogMaxFiles, 0, 100},
+		{"agents.retain", c.Agents.Retain, 0, 1000000},
+	} {
+		if n.v < n.min || n.v > n.max {
+			return &Error{Key: n.key, Msg: fmt.Sprintf("must be from %d to %d (got %d)", n.min, n.max, n.v)}
+		}
+	}
+	if d := c.Agents.StopTimeout.Duration; d < 0 || d > time.Hour {
+		return &Error{Key: "agents.stop_timeout", Msg: fmt.Sprintf("must be between 0s and 1h (got %s)", d)}
+	}
+	if d := c.Agents.RetainFor.Duration; d < time.Minute {
+		return &Error{Key: "agents.retain_for", Msg: fmt.Sprintf("must be at least 1m (got %s)", d)}
 	}
 	return nil
 }

@@ -57,4 +57,28 @@ sync = "1s"
 max_age = "168h"
 # The oldest events are dropped when the event log passes this many megabytes.
 max_mb = 1024
+
+[scheduler]
+# Most agents running at once, of every kind; more wait in the queue.
+max_running = 256
+# Most language-model agents running at once (they also count above).
+max_running_llm = 8
+# Most agents started in any 60 seconds (new spawns and manual restarts);
+# 0 is no limit. Automatic restarts are paced by their backoff instead.
+spawns_per_minute = 0
+
+[agents]
+# Default grace between an agent's stop signal and SIGKILL (a spec's
+# stop_timeout overrides it).
+stop_timeout = "10s"
+# Rotate logs/agents/<id>.log when it reaches this many megabytes (1 to 10240).
+log_max_mb = 10
+# Rotated files of each agent's log kept besides the current one (0 to 100).
+log_max_files = 3
+# Ended agents kept (newest first); older records, logs and default
+# workspaces are deleted. 0 deletes an agent's record as soon as retention
+# next runs after it ends.
+retain = 1000
+# Ended agents older than this are deleted, whatever their number.
+retain_for = "168h"
 `
