@@ -1,7 +1,8 @@
 // Package proc runs OS processes for agents: each in its own process group,
 // with exactly the environment it is given, its stdout and stderr captured
 // into one size-rotated log file, and stopped as a group (SIGTERM, then
-// SIGKILL after a grace period) so that grandchildren never outlive it.
+// SIGKILL after a grace period) so that grandchildren never outlive it;
+// whatever is left in the group when the process exits is killed too.
 package proc
 
 import (
@@ -121,8 +122,9 @@ func (p *Process) wait() {
 		code := -1
 		p.exit.Code = &code
 	}
-	// Output of grandchildren that outlive the process is not waited for;
-	// the log closes once the pipe does.
+	// What the process left in its group dies with it, so no orphan outlives
+	// its agent. The group id cannot have been reused: members still hold it.
+	syscall.Kill(-p.PID, syscall.SIGKILL)
 	go func() { <-p.copied; p.log.Close() }()
 	close(p.done)
 }
