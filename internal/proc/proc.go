@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oxios/oxios/internal/logfile"
 )
 
@@ -113,7 +115,7 @@ func (p *Process) wait() {
 		p.exit.Code = &code
 	case errors.As(err, &ee):
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			p.exit.Signal = ws.Signal().String()
+			p.exit.Signal = unix.SignalName(ws.Signal())
 		} else {
 			code := ee.ExitCode()
 			p.exit.Code = &code

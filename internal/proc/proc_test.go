@@ -85,7 +85,7 @@ func TestStopKillsTheGroup(t *testing.T) {
 	}
 	killed := p.Stop(syscall.SIGTERM, 200*time.Millisecond)
 	e := wait(t, p)
-	if !killed || e.Signal != "killed" {
+	if !killed || e.Signal != "SIGKILL" {
 		t.Fatalf("killed=%v exit=%+v, want SIGKILL after the grace period", killed, e)
 	}
 	deadline = time.Now().Add(5 * time.Second)

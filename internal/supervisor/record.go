@@ -1,0 +1,74 @@
+package supervisor
+
+import "time"
+
+// State is where an agent is in its lifecycle (see DESIGN.md).
+type State string
+
+// The states of an agent. Succeeded, failed and killed are terminal.
+const (
+	Queued          State = "queued"
+	Starting        State = "starting"
+	Running         State = "running"
+	WaitingApproval State = "waiting_approval"
+	Backoff         State = "backoff"
+	Succeeded       State = "succeeded"
+	Failed          State = "failed"
+	Killed          State = "killed"
+)
+
+// States lists every state, in lifecycle order.
+var States = []State{Queued, Starting, Running, WaitingApproval, Backoff, Succeeded, Failed, Killed}
+
+// Terminal reports whether the agent has ended.
+func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Killed }
+
+// Usage is what an agent consumed. Process agents use none of it; the
+// fields are filled by language-model agents.
+type Usage struct {
+	TokensIn  int64    `json:"tokens_in"`
+	TokensOut int64    `json:"tokens_out"`
+	CostUSD   *float64 `json:"cost_usd"`
+	LLMCalls  int64    `json:"llm_calls"`
+	ToolCalls int64    `json:"tool_calls"`
+}
+
+// Record is an agent as stored in the agents bucket and served by the API.
+type Record struct {
+	ID    string `json:"id"`
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	State State  `json:"state"`
+	// Reason says why the agent is in its state: how it ended, or why it
+	// was last (re)started.
+	Reason string `json:"reason"`
+	Node   string `json:"node"`
+	PID    int    `json:"pid"`
+	// ProcStart is the kernel's start time of PID; with PID it identifies
+	// the process across a daemon restart.
+	ProcStart uint64 `json:"proc_start,omitempty"`
+	// Restarts counts automatic restarts by the restart policy.
+	Restarts int    `json:"restarts"`
+	ExitCode *int   `json:"exit_code"`
+	Signal   string `json:"signal,omitempty"`
+	// QueuePosition is the 1-based place in the scheduler's queue while
+	// queued. It is not stored.
+	QueuePosition int        `json:"queue_position,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	StartedAt     *time.Time `json:"started_at"`
+	EndedAt       *time.Time `json:"ended_at"`
+	// NextStartAt is when an agent in backoff starts again.
+	NextStartAt *time.Time `json:"next_start_at,omitempty"`
+	Usage       Usage      `json:"usage"`
+	Spec        Spec       `json:"spec"`
+	// RecentRestarts are the times of the automatic restarts still inside
+	// the restart window, for the intensity limit across daemon restarts.
+	RecentRestarts []time.Time `json:"recent_restarts,omitempty"`
+	// Backoffs counts consecutive restarts since the last stable run.
+	Backoffs int `json:"backoffs,omitempty"`
+	// DefaultDir is set when Spec.Dir is the agent's own workspace, which
+	// is deleted with the record.
+	DefaultDir bool `json:"default_dir,omitempty"`
+}
+
+func ptr[T any](v T) *T { return &v }

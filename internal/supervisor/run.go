@@ -1,0 +1,348 @@
+package supervisor
+
+import (
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/oxios/oxios/internal/proc"
+)
+
+// cause is why a process stopped running.
+type cause int
+
+const (
+	exited   cause = iota // by itself
+	timedOut              // its spec's timeout
+	killed                // a kill request
+	restart               // a restart request
+	shutdown              // the daemon is stopping
+)
+
+// run is the one goroutine that owns an admitted run of agent a, from
+// starting to its end. reason says why it (re)starts.
+func (s *Supervisor) run(a *agent, reason string) {
+	defer s.runs.Done()
+	for {
+		p, ok := s.launch(a, reason)
+		if !ok {
+			return
+		}
+		c, exit := s.supervise(a, p)
+		var next time.Duration
+		if next, reason, ok = s.after(a, c, exit); !ok {
+			return
+		}
+		if next > 0 {
+			var cut bool
+			if ok, cut = s.backoff(a, next); !ok {
+				return
+			}
+			if cut {
+				reason = "restart requested"
+			}
+		}
+	}
+}
+
+// launch starts a's process and records it running. It reports false when
+// the run ended instead (killed before it started, or unable to start).
+func (s *Supervisor) launch(a *agent, reason string) (*proc.Process, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.started = true
+	if a.kill != nil {
+		r := a.kill.reason
+		if a.rec.State == Queued {
+			r = "cancelled"
+		}
+		s.end(a, Killed, r)
+		return nil, false
+	}
+	if s.ctx.Err() != nil {
+		return nil, false // shutting down; the record stays for the next boot
+	}
+	a.restart = false
+	a.rec.State, a.rec.NextStartAt = Starting, nil
+	if reason != "" {
+		a.rec.Reason = reason
+	}
+	if err := s.save(a, "", nil); err != nil {
+		s.end(a, Failed, "cannot write the agent record: "+err.Error())
+		return nil, false
+	}
+	p, err := s.startProcess(a)
+	if err != nil {
+		a.rec.ExitCode, a.rec.Signal = nil, ""
+		s.end(a, Failed, err.Error())
+		return nil, false
+	}
+	now := time.Now().UTC()
+	a.rec.State, a.rec.PID, a.rec.ProcStart, a.rec.StartedAt = Running, p.PID, p.StartTime, &now
+	a.rec.ExitCode, a.rec.Signal = nil, ""
+	s.save(a, "agent.started", map[string]any{"pid": p.PID, "restarts": a.rec.Restarts, "reason": a.rec.Reason})
+	return p, true
+}
+
+// startProcess starts the process of a's spec. Its errors read as the
+// reason the agent failed.
+func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
+	spec := a.rec.Spec
+	if a.rec.DefaultDir {
+		if err := os.MkdirAll(spec.Dir, 0o700); err != nil {
+			return nil, errors.New("cannot create the workspace: " + err.Error())
+		}
+	}
+	env := s.environ(a.rec)
+	path, err := lookPath(spec.Command, spec.Dir, env)
+	if err != nil {
+		return nil, err
+	}
+	p, err := proc.Start(proc.Spec{
+		Command: path, Args: spec.Args, Env: env, Dir: spec.Dir,
+		LogPath: s.LogPath(a.id), LogMaxSize: s.o.LogMaxSize, LogMaxFiles: s.o.LogMaxFiles,
+	})
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) && errors.Is(pe.Err, syscall.EACCES) {
+			return nil, errors.New("cannot execute " + spec.Command + ": permission denied")
+		}
+		return nil, errors.New("cannot start " + spec.Command + ": " + err.Error())
+	}
+	return p, nil
+}
+
+// environ is an agent's whole environment: PATH, HOME and LANG of the
+// daemon, the spec's variables over them, and OXIOS_AGENT_ID and OXIOS_URL.
+// Nothing else of the daemon's environment reaches an agent.
+func (s *Supervisor) environ(r Record) []string {
+	vars := map[string]string{
+		"PATH": os.Getenv("PATH"),
+		"HOME": os.Getenv("HOME"),
+		"LANG": os.Getenv("LANG"),
+	}
+	if vars["PATH"] == "" {
+		vars["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+	}
+	if vars["LANG"] == "" {
+		vars["LANG"] = "C.UTF-8"
+	}
+	for k, v := range r.Spec.Env {
+		vars[k] = v
+	}
+	vars["OXIOS_AGENT_ID"] = r.ID
+	vars["OXIOS_URL"] = s.o.URL
+	env := make([]string, 0, len(vars))
+	for k, v := range vars {
+		if _, given := r.Spec.Env[k]; v != "" || given {
+			env = append(env, k+"="+v)
+		}
+	}
+	slices.Sort(env)
+	return env
+}
+
+// lookPath finds command the way the agent's own PATH would, not the
+// daemon's. A command with a slash is taken relative to dir.
+func lookPath(command, dir string, env []string) (string, error) {
+	notFound := errors.New("executable not found: " + command)
+	if strings.Contains(command, "/") {
+		p := command
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+			return "", notFound
+		}
+		return p, nil
+	}
+	pathVar := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			pathVar = v
+		}
+	}
+	for _, d := range filepath.SplitList(pathVar) {
+		if d == "" || !filepath.IsAbs(d) {
+			continue // a relative PATH entry would depend on the working directory
+		}
+		p := filepath.Join(d, command)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", notFound
+}
+
+// supervise waits for p to end and says why it ended.
+func (s *Supervisor) supervise(a *agent, p *proc.Process) (cause, proc.Exit) {
+	sig := signals[a.rec.Spec.StopSignal]
+	stopTimeout := dur(a.rec.Spec.StopTimeout)
+	var deadline <-chan time.Time
+	if t := dur(a.rec.Spec.Timeout); t > 0 {
+		timer := time.NewTimer(t)
+		defer timer.Stop()
+		deadline = timer.C
+	}
+	for {
+		select {
+		case <-p.Done():
+			e, _ := p.Wait(s.ctx)
+			return exited, e
+		case <-deadline:
+			p.Stop(sig, stopTimeout)
+			e, _ := p.Wait(s.ctx)
+			return timedOut, e
+		case <-s.ctx.Done():
+			if s.halted.Load() {
+				return shutdown, proc.Exit{}
+			}
+			p.Stop(sig, min(stopTimeout, time.Duration(s.grace.Load())))
+			<-p.Done()
+			return shutdown, proc.Exit{}
+		case <-a.wake:
+			a.mu.Lock()
+			k, r := a.kill, a.restart
+			a.mu.Unlock()
+			switch {
+			case k != nil:
+				grace := stopTimeout
+				if k.grace >= 0 {
+					grace = k.grace
+				}
+				p.Stop(sig, grace)
+				<-p.Done()
+				e, _ := p.Wait(s.ctx)
+				return killed, e
+			case r:
+				p.Stop(sig, stopTimeout)
+				<-p.Done()
+				e, _ := p.Wait(s.ctx)
+				return restart, e
+			}
+		}
+	}
+}
+
+// after records how a run ended and decides what comes next: it returns
+// ok=false when the agent has ended (or the daemon is stopping), otherwise
+// the delay before the next start and the reason for it.
+func (s *Supervisor) after(a *agent, c cause, e proc.Exit) (delay time.Duration, reason string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c == shutdown {
+		return 0, "", false // the record stays running; the next boot recovers it
+	}
+	var uptime time.Duration
+	if a.rec.StartedAt != nil {
+		uptime = time.Since(*a.rec.StartedAt)
+	}
+	a.rec.ExitCode, a.rec.Signal, a.rec.PID, a.rec.ProcStart = e.Code, e.Signal, 0, 0
+	s.publish(a.id, "agent.exited", map[string]any{"exit_code": e.Code, "signal": e.Signal, "uptime_ms": uptime.Milliseconds()})
+	// A kill that raced with the exit still ends the agent killed.
+	if c == killed || (a.kill != nil && c != restart) {
+		reason := "kill requested"
+		if a.kill != nil {
+			reason = a.kill.reason
+		}
+		s.end(a, Killed, reason)
+		return 0, "", false
+	}
+	if c == restart || a.restart {
+		a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
+		s.publish(a.id, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "restart requested"})
+		return 0, "restart requested", true
+	}
+	failed := c == timedOut || !e.Success()
+	why := e.String()
+	if c == timedOut {
+		why = "timeout"
+	}
+	rs := a.rec.Spec.Restart
+	if rs.Policy == Never || (rs.Policy == OnFailure && !failed) {
+		if failed {
+			s.end(a, Failed, why)
+		} else {
+			s.end(a, Succeeded, why)
+		}
+		return 0, "", false
+	}
+	now := time.Now().UTC()
+	if uptime >= dur(rs.ResetAfter) {
+		a.rec.Backoffs = 0
+	}
+	window := dur(rs.Window)
+	recent := a.rec.RecentRestarts[:0:0]
+	for _, t := range a.rec.RecentRestarts {
+		if now.Sub(t) < window {
+			recent = append(recent, t)
+		}
+	}
+	if len(recent) >= rs.MaxRestarts {
+		a.rec.RecentRestarts = recent
+		s.publish(a.id, "agent.gave_up", map[string]any{"restarts": a.rec.Restarts, "max_restarts": rs.MaxRestarts, "window": rs.Window, "last": why})
+		s.end(a, Failed, "restart limit reached")
+		return 0, "", false
+	}
+	delay = backoffDelay(a.rec.Backoffs, dur(rs.Backoff.Initial), dur(rs.Backoff.Max))
+	a.rec.Backoffs++
+	a.rec.Restarts++
+	a.rec.RecentRestarts = append(recent, now)
+	next := now.Add(delay)
+	a.rec.State, a.rec.Reason, a.rec.NextStartAt = Backoff, why, &next
+	s.save(a, "agent.restarting", map[string]any{"attempt": a.rec.Restarts, "delay_ms": delay.Milliseconds(), "reason": why})
+	return delay, why, true
+}
+
+// backoffDelay is the wait before consecutive restart n (0-based): none for
+// the first, then initial doubling up to max, each with ±20% jitter and
+// never past max.
+func backoffDelay(n int, initial, maxDelay time.Duration) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	d := initial
+	for i := 1; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxDelay)
+	jitter := time.Duration((rand.Float64()*0.4 - 0.2) * float64(d))
+	return min(max(d+jitter, time.Millisecond), maxDelay)
+}
+
+// backoff waits out delay before the next start. It reports ok=false when
+// the agent was killed meanwhile or the daemon is stopping, and cut when a
+// restart request ended the wait early.
+func (s *Supervisor) backoff(a *agent, delay time.Duration) (ok, cut bool) {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true, false
+		case <-s.ctx.Done():
+			return false, false
+		case <-a.wake:
+			a.mu.Lock()
+			k, r := a.kill, a.restart
+			if k != nil {
+				s.end(a, Killed, k.reason)
+			} else if r {
+				a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
+			}
+			a.mu.Unlock()
+			if k != nil {
+				return false, false
+			}
+			if r {
+				return true, true
+			}
+		}
+	}
+}

@@ -1,0 +1,263 @@
+package supervisor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/oxios/oxios/internal/scheduler"
+)
+
+// Spec says what an agent is. Durations are Go duration strings ("10s");
+// Defaults fills every omitted field, and the record keeps the result.
+type Spec struct {
+	Kind     string            `json:"kind"`
+	Name     string            `json:"name"`
+	Command  string            `json:"command,omitempty"`
+	Args     []string          `json:"args,omitempty"`
+	Env      map[string]string `json:"env,omitempty"`
+	Dir      string            `json:"dir"`
+	Priority string            `json:"priority"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Restart  Restart           `json:"restart"`
+	// StopSignal is sent to the process group on kill, before SIGKILL.
+	StopSignal string `json:"stop_signal"`
+	// StopTimeout is the grace between StopSignal and SIGKILL.
+	StopTimeout string `json:"stop_timeout"`
+	// Timeout ends each run that lasts longer; "0s" is none.
+	Timeout string `json:"timeout"`
+}
+
+// Restart is the restart policy of a spec.
+type Restart struct {
+	// Policy is never, on-failure or always.
+	Policy string `json:"policy"`
+	// MaxRestarts automatic restarts within Window are allowed; one more
+	// ends the agent failed with reason "restart limit reached".
+	MaxRestarts int         `json:"max_restarts"`
+	Window      string      `json:"window"`
+	Backoff     BackoffSpec `json:"backoff"`
+	// ResetAfter is the uptime after which a run counts as stable: the
+	// next restart is immediate again and the backoff starts over.
+	ResetAfter string `json:"reset_after"`
+}
+
+// BackoffSpec is the delay before the second and later consecutive restarts:
+// Initial, doubling up to Max, with jitter. The first restart is immediate.
+type BackoffSpec struct {
+	Initial string `json:"initial"`
+	Max     string `json:"max"`
+}
+
+// Restart policies.
+const (
+	Never     = "never"
+	OnFailure = "on-failure"
+	Always    = "always"
+)
+
+// Kinds of agent.
+const (
+	KindProcess = "process"
+	KindLLM     = "llm"
+)
+
+// InvalidError is a spec that cannot run; Field names the offending field.
+type InvalidError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+func invalid(field, format string, a ...any) error {
+	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+var (
+	nameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	envKeyRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+)
+
+// reservedEnv are set by oxios for every agent.
+var reservedEnv = []string{"OXIOS_AGENT_ID", "OXIOS_URL"}
+
+var signals = map[string]syscall.Signal{
+	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGHUP": syscall.SIGHUP,
+	"SIGQUIT": syscall.SIGQUIT, "SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+	"SIGKILL": syscall.SIGKILL,
+}
+
+// SpecDefaults are the defaults that come from configuration.
+type SpecDefaults struct {
+	StopTimeout time.Duration
+}
+
+// Normalize validates s and fills its defaults. Errors are *InvalidError.
+func (s *Spec) Normalize(d SpecDefaults) error {
+	switch s.Kind {
+	case "", KindProcess:
+		s.Kind = KindProcess
+	case KindLLM:
+		return invalid("kind", "llm agents are not available in this version; use process")
+	default:
+		return invalid("kind", "must be process or llm (got %q)", s.Kind)
+	}
+	if strings.TrimSpace(s.Command) == "" {
+		return invalid("command", "must not be empty")
+	}
+	if strings.ContainsRune(s.Command, 0) {
+		return invalid("command", "must not contain NUL")
+	}
+	for i, a := range s.Args {
+		if strings.ContainsRune(a, 0) {
+			return invalid(fmt.Sprintf("args[%d]", i), "must not contain NUL")
+		}
+	}
+	if s.Name == "" {
+		s.Name = defaultName(s.Command)
+	}
+	if !nameRe.MatchString(s.Name) {
+		return invalid("name", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (got %q)", s.Name)
+	}
+	for k, v := range s.Env {
+		if !envKeyRe.MatchString(k) {
+			return invalid("env."+k, "is not a valid variable name (letters, digits and '_', not starting with a digit)")
+		}
+		if strings.ContainsRune(v, 0) {
+			return invalid("env."+k, "must not contain NUL")
+		}
+		for _, r := range reservedEnv {
+			if k == r {
+				return invalid("env."+k, "is set by oxios and cannot be given")
+			}
+		}
+	}
+	if s.Dir != "" {
+		if !filepath.IsAbs(s.Dir) {
+			return invalid("dir", "must be an absolute path (got %q)", s.Dir)
+		}
+		if fi, err := os.Stat(s.Dir); err != nil || !fi.IsDir() {
+			return invalid("dir", "%s is not an existing directory", s.Dir)
+		}
+		s.Dir = filepath.Clean(s.Dir)
+	}
+	p, err := scheduler.ParsePriority(s.Priority)
+	if err != nil {
+		return invalid("priority", "%s", err.Error())
+	}
+	s.Priority = p.String()
+	if len(s.Labels) > 32 {
+		return invalid("labels", "at most 32 labels (got %d)", len(s.Labels))
+	}
+	for k, v := range s.Labels {
+		if !labelKeyRe.MatchString(k) {
+			return invalid("labels."+k, "a label key is 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit")
+		}
+		if len(v) > 256 || strings.ContainsRune(v, 0) {
+			return invalid("labels."+k, "a label value is at most 256 bytes, without NUL")
+		}
+	}
+	if err := s.Restart.normalize(); err != nil {
+		return err
+	}
+	sig := strings.ToUpper(s.StopSignal)
+	if sig == "" {
+		sig = "SIGTERM"
+	}
+	if !strings.HasPrefix(sig, "SIG") {
+		sig = "SIG" + sig
+	}
+	if _, ok := signals[sig]; !ok {
+		return invalid("stop_signal", "must be one of SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGKILL (got %q)", s.StopSignal)
+	}
+	s.StopSignal = sig
+	if s.StopTimeout, err = duration("stop_timeout", s.StopTimeout, d.StopTimeout, 0, time.Hour); err != nil {
+		return err
+	}
+	if s.Timeout, err = duration("timeout", s.Timeout, 0, 0, 365*24*time.Hour); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r *Restart) normalize() error {
+	switch r.Policy {
+	case "":
+		r.Policy = Never
+	case Never, OnFailure, Always:
+	default:
+		return invalid("restart.policy", "must be never, on-failure or always (got %q)", r.Policy)
+	}
+	if r.MaxRestarts < 0 || r.MaxRestarts > 1000000 {
+		return invalid("restart.max_restarts", "must be from 1 to 1000000 (got %d)", r.MaxRestarts)
+	}
+	if r.MaxRestarts == 0 {
+		r.MaxRestarts = 5
+	}
+	var err error
+	if r.Window, err = duration("restart.window", r.Window, time.Minute, time.Millisecond, 7*24*time.Hour); err != nil {
+		return err
+	}
+	if r.ResetAfter, err = duration("restart.reset_after", r.ResetAfter, 30*time.Second, time.Millisecond, 24*time.Hour); err != nil {
+		return err
+	}
+	if r.Backoff.Initial, err = duration("restart.backoff.initial", r.Backoff.Initial, 100*time.Millisecond, time.Millisecond, time.Hour); err != nil {
+		return err
+	}
+	if r.Backoff.Max, err = duration("restart.backoff.max", r.Backoff.Max, 30*time.Second, time.Millisecond, 24*time.Hour); err != nil {
+		return err
+	}
+	if dur(r.Backoff.Max) < dur(r.Backoff.Initial) {
+		return invalid("restart.backoff.max", "must not be less than restart.backoff.initial (%s < %s)", r.Backoff.Max, r.Backoff.Initial)
+	}
+	return nil
+}
+
+// duration parses a duration field, applies its default when empty, checks
+// its range and returns it in canonical form.
+func duration(field, v string, def, min, max time.Duration) (string, error) {
+	if v == "" {
+		return def.String(), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return "", invalid(field, "must be a duration such as \"10s\" or \"1m30s\" (got %q)", v)
+	}
+	if d < min || d > max {
+		if d < 0 {
+			return "", invalid(field, "must not be negative (got %s)", v)
+		}
+		return "", invalid(field, "must be from %s to %s (got %s)", min, max, v)
+	}
+	return d.String(), nil
+}
+
+// dur reads a duration that Normalize has already checked.
+func dur(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+func defaultName(command string) string {
+	base := filepath.Base(strings.TrimSpace(command))
+	var b strings.Builder
+	for _, r := range base {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			b.WriteRune(r)
+		}
+	}
+	name := strings.TrimLeft(b.String(), "._-")
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	if name == "" {
+		name = "agent"
+	}
+	return name
+}

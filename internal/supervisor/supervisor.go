@@ -1,0 +1,549 @@
+// Package supervisor owns the lifecycle of agents: it persists each agent's
+// record in the agents bucket before anything runs, admits agents through
+// the scheduler, runs process agents, restarts them by policy with backoff
+// and an intensity limit, kills them as a group, and recovers every
+// unfinished agent when the daemon boots again.
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/scheduler"
+)
+
+// Errors callers test for.
+var (
+	ErrNotFound = errors.New("no such agent")
+	// ErrConflict is an operation the agent's state does not allow.
+	ErrConflict = errors.New("not allowed in the agent's state")
+	ErrClosed   = errors.New("the supervisor is shutting down")
+)
+
+// Publisher stores events; *bus.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, ev bus.Event) (bus.Event, error)
+}
+
+// Options configure a Supervisor.
+type Options struct {
+	JS        jetstream.JetStream
+	Replicas  int
+	Bus       Publisher
+	Scheduler *scheduler.Scheduler
+	Node      string
+	// WorkspacesDir holds each agent's default working directory.
+	WorkspacesDir string
+	// LogDir holds each agent's log, <id>.log.
+	LogDir      string
+	LogMaxSize  int64
+	LogMaxFiles int
+	// URL is the daemon's API URL, given to agents as OXIOS_URL.
+	URL      string
+	Defaults SpecDefaults
+	// Retain ended agents, at most this many and none older than RetainFor.
+	Retain    int
+	RetainFor time.Duration
+	Logger    *slog.Logger
+}
+
+// Bucket is the key/value bucket of agent records.
+const Bucket = "agents"
+
+// Supervisor runs agents. Create it with Open.
+type Supervisor struct {
+	o   Options
+	kv  jetstream.KeyValue
+	log *slog.Logger
+
+	ctx    context.Context // ends runs at Close
+	cancel context.CancelFunc
+	// grace caps each agent's stop timeout during shutdown.
+	grace atomic.Int64
+	// halted makes the supervisor act as if the daemon had died: from then
+	// on it writes nothing and leaves processes alone (tests of recovery).
+	halted atomic.Bool
+
+	mu     sync.Mutex
+	agents map[string]*agent
+	closed bool
+	runs   sync.WaitGroup // every goroutine that runs or recovers an agent
+	sweep  chan struct{}
+	swept  chan struct{} // closed when the retention loop has ended
+}
+
+// agent is the in-memory side of one record.
+type agent struct {
+	id string
+	// mu serializes transitions: a change, its write and its event.
+	mu   sync.Mutex
+	rec  Record
+	snap atomic.Pointer[Record] // the last saved record, for readers
+	// done is closed when the current run ends.
+	done chan struct{}
+	// Requests to the goroutine running the agent, guarded by mu; wake
+	// tells it to look.
+	kill    *killRequest
+	restart bool
+	wake    chan struct{}
+	started bool // the current run has been admitted
+	gone    bool // deleted
+}
+
+type killRequest struct {
+	reason string
+	grace  time.Duration // -1: the spec's stop_timeout
+}
+
+func newAgent(rec Record) *agent {
+	a := &agent{id: rec.ID, rec: rec, done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	if rec.State.Terminal() {
+		close(a.done)
+	}
+	a.publishSnap()
+	return a
+}
+
+func (a *agent) publishSnap() {
+	r := a.rec
+	a.snap.Store(&r)
+
+}
+
+func (a *agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Open loads every record, recovers the unfinished ones (see recover.go)
+// and starts the retention loop.
+func Open(ctx context.Context, o Options) (*Supervisor, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	for _, d := range []string{o.WorkspacesDir, o.LogDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	kv, err := o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   Bucket,
+		History:  1,
+		Storage:  jetstream.FileStorage,
+		Replicas: o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
+	}
+	s := &Supervisor{o: o, kv: kv, log: o.Logger, agents: map[string]*agent{},
+		sweep: make(chan struct{}, 1), swept: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.grace.Store(int64(time.Hour))
+	recs, err := s.load(ctx)
+	if err != nil {
+		s.cancel()
+		return nil, err
+	}
+	s.recover(recs)
+	go s.retain()
+	return s, nil
+}
+
+// load reads every record in the bucket, oldest first.
+func (s *Supervisor) load(ctx context.Context) ([]Record, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list agents: %w", err)
+	}
+	var recs []Record
+	for key := range lister.Keys() {
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read agent %s: %w", key, err)
+		}
+		var r Record
+		if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID != key {
+			s.log.Error("skipping an unreadable agent record", "key", key, "err", err)
+			continue
+		}
+		recs = append(recs, r)
+	}
+	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.ID, b.ID) })
+	return recs, nil
+}
+
+// Close stops admitting agents and stops the running ones, each within its
+// stop timeout but no later than ctx's deadline. Their records stay as they
+// are, so the next boot restarts them by policy.
+func (s *Supervisor) Close(ctx context.Context) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.o.Scheduler.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		s.grace.Store(int64(max(time.Until(dl)-250*time.Millisecond, 0)))
+	}
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.runs.Wait(); <-s.swept; close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("agents still stopping at the shutdown deadline")
+	}
+}
+
+// begin registers a goroutine that runs an agent; false once closing.
+func (s *Supervisor) begin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.runs.Add(1)
+	return true
+}
+
+func (s *Supervisor) get(id string) (*agent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.agents[id]
+	if !ok {
+		return nil, fmt.Errorf("agent %s: %w", id, ErrNotFound)
+	}
+	return a, nil
+}
+
+// save writes a's record and publishes typ with data. The caller holds a.mu.
+func (s *Supervisor) save(a *agent, typ string, data any) error {
+	if s.halted.Load() {
+		return ErrClosed
+	}
+	b, err := json.Marshal(a.rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.kv.Put(ctx, a.id, b); err != nil {
+		s.log.Error("write agent record", "agent", a.id, "state", a.rec.State, "err", err)
+		return fmt.Errorf("write agent %s: %w", a.id, err)
+	}
+	a.publishSnap()
+	if typ != "" {
+		s.publish(a.id, typ, data)
+	}
+	return nil
+}
+
+func (s *Supervisor) publish(id, typ string, data any) {
+	if s.halted.Load() {
+		return
+	}
+	b, _ := json.Marshal(data)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.o.Bus.Publish(ctx, bus.Event{Type: typ, AgentID: id, Data: b}); err != nil {
+		s.log.Error("publish event", "type", typ, "agent", id, "err", err)
+	}
+}
+
+// Spawn validates spec, persists a queued record and submits it to the
+// scheduler. It returns at once; the agent starts when admitted.
+func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
+	if err := spec.Normalize(s.o.Defaults); err != nil {
+		return Record{}, err
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return Record{}, err
+	}
+	rec := Record{ID: id.String(), Kind: spec.Kind, Name: spec.Name, State: Queued, Node: s.o.Node,
+		CreatedAt: time.Now().UTC(), Spec: spec}
+	if rec.Spec.Dir == "" {
+		rec.Spec.Dir = filepath.Join(s.o.WorkspacesDir, rec.ID)
+		rec.DefaultDir = true
+	}
+	a := newAgent(rec)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return Record{}, ErrClosed
+	}
+	s.agents[a.id] = a
+	s.mu.Unlock()
+	if err := s.save(a, "agent.spawned", map[string]any{"name": spec.Name, "kind": spec.Kind, "priority": spec.Priority}); err != nil {
+		s.mu.Lock()
+		delete(s.agents, a.id)
+		s.mu.Unlock()
+		return Record{}, err
+	}
+	s.submit(a)
+	out := a.rec
+	out.QueuePosition = s.o.Scheduler.Positions()[a.id]
+	return out, nil
+}
+
+// submit queues a for a slot. The caller holds a.mu.
+func (s *Supervisor) submit(a *agent) {
+	a.started = false
+	p, _ := scheduler.ParsePriority(a.rec.Spec.Priority)
+	s.o.Scheduler.Submit(scheduler.Ticket{ID: a.id, Priority: p, LLM: a.rec.Kind == KindLLM, Start: func() {
+		if !s.begin() {
+			return
+		}
+		go s.run(a, "")
+	}})
+}
+
+// Get returns the record of agent id.
+func (s *Supervisor) Get(id string) (Record, error) {
+	a, err := s.get(id)
+	if err != nil {
+		return Record{}, err
+	}
+	r := *a.snap.Load()
+	if r.State == Queued {
+		r.QueuePosition = s.o.Scheduler.Positions()[id]
+	}
+	return r, nil
+}
+
+// Filter selects agents in List. Empty fields match everything.
+type Filter struct {
+	States []State
+	Kind   string
+	Name   string
+	// Labels must all be present with these values.
+	Labels map[string]string
+}
+
+func (f Filter) match(r *Record) bool {
+	if len(f.States) > 0 && !slices.Contains(f.States, r.State) {
+		return false
+	}
+	if f.Kind != "" && r.Kind != f.Kind {
+		return false
+	}
+	if f.Name != "" && r.Name != f.Name {
+		return false
+	}
+	for k, v := range f.Labels {
+		if got, ok := r.Spec.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// List returns the agents that match f, newest first, at most limit of
+// them after cursor (the id of the last one of the previous page); next is
+// the cursor of the following page, or "".
+func (s *Supervisor) List(f Filter, limit int, cursor string) (recs []Record, next string) {
+	s.mu.Lock()
+	all := make([]*Record, 0, len(s.agents))
+	for _, a := range s.agents {
+		if r := a.snap.Load(); f.match(r) && (cursor == "" || r.ID < cursor) {
+			all = append(all, r)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(all, func(a, b *Record) int { return strings.Compare(b.ID, a.ID) })
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+		next = all[limit-1].ID
+	}
+	var pos map[string]int
+	recs = make([]Record, len(all))
+	for i, r := range all {
+		recs[i] = *r
+		if r.State == Queued {
+			if pos == nil {
+				pos = s.o.Scheduler.Positions()
+			}
+			recs[i].QueuePosition = pos[r.ID]
+		}
+	}
+	return recs, next
+}
+
+// Wait blocks until agent id's current run has ended, or ctx is done, and
+// returns its record.
+func (s *Supervisor) Wait(ctx context.Context, id string) (Record, error) {
+	a, err := s.get(id)
+	if err != nil {
+		return Record{}, err
+	}
+	a.mu.Lock()
+	done := a.done
+	a.mu.Unlock()
+	select {
+	case <-done:
+		return *a.snap.Load(), nil
+	case <-ctx.Done():
+		return s.Get(id)
+	}
+}
+
+// Kill stops agent id: a queued agent is cancelled, a running one is sent
+// its stop signal and, after grace (negative: the spec's stop_timeout),
+// SIGKILL, all as a process group. It waits until the agent has ended or
+// ctx is done, and returns the record.
+func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (Record, error) {
+	a, err := s.get(id)
+	if err != nil {
+		return Record{}, err
+	}
+	a.mu.Lock()
+	switch {
+	case a.rec.State.Terminal():
+		a.mu.Unlock()
+		return Record{}, fmt.Errorf("agent %s has already ended (%s): %w", id, a.rec.State, ErrConflict)
+	case !a.started && s.o.Scheduler.Cancel(id):
+		s.end(a, Killed, "cancelled")
+		a.mu.Unlock()
+		return *a.snap.Load(), nil
+	}
+	if a.kill == nil {
+		a.kill = &killRequest{reason: "kill requested", grace: grace}
+	}
+	a.poke()
+	done := a.done
+	a.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return *a.snap.Load(), nil
+}
+
+// Restart restarts agent id: an ended agent starts a new run through the
+// scheduler; a running or backing-off one is stopped and started again at
+// once. Manual restarts are not counted in restarts and reset the backoff.
+func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
+	a, err := s.get(id)
+	if err != nil {
+		return Record{}, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.rec.State == Queued:
+		return Record{}, fmt.Errorf("agent %s is queued and has not started yet: %w", id, ErrConflict)
+	case a.rec.State.Terminal():
+		if s.isClosed() {
+			return Record{}, ErrClosed
+		}
+		a.rec.State, a.rec.Reason = Queued, "restart requested"
+		a.rec.EndedAt, a.rec.ExitCode, a.rec.Signal, a.rec.StartedAt = nil, nil, "", nil
+		a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
+		a.done = make(chan struct{})
+		a.kill, a.restart = nil, false
+		if err := s.save(a, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "restart requested"}); err != nil {
+			return Record{}, err
+		}
+		s.submit(a)
+	default:
+		a.restart = true
+		a.poke()
+	}
+	r := a.rec
+	r.QueuePosition = s.o.Scheduler.Positions()[id]
+	return r, nil
+}
+
+func (s *Supervisor) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Delete removes an ended agent: its record, its log files and, when it
+// ran in its own workspace, that workspace.
+func (s *Supervisor) Delete(ctx context.Context, id string) error {
+	a, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.rec.State.Terminal() {
+		return fmt.Errorf("agent %s is %s; kill it first (only ended agents can be deleted): %w", id, a.rec.State, ErrConflict)
+	}
+	return s.remove(ctx, a, "deleted")
+}
+
+// remove deletes a's record and files. The caller holds a.mu.
+func (s *Supervisor) remove(ctx context.Context, a *agent, reason string) error {
+	if a.gone {
+		return nil
+	}
+	if err := s.kv.Purge(ctx, a.id); err != nil {
+		return fmt.Errorf("delete agent %s: %w", a.id, err)
+	}
+	a.gone = true
+	s.mu.Lock()
+	delete(s.agents, a.id)
+	s.mu.Unlock()
+	logs, _ := filepath.Glob(s.LogPath(a.id) + "*")
+	for _, f := range logs {
+		os.Remove(f)
+	}
+	if a.rec.DefaultDir && filepath.Dir(a.rec.Spec.Dir) == filepath.Clean(s.o.WorkspacesDir) {
+		os.RemoveAll(a.rec.Spec.Dir)
+	}
+	s.publish(a.id, "agent.deleted", map[string]string{"reason": reason})
+	return nil
+}
+
+// LogPath is where agent id's output goes.
+func (s *Supervisor) LogPath(id string) string {
+	return filepath.Join(s.o.LogDir, id+".log")
+}
+
+// Scheduler returns the scheduler's state.
+func (s *Supervisor) Scheduler() scheduler.Snapshot { return s.o.Scheduler.Snapshot() }
+
+// end moves a to a terminal state, publishes its one terminal event and
+// frees its slot. The caller holds a.mu.
+func (s *Supervisor) end(a *agent, st State, reason string) {
+	now := time.Now().UTC()
+	a.rec.State, a.rec.Reason, a.rec.EndedAt = st, reason, &now
+	a.rec.PID, a.rec.ProcStart, a.rec.NextStartAt = 0, 0, nil
+	s.save(a, "agent."+string(st), map[string]any{"reason": reason, "exit_code": a.rec.ExitCode, "signal": a.rec.Signal, "restarts": a.rec.Restarts})
+	close(a.done)
+	a.kill, a.restart = nil, false
+	s.o.Scheduler.Release(a.id)
+	select {
+	case s.sweep <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,676 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/oxios/oxios/internal/backbone"
+	"github.com/oxios/oxios/internal/backbone/backbonetest"
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/scheduler"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nats-server's and nats.go's own background goroutines that end
+		// a little after their server closes.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
+	)
+}
+
+// env is a supervisor on a real embedded backbone.
+type env struct {
+	t    *testing.T
+	bb   *backbone.Backbone
+	bus  *bus.Bus
+	sup  *Supervisor
+	home string
+	lim  scheduler.Limits
+}
+
+func newEnv(t *testing.T, lim scheduler.Limits) *env {
+	t.Helper()
+	if lim.MaxRunning == 0 {
+		lim = scheduler.Limits{MaxRunning: 256, MaxRunningLLM: 8}
+	}
+	e := &env{t: t, bb: backbonetest.Start(t, "1s"), home: t.TempDir(), lim: lim}
+	ctx := context.Background()
+	var err error
+	e.bus, err = bus.Open(ctx, e.bb.JS, bus.Options{Node: "test", MaxAge: time.Hour, MaxBytes: 64 << 20, Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.bus.Close)
+	e.open()
+	return e
+}
+
+func (e *env) open() {
+	e.t.Helper()
+	sup, err := Open(context.Background(), Options{
+		JS: e.bb.JS, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: "test",
+		WorkspacesDir: filepath.Join(e.home, "workspaces"), LogDir: filepath.Join(e.home, "logs", "agents"),
+		URL: "http://127.0.0.1:1", Defaults: SpecDefaults{StopTimeout: 2 * time.Second},
+		Retain: 1000, RetainFor: time.Hour,
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.sup = sup
+	e.t.Cleanup(func() { e.close() })
+}
+
+func (e *env) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.sup.Close(ctx)
+}
+
+func sh(script string) Spec {
+	return Spec{Name: "sh", Command: "/bin/sh", Args: []string{"-c", script}}
+}
+
+func (e *env) spawn(s Spec) Record {
+	e.t.Helper()
+	r, err := e.sup.Spawn(context.Background(), s)
+	if err != nil {
+		e.t.Fatalf("spawn: %v", err)
+	}
+	return r
+}
+
+func (e *env) wait(id string) Record {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r, err := e.sup.Wait(ctx, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !r.State.Terminal() {
+		e.t.Fatalf("agent %s still %s after 20s", id, r.State)
+	}
+	return r
+}
+
+// waitState polls until agent id is in state st.
+func (e *env) waitState(id string, st State) Record {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := e.sup.Get(id)
+		if err == nil && r.State == st {
+			return r
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("agent %s is %s, want %s", id, r.State, st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// events returns every event stored so far (for one agent, or all).
+func (e *env) events(agent string) []bus.Event {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := e.bus.Subscribe(ctx, bus.Filter{Agent: agent, Types: []string{"agent.*"}}, bus.SubscribeOptions{UntilCaughtUp: true})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []bus.Event
+	for ev := range sub.C {
+		out = append(out, ev)
+	}
+	return out
+}
+
+func types(evs []bus.Event) []string {
+	var ts []string
+	for _, ev := range evs {
+		ts = append(ts, ev.Type)
+	}
+	return ts
+}
+
+func terminalEvents(evs []bus.Event) int {
+	n := 0
+	for _, ev := range evs {
+		switch ev.Type {
+		case "agent.succeeded", "agent.failed", "agent.killed":
+			n++
+		}
+	}
+	return n
+}
+
+func dataOf(ev bus.Event) map[string]any {
+	var m map[string]any
+	json.Unmarshal(ev.Data, &m)
+	return m
+}
+
+// The lifecycle, case by case: how each agent ends and the events it
+// publishes, with exactly one terminal event each.
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	fast := RestartOpts{Policy: OnFailure, MaxRestarts: 3, Backoff: BackoffSpec{Initial: "5ms", Max: "20ms"}}
+	cases := []struct {
+		name    string
+		spec    Spec
+		kill    bool
+		state   State
+		reason  string
+		exit    *int
+		restart int
+		events  []string
+	}{
+		{name: "succeed", spec: sh("exit 0"), state: Succeeded, reason: "exit status 0", exit: ptr(0),
+			events: []string{"agent.spawned", "agent.started", "agent.exited", "agent.succeeded"}},
+		{name: "fail", spec: sh("exit 3"), state: Failed, reason: "exit status 3", exit: ptr(3),
+			events: []string{"agent.spawned", "agent.started", "agent.exited", "agent.failed"}},
+		{name: "signal", spec: sh("kill -9 $$"), state: Failed, reason: "killed by signal SIGKILL"},
+		{name: "kill", spec: sh("sleep 100"), kill: true, state: Killed, reason: "kill requested",
+			events: []string{"agent.spawned", "agent.started", "agent.exited", "agent.killed"}},
+		{name: "kill-on-failure", spec: withRestart(sh("sleep 100"), fast), kill: true, state: Killed, reason: "kill requested"},
+		{name: "timeout", spec: withTimeout(sh("sleep 100"), "200ms"), state: Failed, reason: "timeout"},
+		{name: "not-found", spec: Spec{Command: "oxios-no-such-binary"}, state: Failed, reason: "executable not found: oxios-no-such-binary",
+			events: []string{"agent.spawned", "agent.failed"}},
+		{name: "on-failure-succeeds", spec: withRestart(sh("exit 0"), fast), state: Succeeded, reason: "exit status 0"},
+		{name: "on-failure-gives-up", spec: withRestart(sh("exit 1"), fast), state: Failed, reason: "restart limit reached", exit: ptr(1), restart: 3,
+			events: []string{"agent.spawned",
+				"agent.started", "agent.exited", "agent.restarting",
+				"agent.started", "agent.exited", "agent.restarting",
+				"agent.started", "agent.exited", "agent.restarting",
+				"agent.started", "agent.exited", "agent.gave_up", "agent.failed"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := e.spawn(c.spec)
+			if r.State != Queued && r.State != Starting && r.State != Running {
+				t.Fatalf("spawn returned state %s", r.State)
+			}
+			if c.kill {
+				e.waitState(r.ID, Running)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := e.sup.Kill(ctx, r.ID, -1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r = e.wait(r.ID)
+			if r.State != c.state || r.Reason != c.reason {
+				t.Fatalf("ended %s (%q), want %s (%q)", r.State, r.Reason, c.state, c.reason)
+			}
+			if c.exit != nil && (r.ExitCode == nil || *r.ExitCode != *c.exit) {
+				t.Fatalf("exit code %v, want %d", r.ExitCode, *c.exit)
+			}
+			if r.Restarts != c.restart || r.EndedAt == nil || r.PID != 0 {
+				t.Fatalf("restarts %d (want %d), ended_at %v, pid %d", r.Restarts, c.restart, r.EndedAt, r.PID)
+			}
+			evs := e.events(r.ID)
+			if n := terminalEvents(evs); n != 1 {
+				t.Fatalf("%d terminal events: %v", n, types(evs))
+			}
+			if c.events != nil && strings.Join(types(evs), " ") != strings.Join(c.events, " ") {
+				t.Fatalf("events\n got %v\nwant %v", types(evs), c.events)
+			}
+			if c.name == "on-failure-gives-up" {
+				var delays []float64
+				for _, ev := range evs {
+					if ev.Type == "agent.restarting" {
+						d := dataOf(ev)
+						delays = append(delays, d["delay_ms"].(float64))
+						if d["attempt"].(float64) != float64(len(delays)) {
+							t.Fatalf("attempt %v, want %d", d["attempt"], len(delays))
+						}
+					}
+				}
+				// The first restart is immediate; then 5ms, 10ms, each ±20%.
+				if delays[0] != 0 || delays[1] < 4 || delays[1] > 6 || delays[2] < 8 || delays[2] > 12 {
+					t.Fatalf("backoff delays %v", delays)
+				}
+			}
+		})
+	}
+}
+
+// RestartOpts is Restart, for brevity in tables.
+type RestartOpts = Restart
+
+func withRestart(s Spec, r Restart) Spec { s.Restart = r; return s }
+func withTimeout(s Spec, d string) Spec { s.Timeout = d; return s }
+
+// With restart policy always, a run longer than reset_after counts as
+// stable, so every restart is immediate; short runs back off.
+func TestAlwaysRestartResetsAfterStableUptime(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	stable := e.spawn(withRestart(sh("sleep 0.15"), Restart{Policy: Always, MaxRestarts: 3, ResetAfter: "100ms",
+		Backoff: BackoffSpec{Initial: "400ms", Max: "1s"}}))
+	unstable := e.spawn(withRestart(sh("exit 0"), Restart{Policy: Always, MaxRestarts: 3, ResetAfter: "1h",
+		Backoff: BackoffSpec{Initial: "50ms", Max: "1s"}}))
+	for _, c := range []struct {
+		id   string
+		want [][2]float64 // delay bounds per restart
+	}{
+		{stable.ID, [][2]float64{{0, 0}, {0, 0}, {0, 0}}},
+		{unstable.ID, [][2]float64{{0, 0}, {40, 60}, {80, 120}}},
+	} {
+		r := e.wait(c.id)
+		if r.State != Failed || r.Reason != "restart limit reached" || r.Restarts != 3 {
+			t.Fatalf("%s: %s %q restarts %d", c.id, r.State, r.Reason, r.Restarts)
+		}
+		i := 0
+		for _, ev := range e.events(c.id) {
+			if ev.Type != "agent.restarting" {
+				continue
+			}
+			d := dataOf(ev)["delay_ms"].(float64)
+			if d < c.want[i][0] || d > c.want[i][1] {
+				t.Fatalf("%s: restart %d waited %vms, want %v", c.id, i+1, d, c.want[i])
+			}
+			i++
+		}
+		if i != 3 {
+			t.Fatalf("%d restarting events", i)
+		}
+	}
+}
+
+// Kill reaches a grandchild that ignores SIGTERM, via the process group.
+func TestKillReachesGrandchildren(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	r := e.spawn(sh(`trap "" TERM; (trap "" TERM; sleep 100) & echo $! > gc.pid; wait`))
+	e.waitState(r.ID, Running)
+	pidFile := filepath.Join(r.Spec.Dir, "gc.pid")
+	var gc int
+	deadline := time.Now().Add(5 * time.Second)
+	for gc == 0 && time.Now().Before(deadline) {
+		b, _ := os.ReadFile(pidFile)
+		gc, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if gc == 0 {
+		t.Fatal("no grandchild pid")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	k, err := e.sup.Kill(ctx, r.ID, 100*time.Millisecond)
+	if err != nil || k.State != Killed || k.Signal != "SIGKILL" {
+		t.Fatalf("kill: %v %s signal %q", err, k.State, k.Signal)
+	}
+	waitGone(t, gc)
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is still alive", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The agent's environment is the spec's plus PATH, HOME, LANG and the two
+// OXIOS_ variables; nothing else of the daemon's. Output lands in its log.
+func TestEnvironmentAndLog(t *testing.T) {
+	t.Setenv("OXIOS_TOKEN", "oxs_secret")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "leak")
+	e := newEnv(t, scheduler.Limits{})
+	s := Spec{Command: "env", Env: map[string]string{"MODE": "fast"}}
+	r := e.wait(e.spawn(s).ID)
+	if r.State != Succeeded || r.Name != "env" {
+		t.Fatalf("%s %q name %q", r.State, r.Reason, r.Name)
+	}
+	b, _ := os.ReadFile(e.sup.LogPath(r.ID))
+	var keys []string
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, _, _ := strings.Cut(line, "=")
+		keys = append(keys, k)
+	}
+	if got := strings.Join(keys, ","); got != "HOME,LANG,MODE,OXIOS_AGENT_ID,OXIOS_URL,PATH" && got != "LANG,MODE,OXIOS_AGENT_ID,OXIOS_URL,PATH" {
+		t.Fatalf("environment keys %s\n%s", got, b)
+	}
+	if !strings.Contains(string(b), "OXIOS_AGENT_ID="+r.ID) || !strings.Contains(string(b), "MODE=fast") {
+		t.Fatalf("log:\n%s", b)
+	}
+	if fi, err := os.Stat(r.Spec.Dir); err != nil || !fi.IsDir() || filepath.Base(r.Spec.Dir) != r.ID {
+		t.Fatalf("workspace %s: %v", r.Spec.Dir, err)
+	}
+}
+
+func TestBadSpecs(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	for _, c := range []struct {
+		spec  Spec
+		field string
+	}{
+		{Spec{}, "command"},
+		{Spec{Command: "  "}, "command"},
+		{Spec{Command: "x", Kind: "robot"}, "kind"},
+		{Spec{Command: "x", Priority: "urgent"}, "priority"},
+		{Spec{Command: "x", Restart: Restart{Policy: "sometimes"}}, "restart.policy"},
+		{Spec{Command: "x", Restart: Restart{MaxRestarts: -1}}, "restart.max_restarts"},
+		{Spec{Command: "x", Restart: Restart{Window: "soon"}}, "restart.window"},
+		{Spec{Command: "x", Restart: Restart{Backoff: BackoffSpec{Initial: "2s", Max: "1s"}}}, "restart.backoff.max"},
+		{Spec{Command: "x", Timeout: "-1s"}, "timeout"},
+		{Spec{Command: "x", StopTimeout: "-5s"}, "stop_timeout"},
+		{Spec{Command: "x", StopSignal: "SIGFOO"}, "stop_signal"},
+		{Spec{Command: "x", Dir: "relative"}, "dir"},
+		{Spec{Command: "x", Dir: "/nonexistent/dir"}, "dir"},
+		{Spec{Command: "x", Env: map[string]string{"1X": "y"}}, "env.1X"},
+		{Spec{Command: "x", Env: map[string]string{"OXIOS_AGENT_ID": "y"}}, "env.OXIOS_AGENT_ID"},
+		{Spec{Command: "x", Name: "has space"}, "name"},
+		{Spec{Command: "x", Labels: map[string]string{"": "y"}}, "labels."},
+	} {
+		_, err := e.sup.Spawn(context.Background(), c.spec)
+		var inv *InvalidError
+		if !errors.As(err, &inv) || inv.Field != c.field {
+			t.Errorf("%+v: got %v, want an error naming %s", c.spec, err, c.field)
+		}
+	}
+	if recs, _ := e.sup.List(Filter{}, 0, ""); len(recs) != 0 {
+		t.Fatalf("bad specs left %d records", len(recs))
+	}
+}
+
+// A queued agent can be cancelled; agents start in priority order, first
+// come first served within a priority.
+func TestQueueOrderAndCancel(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{MaxRunning: 1, MaxRunningLLM: 1})
+	blocker := e.spawn(sh("sleep 100"))
+	e.waitState(blocker.ID, Running)
+	var ids []string
+	names := []string{"low1", "normal1", "critical1", "high1", "normal2", "critical2"}
+	for _, n := range names {
+		s := sh("exit 0")
+		s.Name = n
+		s.Priority = strings.TrimRight(n, "12")
+		ids = append(ids, e.spawn(s).ID)
+	}
+	cancelled := e.spawn(sh("exit 0"))
+	if r, _ := e.sup.Get(cancelled.ID); r.State != Queued || r.QueuePosition != 6 { // behind critical×2, high, normal×2; ahead of low
+		t.Fatalf("queued agent: %s position %d", r.State, r.QueuePosition)
+	}
+	if r, _ := e.sup.Get(ids[2]); r.QueuePosition != 1 {
+		t.Fatalf("critical1 at position %d", r.QueuePosition)
+	}
+	ctx := context.Background()
+	k, err := e.sup.Kill(ctx, cancelled.ID, -1)
+	if err != nil || k.State != Killed || k.Reason != "cancelled" || k.StartedAt != nil {
+		t.Fatalf("cancel: %v %+v", err, k)
+	}
+	if _, err := e.sup.Kill(ctx, cancelled.ID, -1); !errors.Is(err, ErrConflict) {
+		t.Fatalf("killing an ended agent: %v", err)
+	}
+	if _, err := e.sup.Kill(ctx, blocker.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		e.wait(id)
+	}
+	var order []string
+	for _, ev := range e.events("") {
+		if ev.Type == "agent.started" && ev.AgentID != blocker.ID {
+			r, _ := e.sup.Get(ev.AgentID)
+			order = append(order, r.Name)
+		}
+	}
+	if got := strings.Join(order, " "); got != "critical1 critical2 high1 normal1 normal2 low1" {
+		t.Fatalf("start order %s", got)
+	}
+}
+
+// Many agents spawned at once never run more than max_running at a time,
+// as the event log shows.
+func TestLimitHoldsUnderConcurrentSpawns(t *testing.T) {
+	const limit, n = 3, 40
+	e := newEnv(t, scheduler.Limits{MaxRunning: limit, MaxRunningLLM: 1})
+	var wg sync.WaitGroup
+	ids := make(chan string, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.sup.Spawn(context.Background(), sh("sleep 0.02"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- r.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	for id := range ids {
+		if r := e.wait(id); r.State != Succeeded {
+			t.Fatalf("%s %s %q", id, r.State, r.Reason)
+		}
+	}
+	running, peak, starts := 0, 0, 0
+	for _, ev := range e.events("") {
+		switch ev.Type {
+		case "agent.started":
+			running++
+			starts++
+			peak = max(peak, running)
+		case "agent.succeeded", "agent.failed", "agent.killed":
+			running--
+		}
+	}
+	if starts != n || peak > limit || peak < 2 {
+		t.Fatalf("%d starts, peak %d running (limit %d)", starts, peak, limit)
+	}
+}
+
+func TestWait(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	r := e.spawn(sh("sleep 0.3"))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	got, err := e.sup.Wait(ctx, r.ID)
+	cancel()
+	if err != nil || got.State.Terminal() {
+		t.Fatalf("a wait that timed out: %v %s", err, got.State)
+	}
+	if got = e.wait(r.ID); got.State != Succeeded {
+		t.Fatal(got.State)
+	}
+	// Waiting on an ended agent returns at once.
+	if got = e.wait(r.ID); got.State != Succeeded {
+		t.Fatal(got.State)
+	}
+	if _, err := e.sup.Wait(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+// A manual restart of an ended agent starts a new run with one more
+// terminal event; of a running agent, it replaces the process at once.
+func TestManualRestart(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	r := e.wait(e.spawn(sh("exit 0")).ID)
+	if _, err := e.sup.Restart(context.Background(), r.ID); err != nil {
+		t.Fatal(err)
+	}
+	r = e.wait(r.ID)
+	if r.State != Succeeded || terminalEvents(e.events(r.ID)) != 2 {
+		t.Fatalf("%s, events %v", r.State, types(e.events(r.ID)))
+	}
+	long := e.spawn(sh("sleep 100"))
+	first := e.waitState(long.ID, Running).PID
+	if _, err := e.sup.Restart(context.Background(), long.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cur, _ := e.sup.Get(long.ID)
+		if cur.State == Running && cur.PID != first && cur.PID != 0 {
+			if cur.Reason != "restart requested" || cur.Restarts != 0 {
+				t.Fatalf("after restart: reason %q restarts %d", cur.Reason, cur.Restarts)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not restarted: %+v", cur)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitGone(t, first)
+}
+
+// Recovery: records left by a daemon that died are taken over. The old
+// process group is terminated (by PID and start time); an agent with a
+// restart policy runs again with reason "daemon restart", one without
+// ends failed with reason "interrupted"; a queued one starts.
+func TestRecovery(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{MaxRunning: 2, MaxRunningLLM: 1})
+	always := e.spawn(withRestart(sh("sleep 100"), Restart{Policy: Always}))
+	never := e.spawn(sh(`sleep 100 & wait`))
+	queued := e.spawn(sh("exit 0"))
+	a := e.waitState(always.ID, Running)
+	n := e.waitState(never.ID, Running)
+	// Let the children outlive this supervisor, as after SIGKILL of the
+	// daemon: stop the supervisor without touching the processes.
+	e.sup.abandon()
+	for _, r := range []Record{a, n} {
+		if len(leftovers(r)) == 0 {
+			t.Fatalf("agent %s left no process to recover", r.ID)
+		}
+	}
+	e.open()
+	got := e.wait(never.ID)
+	if got.State != Failed || got.Reason != "interrupted" {
+		t.Fatalf("never-restart agent: %s %q", got.State, got.Reason)
+	}
+	if left := leftovers(n); len(left) != 0 {
+		t.Fatalf("old processes %v survived recovery", left)
+	}
+	r := e.waitState(always.ID, Running)
+	if r.Reason != "daemon restart" || r.PID == a.PID {
+		t.Fatalf("always-restart agent: reason %q pid %d (old %d)", r.Reason, r.PID, a.PID)
+	}
+	if left := leftovers(a); len(left) != 0 {
+		t.Fatalf("old processes %v survived recovery", left)
+	}
+	if got := e.wait(queued.ID); got.State != Succeeded {
+		t.Fatalf("queued agent: %s %q", got.State, got.Reason)
+	}
+}
+
+// abandon stops the supervisor as a SIGKILL would: nothing is stopped or
+// written, and the processes keep running.
+func (s *Supervisor) abandon() {
+	s.halted.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.o.Scheduler.Close()
+	s.cancel()
+	s.runs.Wait()
+	<-s.swept
+}
+
+func leftovers(r Record) []int { return proc.Leftovers(r.PID, r.ProcStart) }
+
+// No file descriptors leak over many spawn/exit cycles.
+func TestNoFDGrowth(t *testing.T) {
+	n := 500
+	if testing.Short() {
+		n = 50
+	}
+	e := newEnv(t, scheduler.Limits{MaxRunning: 16, MaxRunningLLM: 1})
+	cycle := func(k int) {
+		ids := make([]string, 0, k)
+		for range k {
+			ids = append(ids, e.spawn(Spec{Command: "true"}).ID)
+		}
+		for _, id := range ids {
+			if r := e.wait(id); r.State != Succeeded {
+				t.Fatalf("%s %q", r.State, r.Reason)
+			}
+		}
+	}
+	cycle(20) // warm up: the backbone's and the logs' steady descriptors
+	before := fdCount(t)
+	cycle(n)
+	// Log files close once their copier has drained the pipe.
+	deadline := time.Now().Add(5 * time.Second)
+	after := fdCount(t)
+	for after > before+3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		after = fdCount(t)
+	}
+	if after > before+3 {
+		t.Fatalf("%d open descriptors before %d cycles, %d after", before, n, after)
+	}
+}
+
+func fdCount(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(ents)
+}
+
+// Retention deletes the oldest ended agents past the count, with their
+// logs and workspaces; running agents are kept.
+func TestRetention(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	e.sup.o.Retain = 2
+	running := e.spawn(sh("sleep 100"))
+	var ended []Record
+	for i := range 4 {
+		ended = append(ended, e.wait(e.spawn(sh(fmt.Sprintf("echo %d", i))).ID))
+	}
+	if n := e.sup.Sweep(context.Background()); n != 2 {
+		t.Fatalf("swept %d, want 2", n)
+	}
+	for i, r := range ended {
+		_, err := e.sup.Get(r.ID)
+		_, logErr := os.Stat(e.sup.LogPath(r.ID))
+		_, wsErr := os.Stat(r.Spec.Dir)
+		if kept := i >= 2; kept != (err == nil) || kept != (logErr == nil) || kept != (wsErr == nil) {
+			t.Fatalf("agent %d: kept=%v but get=%v log=%v workspace=%v", i, kept, err, logErr, wsErr)
+		}
+	}
+	if _, err := e.sup.Get(running.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sup.Delete(context.Background(), running.ID); !errors.Is(err, ErrConflict) {
+		t.Fatalf("deleting a running agent: %v", err)
+	}
+	if err := e.sup.Delete(context.Background(), ended[3].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sup.Get(ended[3].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	// The records are gone from the bucket too: a new supervisor sees only the running one.
+	e.sup.abandon()
+	e.open()
+	recs, _ := e.sup.List(Filter{}, 0, "")
+	if len(recs) != 2 {
+		t.Fatalf("%d records after reopening, want 2", len(recs))
+	}
+}
