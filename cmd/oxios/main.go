@@ -12,9 +12,11 @@ import (
 // Exit codes. They mean the same for every command.
 const (
 	exitOK      = 0
-	exitFailure = 1 // the command was valid but did not succeed
-	exitUsage   = 2 // bad flag, argument or configuration
-	exitStopped = 3 // status: the daemon is not running
+	exitFailure = 1   // the command was valid but did not succeed
+	exitUsage   = 2   // bad flag, argument or configuration
+	exitStopped = 3   // status: the daemon is not running
+	exitKilled  = 3   // agent wait: the agent was killed
+	exitTimeout = 124 // agent wait: the timeout passed first (as timeout(1))
 )
 
 func main() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/store"
+	"github.com/oxios/oxios/internal/supervisor"
 
 	"github.com/oxios/oxios/internal/version"
 	"github.com/oxios/oxios/internal/web"
@@ -59,8 +60,9 @@ type Options struct {
 
 // Services are the parts the API serves once they have booted.
 type Services struct {
-	State *store.Store
-	Bus   *bus.Bus
+	State  *store.Store
+	Bus    *bus.Bus
+	Agents *supervisor.Supervisor
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -88,6 +90,15 @@ func New(o Options) *Server {
 	v1.HandleFunc("DELETE /api/v1/state/{ns}/{key...}", s.stateDelete)
 	v1.HandleFunc("GET /api/v1/events", s.eventStream)
 	v1.HandleFunc("POST /api/v1/events", s.eventPublish)
+	v1.HandleFunc("POST /api/v1/agents", s.agentSpawn)
+	v1.HandleFunc("GET /api/v1/agents", s.agentList)
+	v1.HandleFunc("GET /api/v1/agents/{id}", s.agentGet)
+	v1.HandleFunc("DELETE /api/v1/agents/{id}", s.agentDelete)
+	v1.HandleFunc("POST /api/v1/agents/{id}/wait", s.agentWait)
+	v1.HandleFunc("POST /api/v1/agents/{id}/kill", s.agentKill)
+	v1.HandleFunc("POST /api/v1/agents/{id}/restart", s.agentRestart)
+	v1.HandleFunc("GET /api/v1/agents/{id}/logs", s.agentLogs)
+	v1.HandleFunc("GET /api/v1/scheduler", s.schedulerGet)
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz)

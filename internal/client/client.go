@@ -52,6 +52,18 @@ func (c *Client) System(ctx context.Context) (api.System, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(ctx, c.http, method, path, in, out)
+}
+
+// doLong is do without the client's timeout, for calls that wait on the
+// daemon (wait, kill); ctx bounds them.
+func (c *Client) doLong(ctx context.Context, method, path string, in, out any) error {
+	hc := *c.http
+	hc.Timeout = 0
+	return c.doWith(ctx, &hc, method, path, in, out)
+}
+
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, in, out any) error {
 	var body io.Reader
 	h := http.Header{}
 	if in != nil {
@@ -62,7 +74,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		body = bytes.NewReader(b)
 		h.Set("Content-Type", "application/json")
 	}
-	resp, err := c.raw(ctx, method, path, body, h)
+	resp, err := c.rawWith(ctx, hc, method, path, body, h)
 	if err != nil {
 		return err
 	}
@@ -79,6 +91,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // raw sends a request and returns the response if its status is below 400;
 // otherwise it returns the decoded *Error.
 func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, h http.Header) (*http.Response, error) {
+	return c.rawWith(ctx, c.http, method, path, body, h)
+}
+
+func (c *Client) rawWith(ctx context.Context, hc *http.Client, method, path string, body io.Reader, h http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body)
 	if err != nil {
 		return nil, err
@@ -89,8 +105,11 @@ func (c *Client) raw(ctx context.Context, method, path string, body io.Reader, h
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("cannot reach the daemon at %s (is it running? try: oxios status): %w", c.baseURL, err)
 	}
 	if resp.StatusCode >= 400 {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,9 @@ import (
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/security"
+	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/store"
+	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/version"
 )
 
@@ -202,8 +205,9 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 	cfg := k.opts.Config
 	var (
 		bb    *backbone.Backbone
-		state *store.Store
-		ev    *bus.Bus
+		state  *store.Store
+		ev     *bus.Bus
+		agents *supervisor.Supervisor
 	)
 	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
 	return []part{
@@ -246,10 +250,38 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			stop: func(context.Context) error { state.Close(); return nil },
 		},
 		{
+			// Recovers the agents an earlier daemon left unfinished.
+			name: "supervisor",
+			start: func(ctx context.Context) (err error) {
+				agents, err = supervisor.Open(ctx, supervisor.Options{
+					JS:       bb.JS,
+					Replicas: bb.Replicas,
+					Bus:      ev,
+					Scheduler: scheduler.New(scheduler.Limits{
+						MaxRunning:      cfg.Scheduler.MaxRunning,
+						MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
+						SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
+					}),
+					Node:          k.node,
+					WorkspacesDir: k.opts.Home.WorkspacesDir(),
+					LogDir:        filepath.Join(k.opts.Home.LogDir(), "agents"),
+					LogMaxSize:    int64(cfg.Agents.LogMaxMB) << 20,
+					LogMaxFiles:   cfg.Agents.LogMaxFiles,
+					URL:           daemon.URL(k.opts.Listen),
+					Defaults:      supervisor.SpecDefaults{StopTimeout: cfg.Agents.StopTimeout.Duration},
+					Retain:        cfg.Agents.Retain,
+					RetainFor:     cfg.Agents.RetainFor.Duration,
+					Logger:        k.log,
+				})
+				return err
+			},
+			stop: func(ctx context.Context) error { agents.Close(ctx); return nil },
+		},
+		{
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents})
 				return nil
 			},
 			stop: func(ctx context.Context) error {

@@ -109,14 +109,20 @@ func (e *env) wait(id string) Record {
 // waitState polls until agent id is in state st.
 func (e *env) waitState(id string, st State) Record {
 	e.t.Helper()
+	return e.waitFor(id, func(r Record) bool { return r.State == st })
+}
+
+// waitFor polls until agent id's record satisfies ok.
+func (e *env) waitFor(id string, ok func(Record) bool) Record {
+	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r, err := e.sup.Get(id)
-		if err == nil && r.State == st {
+		if err == nil && ok(r) {
 			return r
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("agent %s is %s, want %s", id, r.State, st)
+			e.t.Fatalf("agent %s did not reach the expected state: %+v", id, r)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -253,7 +259,7 @@ func TestLifecycle(t *testing.T) {
 type RestartOpts = Restart
 
 func withRestart(s Spec, r Restart) Spec { s.Restart = r; return s }
-func withTimeout(s Spec, d string) Spec { s.Timeout = d; return s }
+func withTimeout(s Spec, d string) Spec  { s.Timeout = d; return s }
 
 // With restart policy always, a run longer than reset_after counts as
 // stable, so every restart is immediate; short runs back off.
@@ -565,8 +571,8 @@ func TestRecovery(t *testing.T) {
 	if left := leftovers(n); len(left) != 0 {
 		t.Fatalf("old processes %v survived recovery", left)
 	}
-	r := e.waitState(always.ID, Running)
-	if r.Reason != "daemon restart" || r.PID == a.PID {
+	r := e.waitFor(always.ID, func(r Record) bool { return r.State == Running && r.PID != a.PID })
+	if r.Reason != "daemon restart" {
 		t.Fatalf("always-restart agent: reason %q pid %d (old %d)", r.Reason, r.PID, a.PID)
 	}
 	if left := leftovers(a); len(left) != 0 {

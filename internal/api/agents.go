@@ -1,0 +1,411 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oxios/oxios/internal/logfile"
+	"github.com/oxios/oxios/internal/supervisor"
+)
+
+const maxSpecBody = 1 << 20
+
+// agentError maps supervisor errors to statuses, in one place.
+func agentError(w http.ResponseWriter, err error) {
+	var inv *supervisor.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
+	case errors.Is(err, supervisor.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error(), "id")
+	case errors.Is(err, supervisor.ErrConflict):
+		writeError(w, http.StatusConflict, strings.TrimSuffix(err.Error(), ": "+supervisor.ErrConflict.Error()), "")
+	case errors.Is(err, supervisor.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "the daemon is shutting down", "")
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error(), "")
+	}
+}
+
+// decodeJSON reads one JSON object of at most limit bytes into v, strictly:
+// unknown fields and trailing data are errors naming what is wrong.
+func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", limit), "")
+		} else {
+			writeError(w, http.StatusBadRequest, "cannot read the request body: "+err.Error(), "")
+		}
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON object")
+	}
+	if err == nil {
+		return true
+	}
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: must be %s (got %s)", te.Field, jsonKind(te.Type.Kind().String()), te.Value), te.Field)
+	case errors.As(err, &se):
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the body is not valid JSON (at byte %d): %v", se.Offset, err), "")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: unknown field", field), field)
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "the body must be a JSON object", "")
+	default:
+		writeError(w, http.StatusBadRequest, "the body is not valid JSON: "+err.Error(), "")
+	}
+	return false
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "bool":
+		return "true or false"
+	default:
+		return "a number"
+	}
+}
+
+func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	var spec supervisor.Spec
+	if !decodeJSON(w, r, maxSpecBody, &spec) {
+		return
+	}
+	rec, err := svc.Agents.Spawn(r.Context(), spec)
+	if err != nil {
+		agentError(w, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/agents/"+rec.ID)
+	writeJSON(w, http.StatusCreated, rec)
+}
+
+type agentList struct {
+	Items      []supervisor.Record `json:"items"`
+	NextCursor string              `json:"next_cursor"`
+}
+
+func (s *Server) agentList(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "state", "kind", "label", "name", "limit", "cursor") {
+		return
+	}
+	f := supervisor.Filter{Kind: q.Get("kind"), Name: q.Get("name")}
+	for _, v := range q["state"] {
+		for _, st := range strings.Split(v, ",") {
+			st = strings.TrimSpace(st)
+			if st == "" {
+				continue
+			}
+			known := false
+			for _, k := range supervisor.States {
+				known = known || string(k) == st
+			}
+			if !known {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("state: unknown state %q (allowed: queued, starting, running, waiting_approval, backoff, succeeded, failed, killed)", st), "state")
+				return
+			}
+			f.States = append(f.States, supervisor.State(st))
+		}
+	}
+	if f.Kind != "" && f.Kind != supervisor.KindProcess && f.Kind != supervisor.KindLLM {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("kind: must be process or llm (got %q)", f.Kind), "kind")
+		return
+	}
+	for _, l := range q["label"] {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("label: must be key=value (got %q)", l), "label")
+			return
+		}
+		if f.Labels == nil {
+			f.Labels = map[string]string{}
+		}
+		f.Labels[k] = v
+	}
+	limit, ok := intParam(w, q.Get("limit"), "limit", 100, 1, 1000)
+	if !ok {
+		return
+	}
+	items, next := svc.Agents.List(f, limit, q.Get("cursor"))
+	writeJSON(w, http.StatusOK, agentList{Items: items, NextCursor: next})
+}
+
+// intParam parses an optional integer query parameter within [min, max].
+func intParam(w http.ResponseWriter, v, field string, def, min, max int) (int, bool) {
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: must be a whole number from %d to %d (got %q)", field, min, max, v), field)
+		return 0, false
+	}
+	return n, true
+}
+
+// durationParam parses an optional duration query parameter within [0, max].
+func durationParam(w http.ResponseWriter, v, field string, def, max time.Duration) (time.Duration, bool) {
+	if v == "" {
+		return def, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > max {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: must be a duration from 0s to %s such as \"30s\" (got %q)", field, max, v), field)
+		return 0, false
+	}
+	return d, true
+}
+
+func (s *Server) agentGet(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	rec, err := svc.Agents.Get(r.PathValue("id"))
+	if err != nil {
+		agentError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+// agentWait answers when the agent has ended or after timeout, whichever
+// comes first, with the record either way: the state says which.
+func (s *Server) agentWait(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "timeout") {
+		return
+	}
+	timeout, ok := durationParam(w, q.Get("timeout"), "timeout", 30*time.Second, 10*time.Minute)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	rec, err := svc.Agents.Wait(ctx, r.PathValue("id"))
+	if err != nil {
+		agentError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) agentKill(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "grace") {
+		return
+	}
+	grace := time.Duration(-1)
+	if q.Get("grace") != "" {
+		var ok bool
+		if grace, ok = durationParam(w, q.Get("grace"), "grace", 0, time.Hour); !ok {
+			return
+		}
+	}
+	rec, err := svc.Agents.Kill(r.Context(), r.PathValue("id"), grace)
+	if err != nil {
+		agentError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) agentRestart(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	rec, err := svc.Agents.Restart(r.Context(), r.PathValue("id"))
+	if err != nil {
+		agentError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) agentDelete(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	if err := svc.Agents.Delete(r.Context(), r.PathValue("id")); err != nil {
+		agentError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) schedulerGet(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	writeJSON(w, http.StatusOK, svc.Agents.Scheduler())
+}
+
+// LogLines is the answer of GET /api/v1/agents/{id}/logs.
+type LogLines struct {
+	Lines []string `json:"lines"`
+}
+
+// agentLogs answers the last lines of an agent's log; with follow, it
+// streams them and then every new line as server-sent events (one line per
+// event), until the agent has ended and its output is drained.
+func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "lines", "follow") {
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := svc.Agents.Get(id); err != nil {
+		agentError(w, err)
+		return
+	}
+	n, ok := intParam(w, q.Get("lines"), "lines", 100, 0, 100000)
+	if !ok {
+		return
+	}
+	follow := false
+	switch v := q.Get("follow"); v {
+	case "", "0", "false":
+	case "1", "true":
+		follow = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("follow: must be true or false (got %q)", v), "follow")
+		return
+	}
+	path := svc.Agents.LogPath(id)
+	lines, err := logfile.Tail(path, n)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "read the agent's log: "+err.Error(), "")
+		return
+	}
+	if lines == nil {
+		lines = []string{}
+	}
+	if !follow {
+		writeJSON(w, http.StatusOK, LogLines{Lines: lines})
+		return
+	}
+	var from int64
+	if fi, err := os.Stat(path); err == nil {
+		from = fi.Size()
+	}
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming is not supported on this connection", "")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	sw := &sseLines{w: bufio.NewWriter(w), fl: fl}
+	for _, l := range lines {
+		sw.line(l)
+	}
+	sw.flush()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		// Once the agent has ended, drain what is left and end the stream.
+		if rec, err := svc.Agents.Wait(ctx, id); err == nil && rec.State.Terminal() {
+			select {
+			case <-time.After(300 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			cancel()
+		}
+	}()
+	logfile.Follow(ctx, path, from, sw, 100*time.Millisecond)
+	sw.rest()
+	sw.w.WriteString("event: end\ndata: {}\n\n")
+	sw.flush()
+}
+
+// sseLines turns bytes into one server-sent event per line.
+type sseLines struct {
+	w       *bufio.Writer
+	fl      http.Flusher
+	partial []byte
+}
+
+func (s *sseLines) Write(p []byte) (int, error) {
+	n := len(p)
+	for {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			s.partial = append(s.partial, p...)
+			break
+		}
+		s.line(string(append(s.partial, p[:i]...)))
+		s.partial = s.partial[:0]
+		p = p[i+1:]
+	}
+	return n, s.flush()
+}
+
+func (s *sseLines) line(l string) {
+	b, _ := json.Marshal(l)
+	fmt.Fprintf(s.w, "event: line\ndata: %s\n\n", b)
+}
+
+// rest sends an unterminated last line.
+func (s *sseLines) rest() {
+	if len(s.partial) > 0 {
+		s.line(string(s.partial))
+		s.partial = nil
+	}
+}
+
+func (s *sseLines) flush() error {
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	s.fl.Flush()
+	return nil
+}
