@@ -1,0 +1,234 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/supervisor"
+)
+
+// stopAtEnd stops the daemon gracefully when the test ends, so that its
+// agents are stopped too (newEnv's own cleanup only SIGKILLs).
+func (e *env) stopAtEnd() {
+	e.t.Cleanup(func() {
+		if e.pidIfRunning() != 0 {
+			e.oxios("stop")
+		}
+	})
+}
+
+func (e *env) spawnJSON(args ...string) supervisor.Record {
+	e.t.Helper()
+	r := e.oxios(append([]string{"agent", "spawn", "-o", "json"}, args...)...)
+	if r.code != 0 {
+		e.t.Fatalf("spawn: %s", r)
+	}
+	var rec supervisor.Record
+	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil {
+		e.t.Fatalf("spawn output: %v\n%s", err, r)
+	}
+	return rec
+}
+
+func (e *env) agent(id string) supervisor.Record {
+	e.t.Helper()
+	r := e.oxios("agent", "get", id, "-o", "json")
+	if r.code != 0 {
+		e.t.Fatalf("agent get: %s", r)
+	}
+	var rec supervisor.Record
+	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil {
+		e.t.Fatal(err)
+	}
+	return rec
+}
+
+// waitAgent polls until the agent's record satisfies ok.
+func (e *env) waitAgent(id string, ok func(supervisor.Record) bool) supervisor.Record {
+	e.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		rec := e.agent(id)
+		if ok(rec) {
+			return rec
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("agent %s never reached the expected state: %+v", id, rec)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAgentCLI(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+
+	// wait's exit status follows the outcome.
+	for _, c := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--", "sh", "-c", "echo hello; echo oops >&2"}, 0, "succeeded (exit status 0)"},
+		{[]string{"--", "sh", "-c", "exit 7"}, 1, "failed (exit status 7)"},
+		{[]string{"--", "oxios-no-such-binary"}, 1, "failed (executable not found: oxios-no-such-binary)"},
+	} {
+		r := e.oxios(append([]string{"agent", "spawn", "--wait"}, c.args...)...)
+		if r.code != c.code || !strings.Contains(r.stdout, c.out) {
+			t.Fatalf("spawn --wait %v: want exit %d and %q\n%s", c.args, c.code, c.out, r)
+		}
+	}
+
+	// Logs hold stdout and stderr.
+	ok := e.spawnJSON("--name", "greeter", "--", "sh", "-c", "echo hello; echo oops >&2")
+	if r := e.oxios("agent", "wait", ok.ID); r.code != 0 {
+		t.Fatal(r)
+	}
+	if r := e.oxios("agent", "logs", ok.ID); r.code != 0 || r.stdout != "hello\noops\n" {
+		t.Fatalf("logs: %s", r)
+	}
+
+	// A killed agent: wait exits 3; a wait that times out exits 124.
+	long := e.spawnJSON("--", "sleep", "1000")
+	if r := e.oxios("agent", "wait", long.ID, "--timeout", "200ms"); r.code != 124 || !strings.Contains(r.stderr, "still running") {
+		t.Fatalf("wait with a timeout: %s", r)
+	}
+	if r := e.oxios("agent", "kill", long.ID); r.code != 0 || !strings.Contains(r.stdout, "killed") {
+		t.Fatalf("kill: %s", r)
+	}
+	if r := e.oxios("agent", "wait", long.ID); r.code != 3 || !strings.Contains(r.stdout, "killed (kill requested)") {
+		t.Fatalf("wait on a killed agent: %s", r)
+	}
+	if r := e.oxios("agent", "kill", long.ID); r.code != 1 || !strings.Contains(r.stderr, "already ended") {
+		t.Fatalf("killing an ended agent: %s", r)
+	}
+
+	// list filters, newest first.
+	r := e.oxios("agent", "list", "--name", "greeter", "-o", "json")
+	var recs []supervisor.Record
+	if json.Unmarshal([]byte(r.stdout), &recs); len(recs) != 1 || recs[0].ID != ok.ID {
+		t.Fatalf("list --name: %s", r)
+	}
+	r = e.oxios("agent", "list")
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 6 || !strings.HasPrefix(lines[1], long.ID) {
+		t.Fatalf("list: %s", r)
+	}
+
+	// rm deletes ended agents only.
+	running := e.spawnJSON("--", "sleep", "1000")
+	if r := e.oxios("agent", "rm", running.ID); r.code != 1 || !strings.Contains(r.stderr, "kill it first") {
+		t.Fatalf("rm of a running agent: %s", r)
+	}
+	if r := e.oxios("agent", "rm", ok.ID); r.code != 0 {
+		t.Fatal(r)
+	}
+	if r := e.oxios("agent", "get", ok.ID); r.code != 1 || !strings.Contains(r.stderr, "no such agent") {
+		t.Fatalf("get after rm: %s", r)
+	}
+
+	// Bad input: exit 2 with one line naming the field.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"agent", "spawn"}, "needs a command"},
+		{[]string{"agent", "spawn", "--restart", "sometimes", "--", "true"}, "restart.policy: must be never, on-failure or always"},
+		{[]string{"agent", "spawn", "--priority", "urgent", "--", "true"}, "priority: must be one of critical, high, normal, low"},
+		{[]string{"agent", "spawn", "--timeout", "-1s", "--", "true"}, "timeout: must not be negative"},
+		{[]string{"agent", "spawn", "--max-restarts", "-3", "--", "true"}, "restart.max_restarts"},
+		{[]string{"agent", "spawn", "--env", "NOEQUALS", "--", "true"}, "--env: must be KEY=VALUE"},
+		{[]string{"agent", "list", "--state", "sleeping"}, `state: unknown state "sleeping"`},
+		{[]string{"agent", "wait"}, "needs an agent ID"},
+	} {
+		r := e.oxios(c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%v: want exit 2 naming %q\n%s", c.args, c.want, r)
+		}
+	}
+}
+
+// leftover reports whether the process group of rec's run is still alive.
+func leftover(rec supervisor.Record) bool { return len(proc.Leftovers(rec.PID, rec.ProcStart)) > 0 }
+
+// After SIGKILL of the daemon, the next boot terminates what the old run
+// left (found by PID and start time), restarts the agent whose policy says
+// so with reason "daemon restart", and fails the other with "interrupted".
+// A graceful stop then leaves no agent process behind.
+func TestAgentsRecoverAfterSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+	e.stopAtEnd()
+	svc := e.spawnJSON("--name", "svc", "--restart", "always", "--", "sh", "-c", "sleep 1000 & sleep 1000; wait")
+	once := e.spawnJSON("--name", "once", "--", "sleep", "1000")
+	svcRun := e.waitAgent(svc.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
+	onceRun := e.waitAgent(once.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
+
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid, 5*time.Second)
+	if !leftover(svcRun) || !leftover(onceRun) {
+		t.Fatal("the agents died with the daemon; nothing to recover")
+	}
+
+	e.start()
+	got := e.waitAgent(once.ID, func(r supervisor.Record) bool { return r.State.Terminal() })
+	if got.State != supervisor.Failed || got.Reason != "interrupted" {
+		t.Fatalf("never-restart agent after SIGKILL: %s %q", got.State, got.Reason)
+	}
+	got = e.waitAgent(svc.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running && r.PID != svcRun.PID })
+	if got.Reason != "daemon restart" {
+		t.Fatalf("always-restart agent after SIGKILL: reason %q", got.Reason)
+	}
+	if leftover(svcRun) || leftover(onceRun) {
+		t.Fatal("processes of the old daemon's agents survived its restart")
+	}
+	if r := e.oxios("stop"); r.code != 0 {
+		t.Fatal(r)
+	}
+	if leftover(got) {
+		t.Fatal("a graceful stop left the agent's processes running")
+	}
+}
+
+// agent logs -f prints what the agent writes, as it writes it, and ends
+// when the agent ends.
+func TestAgentLogsFollow(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "go")
+	rec := e.spawnJSON("--dir", dir, "--", "sh", "-c", "echo first; while [ ! -f go ]; do sleep 0.02; done; echo second")
+	e.waitAgent(rec.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
+	done := make(chan result, 1)
+	go func() { done <- e.oxios("agent", "logs", "-f", rec.ID) }()
+	// The follower is attached once the agent's first line is out; then
+	// let the agent finish.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(readFile(e.logPath(rec.ID)), "first") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.WriteFile(gate, nil, 0o600)
+	select {
+	case r := <-done:
+		if r.code != 0 || r.stdout != "first\nsecond\n" {
+			t.Fatalf("logs -f: %s", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("logs -f did not end with the agent")
+	}
+}
+
+func (e *env) logPath(id string) string { return filepath.Join(e.home, "logs", "agents", id+".log") }
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
