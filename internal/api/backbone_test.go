@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/store"
+	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // daemonAPI serves the API over real HTTP on a real embedded backbone.
@@ -33,6 +36,20 @@ func daemonAPI(t testing.TB, sync string, heartbeat time.Duration) (*httptest.Se
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
+	home := t.TempDir()
+	sup, err := supervisor.Open(ctx, supervisor.Options{
+		JS: bb.JS, Bus: b, Scheduler: scheduler.New(scheduler.Limits{MaxRunning: 2, MaxRunningLLM: 1}), Node: "n1",
+		WorkspacesDir: filepath.Join(home, "workspaces"), LogDir: filepath.Join(home, "agents"),
+		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second}, Retain: 100, RetainFor: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sup.Close(ctx)
+	})
 	s := New(Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Authenticate: func(tok string) bool { return tok == token },
@@ -40,7 +57,7 @@ func daemonAPI(t testing.TB, sync string, heartbeat time.Duration) (*httptest.Se
 		System:       func() System { return System{} },
 		Heartbeat:    heartbeat,
 	})
-	s.Attach(&Services{State: st, Bus: b})
+	s.Attach(&Services{State: st, Bus: b, Agents: sup})
 	srv := httptest.NewUnstartedServer(s)
 	srv.Config.RegisterOnShutdown(s.Stop)
 	srv.Start()
