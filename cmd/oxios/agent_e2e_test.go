@@ -231,4 +231,3 @@ func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
-

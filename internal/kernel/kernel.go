@@ -22,8 +22,8 @@ import (
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
-	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/version"
@@ -204,7 +204,7 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 	cfg := k.opts.Config
 	var (
-		bb    *backbone.Backbone
+		bb     *backbone.Backbone
 		state  *store.Store
 		ev     *bus.Bus
 		agents *supervisor.Supervisor

@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 
 // env is a supervisor on a real embedded backbone.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	bb   *backbone.Backbone
 	bus  *bus.Bus
 	sup  *Supervisor
@@ -46,14 +46,20 @@ func newEnv(t *testing.T, lim scheduler.Limits) *env {
 	if lim.MaxRunning == 0 {
 		lim = scheduler.Limits{MaxRunning: 256, MaxRunningLLM: 8}
 	}
-	e := &env{t: t, bb: backbonetest.Start(t, "1s"), home: t.TempDir(), lim: lim}
-	ctx := context.Background()
+	e := &env{home: t.TempDir(), lim: lim}
+	return e.boot(t)
+}
+
+// boot starts the backbone, the bus and the supervisor.
+func (e *env) boot(tb testing.TB) *env {
+	tb.Helper()
+	e.t, e.bb = tb, backbonetest.Start(tb, "1s")
 	var err error
-	e.bus, err = bus.Open(ctx, e.bb.JS, bus.Options{Node: "test", MaxAge: time.Hour, MaxBytes: 64 << 20, Replicas: 1})
+	e.bus, err = bus.Open(context.Background(), e.bb.JS, bus.Options{Node: "test", MaxAge: time.Hour, MaxBytes: 64 << 20, Replicas: 1})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(e.bus.Close)
+	tb.Cleanup(e.bus.Close)
 	e.open()
 	return e
 }

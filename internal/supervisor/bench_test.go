@@ -1,0 +1,166 @@
+package supervisor
+
+import (
+	"context"
+	"os/exec"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oxios/oxios/internal/scheduler"
+)
+
+// benchEnv is newEnv for benchmarks: the same real backbone and bus.
+func benchEnv(b *testing.B, maxRunning int) *env {
+	e := &env{home: b.TempDir(), lim: scheduler.Limits{MaxRunning: maxRunning, MaxRunningLLM: 1}}
+	return e.boot(b)
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+// pollRunning waits until the agent is running with a PID other than old.
+func (e *env) pollRunning(tb testing.TB, id string, old int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r, _ := e.sup.Get(id); r.State == Running && r.PID != old {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("agent %s did not run", id)
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// BenchmarkSpawnToRunning measures the time from Spawn to the agent's
+// process running and recorded (persisted, event published).
+func BenchmarkSpawnToRunning(b *testing.B) {
+	e := benchEnv(b, 1000)
+	ctx := context.Background()
+	var lat []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		r, err := e.sup.Spawn(ctx, Spec{Command: "sleep", Args: []string{"3600"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.pollRunning(b, r.ID, 0)
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		e.sup.Kill(ctx, r.ID, 0)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkFirstRestart measures a crash (SIGKILL of the agent's process)
+// to the agent running again, when the restart is a first one (the run
+// before it was stable), which has no backoff.
+func BenchmarkFirstRestart(b *testing.B) {
+	e := benchEnv(b, 10)
+	ctx := context.Background()
+	r, err := e.sup.Spawn(ctx, Spec{Command: "sleep", Args: []string{"3600"},
+		Restart: Restart{Policy: Always, MaxRestarts: 1000000, ResetAfter: "1ms"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.pollRunning(b, r.ID, 0)
+	var lat []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		time.Sleep(2 * time.Millisecond) // a stable run: longer than reset_after
+		cur, _ := e.sup.Get(r.ID)
+		pid := cur.PID
+		b.StartTimer()
+		t0 := time.Now()
+		syscall.Kill(pid, syscall.SIGKILL)
+		e.pollRunning(b, r.ID, pid)
+		lat = append(lat, time.Since(t0))
+	}
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkStartMany spawns N sleep agents at once and measures the time
+// until all of them run.
+func BenchmarkStartMany(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(itoa(n), func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				e := benchEnv(b, n)
+				b.StartTimer()
+				t0 := time.Now()
+				ids := make(chan string, n)
+				var wg sync.WaitGroup
+				for w := range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := w; i < n; i += 8 {
+							r, err := e.sup.Spawn(context.Background(), Spec{Command: "sleep", Args: []string{"3600"}})
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							ids <- r.ID
+						}
+					}()
+				}
+				wg.Wait()
+				close(ids)
+				for id := range ids {
+					e.pollRunning(b, id, 0)
+				}
+				total += time.Since(t0)
+				b.StopTimer()
+				e.close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-all-running")
+		})
+	}
+}
+
+// BenchmarkBareStart is the floor BenchmarkStartMany is compared with:
+// N sleep processes started from Go with os/exec, nothing else.
+func BenchmarkBareStart(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(itoa(n), func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				cmds := make([]*exec.Cmd, n)
+				for i := range cmds {
+					cmds[i] = exec.Command("sleep", "3600")
+					cmds[i].SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+					if err := cmds[i].Start(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				total += time.Since(t0)
+				b.StopTimer()
+				for _, c := range cmds {
+					c.Process.Kill()
+					c.Wait()
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-all-running")
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n >= 1000 {
+		return string(rune('0'+n/1000)) + "k"
+	}
+	return string(rune('0'+n/100)) + "00"
+}
