@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"strings"
@@ -99,4 +100,42 @@ func Terminate(pid int, startTime uint64, sig syscall.Signal, grace time.Duratio
 		syscall.Kill(p, syscall.SIGKILL)
 	}
 	return len(found)
+}
+
+// Tagged is a process found by ByEnv.
+type Tagged struct {
+	PID   int
+	Start uint64
+}
+
+// ByEnv returns the live processes whose environment sets key, by the
+// value they have for it, with their start times. It finds processes whose
+// PID was never recorded (started just before the daemon died); only this
+// user's processes can be read, which are the only ones the daemon starts.
+func ByEnv(key string) map[string][]Tagged {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	prefix := []byte(key + "=")
+	out := map[string][]Tagged{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil || n == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, entry := range bytes.Split(b, []byte{0}) {
+			if v, ok := bytes.CutPrefix(entry, prefix); ok {
+				if st, ok := readStat(n); ok && !st.zombie {
+					out[string(v)] = append(out[string(v)], Tagged{PID: n, Start: st.start})
+				}
+				break
+			}
+		}
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,12 +20,21 @@ import (
 // slots back before any queued agent is admitted.
 func (s *Supervisor) recover(recs []Record) {
 	var queued []*agent
+	var tagged map[string][]proc.Tagged // processes by the agent id in their environment
 	for _, r := range recs {
 		a := newAgent(r)
 		s.agents[a.id] = a
 		switch {
 		case r.State.Terminal():
 		case r.State == Queued:
+			// Started an instant before the daemon died, before its PID
+			// was written? Then stop that process, and run it again.
+			if tagged == nil {
+				tagged = proc.ByEnv("OXIOS_AGENT_ID")
+			}
+			for _, p := range tagged[r.ID] {
+				proc.Terminate(p.PID, p.Start, syscall.SIGKILL, 0)
+			}
 			queued = append(queued, a)
 		default:
 			s.o.Scheduler.Acquire(a.id, r.Kind == KindLLM)

@@ -73,10 +73,11 @@ func (s *Supervisor) launch(a *agent, reason string) (*proc.Process, bool) {
 	if reason != "" {
 		a.rec.Reason = reason
 	}
-	if err := s.save(a, "", nil); err != nil {
-		s.end(a, Failed, "cannot write the agent record: "+err.Error())
-		return nil, false
-	}
+	// Starting is shown but not written: the write that matters is the one
+	// with the PID, right after the fork. A process started just before the
+	// daemon died, whose PID was never written, is found at the next boot
+	// by its OXIOS_AGENT_ID (see recover).
+	a.publishSnap()
 	p, err := s.startProcess(a)
 	if err != nil {
 		a.rec.ExitCode, a.rec.Signal = nil, ""
@@ -86,7 +87,13 @@ func (s *Supervisor) launch(a *agent, reason string) (*proc.Process, bool) {
 	now := time.Now().UTC()
 	a.rec.State, a.rec.PID, a.rec.ProcStart, a.rec.StartedAt = Running, p.PID, p.StartTime, &now
 	a.rec.ExitCode, a.rec.Signal = nil, ""
-	s.save(a, "agent.started", map[string]any{"pid": p.PID, "restarts": a.rec.Restarts, "reason": a.rec.Reason})
+	if err := s.save(a, "agent.started", map[string]any{"pid": p.PID, "restarts": a.rec.Restarts, "reason": a.rec.Reason}); err != nil {
+		// Unrecorded, the process could not be found after a crash: stop it.
+		p.Stop(syscall.SIGKILL, 0)
+		a.rec.PID, a.rec.ProcStart = 0, 0
+		s.end(a, Failed, "cannot write the agent record: "+err.Error())
+		return nil, false
+	}
 	return p, true
 }
 

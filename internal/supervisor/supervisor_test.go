@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -684,5 +686,34 @@ func TestRetention(t *testing.T) {
 	recs, _ := e.sup.List(Filter{}, 0, "")
 	if len(recs) != 2 {
 		t.Fatalf("%d records after reopening, want 2", len(recs))
+	}
+}
+
+// A process started just before the daemon died, whose PID was never
+// written (its record still says queued), is found by its OXIOS_AGENT_ID
+// and stopped at the next boot; the agent then runs again.
+func TestRecoveryFindsUnrecordedProcess(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{MaxRunning: 1, MaxRunningLLM: 1})
+	blocker := e.spawn(sh("sleep 100"))
+	e.waitState(blocker.ID, Running)
+	queued := e.spawn(sh("exit 0"))
+	e.sup.abandon()
+	orphan := exec.Command("sleep", "100")
+	orphan.Env = []string{"OXIOS_AGENT_ID=" + queued.ID}
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	go func() { orphan.Wait(); close(reaped) }()
+	t.Cleanup(func() { orphan.Process.Kill(); <-reaped })
+	e.open()
+	select {
+	case <-reaped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the unrecorded process survived recovery")
+	}
+	if r := e.wait(queued.ID); r.State != Succeeded {
+		t.Fatalf("%s %q", r.State, r.Reason)
 	}
 }
