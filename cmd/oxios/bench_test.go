@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // BenchmarkStartToReady measures what a user waits for: the wall time of
@@ -74,4 +80,103 @@ func vmRSS(b *testing.B, pid int) int {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// BenchmarkThousandAgents runs 1,000 `sleep` agents in a real daemon,
+// spawned through the API by 8 concurrent clients. It reports the time from
+// the first spawn until the scheduler counts all of them running, and the
+// daemon's resident memory and CPU use while they idle for 5 seconds.
+//
+//	go test -run '^$' -bench ThousandAgents -benchtime 1x ./cmd/oxios
+func BenchmarkThousandAgents(b *testing.B) {
+	const n = 1000
+	var envv []string
+	defer func() { // whatever happens below, no daemon is left running
+		cmd := exec.Command(binary, "stop")
+		cmd.Env = envv
+		cmd.Run()
+	}()
+	oxios := func(args ...string) string {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = envv
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("oxios %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	for b.Loop() {
+		b.StopTimer()
+		// A new home each time, so no agent of an earlier round is recovered.
+		home := filepath.Join(b.TempDir(), "home")
+		listen := freeAddr(b)
+		envv = append(cleanEnv(), "OXIOS_HOME="+home)
+		os.MkdirAll(home, 0o700)
+		os.WriteFile(filepath.Join(home, "config.toml"), []byte("[scheduler]\nmax_running = 2000\n"), 0o600)
+		out := oxios("start", "--listen", listen)
+		pid := 0
+		fmt.Sscanf(out[strings.Index(out, "PID ")+4:], "%d", &pid)
+		tok, _ := os.ReadFile(filepath.Join(home, "secrets", "admin.token"))
+		c := client.New("http://"+listen, strings.TrimSpace(string(tok)))
+		ctx := context.Background()
+		b.StartTimer()
+
+		// Count agent.started events, subscribed before the first spawn.
+		started := make(chan struct{}, n)
+		sctx, stopEvents := context.WithCancel(ctx)
+		zero := uint64(0) // a new home: every agent.started is one of these
+		go c.Events(sctx, client.EventsOptions{Types: []string{"agent.started"}, Since: &zero, Follow: true}, func(bus.Event) error {
+			started <- struct{}{}
+			return nil
+		})
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 8 {
+					if _, err := c.Spawn(ctx, supervisor.Spec{Command: "sleep", Args: []string{"3600"}}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		for i := range n {
+			select {
+			case <-started:
+			case <-time.After(2 * time.Minute):
+				b.Fatalf("%d of %d agents running after 2 minutes", i, n)
+			}
+		}
+		all := time.Since(t0)
+		b.StopTimer()
+		wg.Wait()
+		stopEvents()
+
+		time.Sleep(time.Second)
+		cpu0, w0 := cpuTicks(b, pid), time.Now()
+		time.Sleep(5 * time.Second)
+		cpu := float64(cpuTicks(b, pid)-cpu0) / 100 / time.Since(w0).Seconds() * 100 // USER_HZ is 100
+		b.ReportMetric(float64(all.Milliseconds()), "ms-all-running")
+		b.ReportMetric(float64(vmRSS(b, pid))/1024, "MB-RSS")
+		b.ReportMetric(cpu, "%CPU-idle")
+		t1 := time.Now()
+		oxios("stop")
+		b.ReportMetric(float64(time.Since(t1).Milliseconds()), "ms-stop")
+		b.StartTimer()
+	}
+}
+
+// cpuTicks is the user+system CPU time of pid in clock ticks.
+func cpuTicks(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+1:])
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s
 }

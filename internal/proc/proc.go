@@ -99,7 +99,10 @@ func Start(s Spec) (*Process, error) {
 	p.StartTime, _ = StartTime(p.PID)
 	go func() {
 		defer close(p.copied)
-		io.Copy(log, pr) // ends when every holder of the pipe has exited
+		// A small buffer: a thousand agents must not cost 32 MB of copy
+		// buffers. The wrappers keep io from choosing its own.
+		buf := make([]byte, 4<<10)
+		io.CopyBuffer(struct{ io.Writer }{log}, struct{ io.Reader }{pr}, buf) // ends when every holder of the pipe has exited
 		pr.Close()
 	}()
 	go p.wait()
