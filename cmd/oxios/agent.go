@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -317,8 +318,9 @@ func (a *app) agentWaitCmd() *cobra.Command {
 // waitFor waits for agent id to end (timeout 0: for ever) and exits by
 // its outcome: 0 succeeded, 1 failed, 3 killed, 124 timed out.
 func (a *app) waitFor(c *client.Client, id string, timeout time.Duration) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	interrupted, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx := interrupted
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -336,7 +338,16 @@ func (a *app) waitFor(c *client.Client, id string, timeout time.Duration) error 
 			step = min(step, max(time.Until(dl), time.Millisecond))
 		}
 		var err error
+		called := time.Now()
 		r, err = c.Wait(ctx, id, step)
+		if err == nil && !r.State.Terminal() && time.Since(called) < step/2 {
+			// The daemon answered early without an end (it is shutting
+			// down, say): do not ask again at once.
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
 		if err != nil {
 			sp.done()
 			if ctx.Err() != nil {
@@ -350,6 +361,9 @@ func (a *app) waitFor(c *client.Client, id string, timeout time.Duration) error 
 		}
 	}
 	sp.done()
+	if interrupted.Err() != nil {
+		return &exitError{code: exitInterrupted}
+	}
 	if !r.State.Terminal() {
 		if r.ID == "" {
 			r, _ = c.Agent(context.Background(), id)

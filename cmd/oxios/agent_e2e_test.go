@@ -155,7 +155,9 @@ func TestAgentCLI(t *testing.T) {
 }
 
 // leftover reports whether the process group of rec's run is still alive.
-func leftover(rec supervisor.Record) bool { return len(proc.Leftovers(rec.PID, rec.ProcStart)) > 0 }
+func leftover(rec supervisor.Record) bool {
+	return len(proc.Leftovers(rec.PID, rec.ProcStart, "OXIOS_AGENT_ID="+rec.ID)) > 0
+}
 
 // After SIGKILL of the daemon, the next boot terminates what the old run
 // left (found by PID and start time), restarts the agent whose policy says

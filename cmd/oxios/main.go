@@ -11,12 +11,13 @@ import (
 
 // Exit codes. They mean the same for every command.
 const (
-	exitOK      = 0
-	exitFailure = 1   // the command was valid but did not succeed
-	exitUsage   = 2   // bad flag, argument or configuration
-	exitStopped = 3   // status: the daemon is not running
-	exitKilled  = 3   // agent wait: the agent was killed
-	exitTimeout = 124 // agent wait: the timeout passed first (as timeout(1))
+	exitOK          = 0
+	exitFailure     = 1   // the command was valid but did not succeed
+	exitUsage       = 2   // bad flag, argument or configuration
+	exitStopped     = 3   // status: the daemon is not running
+	exitKilled      = 3   // agent wait: the agent was killed
+	exitTimeout     = 124 // agent wait: the timeout passed first (as timeout(1))
+	exitInterrupted = 130 // interrupted by Ctrl-C (128 + SIGINT, as shells report it)
 )
 
 func main() {

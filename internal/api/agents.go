@@ -213,8 +213,10 @@ func (s *Server) agentWait(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	ctx, cancel := s.untilStopping(r.Context())
 	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	defer cancelTimeout()
 	rec, err := svc.Agents.Wait(ctx, r.PathValue("id"))
 	if err != nil {
 		agentError(w, err)
@@ -236,7 +238,9 @@ func (s *Server) agentKill(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rec, err := svc.Agents.Kill(r.Context(), r.PathValue("id"), grace)
+	ctx, cancel := s.untilStopping(r.Context())
+	defer cancel()
+	rec, err := svc.Agents.Kill(ctx, r.PathValue("id"), grace)
 	if err != nil {
 		agentError(w, err)
 		return
@@ -275,6 +279,21 @@ func (s *Server) schedulerGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, svc.Agents.Scheduler())
+}
+
+// untilStopping is ctx, also cancelled when the server begins to shut
+// down, so requests that wait (wait, kill, log streams) do not hold up a
+// graceful shutdown.
+func (s *Server) untilStopping(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // LogLines is the answer of GET /api/v1/agents/{id}/logs.
@@ -342,18 +361,13 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	sw.flush()
 
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := s.untilStopping(r.Context())
 	defer cancel()
 	go func() {
-		select {
-		case <-s.stopping:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	go func() {
-		// Once the agent has ended, drain what is left and end the stream.
-		if rec, err := svc.Agents.Wait(ctx, id); err == nil && rec.State.Terminal() {
+		// Once the agent has ended (or is deleted), drain what is left of
+		// its output and end the stream.
+		rec, err := svc.Agents.Wait(ctx, id)
+		if err != nil || rec.State.Terminal() {
 			select {
 			case <-time.After(300 * time.Millisecond):
 			case <-ctx.Done():

@@ -40,69 +40,84 @@ func readStat(pid int) (stat, bool) {
 }
 
 // Leftovers returns the live processes of the group that pid led when it
-// was the process with startTime: the leader, if it still is that process,
-// and every member of its group started no earlier. A group whose id now
-// belongs to another process is not ours, and yields nothing.
-func Leftovers(pid int, startTime uint64) []int {
+// was the process with startTime. If that leader is still alive, it is the
+// leader and every member of its group started no earlier. If the leader is
+// gone, the group id could since have been taken by an unrelated group, so
+// only members that carry tag (an environment entry such as
+// "OXIOS_AGENT_ID=...", inherited from the leader) are returned. A group
+// whose id now belongs to another process yields nothing.
+func Leftovers(pid int, startTime uint64, tag string) []Tagged {
 	if pid <= 1 || startTime == 0 {
 		return nil
 	}
-	if st, ok := readStat(pid); ok && st.start != startTime {
+	st, ok := readStat(pid)
+	if ok && st.start != startTime {
 		return nil // the PID was reused: not our process, not our group
 	}
+	leaderAlive := ok && !st.zombie
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var out []int
+	var out []Tagged
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, ok := readStat(n); ok && st.pgid == pid && st.start >= startTime && !st.zombie {
-			out = append(out, n)
+		st, ok := readStat(n)
+		if !ok || st.pgid != pid || st.start < startTime || st.zombie {
+			continue
+		}
+		if leaderAlive || (tag != "" && hasEnv(n, tag)) {
+			out = append(out, Tagged{PID: n, Start: st.start})
 		}
 	}
 	return out
 }
 
-// Terminate ends what Leftovers finds for pid and startTime: sig to each
-// process, then SIGKILL to those still alive after grace. Every signal goes
-// to a process just verified by PID and start time, never by PID alone. It
-// returns how many processes it found.
-func Terminate(pid int, startTime uint64, sig syscall.Signal, grace time.Duration) int {
-	found := Leftovers(pid, startTime)
-	if len(found) == 0 {
-		return 0
+// hasEnv reports whether process pid's environment holds the entry kv.
+func hasEnv(pid int, kv string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return false
 	}
-	starts := map[int]uint64{}
-	for _, p := range found {
-		if st, ok := readStat(p); ok {
-			starts[p] = st.start
-			syscall.Kill(p, sig)
+	for _, entry := range bytes.Split(b, []byte{0}) {
+		if string(entry) == kv {
+			return true
 		}
 	}
-	alive := func() []int {
-		var live []int
-		for p, start := range starts {
-			if st, ok := readStat(p); ok && st.start == start && !st.zombie {
+	return false
+}
+
+// Terminate sends sig to each of procs that is still the process it was
+// (same PID and start time), then SIGKILL to those alive after grace. It
+// returns how many it signalled.
+func Terminate(procs []Tagged, sig syscall.Signal, grace time.Duration) int {
+	alive := func() []Tagged {
+		var live []Tagged
+		for _, p := range procs {
+			if st, ok := readStat(p.PID); ok && st.start == p.Start && !st.zombie {
 				live = append(live, p)
 			}
 		}
 		return live
+	}
+	procs = alive()
+	for _, p := range procs {
+		syscall.Kill(p.PID, sig)
 	}
 	deadline := time.Now().Add(grace)
 	for len(alive()) > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, p := range alive() {
-		syscall.Kill(p, syscall.SIGKILL)
+		syscall.Kill(p.PID, syscall.SIGKILL)
 	}
-	return len(found)
+	return len(procs)
 }
 
-// Tagged is a process found by ByEnv.
+// Tagged identifies one process: its PID and start time.
 type Tagged struct {
 	PID   int
 	Start uint64

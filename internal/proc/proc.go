@@ -149,16 +149,28 @@ func (p *Process) Wait(ctx context.Context) (Exit, error) {
 
 // Stop sends sig to the whole process group, waits up to grace for the
 // process to exit, then sends SIGKILL to the group. It reports whether
-// SIGKILL was needed. Whatever the process does, the group is sent SIGKILL
-// at the end, so no grandchild survives it.
+// SIGKILL was needed. When the process exits, what is left of its group is
+// killed (see wait), so no grandchild survives it. A process that has
+// already exited is not signalled: its group id may no longer be its own.
 func (p *Process) Stop(sig syscall.Signal, grace time.Duration) (killed bool) {
+	select {
+	case <-p.done:
+		return false
+	default:
+	}
 	syscall.Kill(-p.PID, sig)
 	select {
 	case <-p.done:
+		return false
 	case <-time.After(grace):
-		killed = true
 	}
 	syscall.Kill(-p.PID, syscall.SIGKILL)
 	<-p.done
-	return killed
+	return true
+}
+
+// Exit is how the process ended; it is valid once Done is closed.
+func (p *Process) Exit() Exit {
+	<-p.done
+	return p.exit
 }

@@ -13,34 +13,35 @@ import (
 
 // recover takes over every record an earlier daemon left unfinished. Queued
 // agents queue again in their old order. An agent that was starting,
-// running or backing off first has what is left of its old process group
-// terminated (found by PID and process start time, never by PID alone);
-// then it starts again with reason "daemon restart" if its restart policy
-// allows, or ends failed with reason "interrupted". Those agents take their
-// slots back before any queued agent is admitted.
+// running or backing off first has what is left of its old processes
+// terminated; then it starts again with reason "daemon restart" if its
+// restart policy allows, or ends failed with reason "interrupted". Those
+// agents take their slots back before any queued agent is admitted.
+//
+// Old processes are found by the recorded PID and process start time, never
+// by PID alone, and by the OXIOS_AGENT_ID in their environment: a process
+// forked an instant before the daemon died has no PID on record yet.
 func (s *Supervisor) recover(recs []Record) {
 	var queued []*agent
-	var tagged map[string][]proc.Tagged // processes by the agent id in their environment
+	var tagged map[string][]proc.Tagged
 	for _, r := range recs {
+		if !r.State.Terminal() && tagged == nil {
+			tagged = proc.ByEnv("OXIOS_AGENT_ID")
+		}
 		a := newAgent(r)
 		s.agents[a.id] = a
 		switch {
 		case r.State.Terminal():
 		case r.State == Queued:
-			// Started an instant before the daemon died, before its PID
-			// was written? Then stop that process, and run it again.
-			if tagged == nil {
-				tagged = proc.ByEnv("OXIOS_AGENT_ID")
-			}
-			for _, p := range tagged[r.ID] {
-				proc.Terminate(p.PID, p.Start, syscall.SIGKILL, 0)
-			}
+			// A process of a queued agent can only be one started as the
+			// daemon died: stop it, and run the agent as it was meant to.
+			proc.Terminate(tagged[r.ID], syscall.SIGKILL, 0)
 			queued = append(queued, a)
 		default:
 			s.o.Scheduler.Acquire(a.id, r.Kind == KindLLM)
 			s.runs.Add(1)
 			a.started = true
-			go s.resume(a)
+			go s.resume(a, tagged[r.ID])
 		}
 	}
 	for _, a := range queued {
@@ -50,29 +51,32 @@ func (s *Supervisor) recover(recs []Record) {
 	}
 }
 
-// resume is run for an agent that was active when the last daemon stopped.
-func (s *Supervisor) resume(a *agent) {
+// resume is run for an agent that was active when the last daemon stopped;
+// tagged are the live processes that carry its id.
+func (s *Supervisor) resume(a *agent, tagged []proc.Tagged) {
 	a.mu.Lock()
 	r := a.rec
 	a.mu.Unlock()
-	if r.PID > 0 {
-		grace := dur(r.Spec.StopTimeout)
-		if n := proc.Terminate(r.PID, r.ProcStart, signals[r.Spec.StopSignal], grace); n > 0 {
-			s.log.Info("terminated the processes an agent left behind", "agent", a.id, "pid", r.PID, "processes", n)
-		}
+	old := append(proc.Leftovers(r.PID, r.ProcStart, "OXIOS_AGENT_ID="+r.ID), tagged...)
+	if n := proc.Terminate(old, signals[r.Spec.StopSignal], dur(r.Spec.StopTimeout)); n > 0 {
+		s.log.Info("terminated the processes an agent left behind", "agent", a.id, "pid", r.PID, "processes", n)
 	}
 	a.mu.Lock()
-	if r.Kind != KindProcess || r.Spec.Restart.Policy == Never {
+	a.rec.PID, a.rec.ProcStart = 0, 0
+	switch {
+	case a.kill != nil: // killed while its old processes were being stopped
+		s.end(a, Killed, a.kill.reason)
+	case r.Kind != KindProcess || r.Spec.Restart.Policy == Never:
 		a.rec.ExitCode, a.rec.Signal = nil, ""
 		s.end(a, Failed, "interrupted")
+	default:
+		s.publish(a.id, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "daemon restart"})
 		a.mu.Unlock()
-		s.runs.Done()
+		s.run(a, "daemon restart")
 		return
 	}
-	a.rec.PID, a.rec.ProcStart = 0, 0
-	s.publish(a.id, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "daemon restart"})
 	a.mu.Unlock()
-	s.run(a, "daemon restart")
+	s.runs.Done()
 }
 
 // retain deletes ended agents past the configured count or age, after an

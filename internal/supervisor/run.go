@@ -200,12 +200,10 @@ func (s *Supervisor) supervise(a *agent, p *proc.Process) (cause, proc.Exit) {
 	for {
 		select {
 		case <-p.Done():
-			e, _ := p.Wait(s.ctx)
-			return exited, e
+			return exited, p.Exit()
 		case <-deadline:
 			p.Stop(sig, stopTimeout)
-			e, _ := p.Wait(s.ctx)
-			return timedOut, e
+			return timedOut, p.Exit()
 		case <-s.ctx.Done():
 			if s.halted.Load() {
 				return shutdown, proc.Exit{}
@@ -224,14 +222,10 @@ func (s *Supervisor) supervise(a *agent, p *proc.Process) (cause, proc.Exit) {
 					grace = k.grace
 				}
 				p.Stop(sig, grace)
-				<-p.Done()
-				e, _ := p.Wait(s.ctx)
-				return killed, e
+				return killed, p.Exit()
 			case r:
 				p.Stop(sig, stopTimeout)
-				<-p.Done()
-				e, _ := p.Wait(s.ctx)
-				return restart, e
+				return restart, p.Exit()
 			}
 		}
 	}

@@ -195,7 +195,7 @@ func (r *Restart) normalize() error {
 		return invalid("restart.policy", "must be never, on-failure or always (got %q)", r.Policy)
 	}
 	if r.MaxRestarts < 0 || r.MaxRestarts > 1000000 {
-		return invalid("restart.max_restarts", "must be from 1 to 1000000 (got %d)", r.MaxRestarts)
+		return invalid("restart.max_restarts", "must be from 1 to 1000000, or 0 for the default of 5 (got %d)", r.MaxRestarts)
 	}
 	if r.MaxRestarts == 0 {
 		r.MaxRestarts = 5

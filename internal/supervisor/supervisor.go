@@ -424,6 +424,9 @@ func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (
 	}
 	a.mu.Lock()
 	switch {
+	case a.gone:
+		a.mu.Unlock()
+		return Record{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
 	case a.rec.State.Terminal():
 		a.mu.Unlock()
 		return Record{}, fmt.Errorf("agent %s has already ended (%s): %w", id, a.rec.State, ErrConflict)
@@ -456,20 +459,25 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
+	case a.gone: // deleted while this call waited for the lock
+		return Record{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
 	case a.rec.State == Queued:
 		return Record{}, fmt.Errorf("agent %s is queued and has not started yet: %w", id, ErrConflict)
 	case a.rec.State.Terminal():
 		if s.isClosed() {
 			return Record{}, ErrClosed
 		}
+		prev := a.rec
 		a.rec.State, a.rec.Reason = Queued, "restart requested"
 		a.rec.EndedAt, a.rec.ExitCode, a.rec.Signal, a.rec.StartedAt = nil, nil, "", nil
 		a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
-		a.done = make(chan struct{})
-		a.kill, a.restart = nil, false
 		if err := s.save(a, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "restart requested"}); err != nil {
+			a.rec = prev // still ended, as stored
+			a.publishSnap()
 			return Record{}, err
 		}
+		a.done = make(chan struct{})
+		a.kill, a.restart = nil, false
 		s.submit(a)
 	default:
 		a.restart = true
@@ -495,6 +503,9 @@ func (s *Supervisor) Delete(ctx context.Context, id string) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.gone {
+		return fmt.Errorf("agent %s: %w", id, ErrNotFound)
+	}
 	if !a.rec.State.Terminal() {
 		return fmt.Errorf("agent %s is %s; kill it first (only ended agents can be deleted): %w", id, a.rec.State, ErrConflict)
 	}
@@ -538,7 +549,13 @@ func (s *Supervisor) end(a *agent, st State, reason string) {
 	now := time.Now().UTC()
 	a.rec.State, a.rec.Reason, a.rec.EndedAt = st, reason, &now
 	a.rec.PID, a.rec.ProcStart, a.rec.NextStartAt = 0, 0, nil
-	s.save(a, "agent."+string(st), map[string]any{"reason": reason, "exit_code": a.rec.ExitCode, "signal": a.rec.Signal, "restarts": a.rec.Restarts})
+	data := map[string]any{"reason": reason, "exit_code": a.rec.ExitCode, "signal": a.rec.Signal, "restarts": a.rec.Restarts}
+	if err := s.save(a, "agent."+string(st), data); err != nil && !s.halted.Load() {
+		// The run has ended whether or not its record could be written:
+		// readers and the event log still learn it, exactly once.
+		a.publishSnap()
+		s.publish(a.id, "agent."+string(st), data)
+	}
 	close(a.done)
 	a.kill, a.restart = nil, false
 	s.o.Scheduler.Release(a.id)

@@ -604,7 +604,9 @@ func (s *Supervisor) abandon() {
 	<-s.swept
 }
 
-func leftovers(r Record) []int { return proc.Leftovers(r.PID, r.ProcStart) }
+func leftovers(r Record) []proc.Tagged {
+	return proc.Leftovers(r.PID, r.ProcStart, "OXIOS_AGENT_ID="+r.ID)
+}
 
 // No file descriptors leak over many spawn/exit cycles.
 func TestNoFDGrowth(t *testing.T) {
@@ -716,4 +718,86 @@ func TestRecoveryFindsUnrecordedProcess(t *testing.T) {
 	if r := e.wait(queued.ID); r.State != Succeeded {
 		t.Fatalf("%s %q", r.State, r.Reason)
 	}
+}
+
+// An automatic restart forks before it writes the new PID; if the daemon
+// dies in between, the record says backoff with no PID. Recovery finds the
+// process by its OXIOS_AGENT_ID and stops it before running the agent again.
+func TestRecoveryFindsUnrecordedRestart(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	r := e.spawn(withRestart(sh("exit 1"), Restart{Policy: Always, Backoff: BackoffSpec{Initial: "1h", Max: "1h"}}))
+	e.waitFor(r.ID, func(r Record) bool { return r.State == Backoff && r.Restarts == 2 })
+	e.sup.abandon()
+	orphan := exec.Command("sleep", "100")
+	orphan.Env = []string{"OXIOS_AGENT_ID=" + r.ID}
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	go func() { orphan.Wait(); close(reaped) }()
+	t.Cleanup(func() { orphan.Process.Kill(); <-reaped })
+	e.open()
+	select {
+	case <-reaped:
+	case <-time.After(10 * time.Second):
+		got, _ := e.sup.Get(r.ID)
+		t.Fatalf("the unrecorded process of a backing-off agent survived recovery; agent is %s pid %d", got.State, got.PID)
+	}
+}
+
+// A restart that waited for the lock while the agent was deleted does not
+// bring it back.
+func TestRestartRacingDelete(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	r := e.wait(e.spawn(sh("true")).ID)
+	a, _ := e.sup.get(r.ID)
+	a.mu.Lock()
+	done := make(chan error)
+	go func() { _, err := e.sup.Restart(context.Background(), r.ID); done <- err }()
+	// Restart has found the agent and waits for its lock (a test cannot
+	// observe that; if it has not got there yet it finds no agent, which
+	// is as good).
+	time.Sleep(20 * time.Millisecond)
+	if err := e.sup.remove(context.Background(), a, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Unlock()
+	if err := <-done; !errors.Is(err, ErrNotFound) {
+		t.Fatalf("restart of a deleted agent: %v", err)
+	}
+	if _, err := e.sup.kv.Get(context.Background(), r.ID); err == nil {
+		t.Fatal("the deleted agent's record is back in the bucket")
+	}
+}
+
+// A kill that arrives while recovery is still stopping the old processes
+// ends the agent killed, not failed.
+func TestKillDuringRecovery(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	s := sh(`trap "" TERM; echo ready; sleep 100`)
+	s.StopTimeout = "3s"
+	r := e.spawn(s)
+	e.waitState(r.ID, Running)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(readFile(e.sup.LogPath(r.ID)), "ready") && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // the trap is set
+	}
+	e.sup.abandon()
+	e.open()
+	got, err := e.sup.Kill(context.Background(), r.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != Killed || got.Reason != "kill requested" {
+		t.Fatalf("killed during recovery: %s %q", got.State, got.Reason)
+	}
+	if n := terminalEvents(e.events(r.ID)); n != 1 {
+		t.Fatalf("%d terminal events", n)
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
