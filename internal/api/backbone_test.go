@@ -24,6 +24,12 @@ import (
 // daemonAPI serves the API over real HTTP on a real embedded backbone.
 func daemonAPI(t testing.TB, sync string, heartbeat time.Duration) (*httptest.Server, *bus.Bus) {
 	t.Helper()
+	return daemonAPIWith(t, sync, heartbeat, scheduler.Limits{MaxRunning: 2, MaxRunningLLM: 1})
+}
+
+// daemonAPIWith is daemonAPI with the given scheduler limits.
+func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim scheduler.Limits) (*httptest.Server, *bus.Bus) {
+	t.Helper()
 	bb := backbonetest.Start(t, sync)
 	ctx := context.Background()
 	st, err := store.Open(ctx, bb.JS, store.Options{Bucket: "state"})
@@ -38,7 +44,7 @@ func daemonAPI(t testing.TB, sync string, heartbeat time.Duration) (*httptest.Se
 	t.Cleanup(b.Close)
 	home := t.TempDir()
 	sup, err := supervisor.Open(ctx, supervisor.Options{
-		JS: bb.JS, Bus: b, Scheduler: scheduler.New(scheduler.Limits{MaxRunning: 2, MaxRunningLLM: 1}), Node: "n1",
+		JS: bb.JS, Bus: b, Scheduler: scheduler.New(lim), Node: "n1",
 		WorkspacesDir: filepath.Join(home, "workspaces"), LogDir: filepath.Join(home, "agents"),
 		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second}, Retain: 100, RetainFor: time.Hour,
 	})

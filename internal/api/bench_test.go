@@ -2,13 +2,19 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/scheduler"
 )
 
 func benchServer(b *testing.B, sync string) *httptest.Server {
@@ -82,4 +88,48 @@ func BenchmarkHTTPStateGet(b *testing.B) {
 	hammer(b, "gets/s", func(i int64) (int, error) {
 		return request(hc, "GET", fmt.Sprintf("%s/api/v1/state/bench/key-%d", srv.URL, i%1000), nil)
 	})
+}
+
+// BenchmarkSpawnThousandHTTP is the daemon's side of 1,000 agents spawned
+// over HTTP by 8 clients, in one process so that it can be profiled:
+//
+//	go test -run '^$' -bench SpawnThousandHTTP -benchtime 1x -cpuprofile cpu.prof ./internal/api
+func BenchmarkSpawnThousandHTTP(b *testing.B) {
+	const n = 1000
+	for b.Loop() {
+		b.StopTimer()
+		srv, ev := daemonAPIWith(b, "1s", time.Minute, scheduler.Limits{MaxRunning: 2000, MaxRunningLLM: 1})
+		sub, err := ev.Subscribe(context.Background(), bus.Filter{Types: []string{"agent.started"}}, bus.SubscribeOptions{Buffer: 2 * n})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += 8 {
+					req, _ := http.NewRequest("POST", srv.URL+"/api/v1/agents", strings.NewReader(`{"command": "sleep", "args": ["3600"]}`))
+					req.Header.Set("Authorization", "Bearer "+token)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil || resp.StatusCode != 201 {
+						b.Errorf("spawn: %v %v", err, resp)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		for range n {
+			<-sub.C
+		}
+		b.ReportMetric(float64(time.Since(t0).Milliseconds()), "ms-all-running")
+		b.StopTimer()
+		wg.Wait()
+		sub.Close()
+		b.StartTimer()
+	}
 }

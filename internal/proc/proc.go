@@ -110,6 +110,7 @@ func Start(s Spec) (*Process, error) {
 }
 
 func (p *Process) wait() {
+	awaitExit(p.PID) // then Wait reaps at once
 	err := p.cmd.Wait()
 	var ee *exec.ExitError
 	switch {
