@@ -113,6 +113,20 @@ func BenchmarkThousandAgents(b *testing.B) {
 		envv = append(cleanEnv(), "OXIOS_HOME="+home)
 		os.MkdirAll(home, 0o700)
 		os.WriteFile(filepath.Join(home, "config.toml"), []byte("[scheduler]\nmax_running = 2000\n"), 0o600)
+		// The floor, measured now: n bare sleep processes from os/exec.
+		t0 := time.Now()
+		cmds := make([]*exec.Cmd, n)
+		for i := range cmds {
+			cmds[i] = exec.Command("sleep", "3600")
+			if err := cmds[i].Start(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		bare := time.Since(t0)
+		for _, c := range cmds {
+			c.Process.Kill()
+			c.Wait()
+		}
 		out := oxios("start", "--listen", listen)
 		pid := 0
 		fmt.Sscanf(out[strings.Index(out, "PID ")+4:], "%d", &pid)
@@ -129,7 +143,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 			started <- struct{}{}
 			return nil
 		})
-		t0 := time.Now()
+		t0 = time.Now()
 		var wg sync.WaitGroup
 		for w := range 8 {
 			wg.Add(1)
@@ -160,6 +174,8 @@ func BenchmarkThousandAgents(b *testing.B) {
 		time.Sleep(5 * time.Second)
 		cpu := float64(cpuTicks(b, pid)-cpu0) / 100 / time.Since(w0).Seconds() * 100 // USER_HZ is 100
 		b.ReportMetric(float64(all.Milliseconds()), "ms-all-running")
+		b.ReportMetric(float64(bare.Milliseconds()), "ms-bare")
+		b.ReportMetric(float64(all)/float64(bare), "x-bare")
 		b.ReportMetric(float64(vmRSS(b, pid))/1024, "MB-RSS")
 		b.ReportMetric(cpu, "%CPU-idle")
 		t1 := time.Now()
