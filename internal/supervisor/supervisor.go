@@ -168,7 +168,7 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	return s, nil
 }
 
-// load reads every record in the bucket, oldest first.
+// load reads every record of this node in the bucket, oldest first.
 func (s *Supervisor) load(ctx context.Context) ([]Record, error) {
 	lister, err := s.kv.ListKeys(ctx)
 	if err != nil {
@@ -187,6 +187,9 @@ func (s *Supervisor) load(ctx context.Context) ([]Record, error) {
 		if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID != key {
 			s.log.Error("skipping an unreadable agent record", "key", key, "err", err)
 			continue
+		}
+		if r.Node != s.o.Node {
+			continue // another node's agent, in a shared (clustered) bucket
 		}
 		recs = append(recs, r)
 	}

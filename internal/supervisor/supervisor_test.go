@@ -801,3 +801,23 @@ func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
+
+// In a bucket shared by several nodes, a daemon takes over only its own
+// node's agents.
+func TestRecoveryKeepsToItsNode(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	other := Record{ID: "01a20000-0000-7000-8000-000000000001", Kind: KindProcess, Name: "x", State: Running,
+		Node: "other", PID: 1, ProcStart: 1, CreatedAt: time.Now(), Spec: sh("sleep 100")}
+	b, _ := json.Marshal(other)
+	if _, err := e.sup.kv.Put(context.Background(), other.ID, b); err != nil {
+		t.Fatal(err)
+	}
+	e.sup.abandon()
+	e.open()
+	if _, err := e.sup.Get(other.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("another node's agent was taken over: %v", err)
+	}
+	if entry, err := e.sup.kv.Get(context.Background(), other.ID); err != nil || !strings.Contains(string(entry.Value()), `"state":"running"`) {
+		t.Fatalf("another node's record was changed: %v", err)
+	}
+}
