@@ -1,0 +1,372 @@
+// Package tools holds the built-in tools of language-model agents and the
+// policy gate every tool call goes through: which paths an agent may touch,
+// which programs it may run and how, which hosts it may reach, and which
+// tools need a human's approval.
+package tools
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+)
+
+// Policy is what an agent may touch. In a spec, a nil list keeps the
+// configured default and a given one replaces it.
+type Policy struct {
+	Paths   PathPolicy    `json:"paths"`
+	Exec    ExecPolicy    `json:"exec"`
+	Network NetworkPolicy `json:"network"`
+	// Ask lists tools that need a human's approval before each call.
+	Ask []string `json:"ask"`
+}
+
+// PathPolicy lists doublestar globs. Relative patterns are relative to the
+// agent's workspace. An empty Allow means the workspace only.
+type PathPolicy struct {
+	Allow []string `json:"allow"`
+	Deny  []string `json:"deny"`
+}
+
+// ExecPolicy says which programs the exec tool may run.
+type ExecPolicy struct {
+	// Allow lists programs: a bare name is found on PATH, an absolute path
+	// must match exactly. Empty: no program may run.
+	Allow []string `json:"allow"`
+	// Shell lets a call run a command line through /bin/sh -c.
+	Shell *bool `json:"shell,omitempty"`
+	// Env lists the environment variables a program may receive, besides
+	// PATH, HOME (the workspace) and LANG.
+	Env []string `json:"env"`
+	// Timeout is the longest a program may run ("60s").
+	Timeout string `json:"timeout,omitempty"`
+	// MaxOutputKB caps the output returned to the model.
+	MaxOutputKB int `json:"max_output_kb,omitempty"`
+}
+
+// NetworkPolicy lists the hosts http_fetch may reach: "example.com",
+// "*.example.com" (any subdomain) or "host:port". Empty: none.
+type NetworkPolicy struct {
+	Allow []string `json:"allow"`
+}
+
+// Merge returns p with every field that over sets replacing p's.
+func (p Policy) Merge(over Policy) Policy {
+	if over.Paths.Allow != nil {
+		p.Paths.Allow = over.Paths.Allow
+	}
+	if over.Paths.Deny != nil {
+		p.Paths.Deny = over.Paths.Deny
+	}
+	if over.Exec.Allow != nil {
+		p.Exec.Allow = over.Exec.Allow
+	}
+	if over.Exec.Shell != nil {
+		p.Exec.Shell = over.Exec.Shell
+	}
+	if over.Exec.Env != nil {
+		p.Exec.Env = over.Exec.Env
+	}
+	if over.Exec.Timeout != "" {
+		p.Exec.Timeout = over.Exec.Timeout
+	}
+	if over.Exec.MaxOutputKB != 0 {
+		p.Exec.MaxOutputKB = over.Exec.MaxOutputKB
+	}
+	if over.Network.Allow != nil {
+		p.Network.Allow = over.Network.Allow
+	}
+	if over.Ask != nil {
+		p.Ask = over.Ask
+	}
+	return p
+}
+
+// Validate checks a policy; errors name the field under prefix.
+func (p Policy) Validate(prefix string) error {
+	for i, pat := range append(slices.Clone(p.Paths.Allow), p.Paths.Deny...) {
+		field := fmt.Sprintf("%spaths.allow[%d]", prefix, i)
+		if i >= len(p.Paths.Allow) {
+			field = fmt.Sprintf("%spaths.deny[%d]", prefix, i-len(p.Paths.Allow))
+		}
+		if pat == "" || !doublestar.ValidatePattern(filepath.ToSlash(pat)) {
+			return &InvalidError{Field: field, Msg: fmt.Sprintf("is not a valid glob (got %q)", pat)}
+		}
+	}
+	for i, a := range p.Exec.Allow {
+		if a == "" || (strings.Contains(a, "/") && !filepath.IsAbs(a)) {
+			return &InvalidError{Field: fmt.Sprintf("%sexec.allow[%d]", prefix, i), Msg: fmt.Sprintf("must be a program name or an absolute path (got %q)", a)}
+		}
+	}
+	if p.Exec.Timeout != "" {
+		if d, err := time.ParseDuration(p.Exec.Timeout); err != nil || d <= 0 || d > 24*time.Hour {
+			return &InvalidError{Field: prefix + "exec.timeout", Msg: fmt.Sprintf("must be a duration from 1ms to 24h such as \"60s\" (got %q)", p.Exec.Timeout)}
+		}
+	}
+	if p.Exec.MaxOutputKB < 0 || p.Exec.MaxOutputKB > 64<<10 {
+		return &InvalidError{Field: prefix + "exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to 65536 (got %d)", p.Exec.MaxOutputKB)}
+	}
+	for i, h := range p.Network.Allow {
+		if h == "" || strings.ContainsAny(h, "/ ") {
+			return &InvalidError{Field: fmt.Sprintf("%snetwork.allow[%d]", prefix, i), Msg: fmt.Sprintf("must be a host such as \"example.com\", \"*.example.com\" or \"host:port\" (got %q)", h)}
+		}
+	}
+	for i, t := range p.Ask {
+		if !slices.Contains(Names, t) {
+			return &InvalidError{Field: fmt.Sprintf("%sask[%d]", prefix, i), Msg: fmt.Sprintf("unknown tool %q (tools: %s)", t, strings.Join(Names, ", "))}
+		}
+	}
+	return nil
+}
+
+// InvalidError is a policy that cannot be used; Field names what is wrong.
+type InvalidError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+// Denied is a call the policy does not allow. It goes back to the model as
+// the tool's error, so that it can adapt.
+type Denied struct {
+	Tool string `json:"tool"`
+	// Rule is paths, exec, network or ask.
+	Rule   string `json:"rule"`
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+}
+
+func (d *Denied) Error() string {
+	return fmt.Sprintf("denied by policy (%s): %s", d.Rule, d.Reason)
+}
+
+// Gate applies one agent's policy.
+type Gate struct {
+	workspace string // symlink-resolved
+	allow     []string
+	deny      []string
+	exec      ExecPolicy
+	shell     bool
+	hosts     []string
+	ask       []string
+}
+
+// NewGate returns the gate for an agent working in workspace.
+func NewGate(workspace string, p Policy) (*Gate, error) {
+	ws, err := realPath(workspace)
+	if err != nil {
+		return nil, fmt.Errorf("workspace: %w", err)
+	}
+	g := &Gate{workspace: ws, exec: p.Exec, hosts: p.Network.Allow, ask: p.Ask}
+	g.shell = p.Exec.Shell != nil && *p.Exec.Shell
+	allow := p.Paths.Allow
+	if len(allow) == 0 {
+		allow = []string{"./**"}
+	}
+	for _, pat := range allow {
+		g.allow = append(g.allow, g.pattern(pat))
+	}
+	for _, pat := range p.Paths.Deny {
+		g.deny = append(g.deny, g.pattern(pat))
+	}
+	return g, nil
+}
+
+// Workspace is the agent's workspace, symlinks resolved.
+func (g *Gate) Workspace() string { return g.workspace }
+
+// pattern makes a glob absolute (relative to the workspace) with its fixed
+// base symlink-resolved, so it compares with resolved paths.
+func (g *Gate) pattern(pat string) string {
+	if !filepath.IsAbs(pat) {
+		pat = filepath.Join(g.workspace, pat)
+	}
+	base, rest := doublestar.SplitPattern(filepath.ToSlash(pat))
+	if rb, err := realPath(base); err == nil {
+		base = rb
+	}
+	if rest == "" {
+		return base
+	}
+	return strings.TrimSuffix(base, "/") + "/" + rest
+}
+
+// Path checks a path-like argument of tool and returns it absolute,
+// cleaned and symlink-resolved: the path the tool must use.
+func (g *Gate) Path(tool, p string) (string, error) {
+	if p == "" {
+		return "", errors.New("path is empty")
+	}
+	abs := p
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(g.workspace, abs)
+	}
+	real, err := realPath(abs)
+	if err != nil {
+		return "", err
+	}
+	for _, pat := range g.deny {
+		if matchPath(pat, real) {
+			return "", &Denied{Tool: tool, Rule: "paths", Target: p, Reason: fmt.Sprintf("%s is in a denied path (%s)", p, pat)}
+		}
+	}
+	for _, pat := range g.allow {
+		if matchPath(pat, real) {
+			return real, nil
+		}
+	}
+	where := "outside the workspace"
+	if real != abs {
+		where = "outside the workspace (it resolves to " + real + ")"
+	}
+	return "", &Denied{Tool: tool, Rule: "paths", Target: p, Reason: fmt.Sprintf("%s is %s; allowed: %s", p, where, strings.Join(g.allow, ", "))}
+}
+
+func matchPath(pat, p string) bool {
+	if ok, _ := doublestar.Match(pat, p); ok {
+		return true
+	}
+	// "dir/**" covers dir itself.
+	return strings.HasSuffix(pat, "/**") && strings.TrimSuffix(pat, "/**") == p
+}
+
+// Program checks that the exec tool may run command and returns the path
+// to run. A bare name is found on PATH and allowed by name; a path is
+// allowed only by an absolute entry naming exactly that file.
+func (g *Gate) Program(command string) (string, error) {
+	deny := func(reason string) error {
+		return &Denied{Tool: "exec", Rule: "exec", Target: command, Reason: reason}
+	}
+	if len(g.exec.Allow) == 0 {
+		return "", deny("no program may run (the policy's exec.allow is empty)")
+	}
+	if !strings.Contains(command, "/") {
+		if !slices.Contains(g.exec.Allow, command) {
+			return "", deny(fmt.Sprintf("%s is not an allowed program (allowed: %s)", command, strings.Join(g.exec.Allow, ", ")))
+		}
+		p, err := lookPath(command)
+		if err != nil {
+			return "", err
+		}
+		return p, nil
+	}
+	abs := command
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(g.workspace, abs)
+	}
+	real, err := realPath(abs)
+	if err != nil {
+		return "", err
+	}
+	for _, a := range g.exec.Allow {
+		if filepath.IsAbs(a) {
+			if ra, err := realPath(a); err == nil && ra == real {
+				return real, nil
+			}
+		}
+	}
+	return "", deny(fmt.Sprintf("%s is not an allowed program (allowed: %s)", command, strings.Join(g.exec.Allow, ", ")))
+}
+
+// Shell reports whether commands may run through a shell.
+func (g *Gate) Shell() error {
+	if !g.shell {
+		return &Denied{Tool: "exec", Rule: "exec", Target: "shell", Reason: "shell mode is off (the policy's exec.shell); run a program with args instead"}
+	}
+	if !slices.Contains(g.exec.Allow, "sh") && !slices.Contains(g.exec.Allow, "/bin/sh") {
+		return &Denied{Tool: "exec", Rule: "exec", Target: "sh", Reason: "shell mode needs sh among the allowed programs"}
+	}
+	return nil
+}
+
+// Host checks that http_fetch may reach u.
+func (g *Gate) Host(u *url.URL) error {
+	deny := func(reason string) error {
+		return &Denied{Tool: "http_fetch", Rule: "network", Target: u.Host, Reason: reason}
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return deny(fmt.Sprintf("only http and https URLs can be fetched (got %q)", u.Scheme))
+	}
+	if len(g.hosts) == 0 {
+		return deny("network access is off (the policy's network.allow is empty)")
+	}
+	host := strings.ToLower(u.Hostname())
+	port := u.Port()
+	for _, a := range g.hosts {
+		a = strings.ToLower(a)
+		ah, ap, err := net.SplitHostPort(a)
+		if err != nil {
+			ah, ap = a, ""
+		}
+		if ap != "" && ap != port {
+			continue
+		}
+		if ah == host || (strings.HasPrefix(ah, "*.") && strings.HasSuffix(host, ah[1:])) {
+			return nil
+		}
+	}
+	return deny(fmt.Sprintf("%s is not an allowed host (allowed: %s)", u.Host, strings.Join(g.hosts, ", ")))
+}
+
+// Asks reports whether tool needs a human's approval. Approvals are not
+// available yet, so such a call is denied.
+func (g *Gate) Asks(tool string) error {
+	if slices.Contains(g.ask, tool) {
+		return &Denied{Tool: tool, Rule: "ask", Target: tool, Reason: tool + " needs a human's approval, which this version cannot ask for"}
+	}
+	return nil
+}
+
+// realPath returns p, absolute and cleaned, with every symlink in it
+// resolved; the part of it that does not exist is kept as given. A dangling
+// symlink resolves to where it points, so a write through it is checked
+// where it would land.
+func realPath(p string) (string, error) {
+	return resolve(filepath.Clean(p), 0)
+}
+
+func resolve(p string, depth int) (string, error) {
+	if depth > 40 {
+		return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+	}
+	if !filepath.IsAbs(p) {
+		return "", fmt.Errorf("%s: not an absolute path", p)
+	}
+	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	cur := "/"
+	for i, part := range parts {
+		if part == "" {
+			continue
+		}
+		next := filepath.Join(cur, part)
+		fi, err := os.Lstat(next)
+		if errors.Is(err, os.ErrNotExist) {
+			return filepath.Join(append([]string{cur}, parts[i:]...)...), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(cur, target)
+		}
+		rest := append([]string{target}, parts[i+1:]...)
+		return resolve(filepath.Clean(filepath.Join(rest...)), depth+1)
+	}
+	return cur, nil
+}
