@@ -60,7 +60,14 @@ type Record struct {
 	// NextStartAt is when an agent in backoff starts again.
 	NextStartAt *time.Time `json:"next_start_at,omitempty"`
 	Usage       Usage      `json:"usage"`
-	Spec        Spec       `json:"spec"`
+	// Model, Output, Steps and ToolCalls describe a language-model agent's
+	// run: the model it used, its final (or, if it failed, latest) text,
+	// the loop steps taken and every tool call.
+	Model     string     `json:"model,omitempty"`
+	Output    string     `json:"output,omitempty"`
+	Steps     int        `json:"steps,omitempty"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	Spec      Spec       `json:"spec"`
 	// RecentRestarts are the times of the automatic restarts still inside
 	// the restart window, for the intensity limit across daemon restarts.
 	RecentRestarts []time.Time `json:"recent_restarts,omitempty"`
@@ -70,5 +77,21 @@ type Record struct {
 	// is deleted with the record.
 	DefaultDir bool `json:"default_dir,omitempty"`
 }
+
+// ToolCall is one tool call of a language-model agent, as recorded.
+type ToolCall struct {
+	Step int    `json:"step"`
+	Name string `json:"name"`
+	// Args are the call's arguments, truncated.
+	Args string `json:"args"`
+	// Result is the start of what the tool returned.
+	Result     string `json:"result,omitempty"`
+	Error      string `json:"error,omitempty"`
+	Denied     bool   `json:"denied,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// MaxToolCalls is how many tool calls a record keeps (the latest ones).
+const MaxToolCalls = 500
 
 func ptr[T any](v T) *T { return &v }

@@ -30,13 +30,17 @@ const (
 func (s *Supervisor) run(a *agent, reason string) {
 	defer s.runs.Done()
 	for {
-		p, ok := s.launch(a, reason)
+		t, ok := s.launch(a, reason)
 		if !ok {
 			return
 		}
-		c, exit := s.supervise(a, p)
+		c, exit := s.supervise(a, t)
+		why := exit.String()
+		if lt, isLLM := t.(*llmTask); isLLM {
+			why = lt.reason()
+		}
 		var next time.Duration
-		if next, reason, ok = s.after(a, c, exit); !ok {
+		if next, reason, ok = s.after(a, c, exit, why); !ok {
 			return
 		}
 		if next > 0 {
@@ -53,7 +57,7 @@ func (s *Supervisor) run(a *agent, reason string) {
 
 // launch starts a's process and records it running. It reports false when
 // the run ended instead (killed before it started, or unable to start).
-func (s *Supervisor) launch(a *agent, reason string) (*proc.Process, bool) {
+func (s *Supervisor) launch(a *agent, reason string) (task, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.started = true
@@ -78,23 +82,37 @@ func (s *Supervisor) launch(a *agent, reason string) (*proc.Process, bool) {
 	// daemon died, whose PID was never written, is found at the next boot
 	// by its OXIOS_AGENT_ID (see recover).
 	a.publishSnap()
-	p, err := s.startProcess(a)
+	var t task
+	var err error
+	pid, start := 0, uint64(0)
+	if a.rec.Kind == KindLLM {
+		t, err = s.startLLM(a)
+	} else {
+		var p *proc.Process
+		if p, err = s.startProcess(a); err == nil {
+			t, pid, start = p, p.PID, p.StartTime
+		}
+	}
 	if err != nil {
 		a.rec.ExitCode, a.rec.Signal = nil, ""
 		s.end(a, Failed, err.Error())
 		return nil, false
 	}
 	now := time.Now().UTC()
-	a.rec.State, a.rec.PID, a.rec.ProcStart, a.rec.StartedAt = Running, p.PID, p.StartTime, &now
+	a.rec.State, a.rec.PID, a.rec.ProcStart, a.rec.StartedAt = Running, pid, start, &now
 	a.rec.ExitCode, a.rec.Signal = nil, ""
-	if err := s.save(a, "agent.started", map[string]any{"pid": p.PID, "restarts": a.rec.Restarts, "reason": a.rec.Reason}); err != nil {
-		// Unrecorded, the process could not be found after a crash: stop it.
-		p.Stop(syscall.SIGKILL, 0)
+	data := map[string]any{"pid": pid, "restarts": a.rec.Restarts, "reason": a.rec.Reason}
+	if a.rec.Kind == KindLLM {
+		data = map[string]any{"model": a.rec.Model, "restarts": a.rec.Restarts, "reason": a.rec.Reason}
+	}
+	if err := s.save(a, "agent.started", data); err != nil {
+		// Unrecorded, a process could not be found after a crash: stop it.
+		t.Stop(syscall.SIGKILL, 0)
 		a.rec.PID, a.rec.ProcStart = 0, 0
 		s.end(a, Failed, "cannot write the agent record: "+err.Error())
 		return nil, false
 	}
-	return p, true
+	return t, true
 }
 
 // startProcess starts the process of a's spec. Its errors read as the
@@ -188,7 +206,7 @@ func lookPath(command, dir string, env []string) (string, error) {
 }
 
 // supervise waits for p to end and says why it ended.
-func (s *Supervisor) supervise(a *agent, p *proc.Process) (cause, proc.Exit) {
+func (s *Supervisor) supervise(a *agent, p task) (cause, proc.Exit) {
 	sig := signals[a.rec.Spec.StopSignal]
 	stopTimeout := dur(a.rec.Spec.StopTimeout)
 	var deadline <-chan time.Time
@@ -234,7 +252,7 @@ func (s *Supervisor) supervise(a *agent, p *proc.Process) (cause, proc.Exit) {
 // after records how a run ended and decides what comes next: it returns
 // ok=false when the agent has ended (or the daemon is stopping), otherwise
 // the delay before the next start and the reason for it.
-func (s *Supervisor) after(a *agent, c cause, e proc.Exit) (delay time.Duration, reason string, ok bool) {
+func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string) (delay time.Duration, reason string, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c == shutdown {
@@ -245,7 +263,11 @@ func (s *Supervisor) after(a *agent, c cause, e proc.Exit) (delay time.Duration,
 		uptime = time.Since(*a.rec.StartedAt)
 	}
 	a.rec.ExitCode, a.rec.Signal, a.rec.PID, a.rec.ProcStart = e.Code, e.Signal, 0, 0
-	s.publish(a.id, "agent.exited", map[string]any{"exit_code": e.Code, "signal": e.Signal, "uptime_ms": uptime.Milliseconds()})
+	if a.rec.Kind == KindLLM {
+		a.rec.ExitCode = nil // a loop has no exit status; the reason says how it ended
+	} else {
+		s.publish(a.id, "agent.exited", map[string]any{"exit_code": e.Code, "signal": e.Signal, "uptime_ms": uptime.Milliseconds()})
+	}
 	// A kill that raced with the exit still ends the agent killed.
 	if c == killed || (a.kill != nil && c != restart) {
 		reason := "kill requested"
@@ -261,7 +283,6 @@ func (s *Supervisor) after(a *agent, c cause, e proc.Exit) (delay time.Duration,
 		return 0, "restart requested", true
 	}
 	failed := c == timedOut || !e.Success()
-	why := e.String()
 	if c == timedOut {
 		why = "timeout"
 	}

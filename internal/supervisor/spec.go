@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/tools"
 )
 
 // Spec says what an agent is. Durations are Go duration strings ("10s");
@@ -30,6 +32,18 @@ type Spec struct {
 	StopTimeout string `json:"stop_timeout"`
 	// Timeout ends each run that lasts longer; "0s" is none.
 	Timeout string `json:"timeout"`
+
+	// Goal, Model, System, MaxSteps and Policy are for llm agents.
+	Goal string `json:"goal,omitempty"`
+	// Model is provider/model, e.g. openai/gpt-4.1-mini.
+	Model    string `json:"model,omitempty"`
+	System   string `json:"system,omitempty"`
+	MaxSteps int    `json:"max_steps,omitempty"`
+	// Policy narrows or widens the configured policy of what the agent's
+	// tools may touch.
+	Policy *tools.Policy `json:"policy,omitempty"`
+	// Parent is the agent that spawned this one with spawn_agent.
+	Parent string `json:"parent,omitempty"`
 }
 
 // Restart is the restart policy of a spec.
@@ -96,6 +110,10 @@ var signals = map[string]syscall.Signal{
 // SpecDefaults are the defaults that come from configuration.
 type SpecDefaults struct {
 	StopTimeout time.Duration
+	// Model, MaxSteps and Timeout are the defaults of llm agents.
+	Model    string
+	MaxSteps int
+	Timeout  time.Duration
 }
 
 // Normalize validates s and fills its defaults. Errors are *InvalidError.
@@ -103,10 +121,59 @@ func (s *Spec) Normalize(d SpecDefaults) error {
 	switch s.Kind {
 	case "", KindProcess:
 		s.Kind = KindProcess
+		if err := s.normalizeProcess(); err != nil {
+			return err
+		}
 	case KindLLM:
-		return invalid("kind", "llm agents are not available in this version; use process")
+		if err := s.normalizeLLM(d); err != nil {
+			return err
+		}
 	default:
 		return invalid("kind", "must be process or llm (got %q)", s.Kind)
+	}
+	return s.normalizeCommon(d)
+}
+
+func (s *Spec) normalizeLLM(d SpecDefaults) error {
+	if strings.TrimSpace(s.Goal) == "" {
+		return invalid("goal", "must not be empty for an llm agent")
+	}
+	if len(s.Goal) > 100<<10 || len(s.System) > 100<<10 {
+		return invalid("goal", "goal and system must each be at most 100 KiB")
+	}
+	if s.Command != "" || len(s.Args) > 0 {
+		return invalid("command", "is for process agents; an llm agent has a goal")
+	}
+	if s.Model == "" {
+		s.Model = d.Model
+	}
+	if s.MaxSteps < 0 || s.MaxSteps > 10000 {
+		return invalid("max_steps", "must be from 1 to 10000 (got %d)", s.MaxSteps)
+	}
+	if s.MaxSteps == 0 {
+		s.MaxSteps = d.MaxSteps
+	}
+	if s.Timeout == "" && d.Timeout > 0 {
+		s.Timeout = d.Timeout.String()
+	}
+	if s.Name == "" {
+		s.Name = "llm"
+	}
+	if s.Policy != nil {
+		if err := s.Policy.Validate("policy."); err != nil {
+			var inv *tools.InvalidError
+			if errors.As(err, &inv) {
+				return invalid(inv.Field, "%s", inv.Msg)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Spec) normalizeProcess() error {
+	if s.Goal != "" || s.Model != "" || s.System != "" || s.MaxSteps != 0 || s.Policy != nil {
+		return invalid("goal", "goal, model, system, max_steps and policy are for llm agents (kind \"llm\")")
 	}
 	if strings.TrimSpace(s.Command) == "" {
 		return invalid("command", "must not be empty")
@@ -122,6 +189,11 @@ func (s *Spec) Normalize(d SpecDefaults) error {
 	if s.Name == "" {
 		s.Name = defaultName(s.Command)
 	}
+	return nil
+}
+
+// normalizeCommon checks and fills the fields of every kind.
+func (s *Spec) normalizeCommon(d SpecDefaults) error {
 	if !nameRe.MatchString(s.Name) {
 		return invalid("name", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (got %q)", s.Name)
 	}

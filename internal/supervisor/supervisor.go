@@ -59,6 +59,8 @@ type Options struct {
 	Retain    int
 	RetainFor time.Duration
 	Logger    *slog.Logger
+	// LLM runs language-model agents; without it they cannot be spawned.
+	LLM LLM
 }
 
 // Bucket is the key/value bucket of agent records.
@@ -282,6 +284,14 @@ func (s *Supervisor) publish(id, typ string, data any) {
 func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
 	if err := spec.Normalize(s.o.Defaults); err != nil {
 		return Record{}, err
+	}
+	if spec.Kind == KindLLM {
+		if s.o.LLM == nil {
+			return Record{}, invalid("kind", "llm agents are not available in this daemon")
+		}
+		if err := s.o.LLM.Check(&spec); err != nil {
+			return Record{}, err
+		}
 	}
 	id, err := uuid.NewV7()
 	if err != nil {

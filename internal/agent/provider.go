@@ -1,0 +1,153 @@
+// Package agent is the language-model runtime: providers behind one small
+// interface (OpenAI chat completions, Anthropic messages, Ollama), the tool
+// loop that works a goal to a final answer, prices, retries and a circuit
+// breaker per provider.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Message is one turn of a conversation.
+type Message struct {
+	// Role is user, assistant or tool.
+	Role string
+	Text string
+	// ToolCalls are the calls an assistant turn asks for.
+	ToolCalls []ToolCall
+	// Results answer the calls of the previous assistant turn (role tool).
+	Results []ToolResult
+}
+
+// ToolCall is a model's request to run a tool.
+type ToolCall struct {
+	ID   string
+	Name string
+	Args json.RawMessage
+}
+
+// ToolResult is what a tool call returned.
+type ToolResult struct {
+	CallID  string
+	Name    string
+	Content string
+	IsError bool
+}
+
+// ToolDef describes a tool to the model.
+type ToolDef struct {
+	Name        string
+	Description string
+	Schema      map[string]any
+}
+
+// Request is one model call.
+type Request struct {
+	Model     string // without the provider prefix
+	System    string
+	Messages  []Message
+	Tools     []ToolDef
+	MaxTokens int
+}
+
+// Response is a model's answer: text, tool calls, or both.
+type Response struct {
+	Text      string
+	ToolCalls []ToolCall
+	TokensIn  int64
+	TokensOut int64
+}
+
+// Provider calls one model API. OnText, if set, receives streamed text as
+// it arrives.
+type Provider interface {
+	Complete(ctx context.Context, req Request, onText func(string)) (Response, error)
+}
+
+// ErrNoKey is a provider without an API key.
+var ErrNoKey = errors.New("API key is not set")
+
+// ProviderError is a failed model call: the provider's message, with its
+// HTTP status when there was one. It never holds the API key.
+type ProviderError struct {
+	Provider string
+	Status   int
+	Message  string
+}
+
+func (e *ProviderError) Error() string {
+	if e.Status > 0 {
+		return fmt.Sprintf("provider %s: HTTP %d: %s", e.Provider, e.Status, e.Message)
+	}
+	return fmt.Sprintf("provider %s: %s", e.Provider, e.Message)
+}
+
+// Providers are the provider names a model id may start with.
+var Providers = []string{"openai", "anthropic", "ollama"}
+
+// SplitModel splits "provider/model" and checks the provider.
+func SplitModel(id string) (provider, model string, err error) {
+	provider, model, ok := strings.Cut(id, "/")
+	if !ok || provider == "" || model == "" {
+		return "", "", fmt.Errorf("must be provider/model such as openai/gpt-4.1-mini (providers: %s; got %q)", strings.Join(Providers, ", "), id)
+	}
+	if !slices.Contains(Providers, provider) {
+		return "", "", fmt.Errorf("unknown provider %q (providers: %s)", provider, strings.Join(Providers, ", "))
+	}
+	return provider, model, nil
+}
+
+// Breaker is a per-provider circuit breaker: after Threshold failed calls
+// in a row (each already retried), calls fail fast for Cooldown, then one
+// call is let through to probe the provider.
+type Breaker struct {
+	Threshold int
+	Cooldown  time.Duration
+
+	mu       sync.Mutex
+	failures map[string]int
+	openTill map[string]time.Time
+	now      func() time.Time
+}
+
+// NewBreaker returns a breaker with the given limits.
+func NewBreaker(threshold int, cooldown time.Duration) *Breaker {
+	return &Breaker{Threshold: threshold, Cooldown: cooldown, failures: map[string]int{}, openTill: map[string]time.Time{}, now: time.Now}
+}
+
+// Allow returns an error while provider's circuit is open.
+func (b *Breaker) Allow(provider string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if till, ok := b.openTill[provider]; ok && b.now().Before(till) {
+		return &ProviderError{Provider: provider, Message: fmt.Sprintf("unavailable: %d calls in a row failed; not calling it again until %s", b.failures[provider], till.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
+
+// Record counts a call's outcome. Only failures of the provider itself
+// (unreachable, 429, 5xx) open the circuit.
+func (b *Breaker) Record(provider string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return // the agent stopped: that says nothing of the provider
+	}
+	var pe *ProviderError
+	if err == nil || (errors.As(err, &pe) && pe.Status > 0 && pe.Status < 500 && pe.Status != 429) {
+		b.failures[provider] = 0
+		delete(b.openTill, provider)
+		return
+	}
+	b.failures[provider]++
+	if b.failures[provider] >= b.Threshold {
+		b.openTill[provider] = b.now().Add(b.Cooldown)
+	}
+}

@@ -1,0 +1,155 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/oxios/oxios/internal/proc"
+)
+
+// LLM runs language-model agents; internal/agent implements it.
+type LLM interface {
+	// Check validates an llm spec at spawn (its model and provider).
+	Check(spec *Spec) error
+	// Run works rec's goal until a final answer, an error or ctx's end.
+	// It calls progress after each step with everything done so far.
+	Run(ctx context.Context, rec Record, progress func(Progress)) (Progress, error)
+}
+
+// Progress is what a language-model run has done so far.
+type Progress struct {
+	Model     string
+	Output    string
+	Steps     int
+	ToolCalls []ToolCall
+	Usage     Usage
+}
+
+// MaxDepth is how deep sub-agents may nest (an agent, its sub-agent, ...).
+const MaxDepth = 3
+
+// task is one run of an agent: a process, or a language-model loop.
+type task interface {
+	Done() <-chan struct{}
+	// Stop ends the run: sig and, after grace, SIGKILL for a process.
+	Stop(sig syscall.Signal, grace time.Duration) bool
+	Exit() proc.Exit
+}
+
+// llmTask is a language-model run on its own goroutine.
+type llmTask struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func (t *llmTask) Done() <-chan struct{} { return t.done }
+
+// Stop cancels the loop; model calls and tools end with their context.
+func (t *llmTask) Stop(syscall.Signal, time.Duration) bool {
+	t.cancel()
+	<-t.done
+	return false
+}
+
+func (t *llmTask) Exit() proc.Exit {
+	<-t.done
+	code := 0
+	if t.err != nil {
+		code = 1
+	}
+	return proc.Exit{Code: &code}
+}
+
+// reason says how the loop ended, for the record.
+func (t *llmTask) reason() string {
+	<-t.done
+	if t.err != nil {
+		return t.err.Error()
+	}
+	return "completed"
+}
+
+// startLLM starts a's loop. The caller holds a.mu.
+func (s *Supervisor) startLLM(a *agent) (task, error) {
+	if s.o.LLM == nil {
+		return nil, errors.New("llm agents are not available in this daemon")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &llmTask{cancel: cancel, done: make(chan struct{})}
+	a.rec.Model, a.rec.Output, a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = a.rec.Spec.Model, "", 0, nil, Usage{}
+	rec := a.rec
+	go func() {
+		defer close(t.done)
+		defer cancel()
+		final, err := s.o.LLM.Run(ctx, rec, func(p Progress) { s.progress(a, p) })
+		s.progress(a, final)
+		t.err = err
+	}()
+	return t, nil
+}
+
+// progress records what an llm run has done so far.
+func (s *Supervisor) progress(a *agent, p Progress) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rec.State != Running && a.rec.State != Starting {
+		return
+	}
+	if p.Model != "" {
+		a.rec.Model = p.Model
+	}
+	if len(p.ToolCalls) > MaxToolCalls {
+		p.ToolCalls = p.ToolCalls[len(p.ToolCalls)-MaxToolCalls:]
+	}
+	a.rec.Output, a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = p.Output, p.Steps, p.ToolCalls, p.Usage
+	s.save(a, "", nil)
+}
+
+// SpawnSub runs a sub-agent for parentID's spawn_agent tool: through the
+// scheduler like every agent, in the parent's workspace, with its policy
+// and (unless given) its model. It waits for the sub-agent's end and
+// returns its output; if ctx ends first, the sub-agent is killed.
+func (s *Supervisor) SpawnSub(ctx context.Context, parentID, goal, name, model string) (string, error) {
+	parent, err := s.Get(parentID)
+	if err != nil {
+		return "", err
+	}
+	depth := 1
+	for p := parent; p.Spec.Parent != ""; depth++ {
+		if p, err = s.Get(p.Spec.Parent); err != nil {
+			break
+		}
+	}
+	if depth >= MaxDepth {
+		return "", fmt.Errorf("sub-agents may nest at most %d deep; do this part yourself", MaxDepth)
+	}
+	if model == "" {
+		model = parent.Spec.Model
+	}
+	if name == "" {
+		name = parent.Name + "-sub"
+	}
+	child, err := s.Spawn(ctx, Spec{Kind: KindLLM, Name: name, Goal: goal, Model: model, Dir: parent.Spec.Dir,
+		Policy: parent.Spec.Policy, Priority: parent.Spec.Priority, Parent: parentID, Labels: parent.Spec.Labels})
+	if err != nil {
+		return "", err
+	}
+	r, err := s.Wait(ctx, child.ID)
+	if err != nil {
+		return "", err
+	}
+	if ctx.Err() != nil {
+		kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Kill(kctx, child.ID, 0)
+		return "", ctx.Err()
+	}
+	if r.State != Succeeded {
+		return "", fmt.Errorf("sub-agent %s %s: %s", child.ID, r.State, r.Reason)
+	}
+	return r.Output, nil
+}
