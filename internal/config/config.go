@@ -11,11 +11,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/oxios/oxios/internal/tools"
 )
 
 // Config is the whole of config.toml. Every field has a default
@@ -31,6 +34,72 @@ type Config struct {
 	Events    Events    `toml:"events"`
 	Scheduler Scheduler `toml:"scheduler"`
 	Agents    Agents    `toml:"agents"`
+	Agent     Agent     `toml:"agent"`
+	Providers Providers `toml:"providers"`
+	// Prices of models by "provider/model", in USD per million tokens,
+	// over the built-in table.
+	Prices map[string]Price `toml:"prices"`
+	Policy Policy           `toml:"policy"`
+}
+
+// Agent configures language-model agents.
+type Agent struct {
+	// DefaultModel is the provider/model of llm agents that name none.
+	DefaultModel string `toml:"default_model"`
+	// MaxSteps is the default most model calls of one run.
+	MaxSteps int `toml:"max_steps"`
+	// Timeout is the default longest run of an llm agent.
+	Timeout Duration `toml:"timeout"`
+}
+
+// Providers configures the model providers.
+type Providers struct {
+	OpenAI    Provider `toml:"openai"`
+	Anthropic Provider `toml:"anthropic"`
+	Ollama    Provider `toml:"ollama"`
+}
+
+// Provider is one provider's endpoint and key; empty values take the
+// provider's environment variables (OPENAI_API_KEY, ...).
+type Provider struct {
+	BaseURL string `toml:"base_url"`
+	APIKey  string `toml:"api_key"`
+}
+
+// Price is a model's price in USD per million tokens.
+type Price struct {
+	Input  float64 `toml:"input"`
+	Output float64 `toml:"output"`
+}
+
+// Policy is the default of what llm agents' tools may touch; a spec's
+// policy narrows or widens it (see internal/tools).
+type Policy struct {
+	Paths   PolicyPaths   `toml:"paths"`
+	Exec    PolicyExec    `toml:"exec"`
+	Network PolicyNetwork `toml:"network"`
+	Ask     []string      `toml:"ask"`
+}
+
+// PolicyPaths are doublestar globs; relative ones are relative to the
+// agent's workspace, and an empty allow list means the workspace only.
+type PolicyPaths struct {
+	Allow []string `toml:"allow"`
+	Deny  []string `toml:"deny"`
+}
+
+// PolicyExec says which programs the exec tool may run, and how.
+type PolicyExec struct {
+	Allow       []string `toml:"allow"`
+	Shell       bool     `toml:"shell"`
+	Env         []string `toml:"env"`
+	Timeout     Duration `toml:"timeout"`
+	MaxOutputKB int      `toml:"max_output_kb"`
+}
+
+// PolicyNetwork lists the hosts http_fetch may reach.
+type PolicyNetwork struct {
+	Allow []string `toml:"allow"`
 }
 
 // Scheduler configures admission: how many agents run at once and how fast
@@ -125,6 +194,14 @@ func DefaultConfig() Config {
 		Store:     Store{Sync: "1s"},
 		Events:    Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
 		Scheduler: Scheduler{MaxRunning: 256, MaxRunningLLM: 8},
+		Agent:     Agent{DefaultModel: "openai/gpt-4.1-mini", MaxSteps: 50, Timeout: Duration{10 * time.Minute}},
+		Providers: Providers{Ollama: Provider{BaseURL: "http://127.0.0.1:11434/v1"}},
+		Policy: Policy{
+			Paths:   PolicyPaths{Allow: []string{}, Deny: []string{}},
+			Exec:    PolicyExec{Allow: []string{}, Env: []string{}, Timeout: Duration{time.Minute}, MaxOutputKB: 64},
+			Network: PolicyNetwork{Allow: []string{}},
+			Ask:     []string{},
+		},
 		Agents: Agents{
 			StopTimeout: Duration{10 * time.Second},
 			LogMaxMB:    10,
@@ -186,29 +263,47 @@ func (e *Error) Error() string {
 // hints says, for each key, what values are allowed. It is used for type
 // errors found while decoding, so they read like validation errors.
 var hints = map[string]string{
-	"node":                        "must be a string",
-	"api.listen":                  `must be a "host:port" string such as "127.0.0.1:4200"`,
-	"daemon.stop_timeout":         `must be a duration string such as "10s"`,
-	"daemon.ready_timeout":        `must be a duration string such as "15s"`,
-	"daemon.shutdown_timeout":     `must be a duration string such as "5s"`,
-	"log.level":                   "must be one of debug, info, warn, error",
-	"log.format":                  "must be text or json",
-	"log.max_size_mb":             "must be a whole number of megabytes from 1 to 10240",
-	"log.max_files":               "must be a whole number from 0 to 1000",
-	"backbone.url":                `must be a NATS URL string such as "nats://10.0.0.5:4222" (or "" for embedded)`,
-	"backbone.credentials":        "must be the path of a NATS .creds file",
-	"backbone.replicas":           "must be 1, 3 or 5",
-	"store.sync":                  `must be "always" or a duration string such as "1s"`,
-	"events.max_age":              `must be a duration string such as "168h"`,
-	"events.max_mb":               "must be a whole number of megabytes from 1 to 1048576",
-	"scheduler.max_running":       "must be a whole number from 1 to 100000",
-	"scheduler.max_running_llm":   "must be a whole number from 1 to 100000",
-	"scheduler.spawns_per_minute": "must be a whole number from 0 (no limit) to 1000000",
-	"agents.stop_timeout":         `must be a duration string such as "10s"`,
-	"agents.log_max_mb":           "must be a whole number of megabytes from 1 to 10240",
-	"agents.log_max_files":        "must be a whole number from 0 to 100",
-	"agents.retain":               "must be a whole number from 0 to 1000000",
-	"agents.retain_for":           `must be a duration string such as "168h"`,
+	"node":                         "must be a string",
+	"api.listen":                   `must be a "host:port" string such as "127.0.0.1:4200"`,
+	"daemon.stop_timeout":          `must be a duration string such as "10s"`,
+	"daemon.ready_timeout":         `must be a duration string such as "15s"`,
+	"daemon.shutdown_timeout":      `must be a duration string such as "5s"`,
+	"log.level":                    "must be one of debug, info, warn, error",
+	"log.format":                   "must be text or json",
+	"log.max_size_mb":              "must be a whole number of megabytes from 1 to 10240",
+	"log.max_files":                "must be a whole number from 0 to 1000",
+	"backbone.url":                 `must be a NATS URL string such as "nats://10.0.0.5:4222" (or "" for embedded)`,
+	"backbone.credentials":         "must be the path of a NATS .creds file",
+	"backbone.replicas":            "must be 1, 3 or 5",
+	"store.sync":                   `must be "always" or a duration string such as "1s"`,
+	"events.max_age":               `must be a duration string such as "168h"`,
+	"events.max_mb":                "must be a whole number of megabytes from 1 to 1048576",
+	"scheduler.max_running":        "must be a whole number from 1 to 100000",
+	"scheduler.max_running_llm":    "must be a whole number from 1 to 100000",
+	"scheduler.spawns_per_minute":  "must be a whole number from 0 (no limit) to 1000000",
+	"agents.stop_timeout":          `must be a duration string such as "10s"`,
+	"agents.log_max_mb":            "must be a whole number of megabytes from 1 to 10240",
+	"agents.log_max_files":         "must be a whole number from 0 to 100",
+	"agents.retain":                "must be a whole number from 0 to 1000000",
+	"agents.retain_for":            `must be a duration string such as "168h"`,
+	"agent.default_model":          `must be a "provider/model" string such as "openai/gpt-4.1-mini"`,
+	"agent.max_steps":              "must be a whole number from 1 to 10000",
+	"agent.timeout":                `must be a duration string such as "10m"`,
+	"providers.openai.base_url":    "must be a URL string (empty: $OPENAI_BASE_URL or OpenAI's)",
+	"providers.openai.api_key":     "must be a string (empty: $OPENAI_API_KEY)",
+	"providers.anthropic.base_url": "must be a URL string (empty: Anthropic's)",
+	"providers.anthropic.api_key":  "must be a string (empty: $ANTHROPIC_API_KEY)",
+	"providers.ollama.base_url":    "must be a URL string",
+	"providers.ollama.api_key":     "must be a string (Ollama needs none)",
+	"policy.paths.allow":           `must be a list of glob strings such as ["./**"]`,
+	"policy.paths.deny":            "must be a list of glob strings",
+	"policy.exec.allow":            `must be a list of program names or absolute paths such as ["git"]`,
+	"policy.exec.shell":            "must be true or false",
+	"policy.exec.env":              "must be a list of environment variable names",
+	"policy.exec.timeout":          `must be a duration string such as "60s"`,
+	"policy.exec.max_output_kb":    "must be a whole number from 1 to 65536",
+	"policy.network.allow":         `must be a list of hosts such as ["api.github.com", "*.example.com"]`,
+	"policy.ask":                   "must be a list of tool names",
 }
 
 // Load reads the file at path over the defaults and validates the result.
@@ -429,7 +524,68 @@ func (c *Config) Validate() error {
 	if d := c.Agents.RetainFor.Duration; d < time.Minute {
 		return &Error{Key: "agents.retain_for", Msg: fmt.Sprintf("must be at least 1m (got %s)", d)}
 	}
+	return c.validateLLM()
+}
+
+// providerNames are the providers a model id may name.
+var providerNames = []string{"openai", "anthropic", "ollama"}
+
+func (c *Config) validateLLM() error {
+	prov, model, ok := strings.Cut(c.Agent.DefaultModel, "/")
+	if !ok || model == "" || !slices.Contains(providerNames, prov) {
+		return &Error{Key: "agent.default_model", Msg: fmt.Sprintf("must be provider/model with provider one of %s (got %q)", strings.Join(providerNames, ", "), c.Agent.DefaultModel)}
+	}
+	if c.Agent.MaxSteps < 1 || c.Agent.MaxSteps > 10000 {
+		return &Error{Key: "agent.max_steps", Msg: fmt.Sprintf("must be from 1 to 10000 (got %d)", c.Agent.MaxSteps)}
+	}
+	if d := c.Agent.Timeout.Duration; d < time.Second || d > 7*24*time.Hour {
+		return &Error{Key: "agent.timeout", Msg: fmt.Sprintf("must be between 1s and 168h (got %s)", d)}
+	}
+	for key, u := range map[string]string{"providers.openai.base_url": c.Providers.OpenAI.BaseURL,
+		"providers.anthropic.base_url": c.Providers.Anthropic.BaseURL, "providers.ollama.base_url": c.Providers.Ollama.BaseURL} {
+		if u == "" {
+			continue
+		}
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return &Error{Key: key, Msg: fmt.Sprintf("must be an http or https URL (got %q)", u)}
+		}
+	}
+	for id, p := range c.Prices {
+		prov, model, ok := strings.Cut(id, "/")
+		if !ok || model == "" || !slices.Contains(providerNames, prov) {
+			return &Error{Key: "prices." + id, Msg: "must be a provider/model id such as \"openai/gpt-4.1-mini\""}
+		}
+		if p.Input < 0 || p.Output < 0 {
+			return &Error{Key: "prices." + id, Msg: fmt.Sprintf("prices must not be negative (got input %g, output %g)", p.Input, p.Output)}
+		}
+	}
+	if err := c.ToolsPolicy().Validate("policy."); err != nil {
+		var inv *tools.InvalidError
+		if errors.As(err, &inv) {
+			key, _, _ := strings.Cut(inv.Field, "[")
+			return &Error{Key: key, Msg: inv.Msg}
+		}
+		return &Error{Key: "policy", Msg: err.Error()}
+	}
+	if d := c.Policy.Exec.Timeout.Duration; d <= 0 {
+		return &Error{Key: "policy.exec.timeout", Msg: fmt.Sprintf("must be more than 0s (got %s)", d)}
+	}
+	if n := c.Policy.Exec.MaxOutputKB; n < 1 || n > 65536 {
+		return &Error{Key: "policy.exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to 65536 (got %d)", n)}
+	}
 	return nil
+}
+
+// ToolsPolicy is the configured policy as the tools' gate takes it.
+func (c *Config) ToolsPolicy() tools.Policy {
+	shell := c.Policy.Exec.Shell
+	return tools.Policy{
+		Paths: tools.PathPolicy{Allow: c.Policy.Paths.Allow, Deny: c.Policy.Paths.Deny},
+		Exec: tools.ExecPolicy{Allow: c.Policy.Exec.Allow, Shell: &shell, Env: c.Policy.Exec.Env,
+			Timeout: c.Policy.Exec.Timeout.String(), MaxOutputKB: c.Policy.Exec.MaxOutputKB},
+		Network: tools.NetworkPolicy{Allow: c.Policy.Network.Allow},
+		Ask:     c.Policy.Ask,
+	}
 }
 
 // SyncPolicy interprets store.sync: always fsync, or fsync every interval.

@@ -81,4 +81,66 @@ log_max_files = 3
 retain = 1000
 # Ended agents older than this are deleted, whatever their number.
 retain_for = "168h"
+
+[agent]
+# Model of llm agents that name none: "provider/model". Providers: openai,
+# anthropic, ollama (a local Ollama server; no key).
+default_model = "openai/gpt-4.1-mini"
+# Most model calls (loop steps) of one run of an llm agent (1 to 10000).
+max_steps = 50
+# Longest run of an llm agent; a spec's timeout overrides it.
+timeout = "10m"
+
+# Model providers. Keys are secrets: prefer the environment variables
+# (OPENAI_API_KEY, ANTHROPIC_API_KEY) of the daemon; a key set here is
+# never logged. Empty base_url: the provider's own (or $OPENAI_BASE_URL).
+[providers.openai]
+base_url = ""
+api_key = ""
+
+[providers.anthropic]
+base_url = ""
+api_key = ""
+
+[providers.ollama]
+base_url = "http://127.0.0.1:11434/v1"
+api_key = ""
+
+# Prices in USD per million tokens, by model; they add to or override the
+# built-in table. A model without a price has no cost (null), not zero.
+# [prices."openai/my-finetune"]
+# input = 0.40
+# output = 1.60
+
+# What llm agents' tools may touch by default. A spec's "policy" replaces
+# any list it gives. Relative paths are relative to the agent's workspace.
+[policy]
+# Tools that need a human's approval before each call (denied until
+# approvals exist): e.g. ["exec", "http_fetch"].
+ask = []
+
+[policy.paths]
+# Globs (doublestar) of the paths file tools may touch; empty: the agent's
+# workspace only. Paths are resolved (.., symlinks) before matching.
+allow = []
+# Globs that are never allowed, even inside the workspace.
+deny = []
+
+[policy.exec]
+# Programs the exec tool may run: names found on PATH, or absolute paths.
+# Empty: exec runs nothing.
+allow = []
+# Let exec run command lines through /bin/sh -c (needs "sh" in allow).
+shell = false
+# Environment variables a program may receive besides PATH, HOME, LANG.
+env = []
+# A program running longer is killed with its whole process group.
+timeout = "1m0s"
+# Output returned to the model is cut at this many KiB.
+max_output_kb = 64
+
+[policy.network]
+# Hosts http_fetch may reach: "example.com", "*.example.com", "host:port".
+# Empty: no network.
+allow = []
 `

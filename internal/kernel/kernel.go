@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/bus"
@@ -253,6 +254,22 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			// Recovers the agents an earlier daemon left unfinished.
 			name: "supervisor",
 			start: func(ctx context.Context) (err error) {
+				prices := map[string]agent.Price{}
+				for id, p := range cfg.Prices {
+					prices[id] = agent.Price{Input: p.Input, Output: p.Output}
+				}
+				llm := agent.New(agent.Options{
+					Providers: map[string]agent.ProviderConfig{
+						"openai":    {BaseURL: cfg.Providers.OpenAI.BaseURL, APIKey: cfg.Providers.OpenAI.APIKey},
+						"anthropic": {BaseURL: cfg.Providers.Anthropic.BaseURL, APIKey: cfg.Providers.Anthropic.APIKey},
+						"ollama":    {BaseURL: cfg.Providers.Ollama.BaseURL, APIKey: cfg.Providers.Ollama.APIKey},
+					},
+					Prices: prices,
+					Policy: cfg.ToolsPolicy(),
+					Bus:    ev,
+					State:  state,
+					Logger: k.log,
+				})
 				agents, err = supervisor.Open(ctx, supervisor.Options{
 					JS:       bb.JS,
 					Replicas: bb.Replicas,
@@ -268,11 +285,20 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					LogMaxSize:    int64(cfg.Agents.LogMaxMB) << 20,
 					LogMaxFiles:   cfg.Agents.LogMaxFiles,
 					URL:           daemon.URL(k.opts.Listen),
-					Defaults:      supervisor.SpecDefaults{StopTimeout: cfg.Agents.StopTimeout.Duration},
-					Retain:        cfg.Agents.Retain,
-					RetainFor:     cfg.Agents.RetainFor.Duration,
-					Logger:        k.log,
+					Defaults: supervisor.SpecDefaults{
+						StopTimeout: cfg.Agents.StopTimeout.Duration,
+						Model:       cfg.Agent.DefaultModel,
+						MaxSteps:    cfg.Agent.MaxSteps,
+						Timeout:     cfg.Agent.Timeout.Duration,
+					},
+					LLM:       llm,
+					Retain:    cfg.Agents.Retain,
+					RetainFor: cfg.Agents.RetainFor.Duration,
+					Logger:    k.log,
 				})
+				if err == nil {
+					llm.SetSpawner(agents)
+				}
 				return err
 			},
 			stop: func(ctx context.Context) error { agents.Close(ctx); return nil },

@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/ssestream"
+)
+
+// openAI speaks chat completions, streamed, with tools: OpenAI itself and
+// the servers that copy its API (Ollama, vLLM, LM Studio, OpenRouter).
+type openAI struct {
+	name   string
+	client openai.Client
+}
+
+func newOpenAI(name string, c ProviderConfig, retries int) *openAI {
+	opts := []option.RequestOption{
+		option.WithAPIKey(c.APIKey),
+		// 429 and 5xx are retried with backoff, honouring Retry-After.
+		option.WithMaxRetries(retries),
+		option.WithHTTPClient(&http.Client{}),
+	}
+	if c.BaseURL != "" {
+		opts = append(opts, option.WithBaseURL(c.BaseURL))
+	}
+	if name != "openai" { // OpenAI's own headers from the environment are not for other servers
+		opts = append(opts, option.WithHeaderDel("OpenAI-Organization"), option.WithHeaderDel("OpenAI-Project"))
+	}
+	return &openAI{name: name, client: openai.NewClient(opts...)}
+}
+
+func (p *openAI) Complete(ctx context.Context, req Request, onText func(string)) (Response, error) {
+	params := openai.ChatCompletionNewParams{
+		Model:         req.Model,
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+	}
+	if req.MaxTokens > 0 {
+		params.MaxCompletionTokens = openai.Int(int64(req.MaxTokens))
+	}
+	if req.System != "" {
+		params.Messages = append(params.Messages, openai.SystemMessage(req.System))
+	}
+	for _, m := range req.Messages {
+		switch m.Role {
+		case "user":
+			params.Messages = append(params.Messages, openai.UserMessage(m.Text))
+		case "assistant":
+			a := openai.ChatCompletionAssistantMessageParam{}
+			if m.Text != "" {
+				a.Content.OfString = openai.String(m.Text)
+			}
+			for _, tc := range m.ToolCalls {
+				a.ToolCalls = append(a.ToolCalls, openai.ChatCompletionMessageToolCallUnionParam{
+					OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{
+						ID:       tc.ID,
+						Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: tc.Name, Arguments: string(tc.Args)},
+					},
+				})
+			}
+			params.Messages = append(params.Messages, openai.ChatCompletionMessageParamUnion{OfAssistant: &a})
+		case "tool":
+			for _, r := range m.Results {
+				params.Messages = append(params.Messages, openai.ToolMessage(r.Content, r.CallID))
+			}
+		}
+	}
+	for _, t := range req.Tools {
+		params.Tools = append(params.Tools, openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+			Name:        t.Name,
+			Description: openai.String(t.Description),
+			Parameters:  openai.FunctionParameters(t.Schema),
+		}))
+	}
+	stream := p.client.Chat.Completions.NewStreaming(ctx, params)
+	defer stream.Close()
+	var acc openai.ChatCompletionAccumulator
+	for stream.Next() {
+		chunk := stream.Current()
+		acc.AddChunk(chunk)
+		if onText != nil && len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
+			onText(chunk.Choices[0].Delta.Content)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return Response{}, p.wrap(ctx, err)
+	}
+	if len(acc.Choices) == 0 {
+		return Response{}, &ProviderError{Provider: p.name, Message: "the response has no choices"}
+	}
+	msg := acc.Choices[0].Message
+	resp := Response{Text: msg.Content, TokensIn: acc.Usage.PromptTokens, TokensOut: acc.Usage.CompletionTokens}
+	for _, tc := range msg.ToolCalls {
+		args := tc.Function.Arguments
+		if strings.TrimSpace(args) == "" {
+			args = "{}"
+		}
+		resp.ToolCalls = append(resp.ToolCalls, ToolCall{ID: tc.ID, Name: tc.Function.Name, Args: []byte(args)})
+	}
+	return resp, nil
+}
+
+// wrap turns an SDK error into a ProviderError carrying the provider's own
+// message (the SDK's Error() leaves it out).
+func (p *openAI) wrap(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var apiErr *openai.Error
+	if errors.As(err, &apiErr) {
+		msg := apiErr.Message
+		if msg == "" {
+			msg = http.StatusText(apiErr.StatusCode)
+		}
+		return &ProviderError{Provider: p.name, Status: apiErr.StatusCode, Message: msg}
+	}
+	var se *ssestream.StreamError
+	if errors.As(err, &se) {
+		return &ProviderError{Provider: p.name, Message: "error in the response stream: " + se.Error()}
+	}
+	return &ProviderError{Provider: p.name, Message: err.Error()}
+}

@@ -1,0 +1,352 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/tools"
+)
+
+// Publisher stores events; *bus.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, ev bus.Event) (bus.Event, error)
+}
+
+// ProviderConfig is one provider's settings. Empty fields take the usual
+// environment variables, then the built-in defaults.
+type ProviderConfig struct {
+	BaseURL string
+	APIKey  string
+}
+
+// Price is what a model costs, in USD per million tokens.
+type Price struct {
+	Input  float64
+	Output float64
+}
+
+// Options configure a Runtime.
+type Options struct {
+	Providers map[string]ProviderConfig
+	// Prices by "provider/model", over the built-in table.
+	Prices map[string]Price
+	// Policy is the configured default; a spec's policy is merged over it.
+	Policy     tools.Policy
+	Bus        Publisher
+	State      tools.State
+	Spawner    tools.Spawner
+	Breaker    *Breaker
+	MaxRetries int
+	Logger     *slog.Logger
+}
+
+// Runtime runs language-model agents for the supervisor.
+type Runtime struct {
+	o         Options
+	mu        sync.Mutex
+	providers map[string]Provider
+}
+
+// New returns a runtime.
+func New(o Options) *Runtime {
+	if o.Breaker == nil {
+		o.Breaker = NewBreaker(5, 30*time.Second)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxRetries == 0 {
+		o.MaxRetries = 3
+	}
+	return &Runtime{o: o, providers: map[string]Provider{}}
+}
+
+// SetSpawner sets what spawn_agent uses (the supervisor, made after the
+// runtime).
+func (rt *Runtime) SetSpawner(s tools.Spawner) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.o.Spawner = s
+}
+
+func (rt *Runtime) spawner() tools.Spawner {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.o.Spawner
+}
+
+// Check validates an llm spec's model at spawn.
+func (rt *Runtime) Check(spec *supervisor.Spec) error {
+	if _, _, err := SplitModel(spec.Model); err != nil {
+		if spec.Model == "" {
+			return &supervisor.InvalidError{Field: "model", Msg: "is required (or set agent.default_model in config.toml): " + err.Error()}
+		}
+		return &supervisor.InvalidError{Field: "model", Msg: err.Error()}
+	}
+	return nil
+}
+
+// keyEnv is each provider's API key variable.
+var keyEnv = map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+// provider returns the client of a provider, made on first use.
+func (rt *Runtime) provider(name string) (Provider, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if p, ok := rt.providers[name]; ok {
+		return p, nil
+	}
+	c := rt.o.Providers[name]
+	if c.APIKey == "" && keyEnv[name] != "" {
+		c.APIKey = os.Getenv(keyEnv[name])
+	}
+	var p Provider
+	switch name {
+	case "openai":
+		if c.BaseURL == "" {
+			c.BaseURL = os.Getenv("OPENAI_BASE_URL")
+		}
+		if c.APIKey == "" {
+			return nil, fmt.Errorf("OPENAI_API_KEY is not set (nor providers.openai.api_key in config.toml)")
+		}
+		p = newOpenAI("openai", c, rt.o.MaxRetries)
+	case "ollama":
+		if c.BaseURL == "" {
+			c.BaseURL = "http://127.0.0.1:11434/v1"
+		}
+		if c.APIKey == "" {
+			c.APIKey = "ollama" // Ollama ignores it; the client needs one
+		}
+		p = newOpenAI("ollama", c, rt.o.MaxRetries)
+	case "anthropic":
+		if c.APIKey == "" {
+			return nil, fmt.Errorf("ANTHROPIC_API_KEY is not set (nor providers.anthropic.api_key in config.toml)")
+		}
+		p = newAnthropic(c, rt.o.MaxRetries)
+	default:
+		return nil, fmt.Errorf("unknown provider %q", name)
+	}
+	rt.providers[name] = p
+	return p, nil
+}
+
+// price returns the price of a model, if known. Local Ollama models cost
+// nothing.
+func (rt *Runtime) price(model string) (Price, bool) {
+	if p, ok := rt.o.Prices[model]; ok {
+		return p, true
+	}
+	if strings.HasPrefix(model, "ollama/") {
+		return Price{}, true
+	}
+	p, ok := defaultPrices[model]
+	return p, ok
+}
+
+// defaultPrices are list prices in USD per million tokens; config's
+// [prices] overrides or extends them.
+var defaultPrices = map[string]Price{
+	"openai/gpt-4.1":               {2.00, 8.00},
+	"openai/gpt-4.1-mini":          {0.40, 1.60},
+	"openai/gpt-4.1-nano":          {0.10, 0.40},
+	"openai/gpt-4o":                {2.50, 10.00},
+	"openai/gpt-4o-mini":           {0.15, 0.60},
+	"openai/o4-mini":               {1.10, 4.40},
+	"anthropic/claude-opus-4-1":    {15.00, 75.00},
+	"anthropic/claude-sonnet-4-5":  {3.00, 15.00},
+	"anthropic/claude-sonnet-4-0":  {3.00, 15.00},
+	"anthropic/claude-haiku-4-5":   {1.00, 5.00},
+	"anthropic/claude-3-5-haiku-latest": {0.80, 4.00},
+}
+
+const builtinSystem = `You are an agent running under oxios, an operating system for AI agents.
+Work toward the goal you are given, step by step, using the tools provided.
+Your workspace is %s; relative paths are resolved against it.
+Every tool call is checked by a policy. A denied call returns an error that
+says why: adapt, do not repeat the same call. Tool errors are information,
+not the end of the task.
+When the goal is done, answer with your final result and call no tools.`
+
+// Run works rec's goal through the tool loop.
+func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func(supervisor.Progress)) (supervisor.Progress, error) {
+	spec := rec.Spec
+	p := supervisor.Progress{Model: spec.Model}
+	provName, model, err := SplitModel(spec.Model)
+	if err != nil {
+		return p, err
+	}
+	prov, err := rt.provider(provName)
+	if err != nil {
+		return p, err
+	}
+	policy := rt.o.Policy
+	if spec.Policy != nil {
+		policy = policy.Merge(*spec.Policy)
+	}
+	gate, err := tools.NewGate(spec.Dir, policy)
+	if err != nil {
+		return p, err
+	}
+	env := &tools.Env{Gate: gate, AgentID: rec.ID, Spawner: rt.spawner(), State: rt.o.State}
+	system := fmt.Sprintf(builtinSystem, gate.Workspace())
+	if spec.System != "" {
+		system += "\n\n" + spec.System
+	}
+	var defs []ToolDef
+	for _, d := range tools.Defs() {
+		defs = append(defs, ToolDef{Name: d.Name, Description: d.Description, Schema: d.Schema})
+	}
+	price, priced := rt.price(spec.Model)
+	var cost float64
+	msgs := []Message{{Role: "user", Text: spec.Goal}}
+	for step := 1; ; step++ {
+		if step > spec.MaxSteps {
+			return p, fmt.Errorf("max steps reached (%d)", spec.MaxSteps)
+		}
+		if err := rt.o.Breaker.Allow(provName); err != nil {
+			return p, err
+		}
+		out := newCoalescer(func(text string) { rt.publish(rec.ID, "agent.output", map[string]any{"step": step, "text": text}) })
+		t0 := time.Now()
+		resp, err := prov.Complete(ctx, Request{Model: model, System: system, Messages: msgs, Tools: defs, MaxTokens: 8192}, out.write)
+		out.flush()
+		rt.o.Breaker.Record(provName, err)
+		if err != nil {
+			if ctx.Err() != nil {
+				return p, ctx.Err()
+			}
+			return p, err
+		}
+		p.Steps = step
+		p.Usage.LLMCalls++
+		p.Usage.TokensIn += resp.TokensIn
+		p.Usage.TokensOut += resp.TokensOut
+		var stepCost *float64
+		if priced {
+			c := float64(resp.TokensIn)*price.Input/1e6 + float64(resp.TokensOut)*price.Output/1e6
+			cost += c
+			stepCost, p.Usage.CostUSD = &c, ptr(cost)
+		}
+		rt.publish(rec.ID, "llm.response", map[string]any{"step": step, "model": spec.Model, "tokens_in": resp.TokensIn,
+			"tokens_out": resp.TokensOut, "cost_usd": stepCost, "duration_ms": time.Since(t0).Milliseconds(), "tool_calls": len(resp.ToolCalls)})
+		if resp.Text != "" {
+			p.Output = resp.Text
+		}
+		msgs = append(msgs, Message{Role: "assistant", Text: resp.Text, ToolCalls: resp.ToolCalls})
+		if len(resp.ToolCalls) == 0 {
+			return p, nil
+		}
+		results, calls := rt.runTools(ctx, env, rec.ID, step, resp.ToolCalls)
+		p.ToolCalls = append(p.ToolCalls, calls...)
+		p.Usage.ToolCalls += int64(len(calls))
+		msgs = append(msgs, Message{Role: "tool", Results: results})
+		progress(p)
+		if ctx.Err() != nil {
+			return p, ctx.Err()
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// runTools runs the calls of one response concurrently, each through the
+// policy gate, and returns their results in order.
+func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, agentID string, step int, calls []ToolCall) ([]ToolResult, []supervisor.ToolCall) {
+	results := make([]ToolResult, len(calls))
+	recs := make([]supervisor.ToolCall, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			args := truncate(string(c.Args), 500)
+			rt.publish(agentID, "tool.started", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name, "args": args})
+			t0 := time.Now()
+			out, err := tools.Call(ctx, env, c.Name, c.Args)
+			d := time.Since(t0)
+			rec := supervisor.ToolCall{Step: step, Name: c.Name, Args: args, DurationMS: d.Milliseconds()}
+			res := ToolResult{CallID: c.ID, Name: c.Name, Content: out}
+			if err != nil {
+				res.Content, res.IsError = "error: "+err.Error(), true
+				rec.Error = err.Error()
+				var denied *tools.Denied
+				if errors.As(err, &denied) {
+					rec.Denied = true
+					rt.publish(agentID, "policy.denied", denied)
+				}
+			} else {
+				rec.Result = truncate(out, 200)
+			}
+			rt.publish(agentID, "tool.finished", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name,
+				"duration_ms": d.Milliseconds(), "error": err != nil, "denied": rec.Denied})
+			results[i], recs[i] = res, rec
+		}()
+	}
+	wg.Wait()
+	return results, recs
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (rt *Runtime) publish(agentID, typ string, data any) {
+	if rt.o.Bus == nil {
+		return
+	}
+	b, _ := json.Marshal(data)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := rt.o.Bus.Publish(ctx, bus.Event{Type: typ, AgentID: agentID, Data: b}); err != nil {
+		rt.o.Logger.Error("publish event", "type", typ, "agent", agentID, "err", err)
+	}
+}
+
+// coalescer gathers streamed text and hands it on at most every 100 ms, so
+// a fast stream becomes a few events, not one per token.
+type coalescer struct {
+	out   sync.Mutex // keeps emits in order
+	mu    sync.Mutex
+	buf   strings.Builder
+	timer *time.Timer
+	emit  func(string)
+}
+
+func newCoalescer(emit func(string)) *coalescer { return &coalescer{emit: emit} }
+
+func (c *coalescer) write(s string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf.WriteString(s)
+	if c.timer == nil {
+		c.timer = time.AfterFunc(100*time.Millisecond, c.flush)
+	}
+}
+
+func (c *coalescer) flush() {
+	c.out.Lock()
+	defer c.out.Unlock()
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	text := c.buf.String()
+	c.buf.Reset()
+	c.mu.Unlock()
+	if text != "" {
+		c.emit(text)
+	}
+}
