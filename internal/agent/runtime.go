@@ -44,7 +44,9 @@ type Options struct {
 	Bus        Publisher
 	State      tools.State
 	Spawner    tools.Spawner
-	Breaker    *Breaker
+	Breaker *Breaker
+	// MaxRetries of a model call on 429, 5xx or a lost connection: 0 is
+	// the default (3), negative is none.
 	MaxRetries int
 	Logger     *slog.Logger
 }
@@ -118,7 +120,7 @@ func (rt *Runtime) provider(name string) (Provider, error) {
 		if c.APIKey == "" {
 			return nil, fmt.Errorf("OPENAI_API_KEY is not set (nor providers.openai.api_key in config.toml)")
 		}
-		p = newOpenAI("openai", c, rt.o.MaxRetries)
+		p = newOpenAI("openai", c, max(rt.o.MaxRetries, 0))
 	case "ollama":
 		if c.BaseURL == "" {
 			c.BaseURL = "http://127.0.0.1:11434/v1"
@@ -126,12 +128,12 @@ func (rt *Runtime) provider(name string) (Provider, error) {
 		if c.APIKey == "" {
 			c.APIKey = "ollama" // Ollama ignores it; the client needs one
 		}
-		p = newOpenAI("ollama", c, rt.o.MaxRetries)
+		p = newOpenAI("ollama", c, max(rt.o.MaxRetries, 0))
 	case "anthropic":
 		if c.APIKey == "" {
 			return nil, fmt.Errorf("ANTHROPIC_API_KEY is not set (nor providers.anthropic.api_key in config.toml)")
 		}
-		p = newAnthropic(c, rt.o.MaxRetries)
+		p = newAnthropic(c, max(rt.o.MaxRetries, 0))
 	default:
 		return nil, fmt.Errorf("unknown provider %q", name)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"time"
 
@@ -77,6 +78,11 @@ func (t *llmTask) reason() string {
 func (s *Supervisor) startLLM(a *agent) (task, error) {
 	if s.o.LLM == nil {
 		return nil, errors.New("llm agents are not available in this daemon")
+	}
+	if a.rec.DefaultDir {
+		if err := os.MkdirAll(a.rec.Spec.Dir, 0o700); err != nil {
+			return nil, errors.New("cannot create the workspace: " + err.Error())
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &llmTask{cancel: cancel, done: make(chan struct{})}

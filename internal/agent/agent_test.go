@@ -1,0 +1,367 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/oxios/oxios/internal/backbone/backbonetest"
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/store"
+	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/tools"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
+		// Idle keep-alive connections of the SDKs' HTTP clients.
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreAnyFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+const testKey = "sk-test-7f3a9c1e5b2d4a6f8e0c"
+
+// stack is a supervisor with this runtime, on a real embedded backbone.
+type stack struct {
+	t   *testing.T
+	sup *supervisor.Supervisor
+	rt  *Runtime
+	bus *bus.Bus
+	llm *fakeLLM
+}
+
+func newStack(t *testing.T, llm *fakeLLM, mod func(*Options)) *stack {
+	t.Helper()
+	bb := backbonetest.Start(t, "1s")
+	ctx := context.Background()
+	b, err := bus.Open(ctx, bb.JS, bus.Options{Node: "test", MaxAge: time.Hour, MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	st, err := store.Open(ctx, bb.JS, store.Options{Bucket: "state"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	o := Options{
+		Providers: map[string]ProviderConfig{
+			"openai":    {BaseURL: llm.URL + "/v1", APIKey: testKey},
+			"anthropic": {BaseURL: llm.URL, APIKey: testKey},
+			"ollama":    {BaseURL: llm.URL + "/v1"},
+		},
+		Bus: b, State: st, MaxRetries: 2,
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	rt := New(o)
+	home := t.TempDir()
+	sup, err := supervisor.Open(ctx, supervisor.Options{
+		JS: bb.JS, Bus: b, Scheduler: scheduler.New(scheduler.Limits{MaxRunning: 10, MaxRunningLLM: 4}), Node: "test",
+		WorkspacesDir: filepath.Join(home, "workspaces"), LogDir: filepath.Join(home, "logs"),
+		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second, Model: "openai/gpt-4.1-mini", MaxSteps: 10, Timeout: time.Minute},
+		Retain:   100, RetainFor: time.Hour, LLM: rt,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.SetSpawner(sup)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sup.Close(ctx)
+	})
+	return &stack{t: t, sup: sup, rt: rt, bus: b, llm: llm}
+}
+
+func (s *stack) run(spec supervisor.Spec) supervisor.Record {
+	s.t.Helper()
+	spec.Kind = supervisor.KindLLM
+	r, err := s.sup.Spawn(context.Background(), spec)
+	if err != nil {
+		s.t.Fatalf("spawn: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err = s.sup.Wait(ctx, r.ID)
+	if err != nil || !r.State.Terminal() {
+		s.t.Fatalf("wait: %v %s", err, r.State)
+	}
+	return r
+}
+
+func (s *stack) events(agent string) []bus.Event {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, err := s.bus.Subscribe(ctx, bus.Filter{Agent: agent}, bus.SubscribeOptions{UntilCaughtUp: true})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var out []bus.Event
+	for ev := range sub.C {
+		out = append(out, ev)
+	}
+	return out
+}
+
+func count(evs []bus.Event, typ string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// A multi-step tool loop, over each provider's wire protocol: the model
+// writes a file, reads it back, and answers. Usage and cost are recorded.
+func TestToolLoopWritesAFile(t *testing.T) {
+	for _, model := range []string{"openai/gpt-4.1-mini", "anthropic/claude-sonnet-4-5"} {
+		t.Run(strings.Split(model, "/")[0], func(t *testing.T) {
+			llm := newFakeLLM(t, testKey,
+				reply{text: "Writing it.", calls: []ToolCall{call("c1", "write_file", map[string]string{"path": "notes/hello.txt", "content": "hello, world"})}, in: 100, out: 20},
+				reply{calls: []ToolCall{call("c2", "read_file", map[string]string{"path": "notes/hello.txt"}), call("c3", "list_dir", map[string]string{"path": "notes"})}, in: 150, out: 10},
+				reply{text: "The file says hello, world.", in: 200, out: 8},
+			)
+			s := newStack(t, llm, nil)
+			r := s.run(supervisor.Spec{Goal: "write hello.txt", Model: model})
+			if r.State != supervisor.Succeeded || r.Reason != "completed" || r.Output != "The file says hello, world." {
+				t.Fatalf("%s %q output %q", r.State, r.Reason, r.Output)
+			}
+			if b, err := os.ReadFile(filepath.Join(r.Spec.Dir, "notes/hello.txt")); err != nil || string(b) != "hello, world" {
+				t.Fatalf("file: %q %v", b, err)
+			}
+			if r.Steps != 3 || len(r.ToolCalls) != 3 || r.ToolCalls[0].Name != "write_file" || r.ToolCalls[1].Result != "hello, world" || r.ToolCalls[2].Step != 2 {
+				t.Fatalf("steps %d tool calls %+v", r.Steps, r.ToolCalls)
+			}
+			u := r.Usage
+			if u.TokensIn != 450 || u.TokensOut != 38 || u.LLMCalls != 3 || u.ToolCalls != 3 || u.CostUSD == nil || r.Model != model {
+				t.Fatalf("usage %+v model %s", u, r.Model)
+			}
+			price := defaultPrices[model]
+			if want := 450*price.Input/1e6 + 38*price.Output/1e6; *u.CostUSD < want*0.999 || *u.CostUSD > want*1.001 {
+				t.Fatalf("cost %v, want %v", *u.CostUSD, want)
+			}
+			// The tool result went back to the model with its call id.
+			if m := llm.messagesJSON(2); !strings.Contains(m, "hello, world") || !strings.Contains(m, "c2") {
+				t.Fatalf("third request's messages: %s", m)
+			}
+			evs := s.events(r.ID)
+			if count(evs, "llm.response") != 3 || count(evs, "tool.started") != 3 || count(evs, "tool.finished") != 3 ||
+				count(evs, "agent.output") == 0 || count(evs, "agent.succeeded") != 1 {
+				t.Fatalf("events %v", evs)
+			}
+		})
+	}
+}
+
+// Every way out of the workspace is denied; the denial goes back to the
+// model as a tool error and is published as policy.denied, and the agent
+// carries on.
+func TestPathEscapesAreDenied(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("s3cret"), 0o600)
+	llm := newFakeLLM(t, testKey,
+		reply{calls: []ToolCall{
+			call("a", "read_file", map[string]string{"path": "../../../../../../etc/passwd"}),
+			call("b", "read_file", map[string]string{"path": filepath.Join(outside, "secret")}),
+			call("c", "read_file", map[string]string{"path": "link/secret"}),
+			call("d", "exec", map[string]any{"command": "cat", "args": []string{"/etc/passwd"}}),
+		}},
+		reply{text: "I cannot read those."},
+	)
+	s := newStack(t, llm, nil)
+	dir := t.TempDir()
+	os.Symlink(outside, filepath.Join(dir, "link"))
+	r := s.run(supervisor.Spec{Goal: "read secrets", Dir: dir})
+	if r.State != supervisor.Succeeded {
+		t.Fatalf("%s %q", r.State, r.Reason)
+	}
+	for _, c := range r.ToolCalls {
+		if !c.Denied || c.Result != "" {
+			t.Fatalf("call not denied: %+v", c)
+		}
+	}
+	if m := llm.messagesJSON(1); strings.Contains(m, "s3cret") || strings.Count(m, "denied by policy") != 4 {
+		t.Fatalf("what the model saw: %s", m)
+	}
+	if n := count(s.events(r.ID), "policy.denied"); n != 4 {
+		t.Fatalf("%d policy.denied events", n)
+	}
+}
+
+func TestMaxSteps(t *testing.T) {
+	llm := newFakeLLM(t, testKey, reply{calls: []ToolCall{call("x", "list_dir", map[string]string{})}})
+	s := newStack(t, llm, nil)
+	r := s.run(supervisor.Spec{Goal: "loop for ever", MaxSteps: 3})
+	if r.State != supervisor.Failed || r.Reason != "max steps reached (3)" || r.Steps != 3 || llm.count() != 3 {
+		t.Fatalf("%s %q steps %d requests %d", r.State, r.Reason, r.Steps, llm.count())
+	}
+}
+
+// A 429 with Retry-After is retried by the SDK, after the delay asked for.
+func TestRateLimitIsRetried(t *testing.T) {
+	for _, model := range []string{"openai/gpt-4.1-mini", "anthropic/claude-sonnet-4-5"} {
+		t.Run(strings.Split(model, "/")[0], func(t *testing.T) {
+			llm := newFakeLLM(t, testKey, reply{status: 429, retryAfter: "200", message: "Rate limit reached"}, reply{text: "ok"})
+			s := newStack(t, llm, nil)
+			start := time.Now()
+			r := s.run(supervisor.Spec{Goal: "hi", Model: model})
+			if r.State != supervisor.Succeeded || r.Output != "ok" || llm.count() != 2 {
+				t.Fatalf("%s %q, %d requests", r.State, r.Reason, llm.count())
+			}
+			if d := time.Since(start); d < 200*time.Millisecond {
+				t.Fatalf("retried after %s, before the 200ms Retry-After", d)
+			}
+		})
+	}
+}
+
+// A bad key fails the agent with the provider's message, never the key.
+func TestUnauthorized(t *testing.T) {
+	llm := newFakeLLM(t, "another-key", reply{text: "never"})
+	s := newStack(t, llm, nil)
+	r := s.run(supervisor.Spec{Goal: "hi"})
+	if r.State != supervisor.Failed || !strings.HasPrefix(r.Reason, "provider openai: HTTP 401: Incorrect API key provided") {
+		t.Fatalf("%s %q", r.State, r.Reason)
+	}
+	if llm.count() != 1 {
+		t.Fatalf("a 401 was retried: %d requests", llm.count())
+	}
+}
+
+// The API key appears in no record and no event.
+func TestKeyNeverRecorded(t *testing.T) {
+	llm := newFakeLLM(t, "another-key", reply{text: "never"})
+	s := newStack(t, llm, nil)
+	r := s.run(supervisor.Spec{Goal: "hi"})
+	b, _ := json.Marshal(r)
+	evs, _ := json.Marshal(s.events(""))
+	if strings.Contains(string(b), testKey) || strings.Contains(string(evs), testKey) {
+		t.Fatal("the API key is in a record or an event")
+	}
+	if !strings.Contains(llm.headers[0].Get("Authorization"), testKey) {
+		t.Fatal("the key was not sent to the provider at all")
+	}
+}
+
+func TestMissingKey(t *testing.T) {
+	t.Setenv("OPENAI_API_KEY", "")
+	llm := newFakeLLM(t, testKey)
+	s := newStack(t, llm, func(o *Options) { o.Providers["openai"] = ProviderConfig{BaseURL: llm.URL + "/v1"} })
+	r := s.run(supervisor.Spec{Goal: "hi"})
+	if r.State != supervisor.Failed || !strings.HasPrefix(r.Reason, "OPENAI_API_KEY is not set") {
+		t.Fatalf("%s %q", r.State, r.Reason)
+	}
+}
+
+// A kill during a model call ends the agent killed, promptly.
+func TestKillDuringModelCall(t *testing.T) {
+	llm := newFakeLLM(t, testKey, reply{hang: true})
+	s := newStack(t, llm, nil)
+	r, err := s.sup.Spawn(context.Background(), supervisor.Spec{Kind: supervisor.KindLLM, Goal: "think hard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for llm.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	k, err := s.sup.Kill(context.Background(), r.ID, -1)
+	if err != nil || k.State != supervisor.Killed || time.Since(start) > 2*time.Second {
+		t.Fatalf("kill: %v %s after %s", err, k.State, time.Since(start))
+	}
+}
+
+// After enough failed calls in a row, agents fail fast while the provider
+// is down, with a clear reason.
+func TestCircuitBreaker(t *testing.T) {
+	llm := newFakeLLM(t, testKey, reply{status: 500, message: "boom"})
+	s := newStack(t, llm, func(o *Options) { o.Breaker = NewBreaker(2, time.Minute); o.MaxRetries = -1 })
+	for range 2 {
+		if r := s.run(supervisor.Spec{Goal: "hi"}); !strings.Contains(r.Reason, "HTTP 500: boom") {
+			t.Fatalf("%q", r.Reason)
+		}
+	}
+	before := llm.count()
+	r := s.run(supervisor.Spec{Goal: "hi"})
+	if r.State != supervisor.Failed || !strings.Contains(r.Reason, "provider openai: unavailable") || llm.count() != before {
+		t.Fatalf("%s %q, requests %d -> %d", r.State, r.Reason, before, llm.count())
+	}
+}
+
+// A model without a price has no cost: null, not zero.
+func TestUnknownModelHasNoCost(t *testing.T) {
+	llm := newFakeLLM(t, testKey, reply{text: "hi", in: 10, out: 5})
+	s := newStack(t, llm, nil)
+	r := s.run(supervisor.Spec{Goal: "hi", Model: "openai/some-new-model"})
+	if r.Usage.CostUSD != nil || r.Usage.TokensIn != 10 {
+		t.Fatalf("usage %+v", r.Usage)
+	}
+	// A price from config gives it one.
+	s2 := newStack(t, newFakeLLM(t, testKey, reply{text: "hi", in: 1000000, out: 0}), func(o *Options) {
+		o.Prices = map[string]Price{"openai/some-new-model": {Input: 2, Output: 4}}
+	})
+	if r := s2.run(supervisor.Spec{Goal: "hi", Model: "openai/some-new-model"}); r.Usage.CostUSD == nil || *r.Usage.CostUSD != 2 {
+		t.Fatalf("usage %+v", r.Usage)
+	}
+}
+
+func TestSpawnValidation(t *testing.T) {
+	s := newStack(t, newFakeLLM(t, testKey), nil)
+	for _, c := range []struct {
+		spec  supervisor.Spec
+		field string
+	}{
+		{supervisor.Spec{Kind: "llm"}, "goal"},
+		{supervisor.Spec{Kind: "llm", Goal: "x", Model: "mistral/large"}, "model"},
+		{supervisor.Spec{Kind: "llm", Goal: "x", Model: "gpt-4"}, "model"},
+		{supervisor.Spec{Kind: "llm", Goal: "x", MaxSteps: -1}, "max_steps"},
+		{supervisor.Spec{Kind: "llm", Goal: "x", Command: "ls"}, "command"},
+		{supervisor.Spec{Kind: "llm", Goal: "x", Policy: &tools.Policy{Ask: []string{"nope"}}}, "policy.ask[0]"},
+	} {
+		_, err := s.sup.Spawn(context.Background(), c.spec)
+		var inv *supervisor.InvalidError
+		if !errors.As(err, &inv) || inv.Field != c.field {
+			t.Errorf("%+v: %v, want %s", c.spec, err, c.field)
+		}
+	}
+	_, err := s.sup.Spawn(context.Background(), supervisor.Spec{Kind: "llm", Goal: "x", Model: "mistral/large"})
+	if err == nil || !strings.Contains(err.Error(), "openai, anthropic, ollama") {
+		t.Fatalf("unknown provider error does not list the providers: %v", err)
+	}
+}
+
+// spawn_agent runs a sub-agent through the scheduler and returns its
+// answer; the depth is limited.
+func TestSubAgent(t *testing.T) {
+	llm := newFakeLLM(t, testKey,
+		reply{calls: []ToolCall{call("s", "spawn_agent", map[string]string{"goal": "say 42"})}},
+		reply{text: "42"},
+		reply{text: "The sub-agent said 42."},
+	)
+	s := newStack(t, llm, nil)
+	r := s.run(supervisor.Spec{Goal: "delegate"})
+	if r.State != supervisor.Succeeded || r.ToolCalls[0].Result != "42" {
+		t.Fatalf("%s %q %+v", r.State, r.Reason, r.ToolCalls)
+	}
+	subs, _ := s.sup.List(supervisor.Filter{Kind: "llm"}, 0, "")
+	if len(subs) != 2 || subs[0].Spec.Parent != r.ID || subs[0].Spec.Dir != r.Spec.Dir {
+		t.Fatalf("sub-agents %+v", subs)
+	}
+}
