@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/oxios/oxios/internal/agent/agenttest"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/scheduler"
@@ -39,10 +40,10 @@ type stack struct {
 	sup *supervisor.Supervisor
 	rt  *Runtime
 	bus *bus.Bus
-	llm *fakeLLM
+	llm *agenttest.Server
 }
 
-func newStack(t *testing.T, llm *fakeLLM, mod func(*Options)) *stack {
+func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
 	t.Helper()
 	bb := backbonetest.Start(t, "1s")
 	ctx := context.Background()
@@ -132,10 +133,10 @@ func count(evs []bus.Event, typ string) int {
 func TestToolLoopWritesAFile(t *testing.T) {
 	for _, model := range []string{"openai/gpt-4.1-mini", "anthropic/claude-sonnet-4-5"} {
 		t.Run(strings.Split(model, "/")[0], func(t *testing.T) {
-			llm := newFakeLLM(t, testKey,
-				reply{text: "Writing it.", calls: []ToolCall{call("c1", "write_file", map[string]string{"path": "notes/hello.txt", "content": "hello, world"})}, in: 100, out: 20},
-				reply{calls: []ToolCall{call("c2", "read_file", map[string]string{"path": "notes/hello.txt"}), call("c3", "list_dir", map[string]string{"path": "notes"})}, in: 150, out: 10},
-				reply{text: "The file says hello, world.", in: 200, out: 8},
+			llm := agenttest.New(t, testKey,
+				agenttest.Reply{Text: "Writing it.", Calls: []agenttest.ToolCall{agenttest.Call("c1", "write_file", map[string]string{"path": "notes/hello.txt", "content": "hello, world"})}, In: 100, Out: 20},
+				agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c2", "read_file", map[string]string{"path": "notes/hello.txt"}), agenttest.Call("c3", "list_dir", map[string]string{"path": "notes"})}, In: 150, Out: 10},
+				agenttest.Reply{Text: "The file says hello, world.", In: 200, Out: 8},
 			)
 			s := newStack(t, llm, nil)
 			r := s.run(supervisor.Spec{Goal: "write hello.txt", Model: model})
@@ -157,7 +158,7 @@ func TestToolLoopWritesAFile(t *testing.T) {
 				t.Fatalf("cost %v, want %v", *u.CostUSD, want)
 			}
 			// The tool result went back to the model with its call id.
-			if m := llm.messagesJSON(2); !strings.Contains(m, "hello, world") || !strings.Contains(m, "c2") {
+			if m := llm.MessagesJSON(2); !strings.Contains(m, "hello, world") || !strings.Contains(m, "c2") {
 				t.Fatalf("third request's messages: %s", m)
 			}
 			evs := s.events(r.ID)
@@ -175,14 +176,14 @@ func TestToolLoopWritesAFile(t *testing.T) {
 func TestPathEscapesAreDenied(t *testing.T) {
 	outside := t.TempDir()
 	os.WriteFile(filepath.Join(outside, "secret"), []byte("s3cret"), 0o600)
-	llm := newFakeLLM(t, testKey,
-		reply{calls: []ToolCall{
-			call("a", "read_file", map[string]string{"path": "../../../../../../etc/passwd"}),
-			call("b", "read_file", map[string]string{"path": filepath.Join(outside, "secret")}),
-			call("c", "read_file", map[string]string{"path": "link/secret"}),
-			call("d", "exec", map[string]any{"command": "cat", "args": []string{"/etc/passwd"}}),
+	llm := agenttest.New(t, testKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{
+			agenttest.Call("a", "read_file", map[string]string{"path": "../../../../../../etc/passwd"}),
+			agenttest.Call("b", "read_file", map[string]string{"path": filepath.Join(outside, "secret")}),
+			agenttest.Call("c", "read_file", map[string]string{"path": "link/secret"}),
+			agenttest.Call("d", "exec", map[string]any{"command": "cat", "args": []string{"/etc/passwd"}}),
 		}},
-		reply{text: "I cannot read those."},
+		agenttest.Reply{Text: "I cannot read those."},
 	)
 	s := newStack(t, llm, nil)
 	dir := t.TempDir()
@@ -196,7 +197,7 @@ func TestPathEscapesAreDenied(t *testing.T) {
 			t.Fatalf("call not denied: %+v", c)
 		}
 	}
-	if m := llm.messagesJSON(1); strings.Contains(m, "s3cret") || strings.Count(m, "denied by policy") != 4 {
+	if m := llm.MessagesJSON(1); strings.Contains(m, "s3cret") || strings.Count(m, "denied by policy") != 4 {
 		t.Fatalf("what the model saw: %s", m)
 	}
 	if n := count(s.events(r.ID), "policy.denied"); n != 4 {
@@ -205,11 +206,11 @@ func TestPathEscapesAreDenied(t *testing.T) {
 }
 
 func TestMaxSteps(t *testing.T) {
-	llm := newFakeLLM(t, testKey, reply{calls: []ToolCall{call("x", "list_dir", map[string]string{})}})
+	llm := agenttest.New(t, testKey, agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("x", "list_dir", map[string]string{})}})
 	s := newStack(t, llm, nil)
 	r := s.run(supervisor.Spec{Goal: "loop for ever", MaxSteps: 3})
-	if r.State != supervisor.Failed || r.Reason != "max steps reached (3)" || r.Steps != 3 || llm.count() != 3 {
-		t.Fatalf("%s %q steps %d requests %d", r.State, r.Reason, r.Steps, llm.count())
+	if r.State != supervisor.Failed || r.Reason != "max steps reached (3)" || r.Steps != 3 || llm.Count() != 3 {
+		t.Fatalf("%s %q steps %d requests %d", r.State, r.Reason, r.Steps, llm.Count())
 	}
 }
 
@@ -217,12 +218,12 @@ func TestMaxSteps(t *testing.T) {
 func TestRateLimitIsRetried(t *testing.T) {
 	for _, model := range []string{"openai/gpt-4.1-mini", "anthropic/claude-sonnet-4-5"} {
 		t.Run(strings.Split(model, "/")[0], func(t *testing.T) {
-			llm := newFakeLLM(t, testKey, reply{status: 429, retryAfter: "200", message: "Rate limit reached"}, reply{text: "ok"})
+			llm := agenttest.New(t, testKey, agenttest.Reply{Status: 429, RetryAfter: "200", Message: "Rate limit reached"}, agenttest.Reply{Text: "ok"})
 			s := newStack(t, llm, nil)
 			start := time.Now()
 			r := s.run(supervisor.Spec{Goal: "hi", Model: model})
-			if r.State != supervisor.Succeeded || r.Output != "ok" || llm.count() != 2 {
-				t.Fatalf("%s %q, %d requests", r.State, r.Reason, llm.count())
+			if r.State != supervisor.Succeeded || r.Output != "ok" || llm.Count() != 2 {
+				t.Fatalf("%s %q, %d requests", r.State, r.Reason, llm.Count())
 			}
 			if d := time.Since(start); d < 200*time.Millisecond {
 				t.Fatalf("retried after %s, before the 200ms Retry-After", d)
@@ -233,20 +234,20 @@ func TestRateLimitIsRetried(t *testing.T) {
 
 // A bad key fails the agent with the provider's message, never the key.
 func TestUnauthorized(t *testing.T) {
-	llm := newFakeLLM(t, "another-key", reply{text: "never"})
+	llm := agenttest.New(t, "another-key", agenttest.Reply{Text: "never"})
 	s := newStack(t, llm, nil)
 	r := s.run(supervisor.Spec{Goal: "hi"})
 	if r.State != supervisor.Failed || !strings.HasPrefix(r.Reason, "provider openai: HTTP 401: Incorrect API key provided") {
 		t.Fatalf("%s %q", r.State, r.Reason)
 	}
-	if llm.count() != 1 {
-		t.Fatalf("a 401 was retried: %d requests", llm.count())
+	if llm.Count() != 1 {
+		t.Fatalf("a 401 was retried: %d requests", llm.Count())
 	}
 }
 
 // The API key appears in no record and no event.
 func TestKeyNeverRecorded(t *testing.T) {
-	llm := newFakeLLM(t, "another-key", reply{text: "never"})
+	llm := agenttest.New(t, "another-key", agenttest.Reply{Text: "never"})
 	s := newStack(t, llm, nil)
 	r := s.run(supervisor.Spec{Goal: "hi"})
 	b, _ := json.Marshal(r)
@@ -254,14 +255,14 @@ func TestKeyNeverRecorded(t *testing.T) {
 	if strings.Contains(string(b), testKey) || strings.Contains(string(evs), testKey) {
 		t.Fatal("the API key is in a record or an event")
 	}
-	if !strings.Contains(llm.headers[0].Get("Authorization"), testKey) {
+	if !strings.Contains(llm.Header(0).Get("Authorization"), testKey) {
 		t.Fatal("the key was not sent to the provider at all")
 	}
 }
 
 func TestMissingKey(t *testing.T) {
 	t.Setenv("OPENAI_API_KEY", "")
-	llm := newFakeLLM(t, testKey)
+	llm := agenttest.New(t, testKey)
 	s := newStack(t, llm, func(o *Options) { o.Providers["openai"] = ProviderConfig{BaseURL: llm.URL + "/v1"} })
 	r := s.run(supervisor.Spec{Goal: "hi"})
 	if r.State != supervisor.Failed || !strings.HasPrefix(r.Reason, "OPENAI_API_KEY is not set") {
@@ -271,14 +272,14 @@ func TestMissingKey(t *testing.T) {
 
 // A kill during a model call ends the agent killed, promptly.
 func TestKillDuringModelCall(t *testing.T) {
-	llm := newFakeLLM(t, testKey, reply{hang: true})
+	llm := agenttest.New(t, testKey, agenttest.Reply{Hang: true})
 	s := newStack(t, llm, nil)
 	r, err := s.sup.Spawn(context.Background(), supervisor.Spec{Kind: supervisor.KindLLM, Goal: "think hard"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for llm.count() == 0 && time.Now().Before(deadline) {
+	for llm.Count() == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	start := time.Now()
@@ -291,30 +292,30 @@ func TestKillDuringModelCall(t *testing.T) {
 // After enough failed calls in a row, agents fail fast while the provider
 // is down, with a clear reason.
 func TestCircuitBreaker(t *testing.T) {
-	llm := newFakeLLM(t, testKey, reply{status: 500, message: "boom"})
+	llm := agenttest.New(t, testKey, agenttest.Reply{Status: 500, Message: "boom"})
 	s := newStack(t, llm, func(o *Options) { o.Breaker = NewBreaker(2, time.Minute); o.MaxRetries = -1 })
 	for range 2 {
 		if r := s.run(supervisor.Spec{Goal: "hi"}); !strings.Contains(r.Reason, "HTTP 500: boom") {
 			t.Fatalf("%q", r.Reason)
 		}
 	}
-	before := llm.count()
+	before := llm.Count()
 	r := s.run(supervisor.Spec{Goal: "hi"})
-	if r.State != supervisor.Failed || !strings.Contains(r.Reason, "provider openai: unavailable") || llm.count() != before {
-		t.Fatalf("%s %q, requests %d -> %d", r.State, r.Reason, before, llm.count())
+	if r.State != supervisor.Failed || !strings.Contains(r.Reason, "provider openai: unavailable") || llm.Count() != before {
+		t.Fatalf("%s %q, requests %d -> %d", r.State, r.Reason, before, llm.Count())
 	}
 }
 
 // A model without a price has no cost: null, not zero.
 func TestUnknownModelHasNoCost(t *testing.T) {
-	llm := newFakeLLM(t, testKey, reply{text: "hi", in: 10, out: 5})
+	llm := agenttest.New(t, testKey, agenttest.Reply{Text: "hi", In: 10, Out: 5})
 	s := newStack(t, llm, nil)
 	r := s.run(supervisor.Spec{Goal: "hi", Model: "openai/some-new-model"})
 	if r.Usage.CostUSD != nil || r.Usage.TokensIn != 10 {
 		t.Fatalf("usage %+v", r.Usage)
 	}
 	// A price from config gives it one.
-	s2 := newStack(t, newFakeLLM(t, testKey, reply{text: "hi", in: 1000000, out: 0}), func(o *Options) {
+	s2 := newStack(t, agenttest.New(t, testKey, agenttest.Reply{Text: "hi", In: 1000000, Out: 0}), func(o *Options) {
 		o.Prices = map[string]Price{"openai/some-new-model": {Input: 2, Output: 4}}
 	})
 	if r := s2.run(supervisor.Spec{Goal: "hi", Model: "openai/some-new-model"}); r.Usage.CostUSD == nil || *r.Usage.CostUSD != 2 {
@@ -323,7 +324,7 @@ func TestUnknownModelHasNoCost(t *testing.T) {
 }
 
 func TestSpawnValidation(t *testing.T) {
-	s := newStack(t, newFakeLLM(t, testKey), nil)
+	s := newStack(t, agenttest.New(t, testKey), nil)
 	for _, c := range []struct {
 		spec  supervisor.Spec
 		field string
@@ -350,10 +351,10 @@ func TestSpawnValidation(t *testing.T) {
 // spawn_agent runs a sub-agent through the scheduler and returns its
 // answer; the depth is limited.
 func TestSubAgent(t *testing.T) {
-	llm := newFakeLLM(t, testKey,
-		reply{calls: []ToolCall{call("s", "spawn_agent", map[string]string{"goal": "say 42"})}},
-		reply{text: "42"},
-		reply{text: "The sub-agent said 42."},
+	llm := agenttest.New(t, testKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("s", "spawn_agent", map[string]string{"goal": "say 42"})}},
+		agenttest.Reply{Text: "42"},
+		agenttest.Reply{Text: "The sub-agent said 42."},
 	)
 	s := newStack(t, llm, nil)
 	r := s.run(supervisor.Spec{Goal: "delegate"})

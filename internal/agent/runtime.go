@@ -40,10 +40,10 @@ type Options struct {
 	// Prices by "provider/model", over the built-in table.
 	Prices map[string]Price
 	// Policy is the configured default; a spec's policy is merged over it.
-	Policy     tools.Policy
-	Bus        Publisher
-	State      tools.State
-	Spawner    tools.Spawner
+	Policy  tools.Policy
+	Bus     Publisher
+	State   tools.State
+	Spawner tools.Spawner
 	Breaker *Breaker
 	// MaxRetries of a model call on 429, 5xx or a lost connection: 0 is
 	// the default (3), negative is none.
@@ -157,16 +157,16 @@ func (rt *Runtime) price(model string) (Price, bool) {
 // defaultPrices are list prices in USD per million tokens; config's
 // [prices] overrides or extends them.
 var defaultPrices = map[string]Price{
-	"openai/gpt-4.1":               {2.00, 8.00},
-	"openai/gpt-4.1-mini":          {0.40, 1.60},
-	"openai/gpt-4.1-nano":          {0.10, 0.40},
-	"openai/gpt-4o":                {2.50, 10.00},
-	"openai/gpt-4o-mini":           {0.15, 0.60},
-	"openai/o4-mini":               {1.10, 4.40},
-	"anthropic/claude-opus-4-1":    {15.00, 75.00},
-	"anthropic/claude-sonnet-4-5":  {3.00, 15.00},
-	"anthropic/claude-sonnet-4-0":  {3.00, 15.00},
-	"anthropic/claude-haiku-4-5":   {1.00, 5.00},
+	"openai/gpt-4.1":                    {2.00, 8.00},
+	"openai/gpt-4.1-mini":               {0.40, 1.60},
+	"openai/gpt-4.1-nano":               {0.10, 0.40},
+	"openai/gpt-4o":                     {2.50, 10.00},
+	"openai/gpt-4o-mini":                {0.15, 0.60},
+	"openai/o4-mini":                    {1.10, 4.40},
+	"anthropic/claude-opus-4-1":         {15.00, 75.00},
+	"anthropic/claude-sonnet-4-5":       {3.00, 15.00},
+	"anthropic/claude-sonnet-4-0":       {3.00, 15.00},
+	"anthropic/claude-haiku-4-5":        {1.00, 5.00},
 	"anthropic/claude-3-5-haiku-latest": {0.80, 4.00},
 }
 

@@ -183,4 +183,3 @@ func httpFetch(ctx context.Context, g *Gate, rawURL, method, body string) (strin
 	io.Copy(out, resp.Body)
 	return fmt.Sprintf("HTTP %d %s\ncontent-type: %s\n\n%s", resp.StatusCode, http.StatusText(resp.StatusCode), resp.Header.Get("Content-Type"), out.String()), nil
 }
-
