@@ -49,6 +49,8 @@ func (a *app) agentSpawnCmd() *cobra.Command {
 		resetAfter        string
 		maxRestarts       int
 		dir               string
+		kind, goal        string
+		llm               llmFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "spawn [flags] -- COMMAND [ARG...]",
@@ -64,12 +66,28 @@ OXIOS_URL; nothing else of the daemon's environment reaches it. Without
   oxios agent spawn --restart on-failure --max-restarts 3 --env MODE=fast -- ./worker.sh
   oxios agent spawn --timeout 10m --priority high --label team=search --wait -- make index`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if kind == supervisor.KindLLM {
+				if len(args) > 0 {
+					return usageError("an llm agent takes --goal, not a command (got %q)", args[0])
+				}
+				return nil
+			}
 			if len(args) == 0 {
 				return usageError("agent spawn needs a command after -- (for example: oxios agent spawn -- python3 agent.py)")
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch kind {
+			case supervisor.KindLLM:
+				return a.spawnLLM(cmd, goal, llm, spec, wait)
+			case supervisor.KindProcess:
+			default:
+				return usageError("--kind: must be process or llm (got %q)", kind)
+			}
+			if goal != "" {
+				return usageError("--goal is for llm agents (add --kind llm)")
+			}
 			spec.Kind = supervisor.KindProcess
 			spec.Command, spec.Args = args[0], args[1:]
 			spec.Restart = supervisor.Restart{Policy: policy, MaxRestarts: maxRestarts, Window: window,
@@ -130,7 +148,54 @@ OXIOS_URL; nothing else of the daemon's environment reaches it. Without
 	f.StringVar(&spec.StopTimeout, "stop-timeout", "", "grace between the stop signal and SIGKILL (default: agents.stop_timeout)")
 	f.StringVar(&spec.Timeout, "timeout", "0s", "end each run after this long (0s: no limit)")
 	f.BoolVar(&wait, "wait", false, "wait for the agent to end; exit 0 if it succeeded, 1 if it failed, 3 if it was killed")
+	f.StringVar(&kind, "kind", "process", "process or llm")
+	f.StringVar(&goal, "goal", "", "the goal of an llm agent")
+	f.StringVarP(&llm.model, "model", "m", "", "llm: provider/model (default: agent.default_model)")
+	f.StringVar(&llm.system, "system", "", "llm: instructions added to the built-in system prompt")
+	f.IntVar(&llm.maxSteps, "max-steps", 0, "llm: most model calls (default: agent.max_steps)")
+	f.StringSliceVar(&llm.allowExec, "allow-exec", nil, "llm: programs the exec tool may run")
+	f.StringSliceVar(&llm.allowHost, "allow-host", nil, "llm: hosts http_fetch may reach")
+	f.StringSliceVar(&llm.allowPath, "allow-path", nil, "llm: path globs the file tools may touch (default: the workspace)")
 	return cmd
+}
+
+// spawnLLM spawns an llm agent from agent spawn's flags.
+func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base supervisor.Spec, wait bool) error {
+	if goal == "" {
+		return usageError("--goal: an llm agent needs a goal")
+	}
+	f.name, f.priority = base.Name, base.Priority
+	if cmd.Flags().Changed("timeout") {
+		f.timeout = base.Timeout
+	}
+	if dir, _ := cmd.Flags().GetString("dir"); dir != "" {
+		f.workspace = dir
+	}
+	spec, err := f.spec(goal)
+	if err != nil {
+		return err
+	}
+	if ls, _ := cmd.Flags().GetStringArray("label"); len(ls) > 0 {
+		if spec.Labels, err = keyValues("--label", ls); err != nil {
+			return err
+		}
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	r, err := c.Spawn(context.Background(), spec)
+	if err != nil {
+		return apiError(err)
+	}
+	if wait {
+		return a.waitFor(c, r.ID, 0)
+	}
+	if a.output == "json" {
+		return printJSON(a.stdout, r)
+	}
+	fmt.Fprintln(a.stdout, r.ID)
+	return nil
 }
 
 // keyValues parses repeated KEY=VALUE flags.
@@ -283,6 +348,30 @@ func (a *app) printRecord(r supervisor.Record) {
 	}
 	if r.NextStartAt != nil {
 		rows = append(rows, [2]string{"Next start", ts(r.NextStartAt)})
+	}
+	if r.Kind == supervisor.KindLLM {
+		cost := "-"
+		if r.Usage.CostUSD != nil {
+			cost = fmt.Sprintf("$%.4f", *r.Usage.CostUSD)
+		}
+		rows = append(rows, [2]string{"Goal", r.Spec.Goal}, [2]string{"Model", r.Spec.Model}, [2]string{"Dir", r.Spec.Dir},
+			[2]string{"Steps", fmt.Sprintf("%d of %d", r.Steps, r.Spec.MaxSteps)},
+			[2]string{"Tokens", fmt.Sprintf("%d in, %d out", r.Usage.TokensIn, r.Usage.TokensOut)},
+			[2]string{"Cost", cost}, [2]string{"Tool calls", strconv.FormatInt(r.Usage.ToolCalls, 10)})
+		printFields(a.stdout, rows)
+		for _, tc := range r.ToolCalls {
+			status := ""
+			if tc.Denied {
+				status = " denied"
+			} else if tc.Error != "" {
+				status = " error"
+			}
+			fmt.Fprintf(a.stdout, "  %d. %s %s%s (%dms)\n", tc.Step, tc.Name, truncateArgs(tc.Args), status, tc.DurationMS)
+		}
+		if r.Output != "" {
+			fmt.Fprintf(a.stdout, "\n%s\n", r.Output)
+		}
+		return
 	}
 	cmdline := strings.Join(append([]string{r.Spec.Command}, r.Spec.Args...), " ")
 	rows = append(rows, [2]string{"Command", cmdline}, [2]string{"Dir", r.Spec.Dir},

@@ -50,6 +50,7 @@ func (a *app) configCmd() *cobra.Command {
 			if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 				fmt.Fprintf(a.stderr, "# %s does not exist yet; these are the defaults\n", path)
 			}
+			cfg = cfg.Redacted()
 			if a.output == "json" {
 				return printJSON(a.stdout, cfg)
 			}

@@ -650,3 +650,14 @@ func (c *Config) Marshal() ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
+
+// Redacted returns c with its secrets (provider API keys) replaced, for
+// showing.
+func (c Config) Redacted() Config {
+	for _, p := range []*Provider{&c.Providers.OpenAI, &c.Providers.Anthropic, &c.Providers.Ollama} {
+		if p.APIKey != "" {
+			p.APIKey = "(set; not shown)"
+		}
+	}
+	return c
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/oxios/oxios/internal/agent/agenttest"
+	"github.com/oxios/oxios/internal/supervisor"
+)
+
+const e2eKey = "sk-e2e-5d1c0b9a8f7e6d5c4b3a"
+
+// oxios run, end to end: a daemon whose environment holds the provider's
+// URL and key, a local server speaking the OpenAI protocol, and the CLI
+// printing tool calls and the answer. The key is then searched for in the
+// daemon log, the event log and the record.
+func TestRunGoal(t *testing.T) {
+	e := newEnv(t)
+	llm := agenttest.New(t, e2eKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c1", "write_file", map[string]string{"path": "hello.txt", "content": "hi"})}, In: 50, Out: 10},
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c2", "read_file", map[string]string{"path": "/etc/passwd"})}, In: 60, Out: 10},
+		agenttest.Reply{Text: "Wrote hello.txt.", In: 70, Out: 5},
+	)
+	daemonEnv := []string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}
+	if r := e.run(daemonEnv, "start", "--listen", e.listen); r.code != 0 {
+		t.Fatal(r)
+	}
+	e.stopAtEnd()
+	ws := t.TempDir()
+	r := e.oxios("run", "Write hello.txt", "--workspace", ws)
+	if r.code != 0 || r.stdout != "Wrote hello.txt.\n" {
+		t.Fatalf("run: %s", r)
+	}
+	if !strings.Contains(r.stderr, "✓ write_file") || !strings.Contains(r.stderr, "✗ read_file") || !strings.Contains(r.stderr, "denied") {
+		t.Fatalf("progress lines: %s", r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(ws, "hello.txt")); err != nil || string(b) != "hi" {
+		t.Fatalf("hello.txt: %q %v", b, err)
+	}
+
+	// A run that fails exits 1 with the reason.
+	llm.SetScript(agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("x", "list_dir", map[string]string{})}})
+	r = e.oxios("run", "loop", "--max-steps", "2")
+	if r.code != 1 || !strings.Contains(r.stderr, "max steps reached (2)") {
+		t.Fatalf("failing run: %s", r)
+	}
+
+	// The key is in no log, event or record.
+	list := e.oxios("agent", "list", "-o", "json")
+	events := e.oxios("events", "--since", "0", "-o", "json")
+	logb, _ := os.ReadFile(filepath.Join(e.home, "logs", "oxios.log"))
+	for what, s := range map[string]string{"records": list.stdout, "events": events.stdout, "daemon log": string(logb)} {
+		if strings.Contains(s, e2eKey) {
+			t.Fatalf("the API key is in the %s", what)
+		}
+	}
+	var recs []supervisor.Record
+	json.Unmarshal([]byte(list.stdout), &recs)
+	if len(recs) != 2 || recs[1].Usage.TokensIn != 180 || recs[1].Usage.CostUSD == nil || !strings.Contains(events.stdout, "llm.response") {
+		t.Fatalf("records: %s", list.stdout)
+	}
+
+	// Bad input: an unknown provider is refused at spawn, naming them.
+	r = e.oxios("run", "x", "--model", "mistral/large")
+	if r.code != 2 || !strings.Contains(r.stderr, "openai, anthropic, ollama") {
+		t.Fatalf("unknown provider: %s", r)
+	}
+	r = e.oxios("agent", "spawn", "--kind", "llm", "--goal", "Say hi", "-o", "json")
+	var rec supervisor.Record
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rec) != nil || rec.Kind != "llm" || rec.Spec.Model != "openai/gpt-4.1-mini" {
+		t.Fatalf("agent spawn --kind llm: %s", r)
+	}
+}
