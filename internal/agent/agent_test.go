@@ -22,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(serveEnv) != "" {
+		serveForBenchmark() // a model server in its own process; never returns
+	}
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
 		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
@@ -36,7 +39,7 @@ const testKey = "sk-test-7f3a9c1e5b2d4a6f8e0c"
 
 // stack is a supervisor with this runtime, on a real embedded backbone.
 type stack struct {
-	t   *testing.T
+	t   testing.TB
 	sup *supervisor.Supervisor
 	rt  *Runtime
 	bus *bus.Bus
@@ -44,6 +47,27 @@ type stack struct {
 }
 
 func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
+	t.Helper()
+	return newStackWith(t, llm, mod, 4)
+}
+
+// newStackTB is newStack for benchmarks, with maxLLM language-model slots.
+func newStackTB(b *testing.B, llm *agenttest.Server, maxLLM int) *stack {
+	return newStackWith(b, llm, nil, maxLLM)
+}
+
+// newStackAt is newStackTB with the model server at url.
+func newStackAt(b *testing.B, url string, maxLLM int) *stack {
+	return newStackURL(b, url, nil, maxLLM)
+}
+
+func newStackWith(t testing.TB, llm *agenttest.Server, mod func(*Options), maxLLM int) *stack {
+	s := newStackURL(t, llm.URL, mod, maxLLM)
+	s.llm = llm
+	return s
+}
+
+func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stack {
 	t.Helper()
 	bb := backbonetest.Start(t, "1s")
 	ctx := context.Background()
@@ -59,9 +83,9 @@ func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
 	t.Cleanup(st.Close)
 	o := Options{
 		Providers: map[string]ProviderConfig{
-			"openai":    {BaseURL: llm.URL + "/v1", APIKey: testKey},
-			"anthropic": {BaseURL: llm.URL, APIKey: testKey},
-			"ollama":    {BaseURL: llm.URL + "/v1"},
+			"openai":    {BaseURL: url + "/v1", APIKey: testKey},
+			"anthropic": {BaseURL: url, APIKey: testKey},
+			"ollama":    {BaseURL: url + "/v1"},
 		},
 		Bus: b, State: st, MaxRetries: 2,
 	}
@@ -71,9 +95,9 @@ func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
 	rt := New(o)
 	home := t.TempDir()
 	sup, err := supervisor.Open(ctx, supervisor.Options{
-		JS: bb.JS, Bus: b, Scheduler: scheduler.New(scheduler.Limits{MaxRunning: 10, MaxRunningLLM: 4}), Node: "test",
+		JS: bb.JS, Bus: b, Scheduler: scheduler.New(scheduler.Limits{MaxRunning: max(10, maxLLM), MaxRunningLLM: maxLLM}), Node: "test",
 		WorkspacesDir: filepath.Join(home, "workspaces"), LogDir: filepath.Join(home, "logs"),
-		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second, Model: "openai/gpt-4.1-mini", MaxSteps: 10, Timeout: time.Minute},
+		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second, Model: "openai/gpt-4.1-mini", MaxSteps: 10, Timeout: 10 * time.Minute},
 		Retain:   100, RetainFor: time.Hour, LLM: rt,
 	})
 	if err != nil {
@@ -85,7 +109,7 @@ func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
 		defer cancel()
 		sup.Close(ctx)
 	})
-	return &stack{t: t, sup: sup, rt: rt, bus: b, llm: llm}
+	return &stack{t: t, sup: sup, rt: rt, bus: b}
 }
 
 func (s *stack) run(spec supervisor.Spec) supervisor.Record {
@@ -95,7 +119,7 @@ func (s *stack) run(spec supervisor.Spec) supervisor.Record {
 	if err != nil {
 		s.t.Fatalf("spawn: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	r, err = s.sup.Wait(ctx, r.ID)
 	if err != nil || !r.State.Terminal() {

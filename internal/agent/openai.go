@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -78,28 +79,61 @@ func (p *openAI) Complete(ctx context.Context, req Request, onText func(string))
 	}
 	stream := p.client.Chat.Completions.NewStreaming(ctx, params)
 	defer stream.Close()
-	var acc openai.ChatCompletionAccumulator
+	// The stream is gathered here rather than with the SDK's accumulator:
+	// text and usage as they come, tool calls joined by index.
+	var text strings.Builder
+	var calls []ToolCall
+	var resp Response
+	choices := 0
 	for stream.Next() {
 		chunk := stream.Current()
-		acc.AddChunk(chunk)
-		if onText != nil && len(chunk.Choices) > 0 && chunk.Choices[0].Delta.Content != "" {
-			onText(chunk.Choices[0].Delta.Content)
+		if chunk.JSON.Usage.Valid() {
+			resp.TokensIn += chunk.Usage.PromptTokens
+			resp.TokensOut += chunk.Usage.CompletionTokens
+		}
+		if len(chunk.Choices) == 0 {
+			continue
+		}
+		choices++
+		d := chunk.Choices[0].Delta
+		if d.Content != "" {
+			text.WriteString(d.Content)
+			if onText != nil {
+				onText(d.Content)
+			}
+		}
+		for _, tc := range d.ToolCalls {
+			i := int(tc.Index)
+			if i < 0 || i > 127 {
+				return Response{}, &ProviderError{Provider: p.name, Message: fmt.Sprintf("tool call index %d out of range", i)}
+			}
+			for len(calls) <= i {
+				calls = append(calls, ToolCall{})
+			}
+			if tc.ID != "" {
+				calls[i].ID = tc.ID
+			}
+			if tc.Function.Name != "" {
+				calls[i].Name = tc.Function.Name
+			}
+			calls[i].Args = append(calls[i].Args, tc.Function.Arguments...)
 		}
 	}
 	if err := stream.Err(); err != nil {
 		return Response{}, p.wrap(ctx, err)
 	}
-	if len(acc.Choices) == 0 {
+	if choices == 0 {
 		return Response{}, &ProviderError{Provider: p.name, Message: "the response has no choices"}
 	}
-	msg := acc.Choices[0].Message
-	resp := Response{Text: msg.Content, TokensIn: acc.Usage.PromptTokens, TokensOut: acc.Usage.CompletionTokens}
-	for _, tc := range msg.ToolCalls {
-		args := tc.Function.Arguments
-		if strings.TrimSpace(args) == "" {
-			args = "{}"
+	resp.Text = text.String()
+	for _, c := range calls {
+		if c.Name == "" {
+			continue
 		}
-		resp.ToolCalls = append(resp.ToolCalls, ToolCall{ID: tc.ID, Name: tc.Function.Name, Args: []byte(args)})
+		if len(strings.TrimSpace(string(c.Args))) == 0 {
+			c.Args = []byte("{}")
+		}
+		resp.ToolCalls = append(resp.ToolCalls, c)
 	}
 	return resp, nil
 }

@@ -16,9 +16,9 @@ import (
 	"github.com/oxios/oxios/internal/tools"
 )
 
-// Publisher stores events; *bus.Bus is one.
+// Publisher stores events without waiting for each; *bus.Bus is one.
 type Publisher interface {
-	Publish(ctx context.Context, ev bus.Event) (bus.Event, error)
+	PublishAsync(ev bus.Event) (*bus.Pending, error)
 }
 
 // ProviderConfig is one provider's settings. Empty fields take the usual
@@ -209,6 +209,8 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func
 	}
 	price, priced := rt.price(spec.Model)
 	var cost float64
+	evs := &events{rt: rt, agentID: rec.ID}
+	defer evs.flush()
 	msgs := []Message{{Role: "user", Text: spec.Goal}}
 	for step := 1; ; step++ {
 		if step > spec.MaxSteps {
@@ -217,7 +219,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func
 		if err := rt.o.Breaker.Allow(provName); err != nil {
 			return p, err
 		}
-		out := newCoalescer(func(text string) { rt.publish(rec.ID, "agent.output", map[string]any{"step": step, "text": text}) })
+		out := newCoalescer(func(text string) { evs.publish("agent.output", map[string]any{"step": step, "text": text}) })
 		t0 := time.Now()
 		resp, err := prov.Complete(ctx, Request{Model: model, System: system, Messages: msgs, Tools: defs, MaxTokens: 8192}, out.write)
 		out.flush()
@@ -238,7 +240,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func
 			cost += c
 			stepCost, p.Usage.CostUSD = &c, ptr(cost)
 		}
-		rt.publish(rec.ID, "llm.response", map[string]any{"step": step, "model": spec.Model, "tokens_in": resp.TokensIn,
+		evs.publish("llm.response", map[string]any{"step": step, "model": spec.Model, "tokens_in": resp.TokensIn,
 			"tokens_out": resp.TokensOut, "cost_usd": stepCost, "duration_ms": time.Since(t0).Milliseconds(), "tool_calls": len(resp.ToolCalls)})
 		if resp.Text != "" {
 			p.Output = resp.Text
@@ -247,10 +249,11 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func
 		if len(resp.ToolCalls) == 0 {
 			return p, nil
 		}
-		results, calls := rt.runTools(ctx, env, rec.ID, step, resp.ToolCalls)
+		results, calls := rt.runTools(ctx, env, evs, step, resp.ToolCalls)
 		p.ToolCalls = append(p.ToolCalls, calls...)
 		p.Usage.ToolCalls += int64(len(calls))
 		msgs = append(msgs, Message{Role: "tool", Results: results})
+		evs.flush()
 		progress(p)
 		if ctx.Err() != nil {
 			return p, ctx.Err()
@@ -262,7 +265,7 @@ func ptr[T any](v T) *T { return &v }
 
 // runTools runs the calls of one response concurrently, each through the
 // policy gate, and returns their results in order.
-func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, agentID string, step int, calls []ToolCall) ([]ToolResult, []supervisor.ToolCall) {
+func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, step int, calls []ToolCall) ([]ToolResult, []supervisor.ToolCall) {
 	results := make([]ToolResult, len(calls))
 	recs := make([]supervisor.ToolCall, len(calls))
 	var wg sync.WaitGroup
@@ -271,7 +274,7 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, agentID string,
 		go func() {
 			defer wg.Done()
 			args := truncate(string(c.Args), 500)
-			rt.publish(agentID, "tool.started", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name, "args": args})
+			evs.publish("tool.started", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name, "args": args})
 			t0 := time.Now()
 			out, err := tools.Call(ctx, env, c.Name, c.Args)
 			d := time.Since(t0)
@@ -283,12 +286,12 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, agentID string,
 				var denied *tools.Denied
 				if errors.As(err, &denied) {
 					rec.Denied = true
-					rt.publish(agentID, "policy.denied", denied)
+					evs.publish("policy.denied", denied)
 				}
 			} else {
 				rec.Result = truncate(out, 200)
 			}
-			rt.publish(agentID, "tool.finished", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name,
+			evs.publish("tool.finished", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name,
 				"duration_ms": d.Milliseconds(), "error": err != nil, "denied": rec.Denied})
 			results[i], recs[i] = res, rec
 		}()
@@ -304,15 +307,43 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func (rt *Runtime) publish(agentID, typ string, data any) {
-	if rt.o.Bus == nil {
+// events publishes a run's events without a round trip each: they are
+// handed to the log in order, and flush waits until all are stored (before
+// the run goes on, and before it ends, so that the agent's terminal event
+// comes after them).
+type events struct {
+	rt      *Runtime
+	agentID string
+	mu      sync.Mutex
+	pending []*bus.Pending
+}
+
+func (e *events) publish(typ string, data any) {
+	if e.rt.o.Bus == nil {
 		return
 	}
 	b, _ := json.Marshal(data)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := e.rt.o.Bus.PublishAsync(bus.Event{Type: typ, AgentID: e.agentID, Data: b})
+	if err != nil {
+		e.rt.o.Logger.Error("publish event", "type", typ, "agent", e.agentID, "err", err)
+		return
+	}
+	e.pending = append(e.pending, p)
+}
+
+func (e *events) flush() {
+	e.mu.Lock()
+	pending := e.pending
+	e.pending = nil
+	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := rt.o.Bus.Publish(ctx, bus.Event{Type: typ, AgentID: agentID, Data: b}); err != nil {
-		rt.o.Logger.Error("publish event", "type", typ, "agent", agentID, "err", err)
+	for _, p := range pending {
+		if ev, err := p.Wait(ctx); err != nil {
+			e.rt.o.Logger.Error("publish event", "type", ev.Type, "agent", e.agentID, "err", err)
+		}
 	}
 }
 

@@ -130,35 +130,9 @@ func (b *Bus) PublishBatch(ctx context.Context, evs []Event) ([]Event, error) {
 	if len(evs) > MaxBatch {
 		return nil, &InvalidError{Field: "events", Msg: fmt.Sprintf("at most %d events at once (got %d)", MaxBatch, len(evs))}
 	}
-	subjects := make([]string, len(evs))
-	payloads := make([][]byte, len(evs))
-	out := make([]Event, len(evs))
-	for i, ev := range evs {
-		if err := ValidateType(ev.Type); err != nil {
-			return nil, err
-		}
-		if ev.AgentID != "" {
-			if err := ValidateAgent(ev.AgentID); err != nil {
-				return nil, err
-			}
-		}
-		if ev.Data != nil && !json.Valid(ev.Data) {
-			return nil, &InvalidError{Field: "data", Msg: "must be valid JSON"}
-		}
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, err
-		}
-		ev.Seq, ev.ID, ev.Time, ev.Node = 0, id.String(), time.Now().UTC(), b.node
-		if payloads[i], err = json.Marshal(ev); err != nil {
-			return nil, err
-		}
-		agent := ev.AgentID
-		if agent == "" {
-			agent = "-"
-		}
-		subjects[i] = subjectPrefix + ev.Type + "." + agent
-		out[i] = ev
+	subjects, payloads, out, err := b.prepare(evs)
+	if err != nil {
+		return nil, err
 	}
 	// Asynchronous publishes with a wait for their own acks: publishers
 	// share one reply subscription and pipeline their messages, and each
@@ -172,16 +146,87 @@ func (b *Bus) PublishBatch(ctx context.Context, evs []Event) ([]Event, error) {
 		futs[i] = fut
 	}
 	for i, fut := range futs {
-		select {
-		case ack := <-fut.Ok():
-			out[i].Seq = ack.Sequence
-		case err := <-fut.Err():
-			return nil, fmt.Errorf("publish %s: %w", out[i].Type, err)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("publish %s: %w", out[i].Type, ctx.Err())
+		p := Pending{ev: out[i], fut: fut}
+		if out[i], err = p.Wait(ctx); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// Pending is an event handed to the log whose storing is not yet
+// confirmed.
+type Pending struct {
+	ev  Event
+	fut jetstream.PubAckFuture
+}
+
+// Wait returns the event, with its sequence, once it is stored.
+func (p *Pending) Wait(ctx context.Context) (Event, error) {
+	select {
+	case ack := <-p.fut.Ok():
+		p.ev.Seq = ack.Sequence
+		return p.ev, nil
+	case err := <-p.fut.Err():
+		return p.ev, fmt.Errorf("publish %s: %w", p.ev.Type, err)
+	case <-ctx.Done():
+		return p.ev, fmt.Errorf("publish %s: %w", p.ev.Type, ctx.Err())
+	}
+}
+
+// PublishAsync hands an event to the log and returns without waiting for
+// it to be stored; Pending.Wait does. Events handed over by one goroutine
+// are stored in that order, and before any it publishes afterwards.
+func (b *Bus) PublishAsync(ev Event) (*Pending, error) {
+	_, payloads, out, err := b.prepare([]Event{ev})
+	if err != nil {
+		return nil, err
+	}
+	agent := out[0].AgentID
+	if agent == "" {
+		agent = "-"
+	}
+	fut, err := b.js.PublishAsync(subjectPrefix+out[0].Type+"."+agent, payloads[0])
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", out[0].Type, err)
+	}
+	return &Pending{ev: out[0], fut: fut}, nil
+}
+
+// prepare validates events, stamps them and returns their subjects and
+// payloads.
+func (b *Bus) prepare(evs []Event) (subjects []string, payloads [][]byte, out []Event, err error) {
+	subjects = make([]string, len(evs))
+	payloads = make([][]byte, len(evs))
+	out = make([]Event, len(evs))
+	for i, ev := range evs {
+		if err := ValidateType(ev.Type); err != nil {
+			return nil, nil, nil, err
+		}
+		if ev.AgentID != "" {
+			if err := ValidateAgent(ev.AgentID); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		if ev.Data != nil && !json.Valid(ev.Data) {
+			return nil, nil, nil, &InvalidError{Field: "data", Msg: "must be valid JSON"}
+		}
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ev.Seq, ev.ID, ev.Time, ev.Node = 0, id.String(), time.Now().UTC(), b.node
+		if payloads[i], err = json.Marshal(ev); err != nil {
+			return nil, nil, nil, err
+		}
+		agent := ev.AgentID
+		if agent == "" {
+			agent = "-"
+		}
+		subjects[i] = subjectPrefix + ev.Type + "." + agent
+		out[i] = ev
+	}
+	return subjects, payloads, out, nil
 }
 
 // LastSeq is the sequence of the newest event in the log (0 when empty).

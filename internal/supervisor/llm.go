@@ -112,6 +112,14 @@ func (s *Supervisor) progress(a *agent, p Progress) {
 		p.ToolCalls = p.ToolCalls[len(p.ToolCalls)-MaxToolCalls:]
 	}
 	a.rec.Output, a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = p.Output, p.Steps, p.ToolCalls, p.Usage
+	// Readers see every step at once; the bucket gets at most one write a
+	// second of a running loop (its end is always written), so a long run
+	// does not rewrite its growing record at every step.
+	if time.Since(a.lastProgress) < time.Second {
+		a.publishSnap()
+		return
+	}
+	a.lastProgress = time.Now()
 	s.save(a, "", nil)
 }
 

@@ -104,6 +104,8 @@ type agent struct {
 	wake    chan struct{}
 	started bool // the current run has been admitted
 	gone    bool // deleted
+	// lastProgress is when an llm run's progress was last written.
+	lastProgress time.Time
 }
 
 type killRequest struct {

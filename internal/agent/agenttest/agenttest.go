@@ -45,6 +45,9 @@ type Reply struct {
 type Server struct {
 	*httptest.Server
 	key string
+	// Lean skips keeping the requests (a model's own work, which a
+	// benchmark of the kernel must not count).
+	Lean bool
 
 	mu       sync.Mutex
 	script   []Reply
@@ -55,24 +58,38 @@ type Server struct {
 // New starts a server that accepts key and answers with script; the last
 // reply repeats once the others are used.
 func New(t testing.TB, key string, script ...Reply) *Server {
+	f := Start(key, script...)
+	t.Cleanup(f.Close)
+	return f
+}
+
+// Start is New without a test: the caller closes the server.
+func Start(key string, script ...Reply) *Server {
 	f := &Server{key: key, script: script}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", f.openai)
 	mux.HandleFunc("POST /v1/messages", f.anthropic)
 	f.Server = httptest.NewServer(mux)
-	t.Cleanup(f.Close)
 	return f
 }
 
 // next records the request and returns the reply for it.
 func (f *Server) next(r *http.Request) (Reply, int) {
-	body, _ := io.ReadAll(r.Body)
 	var m map[string]any
-	json.Unmarshal(body, &m)
+	if f.Lean {
+		io.Copy(io.Discard, r.Body)
+		m = map[string]any{}
+	} else {
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &m)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, m)
-	f.headers = append(f.headers, r.Header.Clone())
+	f.headers = append(f.headers, nil)
+	if !f.Lean {
+		f.headers[len(f.headers)-1] = r.Header.Clone()
+	}
 	n := len(f.requests) - 1
 	if len(f.script) == 0 {
 		return Reply{Text: "(script exhausted)"}, n

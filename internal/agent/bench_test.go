@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oxios/oxios/internal/agent/agenttest"
+	"github.com/oxios/oxios/internal/supervisor"
+)
+
+// serveEnv makes the test binary a model server (see serveForBenchmark).
+const serveEnv = "OXIOS_AGENTTEST_SERVE"
+
+// serveForBenchmark runs the local model server, answering every request
+// with one list_dir tool call, and prints its URL; the benchmark that
+// started this process kills it.
+func serveForBenchmark() {
+	llm := agenttest.Start(testKey, agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c", "list_dir", map[string]string{})}, In: 100, Out: 10})
+	llm.Lean = true
+	fmt.Println(llm.URL)
+	select {}
+}
+
+// BenchmarkLoopStep measures the kernel's cost of one loop step against a
+// model server that answers at once, in its own process (so that its work
+// is not counted): the model call over HTTP (streamed, built and parsed by
+// the real SDK), one tool call through the gate, its events and the
+// record's update. Each op is one agent of 50 steps (the default
+// max_steps), so the conversation grows as in a real run. It reports the
+// wall time per step and this process's CPU time per step.
+//
+//	go test -run '^$' -bench LoopStep -benchtime 20x ./internal/agent
+func BenchmarkLoopStep(b *testing.B) {
+	const steps = 50
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := newStackAt(b, strings.TrimSpace(url), 10)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for b.Loop() {
+		r := s.run(supervisor.Spec{Goal: "loop", MaxSteps: steps})
+		if r.Steps != steps || !strings.HasPrefix(r.Reason, "max steps reached") {
+			b.Fatalf("%d steps: %s %q", r.Steps, r.State, r.Reason)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*steps)/1000, "ms/step")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*steps)/1000, "cpu-ms/step")
+}
+
+// cpuTime is the user and system CPU time of this process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkConcurrentAgents runs 200 llm agents at once (max_running_llm
+// 200) against a provider with 50 ms latency; each takes two steps (a tool
+// call, then the answer). It reports agents and steps per second and the
+// process's memory.
+//
+//	go test -run '^$' -bench ConcurrentAgents -benchtime 3x ./internal/agent
+func BenchmarkConcurrentAgents(b *testing.B) {
+	const n = 200
+	llm := agenttest.New(b, testKey) // replies are set per round
+	llm.Lean = true
+	s := newStackTB(b, llm, n)
+	var total time.Duration
+	var peakRSS int
+	for b.Loop() {
+		llm.SetScript()
+		script := make([]agenttest.Reply, 0, 2*n)
+		for range n {
+			script = append(script, agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c", "list_dir", map[string]string{})}, Delay: 50 * time.Millisecond, In: 100, Out: 10})
+		}
+		for range n {
+			script = append(script, agenttest.Reply{Text: "done", Delay: 50 * time.Millisecond, In: 100, Out: 5})
+		}
+		llm.SetScript(script...)
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if r := s.run(supervisor.Spec{Goal: "work"}); r.State != supervisor.Succeeded {
+					b.Errorf("%s %q", r.State, r.Reason)
+				}
+			}()
+		}
+		wg.Wait()
+		total += time.Since(t0)
+		peakRSS = max(peakRSS, rssKB())
+	}
+	per := total.Seconds() / float64(b.N)
+	b.ReportMetric(per*1000, "ms/200-agents")
+	b.ReportMetric(n/per, "agents/s")
+	b.ReportMetric(2*n/per, "steps/s")
+	b.ReportMetric(float64(peakRSS)/1024, "MB-RSS")
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "MB-heap")
+}
+
+func rssKB() int {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			kb, _ := strconv.Atoi(strings.Fields(l)[1])
+			return kb
+		}
+	}
+	return 0
+}
