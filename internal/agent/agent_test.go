@@ -181,6 +181,14 @@ func TestToolLoopWritesAFile(t *testing.T) {
 			if want := 450*price.Input/1e6 + 38*price.Output/1e6; *u.CostUSD < want*0.999 || *u.CostUSD > want*1.001 {
 				t.Fatalf("cost %v, want %v", *u.CostUSD, want)
 			}
+			// The tools are described in the wire format.
+			tools, _ := json.Marshal(llm.Request(0)["tools"])
+			if model == "openai/gpt-4.1-mini" && !strings.Contains(string(tools), `{"function":{"description":"Read a text file. Paths are relative to your workspace.","name":"read_file","parameters":{"additionalProperties":false,"properties":{"path":{"description":"file to read","type":"string"}},"required":["path"],"type":"object"}},"type":"function"}`) {
+				t.Fatalf("tools sent: %s", tools)
+			}
+			if model != "openai/gpt-4.1-mini" && !strings.Contains(string(tools), `"input_schema":{"additionalProperties":false,"properties":{"path":{"description":"file to read","type":"string"}},"required":["path"],"type":"object"},"name":"read_file"`) {
+				t.Fatalf("tools sent: %s", tools)
+			}
 			// The tool result went back to the model with its call id.
 			if m := llm.MessagesJSON(2); !strings.Contains(m, "hello, world") || !strings.Contains(m, "c2") {
 				t.Fatalf("third request's messages: %s", m)
@@ -388,5 +396,19 @@ func TestSubAgent(t *testing.T) {
 	subs, _ := s.sup.List(supervisor.Filter{Kind: "llm"}, 0, "")
 	if len(subs) != 2 || subs[0].Spec.Parent != r.ID || subs[0].Spec.Dir != r.Spec.Dir {
 		t.Fatalf("sub-agents %+v", subs)
+	}
+}
+
+// ollama is the OpenAI-compatible provider at its own URL, without a key of
+// the user's, and its local models cost nothing.
+func TestOllamaPreset(t *testing.T) {
+	llm := agenttest.New(t, "ollama", agenttest.Reply{Text: "local", In: 10, Out: 2})
+	s := newStack(t, llm, nil)
+	r := s.run(supervisor.Spec{Goal: "hi", Model: "ollama/llama3.2"})
+	if r.State != supervisor.Succeeded || r.Output != "local" || r.Usage.CostUSD == nil || *r.Usage.CostUSD != 0 {
+		t.Fatalf("%s %q %+v", r.State, r.Reason, r.Usage)
+	}
+	if m := llm.Request(0)["model"]; m != "llama3.2" {
+		t.Fatalf("model sent: %v", m)
 	}
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
 	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/tools"
 )
 
 // serveEnv makes the test binary a model server (see serveForBenchmark).
@@ -35,12 +37,11 @@ func serveForBenchmark() {
 // is not counted): the model call over HTTP (streamed, built and parsed by
 // the real SDK), one tool call through the gate, its events and the
 // record's update. Each op is one agent of 50 steps (the default
-// max_steps), so the conversation grows as in a real run. It reports the
-// wall time per step and this process's CPU time per step.
+// max_steps) or of 10, so the conversation grows as in a real run. It
+// reports the wall time per step and this process's CPU time per step.
 //
 //	go test -run '^$' -bench LoopStep -benchtime 20x ./internal/agent
 func BenchmarkLoopStep(b *testing.B) {
-	const steps = 50
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), serveEnv+"=1")
 	out, _ := cmd.StdoutPipe()
@@ -53,16 +54,20 @@ func BenchmarkLoopStep(b *testing.B) {
 		b.Fatal(err)
 	}
 	s := newStackAt(b, strings.TrimSpace(url), 10)
-	cpu0 := cpuTime()
-	b.ResetTimer()
-	for b.Loop() {
-		r := s.run(supervisor.Spec{Goal: "loop", MaxSteps: steps})
-		if r.Steps != steps || !strings.HasPrefix(r.Reason, "max steps reached") {
-			b.Fatalf("%d steps: %s %q", r.Steps, r.State, r.Reason)
-		}
+	for _, steps := range []int{10, 50} {
+		b.Run(fmt.Sprintf("steps=%d", steps), func(b *testing.B) {
+			s.t = b
+			cpu0 := cpuTime()
+			for b.Loop() {
+				r := s.run(supervisor.Spec{Goal: "loop", MaxSteps: steps})
+				if r.Steps != steps || !strings.HasPrefix(r.Reason, "max steps reached") {
+					b.Fatalf("%d steps: %s %q", r.Steps, r.State, r.Reason)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*steps)/1000, "ms/step")
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*steps)/1000, "cpu-ms/step")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*steps)/1000, "ms/step")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*steps)/1000, "cpu-ms/step")
 }
 
 // cpuTime is the user and system CPU time of this process.
@@ -129,4 +134,35 @@ func rssKB() int {
 		}
 	}
 	return 0
+}
+
+// BenchmarkProviderCall is one model call alone through the OpenAI SDK to
+// the out-of-process server: the floor under a loop step.
+//
+//	go test -run '^$' -bench ProviderCall ./internal/agent
+func BenchmarkProviderCall(b *testing.B) {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url, _ := bufio.NewReader(out).ReadString('\n')
+	p := newOpenAI("openai", ProviderConfig{BaseURL: strings.TrimSpace(url) + "/v1", APIKey: testKey}, 0)
+	var defs []ToolDef
+	for _, d := range tools.Defs() {
+		defs = append(defs, ToolDef{Name: d.Name, Description: d.Description, Schema: d.Schema})
+	}
+	req := Request{Model: "m", System: "be brief", Messages: []Message{{Role: "user", Text: "hi"}}, Tools: defs}
+	if os.Getenv("NOTOOLS") != "" {
+		req.Tools = nil
+	}
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if _, err := p.Complete(context.Background(), req, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N)/1000, "cpu-ms/call")
 }

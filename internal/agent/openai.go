@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -17,6 +19,34 @@ import (
 type openAI struct {
 	name   string
 	client openai.Client
+
+	mu      sync.Mutex
+	schemas map[string]openai.FunctionParameters
+}
+
+// parameters returns a tool's JSON schema with its values encoded once:
+// the SDK encodes nested maps by reflection at every request, which for
+// the built-in tools cost a third of a model call.
+func (p *openAI) parameters(t ToolDef) openai.FunctionParameters {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fp, ok := p.schemas[t.Name]; ok {
+		return fp
+	}
+	fp := openai.FunctionParameters{}
+	for k, v := range t.Schema {
+		b, err := json.Marshal(v)
+		if err != nil {
+			fp[k] = v
+			continue
+		}
+		fp[k] = json.RawMessage(b)
+	}
+	if p.schemas == nil {
+		p.schemas = map[string]openai.FunctionParameters{}
+	}
+	p.schemas[t.Name] = fp
+	return fp
 }
 
 func newOpenAI(name string, c ProviderConfig, retries int) *openAI {
@@ -74,7 +104,7 @@ func (p *openAI) Complete(ctx context.Context, req Request, onText func(string))
 		params.Tools = append(params.Tools, openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
 			Name:        t.Name,
 			Description: openai.String(t.Description),
-			Parameters:  openai.FunctionParameters(t.Schema),
+			Parameters:  p.parameters(t),
 		}))
 	}
 	stream := p.client.Chat.Completions.NewStreaming(ctx, params)
