@@ -118,8 +118,9 @@ func (p *openAI) Complete(ctx context.Context, req Request, onText func(string))
 	for stream.Next() {
 		chunk := stream.Current()
 		if chunk.JSON.Usage.Valid() {
-			resp.TokensIn += chunk.Usage.PromptTokens
-			resp.TokensOut += chunk.Usage.CompletionTokens
+			// The last usage seen is the total (servers that send running
+			// totals on every chunk must not be added up).
+			resp.TokensIn, resp.TokensOut = chunk.Usage.PromptTokens, chunk.Usage.CompletionTokens
 		}
 		if len(chunk.Choices) == 0 {
 			continue

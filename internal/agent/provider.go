@@ -105,8 +105,9 @@ func SplitModel(id string) (provider, model string, err error) {
 }
 
 // Breaker is a per-provider circuit breaker: after Threshold failed calls
-// in a row (each already retried), calls fail fast for Cooldown, then one
-// call is let through to probe the provider.
+// in a row (each already retried), calls fail fast for Cooldown; then a
+// single call is let through to probe the provider, and its outcome closes
+// the circuit or opens it for another Cooldown.
 type Breaker struct {
 	Threshold int
 	Cooldown  time.Duration
@@ -114,22 +115,29 @@ type Breaker struct {
 	mu       sync.Mutex
 	failures map[string]int
 	openTill map[string]time.Time
+	probing  map[string]bool
 	now      func() time.Time
 }
 
 // NewBreaker returns a breaker with the given limits.
 func NewBreaker(threshold int, cooldown time.Duration) *Breaker {
-	return &Breaker{Threshold: threshold, Cooldown: cooldown, failures: map[string]int{}, openTill: map[string]time.Time{}, now: time.Now}
+	return &Breaker{Threshold: threshold, Cooldown: cooldown, failures: map[string]int{},
+		openTill: map[string]time.Time{}, probing: map[string]bool{}, now: time.Now}
 }
 
 // Allow returns an error while provider's circuit is open.
 func (b *Breaker) Allow(provider string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if till, ok := b.openTill[provider]; ok && b.now().Before(till) {
-		return &ProviderError{Provider: provider, Message: fmt.Sprintf("unavailable: %d calls in a row failed; not calling it again until %s", b.failures[provider], till.UTC().Format(time.RFC3339))}
+	till, open := b.openTill[provider]
+	if !open {
+		return nil
 	}
-	return nil
+	if b.now().After(till) && !b.probing[provider] {
+		b.probing[provider] = true // this call is the probe
+		return nil
+	}
+	return &ProviderError{Provider: provider, Message: fmt.Sprintf("unavailable: %d calls in a row failed; not calling it again until %s", b.failures[provider], till.UTC().Format(time.RFC3339))}
 }
 
 // Record counts a call's outcome. Only failures of the provider itself
@@ -138,15 +146,18 @@ func (b *Breaker) Record(provider string, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return // the agent stopped: that says nothing of the provider
+		b.probing[provider] = false // the agent stopped: that says nothing of the provider
+		return
 	}
 	var pe *ProviderError
 	if err == nil || (errors.As(err, &pe) && pe.Status > 0 && pe.Status < 500 && pe.Status != 429) {
 		b.failures[provider] = 0
 		delete(b.openTill, provider)
+		b.probing[provider] = false
 		return
 	}
 	b.failures[provider]++
+	b.probing[provider] = false
 	if b.failures[provider] >= b.Threshold {
 		b.openTill[provider] = b.now().Add(b.Cooldown)
 	}

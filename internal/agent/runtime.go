@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -268,6 +269,7 @@ func ptr[T any](v T) *T { return &v }
 func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, step int, calls []ToolCall) ([]ToolResult, []supervisor.ToolCall) {
 	results := make([]ToolResult, len(calls))
 	recs := make([]supervisor.ToolCall, len(calls))
+	var mu sync.Mutex // guards results and recs against a call left behind
 	var wg sync.WaitGroup
 	for i, c := range calls {
 		wg.Add(1)
@@ -279,6 +281,9 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, st
 			out, err := tools.Call(ctx, env, c.Name, c.Args)
 			d := time.Since(t0)
 			rec := supervisor.ToolCall{Step: step, Name: c.Name, Args: args, DurationMS: d.Milliseconds()}
+			if out == "" {
+				out = "(no output)" // an empty tool result is refused by some APIs
+			}
 			res := ToolResult{CallID: c.ID, Name: c.Name, Content: out}
 			if err != nil {
 				res.Content, res.IsError = "error: "+err.Error(), true
@@ -291,13 +296,26 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, st
 			} else {
 				rec.Result = truncate(out, 200)
 			}
+			if ctx.Err() != nil {
+				return // the run has ended; nothing of this call is recorded
+			}
 			evs.publish("tool.finished", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name,
 				"duration_ms": d.Milliseconds(), "error": err != nil, "denied": rec.Denied})
+			mu.Lock()
 			results[i], recs[i] = res, rec
+			mu.Unlock()
 		}()
 	}
-	wg.Wait()
-	return results, recs
+	// A kill or timeout does not wait for a tool that ignores it.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(results), slices.Clone(recs)
 }
 
 func truncate(s string, n int) string {

@@ -6,6 +6,7 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -134,6 +135,22 @@ func (s *Scheduler) Acquire(id string, llm bool) {
 	s.holders[id] = llm
 	if llm {
 		s.llm++
+	}
+}
+
+// Reacquire queues id for a slot again, after it gave its own up with
+// Release, and waits until it holds one or ctx ends. A parent agent that
+// waits for its sub-agent lends it its slot this way, so that the two never
+// wait on each other for slots.
+func (s *Scheduler) Reacquire(ctx context.Context, id string, p Priority, llm bool) error {
+	got := make(chan struct{})
+	s.Submit(Ticket{ID: id, Priority: p, LLM: llm, Start: func() { close(got) }})
+	select {
+	case <-got:
+		return nil
+	case <-ctx.Done():
+		s.Cancel(id) // if it was admitted meanwhile, the slot is freed with the agent
+		return ctx.Err()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/scheduler"
 )
 
 // LLM runs language-model agents; internal/agent implements it.
@@ -147,6 +148,12 @@ func (s *Supervisor) SpawnSub(ctx context.Context, parentID, goal, name, model s
 	if name == "" {
 		name = parent.Name + "-sub"
 	}
+	// The parent lends its slot to the sub-agent while it waits, and takes
+	// one again before it goes on: with every slot held by parents, their
+	// sub-agents could otherwise never start.
+	prio, _ := scheduler.ParsePriority(parent.Spec.Priority)
+	s.o.Scheduler.Release(parentID)
+	defer s.o.Scheduler.Reacquire(ctx, parentID, prio, true)
 	child, err := s.Spawn(ctx, Spec{Kind: KindLLM, Name: name, Goal: goal, Model: model, Dir: parent.Spec.Dir,
 		Policy: parent.Spec.Policy, Priority: parent.Spec.Priority, Parent: parentID, Labels: parent.Spec.Labels})
 	if err != nil {

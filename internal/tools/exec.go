@@ -88,6 +88,9 @@ func execTool(ctx context.Context, g *Gate, command string, args []string, shell
 		if err != nil {
 			return "", err
 		}
+		if err := g.Args(args); err != nil {
+			return "", err
+		}
 		path = p
 	}
 	vars := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.Workspace(), "LANG=C.UTF-8"}

@@ -183,16 +183,26 @@ func NewGate(workspace string, p Policy) (*Gate, error) {
 // Workspace is the agent's workspace, symlinks resolved.
 func (g *Gate) Workspace() string { return g.workspace }
 
-// pattern makes a glob absolute (relative to the workspace) with its fixed
-// base symlink-resolved, so it compares with resolved paths.
+// pattern makes a glob absolute, so it compares with resolved paths. A
+// relative pattern is relative to the workspace, whose path is taken
+// literally (a '*' or '[' in it is not a wildcard); an absolute pattern has
+// its fixed base symlink-resolved.
 func (g *Gate) pattern(pat string) string {
 	if !filepath.IsAbs(pat) {
-		pat = filepath.Join(g.workspace, pat)
+		base, rel := g.workspace, filepath.ToSlash(filepath.Clean(pat))
+		for rel == ".." || strings.HasPrefix(rel, "../") {
+			base, rel = filepath.Dir(base), strings.TrimPrefix(strings.TrimPrefix(rel, ".."), "/")
+		}
+		if rel == "." || rel == "" {
+			return escapeMeta(base)
+		}
+		return strings.TrimSuffix(escapeMeta(base), "/") + "/" + rel
 	}
 	base, rest := doublestar.SplitPattern(filepath.ToSlash(pat))
 	if rb, err := realPath(base); err == nil {
 		base = rb
 	}
+	base = escapeMeta(base)
 	if rest == "" {
 		return base
 	}
@@ -235,7 +245,11 @@ func matchPath(pat, p string) bool {
 		return true
 	}
 	// "dir/**" covers dir itself.
-	return strings.HasSuffix(pat, "/**") && strings.TrimSuffix(pat, "/**") == p
+	if dir, ok := strings.CutSuffix(pat, "/**"); ok {
+		m, _ := doublestar.Match(dir, p)
+		return m
+	}
+	return false
 }
 
 // Program checks that the exec tool may run command and returns the path
@@ -276,13 +290,34 @@ func (g *Gate) Program(command string) (string, error) {
 	return "", deny(fmt.Sprintf("%s is not an allowed program (allowed: %s)", command, strings.Join(g.exec.Allow, ", ")))
 }
 
-// Shell reports whether commands may run through a shell.
+// Shell reports whether commands may run through /bin/sh -c. Turning it on
+// is the policy's own choice; a shell can run any program.
 func (g *Gate) Shell() error {
 	if !g.shell {
 		return &Denied{Tool: "exec", Rule: "exec", Target: "shell", Reason: "shell mode is off (the policy's exec.shell); run a program with args instead"}
 	}
-	if !slices.Contains(g.exec.Allow, "sh") && !slices.Contains(g.exec.Allow, "/bin/sh") {
-		return &Denied{Tool: "exec", Rule: "exec", Target: "sh", Reason: "shell mode needs sh among the allowed programs"}
+	return nil
+}
+
+// Args checks the path-like arguments of a program (those with a '/',
+// or the value of a --flag=value that has one) against the path rules, so
+// an allowed program cannot be pointed at files the agent may not touch.
+func (g *Gate) Args(args []string) error {
+	for _, a := range args {
+		v := a
+		if strings.HasPrefix(v, "-") {
+			_, after, ok := strings.Cut(v, "=")
+			if !ok {
+				continue
+			}
+			v = after
+		}
+		if !strings.Contains(v, "/") || strings.Contains(v, "://") {
+			continue
+		}
+		if _, err := g.Path("exec", v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -369,4 +404,17 @@ func resolve(p string, depth int) (string, error) {
 		return resolve(filepath.Clean(filepath.Join(rest...)), depth+1)
 	}
 	return cur, nil
+}
+
+// escapeMeta escapes the glob metacharacters of a literal path.
+func escapeMeta(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		switch r {
+		case '*', '?', '[', ']', '{', '}', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

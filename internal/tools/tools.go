@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/bmatcuk/doublestar/v4"
 
@@ -57,6 +58,9 @@ const (
 )
 
 func obj(props map[string]any, required ...string) map[string]any {
+	if required == nil {
+		required = []string{} // null is not a valid "required" for OpenAI
+	}
 	return map[string]any{"type": "object", "properties": props, "required": required, "additionalProperties": false}
 }
 
@@ -120,7 +124,7 @@ func Call(ctx context.Context, env *Env, name string, args json.RawMessage) (str
 	case "list_dir":
 		return listDir(env.Gate, a.Path)
 	case "glob":
-		return glob(env.Gate, a.Pattern)
+		return glob(ctx, env.Gate, a.Pattern)
 	case "grep":
 		return grep(ctx, env.Gate, a.Pattern, a.Path, a.Glob)
 	case "exec":
@@ -158,7 +162,7 @@ func readFile(g *Gate, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	f, err := os.Open(p)
+	f, err := openRegular(p)
 	if err != nil {
 		return "", cleanErr(err, path)
 	}
@@ -245,12 +249,15 @@ func listDir(g *Gate, path string) (string, error) {
 	return b.String(), nil
 }
 
-func glob(g *Gate, pattern string) (string, error) {
+func glob(ctx context.Context, g *Gate, pattern string) (string, error) {
 	if pattern == "" || filepath.IsAbs(pattern) || !doublestar.ValidatePattern(pattern) {
 		return "", fmt.Errorf("pattern must be a valid glob relative to the workspace (got %q)", pattern)
 	}
 	var out []string
 	err := doublestar.GlobWalk(os.DirFS(g.Workspace()), pattern, func(p string, d fs.DirEntry) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if _, err := g.Path("glob", p); err != nil {
 			return nil // excluded by the policy: not shown
 		}
@@ -301,9 +308,9 @@ func grep(ctx context.Context, g *Gate, pattern, path, only string) (string, err
 		if _, err := g.Path("grep", p); err != nil {
 			return nil
 		}
-		f, err := os.Open(p)
+		f, err := openRegular(p)
 		if err != nil {
-			return nil
+			return nil // FIFOs, devices and unreadable files are skipped
 		}
 		defer f.Close()
 		rel, _ := filepath.Rel(g.Workspace(), p)
@@ -342,6 +349,28 @@ func cleanErr(err error, path string) error {
 		return fmt.Errorf("%s: %v", path, pe.Err)
 	}
 	return err
+}
+
+// openRegular opens p for reading only if it is a regular file. The open
+// does not block, so a FIFO planted in the workspace cannot hang a tool.
+func openRegular(p string) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		if fi.IsDir() {
+			return nil, &fs.PathError{Op: "read", Path: p, Err: errors.New("is a directory")}
+		}
+		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.New("not a regular file")}
+	}
+	return f, nil
 }
 
 func ioReadFull(f *os.File, b []byte) (int, error) {

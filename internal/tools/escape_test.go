@@ -1,0 +1,105 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A workspace whose name holds glob metacharacters widens the allow pattern.
+func TestWorkspaceNameIsNotAGlob(t *testing.T) {
+	root := t.TempDir()
+	ws := filepath.Join(root, "proj*")
+	other := filepath.Join(root, "projSECRET")
+	os.MkdirAll(ws, 0o700)
+	os.MkdirAll(other, 0o700)
+	os.WriteFile(filepath.Join(other, "key"), []byte("secret"), 0o600)
+	g, err := NewGate(ws, Policy{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{Gate: g}
+	b, _ := json.Marshal(map[string]string{"path": other + "/key"})
+	out, err := Call(context.Background(), e, "read_file", b)
+	if err == nil {
+		t.Errorf("ESCAPE: read %s from workspace %s: %q", other+"/key", ws, out)
+	}
+	// and a workspace with [..] denies its own files
+	ws2 := filepath.Join(root, "w[1]")
+	os.MkdirAll(ws2, 0o700)
+	g2, _ := NewGate(ws2, Policy{})
+	if _, err := g2.Path("read_file", "a.txt"); err != nil {
+		t.Errorf("own file denied: %v", err)
+	}
+	if _, err := g2.Path("read_file", filepath.Join(root, "w1", "x")); err == nil {
+		t.Errorf("ESCAPE: %s/w1/x allowed", root)
+	}
+}
+
+// grep (and read_file) on a FIFO in the workspace ignores ctx: the agent
+// cannot be killed.
+func TestFIFOCannotHangATool(t *testing.T) {
+	e, ws := env(t, Policy{})
+	if err := syscall.Mkfifo(filepath.Join(ws, "pipe"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		Call(ctx, e, "grep", json.RawMessage(`{"pattern":"x"}`))
+		close(done)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Error("grep still blocked 3s after its context was cancelled")
+		// unblock it
+		f, _ := os.OpenFile(filepath.Join(ws, "pipe"), os.O_WRONLY, 0)
+		f.Close()
+	}
+}
+
+// glob follows a symlink loop inside the workspace and ignores ctx.
+func TestGlobSymlinkLoopEnds(t *testing.T) {
+	e, ws := env(t, Policy{})
+	os.MkdirAll(filepath.Join(ws, "a"), 0o700)
+	os.Symlink("..", filepath.Join(ws, "a", "up"))
+	done := make(chan string, 1)
+	go func() {
+		out, err := Call(context.Background(), e, "glob", json.RawMessage(`{"pattern":"**/nothing"}`))
+		if err != nil {
+			out += " " + err.Error()
+		}
+		done <- out
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Error("glob **/nothing did not return in 5s with a ws/a/up -> .. symlink")
+	}
+}
+
+// An allowed program cannot be pointed at a path the agent may not touch;
+// shell mode needs no "sh" in the allowlist, only exec.shell.
+func TestExecArgumentsAreChecked(t *testing.T) {
+	yes := true
+	e, _ := env(t, Policy{Exec: ExecPolicy{Allow: []string{"cat"}, Shell: &yes}})
+	for _, args := range [][]string{{"/etc/passwd"}, {"../../x"}, {"--file=/proc/1/environ"}} {
+		if _, err := call(t, e, "exec", map[string]any{"command": "cat", "args": args}); !denied(err, "paths") {
+			t.Errorf("cat %v: %v", args, err)
+		}
+	}
+	if out, err := call(t, e, "exec", map[string]any{"command": "cat", "args": []string{"-n", "./missing"}}); err != nil || !strings.HasPrefix(out, "exit code 1") {
+		t.Errorf("cat inside the workspace: %q %v", out, err)
+	}
+	if out, err := call(t, e, "exec", map[string]any{"command": "echo shell", "shell": true}); err != nil || !strings.Contains(out, "shell") {
+		t.Errorf("shell mode: %q %v", out, err)
+	}
+}
