@@ -190,6 +190,14 @@ func TestAgentsRecoverAfterSIGKILL(t *testing.T) {
 	if leftover(svcRun) || leftover(onceRun) {
 		t.Fatal("processes of the old daemon's agents survived its restart")
 	}
+	// The audit trail kept every spawn across the SIGKILL, and verifies.
+	r := e.oxios("audit", "list", "--action", "agent.spawn", "-o", "json")
+	if r.code != 0 || strings.Count(r.stdout, `"action": "agent.spawn"`) != 2 {
+		t.Fatalf("audit after SIGKILL: %s", r)
+	}
+	if r = e.oxios("audit", "verify"); r.code != 0 {
+		t.Fatalf("audit verify after SIGKILL: %s", r)
+	}
 	if r := e.oxios("stop"); r.code != 0 {
 		t.Fatal(r)
 	}

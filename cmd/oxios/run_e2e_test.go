@@ -63,6 +63,15 @@ func TestRunGoal(t *testing.T) {
 		t.Fatalf("records: %s", list.stdout)
 	}
 
+	// The policy denial is in the audit trail, which verifies.
+	r = e.oxios("audit", "list", "--action", "policy.*", "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"action": "policy.denied"`) || !strings.Contains(r.stdout, "read_file:/etc/passwd") {
+		t.Fatalf("audit list: %s", r)
+	}
+	if r = e.oxios("audit", "verify"); r.code != 0 || !strings.Contains(r.stdout, "audit trail intact") {
+		t.Fatalf("audit verify: %s", r)
+	}
+
 	// Bad input: an unknown provider is refused at spawn, naming them.
 	r = e.oxios("run", "x", "--model", "mistral/large")
 	if r.code != 2 || !strings.Contains(r.stderr, "openai, anthropic, ollama") {

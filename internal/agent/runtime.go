@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
@@ -20,6 +21,11 @@ import (
 // Publisher stores events without waiting for each; *bus.Bus is one.
 type Publisher interface {
 	PublishAsync(ev bus.Event) (*bus.Pending, error)
+}
+
+// Auditor appends to the audit trail; *audit.Log is one.
+type Auditor interface {
+	Append(ctx context.Context, e audit.Entry) (audit.Entry, error)
 }
 
 // ProviderConfig is one provider's settings. Empty fields take the usual
@@ -46,6 +52,8 @@ type Options struct {
 	State   tools.State
 	Spawner tools.Spawner
 	Breaker *Breaker
+	// Audit, if set, records every policy denial.
+	Audit Auditor
 	// MaxRetries of a model call on 429, 5xx or a lost connection: 0 is
 	// the default (3), negative is none.
 	MaxRetries int
@@ -292,6 +300,7 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, st
 				if errors.As(err, &denied) {
 					rec.Denied = true
 					evs.publish("policy.denied", denied)
+					rt.auditDenial(env.AgentID, denied)
 				}
 			} else {
 				rec.Result = truncate(out, 200)
@@ -316,6 +325,23 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, st
 	mu.Lock()
 	defer mu.Unlock()
 	return slices.Clone(results), slices.Clone(recs)
+}
+
+// auditDenial records a policy decision against an agent's tool call.
+func (rt *Runtime) auditDenial(agentID string, d *tools.Denied) {
+	if rt.o.Audit == nil {
+		return
+	}
+	action := "policy.denied"
+	if d.Rule == "ask" {
+		action = "policy.ask"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := rt.o.Audit.Append(ctx, audit.Entry{Actor: "agent:" + agentID, Action: action, Resource: d.Tool + ":" + d.Target,
+		Outcome: "denied", Detail: map[string]any{"rule": d.Rule, "reason": d.Reason}}); err != nil {
+		rt.o.Logger.Error("audit", "action", action, "err", err)
+	}
 }
 
 func truncate(s string, n int) string {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/supervisor"
 )
@@ -106,6 +107,13 @@ func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
 		agentError(w, err)
 		return
 	}
+	detail := map[string]any{"kind": rec.Kind, "name": rec.Name}
+	if rec.Kind == supervisor.KindLLM {
+		detail["model"] = rec.Spec.Model
+	} else {
+		detail["command"] = rec.Spec.Command
+	}
+	s.audit(r, audit.Entry{Action: "agent.spawn", Resource: "agent/" + rec.ID, Detail: detail})
 	w.Header().Set("Location", "/api/v1/agents/"+rec.ID)
 	writeJSON(w, http.StatusCreated, rec)
 }
@@ -245,6 +253,7 @@ func (s *Server) agentKill(w http.ResponseWriter, r *http.Request) {
 		agentError(w, err)
 		return
 	}
+	s.audit(r, audit.Entry{Action: "agent.kill", Resource: "agent/" + rec.ID, Detail: map[string]any{"state": rec.State}})
 	writeJSON(w, http.StatusOK, rec)
 }
 
@@ -258,6 +267,7 @@ func (s *Server) agentRestart(w http.ResponseWriter, r *http.Request) {
 		agentError(w, err)
 		return
 	}
+	s.audit(r, audit.Entry{Action: "agent.restart", Resource: "agent/" + rec.ID})
 	writeJSON(w, http.StatusOK, rec)
 }
 
@@ -270,6 +280,7 @@ func (s *Server) agentDelete(w http.ResponseWriter, r *http.Request) {
 		agentError(w, err)
 		return
 	}
+	s.audit(r, audit.Entry{Action: "agent.delete", Resource: "agent/" + r.PathValue("id")})
 	w.WriteHeader(http.StatusNoContent)
 }
 

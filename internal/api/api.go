@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
@@ -63,6 +64,7 @@ type Services struct {
 	State  *store.Store
 	Bus    *bus.Bus
 	Agents *supervisor.Supervisor
+	Audit  *audit.Log
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -99,6 +101,8 @@ func New(o Options) *Server {
 	v1.HandleFunc("POST /api/v1/agents/{id}/restart", s.agentRestart)
 	v1.HandleFunc("GET /api/v1/agents/{id}/logs", s.agentLogs)
 	v1.HandleFunc("GET /api/v1/scheduler", s.schedulerGet)
+	v1.HandleFunc("GET /api/v1/audit", s.auditList)
+	v1.HandleFunc("GET /api/v1/audit/verify", s.auditVerify)
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz)
@@ -158,6 +162,7 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 		if !ok || !strings.EqualFold(scheme, "Bearer") || !s.Authenticate(strings.TrimSpace(token)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios", error="invalid_token"`)
 			s.Logger.Warn("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path)
+			s.audit(r, audit.Entry{Actor: "remote:" + r.RemoteAddr, Action: "auth.failed", Resource: r.Method + " " + r.URL.Path, Outcome: "denied"})
 			writeError(w, http.StatusUnauthorized, "invalid token", "")
 			return
 		}

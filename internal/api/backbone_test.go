@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/scheduler"
@@ -63,7 +64,11 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		System:       func() System { return System{} },
 		Heartbeat:    heartbeat,
 	})
-	s.Attach(&Services{State: st, Bus: b, Agents: sup})
+	trail, err := audit.Open(ctx, bb.JS, filepath.Join(home, "secrets", "audit.key"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail})
 	srv := httptest.NewUnstartedServer(s)
 	srv.Config.RegisterOnShutdown(s.Stop)
 	srv.Start()

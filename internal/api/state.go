@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/store"
 )
@@ -198,6 +199,7 @@ func (s *Server) stateDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.publish(r, svc, "state.deleted", map[string]any{"namespace": ns, "key": key})
+	s.audit(r, audit.Entry{Action: "state.delete", Resource: "state/" + ns + "/" + key})
 	w.WriteHeader(http.StatusNoContent)
 }
 

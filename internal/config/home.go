@@ -53,6 +53,9 @@ func (h Home) SecretsDir() string { return filepath.Join(h.Dir, "secrets") }
 // AdminTokenPath is the admin API token the CLI uses by default.
 func (h Home) AdminTokenPath() string { return filepath.Join(h.Dir, "secrets", "admin.token") }
 
+// AuditKeyPath is the key of the audit trail's HMAC chain.
+func (h Home) AuditKeyPath() string { return filepath.Join(h.Dir, "secrets", "audit.key") }
+
 // WorkspacesDir holds each agent's default working directory.
 func (h Home) WorkspacesDir() string { return filepath.Join(h.Dir, "workspaces") }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/config"
@@ -209,6 +210,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 		state  *store.Store
 		ev     *bus.Bus
 		agents *supervisor.Supervisor
+		trail  *audit.Log
 	)
 	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
 	return []part{
@@ -251,6 +253,14 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			stop: func(context.Context) error { state.Close(); return nil },
 		},
 		{
+			name: "audit",
+			start: func(ctx context.Context) (err error) {
+				trail, err = audit.Open(ctx, bb.JS, k.opts.Home.AuditKeyPath(), bb.Replicas)
+				return err
+			},
+			stop: func(context.Context) error { return nil },
+		},
+		{
 			// Recovers the agents an earlier daemon left unfinished.
 			name: "supervisor",
 			start: func(ctx context.Context) (err error) {
@@ -268,6 +278,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					Policy: cfg.ToolsPolicy(),
 					Bus:    ev,
 					State:  state,
+					Audit:  trail,
 					Logger: k.log,
 				})
 				agents, err = supervisor.Open(ctx, supervisor.Options{
@@ -307,7 +318,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail})
 				return nil
 			},
 			stop: func(ctx context.Context) error {

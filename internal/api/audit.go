@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/oxios/oxios/internal/audit"
+)
+
+// audit appends an entry to the audit trail. The action it records has
+// happened (or been refused), so a failure is logged, not returned.
+func (s *Server) audit(r *http.Request, e audit.Entry) {
+	svc := s.services.Load()
+	if svc == nil || svc.Audit == nil {
+		return
+	}
+	if e.Actor == "" {
+		e.Actor = "admin" // the only token until tokens and roles exist
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if _, err := svc.Audit.Append(ctx, e); err != nil {
+		s.Logger.Error("audit", "action", e.Action, "err", err)
+	}
+}
+
+type auditList struct {
+	Items []audit.Entry `json:"items"`
+	// NextAfter continues the list (?after=); 0 when there is no more.
+	NextAfter uint64 `json:"next_after"`
+}
+
+func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "actor", "action", "since", "after", "limit") {
+		return
+	}
+	f := audit.Filter{Actor: q.Get("actor"), Action: q.Get("action")}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			if d, derr := time.ParseDuration(v); derr == nil && d > 0 {
+				t, err = time.Now().Add(-d), nil
+			}
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "since: must be an RFC 3339 time such as 2026-11-25T10:00:00Z or a duration such as 24h (got "+strconv.Quote(v)+")", "since")
+			return
+		}
+		f.Since = t
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "after: must be an entry sequence number (got "+strconv.Quote(v)+")", "after")
+			return
+		}
+		f.After = n
+	}
+	limit, ok := intParam(w, q.Get("limit"), "limit", 100, 1, 1000)
+	if !ok {
+		return
+	}
+	f.Limit = limit
+	items, err := svc.Audit.List(r.Context(), f)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "read the audit trail: "+err.Error(), "")
+		return
+	}
+	out := auditList{Items: items}
+	if out.Items == nil {
+		out.Items = []audit.Entry{}
+	}
+	if len(items) == limit {
+		out.NextAfter = items[len(items)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	v, err := svc.Audit.Verify(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "read the audit trail: "+err.Error(), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
