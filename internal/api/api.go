@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
 
@@ -49,8 +51,8 @@ type System struct {
 // Options are what the HTTP layer needs from the rest of the daemon.
 type Options struct {
 	Logger *slog.Logger
-	// Authenticate reports whether a bearer token is valid.
-	Authenticate func(token string) bool
+	// Authenticate returns who presents a bearer token, if it is valid.
+	Authenticate func(token string) (security.Principal, bool)
 	// Readiness reports the daemon's parts and whether all are ready.
 	Readiness func() Readiness
 	// System describes the running daemon.
@@ -65,6 +67,7 @@ type Services struct {
 	Bus    *bus.Bus
 	Agents *supervisor.Supervisor
 	Audit  *audit.Log
+	Tokens *security.Tokens
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -85,24 +88,9 @@ func New(o Options) *Server {
 	}
 	s := &Server{Options: o, stopping: make(chan struct{})}
 	v1 := http.NewServeMux()
-	v1.HandleFunc("GET /api/v1/system", s.system)
-	v1.HandleFunc("GET /api/v1/state/{ns}", s.stateList)
-	v1.HandleFunc("GET /api/v1/state/{ns}/{key...}", s.stateGet)
-	v1.HandleFunc("PUT /api/v1/state/{ns}/{key...}", s.statePut)
-	v1.HandleFunc("DELETE /api/v1/state/{ns}/{key...}", s.stateDelete)
-	v1.HandleFunc("GET /api/v1/events", s.eventStream)
-	v1.HandleFunc("POST /api/v1/events", s.eventPublish)
-	v1.HandleFunc("POST /api/v1/agents", s.agentSpawn)
-	v1.HandleFunc("GET /api/v1/agents", s.agentList)
-	v1.HandleFunc("GET /api/v1/agents/{id}", s.agentGet)
-	v1.HandleFunc("DELETE /api/v1/agents/{id}", s.agentDelete)
-	v1.HandleFunc("POST /api/v1/agents/{id}/wait", s.agentWait)
-	v1.HandleFunc("POST /api/v1/agents/{id}/kill", s.agentKill)
-	v1.HandleFunc("POST /api/v1/agents/{id}/restart", s.agentRestart)
-	v1.HandleFunc("GET /api/v1/agents/{id}/logs", s.agentLogs)
-	v1.HandleFunc("GET /api/v1/scheduler", s.schedulerGet)
-	v1.HandleFunc("GET /api/v1/audit", s.auditList)
-	v1.HandleFunc("GET /api/v1/audit/verify", s.auditVerify)
+	for _, rt := range s.routes() {
+		v1.HandleFunc(rt.pattern, s.allow(rt.role, rt.handler))
+	}
 
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz)
@@ -111,6 +99,63 @@ func New(o Options) *Server {
 	root.Handle("/", web.Handler())
 	s.handler = s.recoverer(root)
 	return s
+}
+
+// route is one API route and the least role that may use it.
+type route struct {
+	pattern string
+	role    security.Role
+	handler http.HandlerFunc
+}
+
+// routes is the one table of every API route and its minimum role:
+// viewers read, operators act on agents and state, admins manage tokens
+// and read the audit trail.
+func (s *Server) routes() []route {
+	v, o, a := security.Viewer, security.Operator, security.Admin
+	return []route{
+		{"GET /api/v1/system", v, s.system},
+		{"GET /api/v1/state/{ns}", v, s.stateList},
+		{"GET /api/v1/state/{ns}/{key...}", v, s.stateGet},
+		{"PUT /api/v1/state/{ns}/{key...}", o, s.statePut},
+		{"DELETE /api/v1/state/{ns}/{key...}", o, s.stateDelete},
+		{"GET /api/v1/events", v, s.eventStream},
+		{"POST /api/v1/events", o, s.eventPublish},
+		{"POST /api/v1/agents", o, s.agentSpawn},
+		{"GET /api/v1/agents", v, s.agentList},
+		{"GET /api/v1/agents/{id}", v, s.agentGet},
+		{"DELETE /api/v1/agents/{id}", o, s.agentDelete},
+		{"POST /api/v1/agents/{id}/wait", v, s.agentWait},
+		{"POST /api/v1/agents/{id}/kill", o, s.agentKill},
+		{"POST /api/v1/agents/{id}/restart", o, s.agentRestart},
+		{"GET /api/v1/agents/{id}/logs", v, s.agentLogs},
+		{"GET /api/v1/scheduler", v, s.schedulerGet},
+		{"GET /api/v1/audit", a, s.auditList},
+		{"GET /api/v1/audit/verify", a, s.auditVerify},
+		{"POST /api/v1/tokens", a, s.tokenCreate},
+		{"GET /api/v1/tokens", a, s.tokenList},
+		{"DELETE /api/v1/tokens/{id}", a, s.tokenRevoke},
+	}
+}
+
+type principalKey struct{}
+
+// principal is who made the request (set by authenticated).
+func principal(r *http.Request) security.Principal {
+	p, _ := r.Context().Value(principalKey{}).(security.Principal)
+	return p
+}
+
+// allow serves h only to principals with at least role.
+func (s *Server) allow(role security.Role, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p := principal(r)
+		if p.Role < role {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%s %s needs the %s role; token %q has %s", r.Method, r.URL.Path, role, p.Name, p.Role), "")
+			return
+		}
+		h(w, r)
+	}
 }
 
 // ServeHTTP serves a request.
@@ -159,14 +204,20 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, "missing token: send \"Authorization: Bearer <token>\" (the admin token is in $OXIOS_HOME/secrets/admin.token)", "")
 			return
 		}
-		if !ok || !strings.EqualFold(scheme, "Bearer") || !s.Authenticate(strings.TrimSpace(token)) {
+		var p security.Principal
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			p, ok = s.Authenticate(strings.TrimSpace(token))
+		} else {
+			ok = false
+		}
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios", error="invalid_token"`)
 			s.Logger.Warn("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path)
 			s.audit(r, audit.Entry{Actor: "remote:" + r.RemoteAddr, Action: "auth.failed", Resource: r.Method + " " + r.URL.Path, Outcome: "denied"})
 			writeError(w, http.StatusUnauthorized, "invalid token", "")
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"github.com/oxios/oxios/internal/security"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,8 +17,10 @@ const token = "oxs_test-token"
 func newServer(t *testing.T, ready *atomic.Bool) *httptest.Server {
 	t.Helper()
 	h := New(Options{
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Authenticate: func(tok string) bool { return tok == token },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Authenticate: func(tok string) (security.Principal, bool) {
+			return security.Principal{Name: "admin", Role: security.Admin}, tok == token
+		},
 		Readiness: func() Readiness {
 			if ready.Load() {
 				return Readiness{Ready: true, PID: 7, Parts: []PartStatus{{"http", "ready"}, {"store", "ready"}}}

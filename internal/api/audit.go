@@ -17,7 +17,7 @@ func (s *Server) audit(r *http.Request, e audit.Entry) {
 		return
 	}
 	if e.Actor == "" {
-		e.Actor = "admin" // the only token until tokens and roles exist
+		e.Actor = principal(r).Name
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()

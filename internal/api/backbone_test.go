@@ -18,6 +18,7 @@ import (
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
 )
@@ -57,9 +58,14 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		defer cancel()
 		sup.Close(ctx)
 	})
+	tokens, err := security.OpenTokens(ctx, bb.JS, security.HashToken(token), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tokens.Close)
 	s := New(Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Authenticate: func(tok string) bool { return tok == token },
+		Authenticate: func(tok string) (security.Principal, bool) { return tokens.Authenticate(tok) },
 		Readiness:    func() Readiness { return Readiness{Ready: true} },
 		System:       func() System { return System{} },
 		Heartbeat:    heartbeat,
@@ -68,7 +74,7 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail})
+	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens})
 	srv := httptest.NewUnstartedServer(s)
 	srv.Config.RegisterOnShutdown(s.Stop)
 	srv.Start()

@@ -59,6 +59,10 @@ type Kernel struct {
 	started time.Time
 	node    string
 
+	// tokens checks API tokens once the backbone is open.
+	tokens    atomic.Pointer[security.Tokens]
+	adminHash security.Hash
+
 	mu     sync.Mutex
 	states map[string]string // part name -> state
 	order  []string
@@ -121,6 +125,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
 
 	adminHash, created, err := security.EnsureAdminToken(o.Home.AdminTokenPath())
+	k.adminHash = adminHash
 	if err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
@@ -184,10 +189,16 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 		k.log.Warn("the API listens on a non-loopback address and is reachable from the network; every /api/ route requires a token", "listen", listen)
 	}
 	handler := api.New(api.Options{
-		Logger:       k.log,
-		Authenticate: func(tok string) bool { return security.HashToken(tok).Equal(adminHash) },
-		Readiness:    k.readiness,
-		System:       k.system,
+		Logger: k.log,
+		Authenticate: func(tok string) (security.Principal, bool) {
+			if t := k.tokens.Load(); t != nil {
+				return t.Authenticate(tok)
+			}
+			// Until the tokens bucket is open, only the admin token works.
+			return security.Principal{Name: "admin", Role: security.Admin}, security.HashToken(tok).Equal(adminHash)
+		},
+		Readiness: k.readiness,
+		System:    k.system,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -251,6 +262,22 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				return err
 			},
 			stop: func(context.Context) error { state.Close(); return nil },
+		},
+		{
+			name: "tokens",
+			start: func(ctx context.Context) error {
+				t, err := security.OpenTokens(ctx, bb.JS, k.adminHash, bb.Replicas, k.log)
+				if err == nil {
+					k.tokens.Store(t)
+				}
+				return err
+			},
+			stop: func(context.Context) error {
+				if t := k.tokens.Load(); t != nil {
+					t.Close()
+				}
+				return nil
+			},
 		},
 		{
 			name: "audit",
@@ -318,7 +345,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load()})
 				return nil
 			},
 			stop: func(ctx context.Context) error {
