@@ -1,0 +1,32 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/security"
+)
+
+// CreateToken makes a token; expiresIn is a duration such as "720h" ("" for
+// none). The secret is in the answer only.
+func (c *Client) CreateToken(ctx context.Context, name, role, expiresIn string) (api.TokenCreated, error) {
+	var out api.TokenCreated
+	err := c.do(ctx, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role, "expires_in": expiresIn}, &out)
+	return out, err
+}
+
+// Tokens lists the tokens (never their secrets).
+func (c *Client) Tokens(ctx context.Context) ([]security.Token, error) {
+	var out struct {
+		Items []security.Token `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, &out)
+	return out.Items, err
+}
+
+// RevokeToken revokes the token with this id or name.
+func (c *Client) RevokeToken(ctx context.Context, idOrName string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(idOrName), nil, nil)
+}
