@@ -63,11 +63,12 @@ type Options struct {
 
 // Services are the parts the API serves once they have booted.
 type Services struct {
-	State  *store.Store
-	Bus    *bus.Bus
-	Agents *supervisor.Supervisor
-	Audit  *audit.Log
-	Tokens *security.Tokens
+	State    *store.Store
+	Bus      *bus.Bus
+	Agents   *supervisor.Supervisor
+	Audit    *audit.Log
+	Tokens   *security.Tokens
+	Sessions *security.Sessions
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -79,6 +80,7 @@ type Server struct {
 	// stopping ends long-lived responses (event streams) at shutdown.
 	stopping chan struct{}
 	stopOnce sync.Once
+	fails    *failures
 }
 
 // New returns the daemon's HTTP handler.
@@ -86,7 +88,7 @@ func New(o Options) *Server {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
 	}
-	s := &Server{Options: o, stopping: make(chan struct{})}
+	s := &Server{Options: o, stopping: make(chan struct{}), fails: newFailures()}
 	v1 := http.NewServeMux()
 	for _, rt := range s.routes() {
 		v1.HandleFunc(rt.pattern, s.allow(rt.role, rt.handler))
@@ -95,6 +97,7 @@ func New(o Options) *Server {
 	root := http.NewServeMux()
 	root.HandleFunc("GET /healthz", s.healthz)
 	root.HandleFunc("GET /readyz", s.readyz)
+	root.HandleFunc("POST /api/v1/login", s.login)
 	root.Handle("/api/", s.authenticated(jsonMux(v1)))
 	root.Handle("/", web.Handler())
 	s.handler = s.recoverer(root)
@@ -135,6 +138,7 @@ func (s *Server) routes() []route {
 		{"POST /api/v1/tokens", a, s.tokenCreate},
 		{"GET /api/v1/tokens", a, s.tokenList},
 		{"DELETE /api/v1/tokens/{id}", a, s.tokenRevoke},
+		{"POST /api/v1/logout", v, s.logout},
 	}
 }
 
@@ -197,24 +201,37 @@ func (s *Server) system(w http.ResponseWriter, r *http.Request) {
 // authenticated requires "Authorization: Bearer <token>" on every request.
 func (s *Server) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		if auth == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios"`)
-			writeError(w, http.StatusUnauthorized, "missing token: send \"Authorization: Bearer <token>\" (the admin token is in $OXIOS_HOME/secrets/admin.token)", "")
+		if wait := s.fails.blocked(clientIP(r)); wait > 0 {
+			tooMany(w, wait)
 			return
 		}
+		auth := r.Header.Get("Authorization")
 		var p security.Principal
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			p, ok = s.Authenticate(strings.TrimSpace(token))
+		if auth != "" {
+			scheme, token, cut := strings.Cut(auth, " ")
+			ok := false
+			if cut && strings.EqualFold(scheme, "Bearer") {
+				p, ok = s.Authenticate(strings.TrimSpace(token))
+			}
+			if !ok || p.Role < security.Viewer {
+				s.authFailed(w, r, "invalid token")
+				return
+			}
+		} else if sp, present, ok := s.sessionPrincipal(r); present {
+			if !ok {
+				s.authFailed(w, r, "the session has ended; log in again")
+				return
+			}
+			// A cookie is sent by the browser on its own: a request that
+			// changes state must come from the daemon's own pages.
+			if !safeMethod(r.Method) && !sameOrigin(r) {
+				writeError(w, http.StatusForbidden, fmt.Sprintf("cross-site request refused: Origin %q is not this daemon", r.Header.Get("Origin")), "Origin")
+				return
+			}
+			p = sp
 		} else {
-			ok = false
-		}
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios", error="invalid_token"`)
-			s.Logger.Warn("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path)
-			s.audit(r, audit.Entry{Actor: "remote:" + r.RemoteAddr, Action: "auth.failed", Resource: r.Method + " " + r.URL.Path, Outcome: "denied"})
-			writeError(w, http.StatusUnauthorized, "invalid token", "")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios"`)
+			writeError(w, http.StatusUnauthorized, "missing token: send \"Authorization: Bearer <token>\" (the admin token is in $OXIOS_HOME/secrets/admin.token)", "")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))

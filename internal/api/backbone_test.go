@@ -63,6 +63,10 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		t.Fatal(err)
 	}
 	t.Cleanup(tokens.Close)
+	sessions, err := security.OpenSessions(ctx, bb.JS, tokens, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := New(Options{
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Authenticate: func(tok string) (security.Principal, bool) { return tokens.Authenticate(tok) },
@@ -74,7 +78,7 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens})
+	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens, Sessions: sessions})
 	srv := httptest.NewUnstartedServer(s)
 	srv.Config.RegisterOnShutdown(s.Stop)
 	srv.Start()

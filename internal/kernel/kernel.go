@@ -217,11 +217,12 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 	cfg := k.opts.Config
 	var (
-		bb     *backbone.Backbone
-		state  *store.Store
-		ev     *bus.Bus
-		agents *supervisor.Supervisor
-		trail  *audit.Log
+		bb       *backbone.Backbone
+		state    *store.Store
+		ev       *bus.Bus
+		agents   *supervisor.Supervisor
+		trail    *audit.Log
+		sessions *security.Sessions
 	)
 	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
 	return []part{
@@ -267,10 +268,15 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			name: "tokens",
 			start: func(ctx context.Context) error {
 				t, err := security.OpenTokens(ctx, bb.JS, k.adminHash, bb.Replicas, k.log)
-				if err == nil {
-					k.tokens.Store(t)
+				if err != nil {
+					return err
 				}
-				return err
+				if sessions, err = security.OpenSessions(ctx, bb.JS, t, bb.Replicas); err != nil {
+					t.Close()
+					return err
+				}
+				k.tokens.Store(t)
+				return nil
 			},
 			stop: func(context.Context) error {
 				if t := k.tokens.Load(); t != nil {
@@ -345,7 +351,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load()})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions})
 				return nil
 			},
 			stop: func(ctx context.Context) error {
