@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
+	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/scheduler"
@@ -39,11 +40,12 @@ const testKey = "sk-test-7f3a9c1e5b2d4a6f8e0c"
 
 // stack is a supervisor with this runtime, on a real embedded backbone.
 type stack struct {
-	t   testing.TB
-	sup *supervisor.Supervisor
-	rt  *Runtime
-	bus *bus.Bus
-	llm *agenttest.Server
+	t         testing.TB
+	sup       *supervisor.Supervisor
+	rt        *Runtime
+	bus       *bus.Bus
+	llm       *agenttest.Server
+	approvals *approval.Manager
 }
 
 func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
@@ -81,7 +83,17 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
+	apv, err := approval.Open(ctx, bb.JS, 1, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(apv.Close)
+	cps, err := OpenCheckpoints(ctx, bb.JS, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	o := Options{
+		Approvals: apv, Checkpoints: cps,
 		Providers: map[string]ProviderConfig{
 			"openai":    {BaseURL: url + "/v1", APIKey: testKey},
 			"anthropic": {BaseURL: url, APIKey: testKey},
@@ -99,6 +111,10 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 		WorkspacesDir: filepath.Join(home, "workspaces"), LogDir: filepath.Join(home, "logs"),
 		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second, Model: "openai/gpt-4.1-mini", MaxSteps: 10, Timeout: 10 * time.Minute},
 		Retain:   100, RetainFor: time.Hour, LLM: rt,
+		OnEnd: func(r supervisor.Record) {
+			apv.AbandonAgent(context.Background(), r.ID, "the agent ended")
+			cps.Delete(context.Background(), r.ID)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +125,7 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 		defer cancel()
 		sup.Close(ctx)
 	})
-	return &stack{t: t, sup: sup, rt: rt, bus: b}
+	return &stack{t: t, sup: sup, rt: rt, bus: b, approvals: apv}
 }
 
 func (s *stack) run(spec supervisor.Spec) supervisor.Record {

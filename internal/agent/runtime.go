@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/supervisor"
@@ -21,6 +22,11 @@ import (
 // Publisher stores events without waiting for each; *bus.Bus is one.
 type Publisher interface {
 	PublishAsync(ev bus.Event) (*bus.Pending, error)
+}
+
+// Approver asks a human about a tool call; *approval.Manager is one.
+type Approver interface {
+	Request(ctx context.Context, agentID, callID, tool, args string, timeout time.Duration) (approval.Approval, error)
 }
 
 // Auditor appends to the audit trail; *audit.Log is one.
@@ -54,6 +60,12 @@ type Options struct {
 	Breaker *Breaker
 	// Audit, if set, records every policy denial.
 	Audit Auditor
+	// Approvals, if set, asks humans about calls the policy marks "ask";
+	// without it such calls are denied.
+	Approvals Approver
+	// Checkpoints, if set, keep each run's conversation so that it can go
+	// on after a daemon restart.
+	Checkpoints *Checkpoints
 	// MaxRetries of a model call on 429, 5xx or a lost connection: 0 is
 	// the default (3), negative is none.
 	MaxRetries int
@@ -104,6 +116,15 @@ func (rt *Runtime) Check(spec *supervisor.Spec) error {
 		return &supervisor.InvalidError{Field: "model", Msg: err.Error()}
 	}
 	return nil
+}
+
+// Resumable reports whether rec's run has a checkpoint to go on from.
+func (rt *Runtime) Resumable(ctx context.Context, rec supervisor.Record) bool {
+	if rt.o.Checkpoints == nil {
+		return false
+	}
+	_, ok := rt.o.Checkpoints.load(ctx, rec.ID)
+	return ok
 }
 
 // keyEnv is each provider's API key variable.
@@ -188,7 +209,8 @@ not the end of the task.
 When the goal is done, answer with your final result and call no tools.`
 
 // Run works rec's goal through the tool loop.
-func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func(supervisor.Progress)) (supervisor.Progress, error) {
+func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervisor.Hooks) (supervisor.Progress, error) {
+	progress := hooks.Progress
 	spec := rec.Spec
 	p := supervisor.Progress{Model: spec.Model}
 	provName, model, err := SplitModel(spec.Model)
@@ -221,7 +243,29 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func
 	evs := &events{rt: rt, agentID: rec.ID}
 	defer evs.flush()
 	msgs := []Message{{Role: "user", Text: spec.Goal}}
-	for step := 1; ; step++ {
+	first := 1
+	waiting := &waitCount{set: hooks.Waiting}
+	if rt.o.Checkpoints != nil {
+		if cp, ok := rt.o.Checkpoints.load(ctx, rec.ID); ok {
+			// Resumed after a daemon restart: go on from the last step.
+			msgs, p, cost, first = cp.Messages, cp.Progress, cp.Cost, cp.Progress.Steps+1
+			progress(p)
+			if last := msgs[len(msgs)-1]; last.Role == "assistant" && len(last.ToolCalls) > 0 {
+				results, calls := rt.runTools(ctx, env, evs, waiting, p.Steps, last.ToolCalls)
+				p.ToolCalls = append(p.ToolCalls, calls...)
+				p.Usage.ToolCalls += int64(len(calls))
+				msgs = append(msgs, Message{Role: "tool", Results: results})
+				evs.flush()
+				progress(p)
+			} else if last.Role == "assistant" {
+				return p, nil // it had answered
+			}
+			if ctx.Err() != nil {
+				return p, ctx.Err()
+			}
+		}
+	}
+	for step := first; ; step++ {
 		if step > spec.MaxSteps {
 			return p, fmt.Errorf("max steps reached (%d)", spec.MaxSteps)
 		}
@@ -258,7 +302,12 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, progress func
 		if len(resp.ToolCalls) == 0 {
 			return p, nil
 		}
-		results, calls := rt.runTools(ctx, env, evs, step, resp.ToolCalls)
+		if rt.o.Checkpoints != nil {
+			if err := rt.o.Checkpoints.save(ctx, rec.ID, checkpoint{Messages: msgs, Progress: p, Cost: cost}); err != nil && ctx.Err() == nil {
+				rt.o.Logger.Warn("checkpoint", "agent", rec.ID, "err", err)
+			}
+		}
+		results, calls := rt.runTools(ctx, env, evs, waiting, step, resp.ToolCalls)
 		p.ToolCalls = append(p.ToolCalls, calls...)
 		p.Usage.ToolCalls += int64(len(calls))
 		msgs = append(msgs, Message{Role: "tool", Results: results})
@@ -274,7 +323,7 @@ func ptr[T any](v T) *T { return &v }
 
 // runTools runs the calls of one response concurrently, each through the
 // policy gate, and returns their results in order.
-func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, step int, calls []ToolCall) ([]ToolResult, []supervisor.ToolCall) {
+func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, waiting *waitCount, step int, calls []ToolCall) ([]ToolResult, []supervisor.ToolCall) {
 	results := make([]ToolResult, len(calls))
 	recs := make([]supervisor.ToolCall, len(calls))
 	var mu sync.Mutex // guards results and recs against a call left behind
@@ -286,7 +335,7 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, st
 			args := truncate(string(c.Args), 500)
 			evs.publish("tool.started", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name, "args": args})
 			t0 := time.Now()
-			out, err := tools.Call(ctx, env, c.Name, c.Args)
+			out, err := rt.call(ctx, env, waiting, c, args)
 			d := time.Since(t0)
 			rec := supervisor.ToolCall{Step: step, Name: c.Name, Args: args, DurationMS: d.Milliseconds()}
 			if out == "" {
@@ -325,6 +374,45 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, st
 	mu.Lock()
 	defer mu.Unlock()
 	return slices.Clone(results), slices.Clone(recs)
+}
+
+// call runs one tool call; one the policy marks "ask" first waits for a
+// human's approval (the agent is waiting_approval meanwhile), and a
+// rejection is the tool's error, which the model sees.
+func (rt *Runtime) call(ctx context.Context, env *tools.Env, waiting *waitCount, c ToolCall, args string) (string, error) {
+	if rt.o.Approvals == nil || !env.Gate.NeedsApproval(c.Name) {
+		return tools.Call(ctx, env, c.Name, c.Args)
+	}
+	waiting.add(1)
+	a, err := rt.o.Approvals.Request(ctx, env.AgentID, c.ID, c.Name, args, env.Gate.AskTimeout())
+	waiting.add(-1)
+	if err != nil {
+		return "", err
+	}
+	if a.State != approval.Approved {
+		return "", fmt.Errorf("rejected by %s: %s", a.DecidedBy, a.Reason)
+	}
+	approved := *env
+	approved.Approved = true
+	return tools.Call(ctx, &approved, c.Name, c.Args)
+}
+
+// waitCount tells the supervisor when the first of a step's calls starts
+// waiting for approval and when the last stops.
+type waitCount struct {
+	mu  sync.Mutex
+	n   int
+	set func(bool)
+}
+
+func (w *waitCount) add(d int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	before := w.n
+	w.n += d
+	if w.set != nil && (before == 0) != (w.n == 0) {
+		w.set(w.n > 0)
+	}
 }
 
 // auditDenial records a policy decision against an agent's tool call.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/security"
@@ -63,12 +64,13 @@ type Options struct {
 
 // Services are the parts the API serves once they have booted.
 type Services struct {
-	State    *store.Store
-	Bus      *bus.Bus
-	Agents   *supervisor.Supervisor
-	Audit    *audit.Log
-	Tokens   *security.Tokens
-	Sessions *security.Sessions
+	State     *store.Store
+	Bus       *bus.Bus
+	Agents    *supervisor.Supervisor
+	Audit     *audit.Log
+	Tokens    *security.Tokens
+	Sessions  *security.Sessions
+	Approvals *approval.Manager
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -139,6 +141,10 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/tokens", a, s.tokenList},
 		{"DELETE /api/v1/tokens/{id}", a, s.tokenRevoke},
 		{"POST /api/v1/logout", v, s.logout},
+		{"GET /api/v1/approvals", v, s.approvalList},
+		{"GET /api/v1/approvals/{id}", v, s.approvalGet},
+		{"POST /api/v1/approvals/{id}/approve", o, s.approvalApprove},
+		{"POST /api/v1/approvals/{id}/reject", o, s.approvalReject},
 	}
 }
 

@@ -79,6 +79,8 @@ type Policy struct {
 	Exec    PolicyExec    `toml:"exec"`
 	Network PolicyNetwork `toml:"network"`
 	Ask     []string      `toml:"ask"`
+	// AskTimeout rejects an approval left pending this long (0s: never).
+	AskTimeout Duration `toml:"ask_timeout"`
 }
 
 // PolicyPaths are doublestar globs; relative ones are relative to the
@@ -304,6 +306,7 @@ var hints = map[string]string{
 	"policy.exec.max_output_kb":    "must be a whole number from 1 to 65536",
 	"policy.network.allow":         `must be a list of hosts such as ["api.github.com", "*.example.com"]`,
 	"policy.ask":                   "must be a list of tool names",
+	"policy.ask_timeout":           `must be a duration string such as "30m" ("0s": never)`,
 }
 
 // Load reads the file at path over the defaults and validates the result.
@@ -583,8 +586,9 @@ func (c *Config) ToolsPolicy() tools.Policy {
 		Paths: tools.PathPolicy{Allow: c.Policy.Paths.Allow, Deny: c.Policy.Paths.Deny},
 		Exec: tools.ExecPolicy{Allow: c.Policy.Exec.Allow, Shell: &shell, Env: c.Policy.Exec.Env,
 			Timeout: c.Policy.Exec.Timeout.String(), MaxOutputKB: c.Policy.Exec.MaxOutputKB},
-		Network: tools.NetworkPolicy{Allow: c.Policy.Network.Allow},
-		Ask:     c.Policy.Ask,
+		Network:    tools.NetworkPolicy{Allow: c.Policy.Network.Allow},
+		Ask:        c.Policy.Ask,
+		AskTimeout: c.Policy.AskTimeout.String(),
 	}
 }
 

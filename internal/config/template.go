@@ -115,9 +115,12 @@ api_key = ""
 # What llm agents' tools may touch by default. A spec's "policy" replaces
 # any list it gives. Relative paths are relative to the agent's workspace.
 [policy]
-# Tools that need a human's approval before each call (denied until
-# approvals exist): e.g. ["exec", "http_fetch"].
+# Tools whose every call waits for a human's approval (oxios approvals
+# approve|reject), e.g. ["exec", "http_fetch"]; the agent is
+# waiting_approval meanwhile.
 ask = []
+# A pending approval is rejected after this long; "0s" waits for ever.
+ask_timeout = "0s"
 
 [policy.paths]
 # Globs (doublestar) of the paths file tools may touch; empty: the agent's

@@ -19,6 +19,7 @@ import (
 
 	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/bus"
@@ -217,12 +218,13 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 	cfg := k.opts.Config
 	var (
-		bb       *backbone.Backbone
-		state    *store.Store
-		ev       *bus.Bus
-		agents   *supervisor.Supervisor
-		trail    *audit.Log
-		sessions *security.Sessions
+		bb        *backbone.Backbone
+		state     *store.Store
+		ev        *bus.Bus
+		agents    *supervisor.Supervisor
+		trail     *audit.Log
+		sessions  *security.Sessions
+		approvals *approval.Manager
 	)
 	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
 	return []part{
@@ -301,18 +303,28 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				for id, p := range cfg.Prices {
 					prices[id] = agent.Price{Input: p.Input, Output: p.Output}
 				}
+				approvals, err = approval.Open(ctx, bb.JS, bb.Replicas, ev, trail)
+				if err != nil {
+					return err
+				}
+				checkpoints, err := agent.OpenCheckpoints(ctx, bb.JS, bb.Replicas)
+				if err != nil {
+					return err
+				}
 				llm := agent.New(agent.Options{
 					Providers: map[string]agent.ProviderConfig{
 						"openai":    {BaseURL: cfg.Providers.OpenAI.BaseURL, APIKey: cfg.Providers.OpenAI.APIKey},
 						"anthropic": {BaseURL: cfg.Providers.Anthropic.BaseURL, APIKey: cfg.Providers.Anthropic.APIKey},
 						"ollama":    {BaseURL: cfg.Providers.Ollama.BaseURL, APIKey: cfg.Providers.Ollama.APIKey},
 					},
-					Prices: prices,
-					Policy: cfg.ToolsPolicy(),
-					Bus:    ev,
-					State:  state,
-					Audit:  trail,
-					Logger: k.log,
+					Prices:      prices,
+					Policy:      cfg.ToolsPolicy(),
+					Bus:         ev,
+					State:       state,
+					Audit:       trail,
+					Approvals:   approvals,
+					Checkpoints: checkpoints,
+					Logger:      k.log,
 				})
 				agents, err = supervisor.Open(ctx, supervisor.Options{
 					JS:       bb.JS,
@@ -335,7 +347,15 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 						MaxSteps:    cfg.Agent.MaxSteps,
 						Timeout:     cfg.Agent.Timeout.Duration,
 					},
-					LLM:       llm,
+					LLM: llm,
+					// A run's end settles what it left: its pending
+					// approvals are rejected and its checkpoint dropped.
+					OnEnd: func(r supervisor.Record) {
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
+						checkpoints.Delete(ctx, r.ID)
+					},
 					Retain:    cfg.Agents.Retain,
 					RetainFor: cfg.Agents.RetainFor.Duration,
 					Logger:    k.log,
@@ -345,13 +365,17 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				}
 				return err
 			},
-			stop: func(ctx context.Context) error { agents.Close(ctx); return nil },
+			stop: func(ctx context.Context) error {
+				agents.Close(ctx)
+				approvals.Close()
+				return nil
+			},
 		},
 		{
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions, Approvals: approvals})
 				return nil
 			},
 			stop: func(ctx context.Context) error {

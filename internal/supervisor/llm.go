@@ -17,8 +17,19 @@ type LLM interface {
 	// Check validates an llm spec at spawn (its model and provider).
 	Check(spec *Spec) error
 	// Run works rec's goal until a final answer, an error or ctx's end.
-	// It calls progress after each step with everything done so far.
-	Run(ctx context.Context, rec Record, progress func(Progress)) (Progress, error)
+	Run(ctx context.Context, rec Record, hooks Hooks) (Progress, error)
+	// Resumable reports whether an agent that was running when the daemon
+	// stopped can go on from a checkpoint.
+	Resumable(ctx context.Context, rec Record) bool
+}
+
+// Hooks tell the supervisor what a language-model run is doing.
+type Hooks struct {
+	// Progress is called after each step with everything done so far.
+	Progress func(Progress)
+	// Waiting is called when the run starts (true) or stops (false)
+	// waiting for a human's approval.
+	Waiting func(bool)
 }
 
 // Progress is what a language-model run has done so far.
@@ -92,7 +103,7 @@ func (s *Supervisor) startLLM(a *agent) (task, error) {
 	go func() {
 		defer close(t.done)
 		defer cancel()
-		final, err := s.o.LLM.Run(ctx, rec, func(p Progress) { s.progress(a, p) })
+		final, err := s.o.LLM.Run(ctx, rec, Hooks{Progress: func(p Progress) { s.progress(a, p) }, Waiting: func(w bool) { s.waiting(a, w) }})
 		s.progress(a, final)
 		t.err = err
 	}()
@@ -103,7 +114,7 @@ func (s *Supervisor) startLLM(a *agent) (task, error) {
 func (s *Supervisor) progress(a *agent, p Progress) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.rec.State != Running && a.rec.State != Starting {
+	if a.rec.State != Running && a.rec.State != Starting && a.rec.State != WaitingApproval {
 		return
 	}
 	if p.Model != "" {
@@ -122,6 +133,20 @@ func (s *Supervisor) progress(a *agent, p Progress) {
 	}
 	a.lastProgress = time.Now()
 	s.save(a, "", nil)
+}
+
+// waiting moves a running llm agent to waiting_approval and back.
+func (s *Supervisor) waiting(a *agent, w bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case w && a.rec.State == Running:
+		a.rec.State = WaitingApproval
+		s.save(a, "agent.waiting_approval", nil)
+	case !w && a.rec.State == WaitingApproval:
+		a.rec.State = Running
+		s.save(a, "agent.resumed", nil)
+	}
 }
 
 // SpawnSub runs a sub-agent for parentID's spawn_agent tool: through the

@@ -63,9 +63,16 @@ func (s *Supervisor) resume(a *agent, tagged []proc.Tagged) {
 	}
 	a.mu.Lock()
 	a.rec.PID, a.rec.ProcStart = 0, 0
+	resumable := r.Kind == KindLLM && s.o.LLM != nil && s.o.LLM.Resumable(context.Background(), r)
 	switch {
 	case a.kill != nil: // killed while its old processes were being stopped
 		s.end(a, Killed, a.kill.reason)
+	case resumable:
+		// A language-model run goes on from its last checkpoint.
+		a.rec.State = Running
+		a.mu.Unlock()
+		s.run(a, "daemon restart")
+		return
 	case r.Kind != KindProcess || r.Spec.Restart.Policy == Never:
 		a.rec.ExitCode, a.rec.Signal = nil, ""
 		s.end(a, Failed, "interrupted")

@@ -61,6 +61,8 @@ type Options struct {
 	Logger    *slog.Logger
 	// LLM runs language-model agents; without it they cannot be spawned.
 	LLM LLM
+	// OnEnd, if set, is called (on its own goroutine) when a run ends.
+	OnEnd func(Record)
 }
 
 // Bucket is the key/value bucket of agent records.
@@ -574,6 +576,9 @@ func (s *Supervisor) end(a *agent, st State, reason string) {
 	close(a.done)
 	a.kill, a.restart = nil, false
 	s.o.Scheduler.Release(a.id)
+	if s.o.OnEnd != nil && !s.halted.Load() {
+		go s.o.OnEnd(a.rec)
+	}
 	select {
 	case s.sweep <- struct{}{}:
 	default:

@@ -26,6 +26,8 @@ type Policy struct {
 	Network NetworkPolicy `json:"network"`
 	// Ask lists tools that need a human's approval before each call.
 	Ask []string `json:"ask"`
+	// AskTimeout rejects an approval left pending this long ("0s": never).
+	AskTimeout string `json:"ask_timeout,omitempty"`
 }
 
 // PathPolicy lists doublestar globs. Relative patterns are relative to the
@@ -86,6 +88,9 @@ func (p Policy) Merge(over Policy) Policy {
 	if over.Ask != nil {
 		p.Ask = over.Ask
 	}
+	if over.AskTimeout != "" {
+		p.AskTimeout = over.AskTimeout
+	}
 	return p
 }
 
@@ -116,6 +121,11 @@ func (p Policy) Validate(prefix string) error {
 	for i, h := range p.Network.Allow {
 		if h == "" || strings.ContainsAny(h, "/ ") {
 			return &InvalidError{Field: fmt.Sprintf("%snetwork.allow[%d]", prefix, i), Msg: fmt.Sprintf("must be a host such as \"example.com\", \"*.example.com\" or \"host:port\" (got %q)", h)}
+		}
+	}
+	if p.AskTimeout != "" {
+		if d, err := time.ParseDuration(p.AskTimeout); err != nil || d < 0 {
+			return &InvalidError{Field: prefix + "ask_timeout", Msg: fmt.Sprintf("must be a duration such as \"10m\", or \"0s\" for none (got %q)", p.AskTimeout)}
 		}
 	}
 	for i, t := range p.Ask {
@@ -150,13 +160,14 @@ func (d *Denied) Error() string {
 
 // Gate applies one agent's policy.
 type Gate struct {
-	workspace string // symlink-resolved
-	allow     []string
-	deny      []string
-	exec      ExecPolicy
-	shell     bool
-	hosts     []string
-	ask       []string
+	workspace  string // symlink-resolved
+	allow      []string
+	deny       []string
+	exec       ExecPolicy
+	shell      bool
+	hosts      []string
+	ask        []string
+	askTimeout string
 }
 
 // NewGate returns the gate for an agent working in workspace.
@@ -165,7 +176,7 @@ func NewGate(workspace string, p Policy) (*Gate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
-	g := &Gate{workspace: ws, exec: p.Exec, hosts: p.Network.Allow, ask: p.Ask}
+	g := &Gate{workspace: ws, exec: p.Exec, hosts: p.Network.Allow, ask: p.Ask, askTimeout: p.AskTimeout}
 	g.shell = p.Exec.Shell != nil && *p.Exec.Shell
 	allow := p.Paths.Allow
 	if len(allow) == 0 {
@@ -351,11 +362,19 @@ func (g *Gate) Host(u *url.URL) error {
 	return deny(fmt.Sprintf("%s is not an allowed host (allowed: %s)", u.Host, strings.Join(g.hosts, ", ")))
 }
 
-// Asks reports whether tool needs a human's approval. Approvals are not
-// available yet, so such a call is denied.
+// NeedsApproval reports whether a call of tool waits for a human's approval.
+func (g *Gate) NeedsApproval(tool string) bool { return slices.Contains(g.ask, tool) }
+
+// AskTimeout is how long an approval may stay pending (0: no limit).
+func (g *Gate) AskTimeout() time.Duration {
+	d, _ := time.ParseDuration(g.askTimeout)
+	return max(d, 0)
+}
+
+// Asks denies a call that needs approval when no one can be asked.
 func (g *Gate) Asks(tool string) error {
-	if slices.Contains(g.ask, tool) {
-		return &Denied{Tool: tool, Rule: "ask", Target: tool, Reason: tool + " needs a human's approval, which this version cannot ask for"}
+	if g.NeedsApproval(tool) {
+		return &Denied{Tool: tool, Rule: "ask", Target: tool, Reason: tool + " needs a human's approval, and none can be asked here"}
 	}
 	return nil
 }

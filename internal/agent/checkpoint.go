@@ -1,0 +1,70 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oxios/oxios/internal/supervisor"
+)
+
+// CheckpointsBucket holds the conversation of each running llm agent.
+const CheckpointsBucket = "checkpoints"
+
+// Checkpoints keep each running llm agent's conversation, written at every
+// step, so that a run cut by a daemon restart goes on where it was.
+type Checkpoints struct {
+	kv jetstream.KeyValue
+}
+
+// checkpoint is a run's state after the model's latest answer: the tool
+// calls of the last assistant message may not have run yet (on resume
+// they run, again if need be).
+type checkpoint struct {
+	Messages []Message           `json:"messages"`
+	Progress supervisor.Progress `json:"progress"`
+	Cost     float64             `json:"cost"`
+}
+
+// OpenCheckpoints opens the checkpoints bucket.
+func OpenCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) (*Checkpoints, error) {
+	if replicas == 0 {
+		replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CheckpointsBucket, History: 1,
+		Storage: jetstream.FileStorage, Replicas: replicas, MaxValueSize: 16 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", CheckpointsBucket, err)
+	}
+	return &Checkpoints{kv: kv}, nil
+}
+
+func (c *Checkpoints) save(ctx context.Context, id string, cp checkpoint) error {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	_, err = c.kv.Put(ctx, id, b)
+	return err
+}
+
+func (c *Checkpoints) load(ctx context.Context, id string) (checkpoint, bool) {
+	var cp checkpoint
+	e, err := c.kv.Get(ctx, id)
+	if err != nil || json.Unmarshal(e.Value(), &cp) != nil {
+		return cp, false
+	}
+	return cp, len(cp.Messages) > 0
+}
+
+// Delete drops an agent's checkpoint (its run has ended).
+func (c *Checkpoints) Delete(ctx context.Context, id string) error {
+	err := c.kv.Purge(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	return err
+}
