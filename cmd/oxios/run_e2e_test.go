@@ -5,9 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
+	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -81,5 +84,87 @@ func TestRunGoal(t *testing.T) {
 	var rec supervisor.Record
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rec) != nil || rec.Kind != "llm" || rec.Spec.Model != "openai/gpt-4.1-mini" {
 		t.Fatalf("agent spawn --kind llm: %s", r)
+	}
+}
+
+// The approval flow end to end, across a SIGKILL of the daemon: the model
+// asks for a gated tool, the agent waits, the daemon dies and comes back,
+// the approval is still pending and the agent waits on it again (resumed
+// from its checkpoint), and an operator's approval lets it finish.
+func TestApprovalSurvivesSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	llm := agenttest.New(t, e2eKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("w1", "write_file", map[string]string{"path": "out.txt", "content": "approved"})}},
+		agenttest.Reply{Text: "done"},
+	)
+	os.MkdirAll(e.home, 0o700)
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[policy]\nask = [\"write_file\"]\n"), 0o600)
+	daemonEnv := []string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}
+	start := func() int {
+		r := e.run(daemonEnv, "start", "--listen", e.listen)
+		if r.code != 0 {
+			t.Fatal(r)
+		}
+		return pidFrom(t, r.stdout)
+	}
+	pid := start()
+	e.stopAtEnd()
+	ws := t.TempDir()
+	r := e.oxios("agent", "spawn", "--kind", "llm", "--goal", "write out.txt", "--dir", ws, "-o", "json")
+	var rec supervisor.Record
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rec) != nil {
+		t.Fatalf("spawn: %s", r)
+	}
+	pending := func() []approval.Approval {
+		r := e.oxios("approvals", "list", "-o", "json")
+		var items []approval.Approval
+		json.Unmarshal([]byte(r.stdout), &items)
+		return items
+	}
+	waiting := func() approval.Approval {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if ps := pending(); len(ps) == 1 && e.agent(rec.ID).State == supervisor.WaitingApproval {
+				return ps[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("agent %s never waited for approval: %+v", rec.ID, e.agent(rec.ID))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	before := waiting()
+	if before.Tool != "write_file" || llm.Count() != 1 {
+		t.Fatalf("approval %+v, %d model calls", before, llm.Count())
+	}
+
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid, 5*time.Second)
+	start()
+	after := waiting()
+	if after.ID != before.ID || llm.Count() != 1 {
+		t.Fatalf("after the restart: approval %s (was %s), %d model calls", after.ID, before.ID, llm.Count())
+	}
+	if r := e.oxios("approvals", "approve", after.ID, "--reason", "looks fine"); r.code != 0 || !strings.Contains(r.stdout, "approved") {
+		t.Fatalf("approve: %s", r)
+	}
+	if r := e.oxios("approvals", "approve", after.ID); r.code != 1 || !strings.Contains(r.stderr, "already approved") {
+		t.Fatalf("approving twice: %s", r)
+	}
+	if r := e.oxios("agent", "wait", rec.ID, "--timeout", "20s"); r.code != 0 {
+		t.Fatalf("wait: %s", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ws, "out.txt")); string(b) != "approved" {
+		t.Fatalf("out.txt: %q", b)
+	}
+	if got := e.agent(rec.ID); got.Output != "done" || got.Steps != 2 {
+		t.Fatalf("record: output %q steps %d", got.Output, got.Steps)
+	}
+	if r := e.oxios("audit", "list", "--action", "approval.*"); r.code != 0 || !strings.Contains(r.stdout, "approval.approve") {
+		t.Fatalf("audit: %s", r)
+	}
+	if r := e.oxios("audit", "verify"); r.code != 0 {
+		t.Fatalf("audit verify: %s", r)
 	}
 }

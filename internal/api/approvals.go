@@ -85,4 +85,3 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 	}
 	writeJSON(w, http.StatusOK, a)
 }
-

@@ -1,0 +1,40 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/oxios/oxios/internal/approval"
+)
+
+// Approvals lists approvals (state "" for all).
+func (c *Client) Approvals(ctx context.Context, state, agent string) ([]approval.Approval, error) {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if agent != "" {
+		q.Set("agent", agent)
+	}
+	path := "/api/v1/approvals"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out struct {
+		Items []approval.Approval `json:"items"`
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out.Items, err
+}
+
+// Decide approves or rejects a pending approval.
+func (c *Client) Decide(ctx context.Context, id string, approve bool, reason string) (approval.Approval, error) {
+	verb := "/reject"
+	if approve {
+		verb = "/approve"
+	}
+	var a approval.Approval
+	err := c.do(ctx, http.MethodPost, "/api/v1/approvals/"+url.PathEscape(id)+verb, map[string]string{"reason": reason}, &a)
+	return a, err
+}
