@@ -84,16 +84,17 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 }
 
 func (a *app) runForeground(f startFlags) error {
-	h, cfg, _, err := a.prepare(f.listen)
+	h, cfg, path, err := a.prepare(f.listen)
 	if err != nil {
 		return err
 	}
 	err = kernel.Run(context.Background(), kernel.Options{
-		Config:   cfg,
-		Home:     h,
-		Listen:   cfg.API.Listen,
-		Detached: f.detached,
-		Stderr:   a.stderr,
+		Config:     cfg,
+		ConfigPath: path,
+		Home:       h,
+		Listen:     cfg.API.Listen,
+		Detached:   f.detached,
+		Stderr:     a.stderr,
 	})
 	return failure(err)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,5 +39,34 @@ func TestTokenCLI(t *testing.T) {
 	}
 	if r := e.oxios("audit", "list", "--action", "token.*"); r.code != 0 || !strings.Contains(r.stdout, "token.create") || !strings.Contains(r.stdout, "token.revoke") {
 		t.Fatalf("audit: %s", r)
+	}
+}
+
+// A change of the config file between boots is audited (config.changed,
+// with the file's hash), and an unchanged one is not.
+func TestConfigChangeAudited(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+	count := func() int {
+		r := e.oxios("audit", "list", "--action", "config.changed", "-o", "json")
+		return strings.Count(r.stdout, `"action": "config.changed"`)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d config.changed entries after the first boot", n)
+	}
+	e.oxios("stop")
+	e.start()
+	if n := count(); n != 1 {
+		t.Fatalf("an unchanged config was audited again: %d", n)
+	}
+	e.oxios("stop")
+	cfg := filepath.Join(e.home, "config.toml")
+	b, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, []byte(strings.Replace(string(b), `level = "info"`, `level = "debug"`, 1)), 0o600)
+	e.start()
+	r := e.oxios("audit", "list", "--action", "config.changed", "-o", "json")
+	if n := count(); n != 2 || !strings.Contains(r.stdout, "previous_sha256") {
+		t.Fatalf("after editing the config: %d entries\n%s", n, r.stdout)
 	}
 }

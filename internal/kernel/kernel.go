@@ -5,6 +5,8 @@ package kernel
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oxios/oxios/internal/agent"
+
 	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
@@ -35,7 +39,9 @@ import (
 // Options say how to run the daemon.
 type Options struct {
 	Config config.Config
-	Home   config.Home
+	// ConfigPath is the file Config was read from (it may not exist).
+	ConfigPath string
+	Home       config.Home
 	// Listen is the effective listen address (config or --listen).
 	Listen string
 	// Detached is set when stdout and stderr already are the log file (the
@@ -291,7 +297,10 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			name: "audit",
 			start: func(ctx context.Context) (err error) {
 				trail, err = audit.Open(ctx, bb.JS, k.opts.Home.AuditKeyPath(), bb.Replicas)
-				return err
+				if err != nil {
+					return err
+				}
+				return k.auditConfig(ctx, bb.JS, trail)
 			},
 			stop: func(context.Context) error { return nil },
 		},
@@ -458,4 +467,38 @@ func (k *Kernel) system() api.System {
 		Listen:        k.opts.Listen,
 		Home:          k.opts.Home.Dir,
 	}
+}
+
+// auditConfig appends config.changed to the audit trail when the config
+// file differs from the one the last boot of this node read. The file's
+// hash is kept in the internal bucket "nodes", which the API does not
+// expose.
+func (k *Kernel) auditConfig(ctx context.Context, js jetstream.JetStream, trail *audit.Log) error {
+	b, err := os.ReadFile(k.opts.ConfigPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil // unreadable here: the config was read at start, nothing to compare
+	}
+	sum := sha256.Sum256(b)
+	hash := hex.EncodeToString(sum[:])
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "nodes", History: 1, Storage: jetstream.FileStorage})
+	if err != nil {
+		return fmt.Errorf("bucket nodes: %w", err)
+	}
+	key := k.node + ".config"
+	prev := ""
+	if e, err := kv.Get(ctx, key); err == nil {
+		prev = string(e.Value())
+	}
+	if prev == hash {
+		return nil
+	}
+	detail := map[string]any{"path": k.opts.ConfigPath, "sha256": hash}
+	if prev != "" {
+		detail["previous_sha256"] = prev
+	}
+	if _, err := trail.Append(ctx, audit.Entry{Actor: "node:" + k.node, Action: "config.changed", Resource: "config", Detail: detail}); err != nil {
+		return err
+	}
+	_, err = kv.Put(ctx, key, []byte(hash))
+	return err
 }
