@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -35,19 +36,30 @@ func OpenCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) 
 		replicas = 1
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CheckpointsBucket, History: 1,
-		Storage: jetstream.FileStorage, Replicas: replicas, MaxValueSize: 16 << 20})
+		Storage: jetstream.FileStorage, Replicas: replicas, MaxValueSize: maxCheckpoint})
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", CheckpointsBucket, err)
 	}
 	return &Checkpoints{kv: kv}, nil
 }
 
+// maxCheckpoint is the largest checkpoint: under the backbone's largest
+// message, with room for the headers.
+const maxCheckpoint = backbone.MaxPayload - 64<<10
+
+// save writes a checkpoint. If it cannot, the older one is dropped: a run
+// must never be resumed from a step it has gone past.
 func (c *Checkpoints) save(ctx context.Context, id string, cp checkpoint) error {
 	b, err := json.Marshal(cp)
-	if err != nil {
-		return err
+	if err == nil && len(b) > maxCheckpoint {
+		err = fmt.Errorf("the conversation (%d bytes) is too large to checkpoint (at most %d)", len(b), maxCheckpoint)
 	}
-	_, err = c.kv.Put(ctx, id, b)
+	if err == nil {
+		_, err = c.kv.Put(ctx, id, b)
+	}
+	if err != nil {
+		c.Delete(context.WithoutCancel(ctx), id)
+	}
 	return err
 }
 

@@ -26,7 +26,7 @@ type Publisher interface {
 
 // Approver asks a human about a tool call; *approval.Manager is one.
 type Approver interface {
-	Request(ctx context.Context, agentID, callID, tool, args string, timeout time.Duration) (approval.Approval, error)
+	Request(ctx context.Context, agentID, position, tool, args string, timeout time.Duration) (approval.Approval, error)
 }
 
 // Auditor appends to the audit trail; *audit.Log is one.
@@ -245,7 +245,11 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	msgs := []Message{{Role: "user", Text: spec.Goal}}
 	first := 1
 	waiting := &waitCount{set: hooks.Waiting}
-	if rt.o.Checkpoints != nil {
+	if rt.o.Checkpoints != nil && !hooks.Resume {
+		// A new run (a spawn or a restart) starts over.
+		rt.o.Checkpoints.Delete(ctx, rec.ID)
+	}
+	if rt.o.Checkpoints != nil && hooks.Resume {
 		if cp, ok := rt.o.Checkpoints.load(ctx, rec.ID); ok {
 			// Resumed after a daemon restart: go on from the last step.
 			msgs, p, cost, first = cp.Messages, cp.Progress, cp.Cost, cp.Progress.Steps+1
@@ -304,6 +308,8 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		}
 		if rt.o.Checkpoints != nil {
 			if err := rt.o.Checkpoints.save(ctx, rec.ID, checkpoint{Messages: msgs, Progress: p, Cost: cost}); err != nil && ctx.Err() == nil {
+				// An older checkpoint must not be resumed from: without one,
+				// a run cut by a restart ends "interrupted" instead.
 				rt.o.Logger.Warn("checkpoint", "agent", rec.ID, "err", err)
 			}
 		}
@@ -335,7 +341,10 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, wa
 			args := truncate(string(c.Args), 500)
 			evs.publish("tool.started", map[string]any{"step": step, "call_id": c.ID, "tool": c.Name, "args": args})
 			t0 := time.Now()
-			out, err := rt.call(ctx, env, waiting, c, args)
+			// The call's place in the run names what it starts (an approval,
+			// a sub-agent), so a run resumed after a restart finds them again.
+			position := fmt.Sprintf("%d.%d", step, i)
+			out, err := rt.call(tools.WithCallKey(ctx, position), env, waiting, c, position)
 			d := time.Since(t0)
 			rec := supervisor.ToolCall{Step: step, Name: c.Name, Args: args, DurationMS: d.Milliseconds()}
 			if out == "" {
@@ -364,12 +373,17 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, wa
 			mu.Unlock()
 		}()
 	}
-	// A kill or timeout does not wait for a tool that ignores it.
+	// A kill or timeout waits a moment for the calls to end with their
+	// context, but not for a tool that ignores it.
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -379,13 +393,13 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, wa
 // call runs one tool call; one the policy marks "ask" first waits for a
 // human's approval (the agent is waiting_approval meanwhile), and a
 // rejection is the tool's error, which the model sees.
-func (rt *Runtime) call(ctx context.Context, env *tools.Env, waiting *waitCount, c ToolCall, args string) (string, error) {
+func (rt *Runtime) call(ctx context.Context, env *tools.Env, waiting *waitCount, c ToolCall, position string) (string, error) {
 	if rt.o.Approvals == nil || !env.Gate.NeedsApproval(c.Name) {
 		return tools.Call(ctx, env, c.Name, c.Args)
 	}
-	waiting.add(1)
-	a, err := rt.o.Approvals.Request(ctx, env.AgentID, c.ID, c.Name, args, env.Gate.AskTimeout())
-	waiting.add(-1)
+	waiting.add(ctx, 1)
+	a, err := rt.o.Approvals.Request(ctx, env.AgentID, position, c.Name, string(c.Args), env.Gate.AskTimeout())
+	waiting.add(ctx, -1)
 	if err != nil {
 		return "", err
 	}
@@ -405,12 +419,14 @@ type waitCount struct {
 	set func(bool)
 }
 
-func (w *waitCount) add(d int) {
+func (w *waitCount) add(ctx context.Context, d int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	before := w.n
 	w.n += d
-	if w.set != nil && (before == 0) != (w.n == 0) {
+	// A run that is ending (killed, timed out, the daemon stopping) is not
+	// "running" again: its state is the supervisor's to set.
+	if w.set != nil && (before == 0) != (w.n == 0) && ctx.Err() == nil {
 		w.set(w.n > 0)
 	}
 }

@@ -225,7 +225,9 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 			}
 		} else if sp, present, ok := s.sessionPrincipal(r); present {
 			if !ok {
-				s.authFailed(w, r, "the session has ended; log in again")
+				// An ended session is not a guess (its id is 256 random
+				// bits): it is not counted or audited as a failure.
+				writeError(w, http.StatusUnauthorized, "the session has ended; log in again", "")
 				return
 			}
 			// A cookie is sent by the browser on its own: a request that

@@ -148,11 +148,12 @@ func (m *Manager) Close() {
 	<-m.done
 }
 
-// ID is the approval id of an agent's tool call. It is the same every time
-// for the same call, so an agent resumed after a daemon restart finds the
-// approval it was waiting for.
-func ID(agentID, callID string) string {
-	h := sha256.Sum256([]byte(agentID + "\x00" + callID))
+// ID is the approval id of an agent's tool call: from the agent, the
+// call's place in the run (step and index, which a run resumed after a
+// daemon restart repeats) and what is called — never from the provider's
+// call id, which some servers leave empty or reuse.
+func ID(agentID, position, tool, args string) string {
+	h := sha256.Sum256([]byte(agentID + "\x00" + position + "\x00" + tool + "\x00" + args))
 	return hex.EncodeToString(h[:16])
 }
 
@@ -167,8 +168,8 @@ func (m *Manager) get(id string) (stored, bool) {
 // for ctx. A timeout above zero rejects the call when it passes. The
 // request is kept (pending) if ctx ends first: an agent resumed after a
 // daemon restart waits on it again.
-func (m *Manager) Request(ctx context.Context, agentID, callID, tool, args string, timeout time.Duration) (Approval, error) {
-	id := ID(agentID, callID)
+func (m *Manager) Request(ctx context.Context, agentID, position, tool, args string, timeout time.Duration) (Approval, error) {
+	id := ID(agentID, position, tool, args)
 	s, ok := m.get(id)
 	if !ok {
 		a := Approval{ID: id, AgentID: agentID, Tool: tool, Args: args, State: Pending, CreatedAt: time.Now().UTC()}
@@ -180,6 +181,20 @@ func (m *Manager) Request(ctx context.Context, agentID, callID, tool, args strin
 		rev, err := m.kv.Create(ctx, id, b)
 		if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 			return a, fmt.Errorf("store approval: %w", err)
+		}
+		if err != nil { // made meanwhile: take it as stored
+			e, gerr := m.kv.Get(ctx, id)
+			if gerr != nil {
+				return a, fmt.Errorf("read approval: %w", gerr)
+			}
+			var cur Approval
+			if json.Unmarshal(e.Value(), &cur) == nil {
+				m.mu.Lock()
+				if _, seen := m.all[id]; !seen {
+					m.all[id] = stored{Approval: cur, rev: e.Revision()}
+				}
+				m.mu.Unlock()
+			}
 		}
 		if err == nil {
 			m.mu.Lock()

@@ -169,6 +169,10 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 		}
 	}
 	e.Detail = Redact(e.Detail)
+	// Invalid UTF-8 would read back as U+FFFD and no longer match its MAC.
+	for _, f := range []*string{&e.Actor, &e.Action, &e.Resource, &e.Outcome} {
+		*f = strings.ToValidUTF8(*f, "\uFFFD")
+	}
 	if e.Outcome == "" {
 		e.Outcome = "ok"
 	}
@@ -207,7 +211,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 // Filter selects entries in List.
 type Filter struct {
 	Actor  string
-	Action string // exact, or a prefix ending in '.' or '*' ("agent.*")
+	Action string // exact, or a prefix followed by '*' ("agent.*")
 	Since  time.Time
 	// After lists entries after this sequence.
 	After uint64
@@ -236,6 +240,9 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 		f.Limit = 100
 	}
 	var out []Entry
+	if f.After == ^uint64(0) {
+		return nil, nil
+	}
 	err := l.each(ctx, f.After+1, func(e Entry, _ []byte) bool {
 		if f.match(e) {
 			out = append(out, e)

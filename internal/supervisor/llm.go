@@ -10,6 +10,7 @@ import (
 
 	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/tools"
 )
 
 // LLM runs language-model agents; internal/agent implements it.
@@ -30,6 +31,9 @@ type Hooks struct {
 	// Waiting is called when the run starts (true) or stops (false)
 	// waiting for a human's approval.
 	Waiting func(bool)
+	// Resume is set when the run goes on after a daemon restart (from a
+	// checkpoint); otherwise it starts over.
+	Resume bool
 }
 
 // Progress is what a language-model run has done so far.
@@ -87,7 +91,7 @@ func (t *llmTask) reason() string {
 }
 
 // startLLM starts a's loop. The caller holds a.mu.
-func (s *Supervisor) startLLM(a *agent) (task, error) {
+func (s *Supervisor) startLLM(a *agent, resume bool) (task, error) {
 	if s.o.LLM == nil {
 		return nil, errors.New("llm agents are not available in this daemon")
 	}
@@ -103,7 +107,7 @@ func (s *Supervisor) startLLM(a *agent) (task, error) {
 	go func() {
 		defer close(t.done)
 		defer cancel()
-		final, err := s.o.LLM.Run(ctx, rec, Hooks{Progress: func(p Progress) { s.progress(a, p) }, Waiting: func(w bool) { s.waiting(a, w) }})
+		final, err := s.o.LLM.Run(ctx, rec, Hooks{Progress: func(p Progress) { s.progress(a, p) }, Waiting: func(w bool) { s.waiting(a, w) }, Resume: resume})
 		s.progress(a, final)
 		t.err = err
 	}()
@@ -170,6 +174,21 @@ func (s *Supervisor) SpawnSub(ctx context.Context, parentID, goal, name, model s
 	if model == "" {
 		model = parent.Spec.Model
 	}
+	// The same call of a parent resumed after a restart finds the
+	// sub-agent it had started, instead of starting a second one.
+	key := tools.CallKey(ctx)
+	if key != "" {
+		if r, ok := s.subAgent(parentID, key); ok {
+			return s.awaitSub(ctx, parentID, r.ID)
+		}
+	}
+	labels := map[string]string{}
+	for k, v := range parent.Spec.Labels {
+		labels[k] = v
+	}
+	if key != "" {
+		labels["oxios.call"] = key
+	}
 	if name == "" {
 		name = parent.Name + "-sub"
 	}
@@ -180,10 +199,29 @@ func (s *Supervisor) SpawnSub(ctx context.Context, parentID, goal, name, model s
 	s.o.Scheduler.Release(parentID)
 	defer s.o.Scheduler.Reacquire(ctx, parentID, prio, true)
 	child, err := s.Spawn(ctx, Spec{Kind: KindLLM, Name: name, Goal: goal, Model: model, Dir: parent.Spec.Dir,
-		Policy: parent.Spec.Policy, Priority: parent.Spec.Priority, Parent: parentID, Labels: parent.Spec.Labels})
+		Policy: parent.Spec.Policy, Priority: parent.Spec.Priority, Parent: parentID, Labels: labels})
 	if err != nil {
 		return "", err
 	}
+	return s.awaitSub(ctx, parentID, child.ID)
+}
+
+// subAgent finds the sub-agent that parentID's call key started.
+func (s *Supervisor) subAgent(parentID, key string) (Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.agents {
+		if r := a.snap.Load(); r.Spec.Parent == parentID && r.Spec.Labels["oxios.call"] == key {
+			return *r, true
+		}
+	}
+	return Record{}, false
+}
+
+// awaitSub waits for a sub-agent and returns its output; if ctx ends
+// first, the sub-agent is killed.
+func (s *Supervisor) awaitSub(ctx context.Context, parentID, childID string) (string, error) {
+	child := Record{ID: childID}
 	r, err := s.Wait(ctx, child.ID)
 	if err != nil {
 		return "", err

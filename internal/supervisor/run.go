@@ -86,7 +86,7 @@ func (s *Supervisor) launch(a *agent, reason string) (task, bool) {
 	var err error
 	pid, start := 0, uint64(0)
 	if a.rec.Kind == KindLLM {
-		t, err = s.startLLM(a)
+		t, err = s.startLLM(a, reason == "daemon restart")
 	} else {
 		var p *proc.Process
 		if p, err = s.startProcess(a); err == nil {

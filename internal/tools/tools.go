@@ -31,6 +31,19 @@ type Def struct {
 	Schema map[string]any
 }
 
+type callKey struct{}
+
+// WithCallKey marks ctx with the calling tool call's place in its run.
+func WithCallKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, callKey{}, key)
+}
+
+// CallKey is the key set by WithCallKey, or "".
+func CallKey(ctx context.Context) string {
+	k, _ := ctx.Value(callKey{}).(string)
+	return k
+}
+
 // Spawner runs a sub-agent to its end and returns its final output.
 type Spawner interface {
 	SpawnSub(ctx context.Context, parentID, goal, name, model string) (output string, err error)
