@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,6 +20,7 @@ const CheckpointsBucket = "checkpoints"
 // step, so that a run cut by a daemon restart goes on where it was.
 type Checkpoints struct {
 	kv jetstream.KeyValue
+	js jetstream.JetStream
 }
 
 // checkpoint is a run's state after the model's latest answer: the tool
@@ -40,7 +42,7 @@ func OpenCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) 
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", CheckpointsBucket, err)
 	}
-	return &Checkpoints{kv: kv}, nil
+	return &Checkpoints{kv: kv, js: js}, nil
 }
 
 // maxCheckpoint is the largest checkpoint: under the backbone's largest
@@ -70,6 +72,36 @@ func (c *Checkpoints) load(ctx context.Context, id string) (checkpoint, bool) {
 		return cp, false
 	}
 	return cp, len(cp.Messages) > 0
+}
+
+// saveAsync hands a checkpoint to the bucket without waiting; the returned
+// func waits for it to be stored. If it was not, the older checkpoint is
+// dropped (a run must not resume from a step it has gone past). A run does
+// not wait on its checkpoint between steps: a crash before it is stored
+// resumes from the one before, which is what "at least once" allows.
+func (c *Checkpoints) saveAsync(id string, cp checkpoint) func() error {
+	b, err := json.Marshal(cp)
+	if err == nil && len(b) > maxCheckpoint {
+		err = fmt.Errorf("the conversation (%d bytes) is too large to checkpoint (at most %d)", len(b), maxCheckpoint)
+	}
+	var fut jetstream.PubAckFuture
+	if err == nil {
+		// The bucket's own subject: a put, pipelined.
+		fut, err = c.js.PublishAsync("$KV."+CheckpointsBucket+"."+id, b)
+	}
+	return func() error {
+		if err == nil {
+			select {
+			case <-fut.Ok():
+				return nil
+			case err = <-fut.Err():
+			case <-time.After(10 * time.Second):
+				err = errors.New("checkpoint not confirmed")
+			}
+		}
+		c.Delete(context.Background(), id)
+		return err
+	}
 }
 
 // Delete drops an agent's checkpoint (its run has ended).

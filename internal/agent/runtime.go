@@ -242,6 +242,10 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	var cost float64
 	evs := &events{rt: rt, agentID: rec.ID}
 	defer evs.flush()
+	// saved waits for the last checkpoint handed to the bucket.
+	saved := func() {}
+	defer func() { saved() }()
+	var lastCheckpoint time.Time
 	msgs := []Message{{Role: "user", Text: spec.Goal}}
 	first := 1
 	waiting := &waitCount{set: hooks.Waiting}
@@ -306,11 +310,17 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		if len(resp.ToolCalls) == 0 {
 			return p, nil
 		}
-		if rt.o.Checkpoints != nil {
-			if err := rt.o.Checkpoints.save(ctx, rec.ID, checkpoint{Messages: msgs, Progress: p, Cost: cost}); err != nil && ctx.Err() == nil {
-				// An older checkpoint must not be resumed from: without one,
-				// a run cut by a restart ends "interrupted" instead.
-				rt.o.Logger.Warn("checkpoint", "agent", rec.ID, "err", err)
+		// A checkpoint at most once a second (it holds the whole, growing
+		// conversation), and always before a call waits for approval, so
+		// that the wait survives a restart.
+		if rt.o.Checkpoints != nil && (time.Since(lastCheckpoint) >= time.Second || needsApproval(env, resp.ToolCalls)) {
+			lastCheckpoint = time.Now()
+			saved()
+			wait := rt.o.Checkpoints.saveAsync(rec.ID, checkpoint{Messages: msgs, Progress: p, Cost: cost})
+			saved = func() {
+				if err := wait(); err != nil {
+					rt.o.Logger.Warn("checkpoint", "agent", rec.ID, "err", err)
+				}
 			}
 		}
 		results, calls := rt.runTools(ctx, env, evs, waiting, step, resp.ToolCalls)
@@ -409,6 +419,15 @@ func (rt *Runtime) call(ctx context.Context, env *tools.Env, waiting *waitCount,
 	approved := *env
 	approved.Approved = true
 	return tools.Call(ctx, &approved, c.Name, c.Args)
+}
+
+func needsApproval(env *tools.Env, calls []ToolCall) bool {
+	for _, c := range calls {
+		if env.Gate.NeedsApproval(c.Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // waitCount tells the supervisor when the first of a step's calls starts
