@@ -110,26 +110,7 @@ OXIOS_URL; nothing else of the daemon's environment reaches it. Without
 					spec.Command = abs
 				}
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			r, err := c.Spawn(context.Background(), spec)
-			if err != nil {
-				return apiError(err)
-			}
-			if wait {
-				return a.waitFor(c, r.ID, 0)
-			}
-			if a.output == "json" {
-				return printJSON(a.stdout, r)
-			}
-			if r.State == supervisor.Queued && r.QueuePosition > 0 {
-				fmt.Fprintf(a.stdout, "%s\tqueued at position %d\n", r.ID, r.QueuePosition)
-			} else {
-				fmt.Fprintln(a.stdout, r.ID)
-			}
-			return nil
+			return a.spawn(spec, wait)
 		},
 	}
 	f := cmd.Flags()
@@ -180,6 +161,12 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base supervi
 			return err
 		}
 	}
+	return a.spawn(spec, wait)
+}
+
+// spawn spawns spec and prints its id (and queue position), or waits for
+// it to end with --wait.
+func (a *app) spawn(spec supervisor.Spec, wait bool) error {
 	c, err := a.client()
 	if err != nil {
 		return err
@@ -194,7 +181,11 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base supervi
 	if a.output == "json" {
 		return printJSON(a.stdout, r)
 	}
-	fmt.Fprintln(a.stdout, r.ID)
+	if r.State == supervisor.Queued && r.QueuePosition > 0 {
+		fmt.Fprintf(a.stdout, "%s\tqueued at position %d\n", r.ID, r.QueuePosition)
+	} else {
+		fmt.Fprintln(a.stdout, r.ID)
+	}
 	return nil
 }
 

@@ -42,18 +42,7 @@ func serveForBenchmark() {
 //
 //	go test -run '^$' -bench LoopStep -benchtime 20x ./internal/agent
 func BenchmarkLoopStep(b *testing.B) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serveEnv+"=1")
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	url, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		b.Fatal(err)
-	}
-	s := newStackAt(b, strings.TrimSpace(url), 10)
+	s := newStackAt(b, modelServer(b), 10)
 	for _, steps := range []int{10, 50} {
 		b.Run(fmt.Sprintf("steps=%d", steps), func(b *testing.B) {
 			s.t = b
@@ -68,6 +57,23 @@ func BenchmarkLoopStep(b *testing.B) {
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N*steps)/1000, "cpu-ms/step")
 		})
 	}
+}
+
+// modelServer starts the model server in a process of its own (this test
+// binary, re-executed) and returns its URL; it is killed when b ends.
+func modelServer(b *testing.B) string {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	url, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.TrimSpace(url)
 }
 
 // cpuTime is the user and system CPU time of this process.
@@ -141,15 +147,7 @@ func rssKB() int {
 //
 //	go test -run '^$' -bench ProviderCall ./internal/agent
 func BenchmarkProviderCall(b *testing.B) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), serveEnv+"=1")
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	url, _ := bufio.NewReader(out).ReadString('\n')
-	p := newOpenAI("openai", ProviderConfig{BaseURL: strings.TrimSpace(url) + "/v1", APIKey: testKey}, 0)
+	p := newOpenAI("openai", ProviderConfig{BaseURL: modelServer(b) + "/v1", APIKey: testKey}, 0)
 	var defs []ToolDef
 	for _, d := range tools.Defs() {
 		defs = append(defs, ToolDef{Name: d.Name, Description: d.Description, Schema: d.Schema})
