@@ -360,6 +360,9 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					// A run's end settles what it left: its pending
 					// approvals are rejected and its checkpoint dropped.
 					OnEnd: func(r supervisor.Record) {
+						if r.Kind != supervisor.KindLLM {
+							return // only llm runs ask for approvals and keep checkpoints
+						}
 						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 						defer cancel()
 						approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
