@@ -73,7 +73,7 @@ func (g *Gate) maxOutput() int {
 // execTool runs an allowed program in the workspace, in its own process
 // group, with only the allowed environment; at the timeout (or when ctx
 // ends) the whole group is killed.
-func execTool(ctx context.Context, g *Gate, command string, args []string, shell bool, env map[string]string) (string, error) {
+func execTool(ctx context.Context, g *Gate, agentID, command string, args []string, shell bool, env map[string]string) (string, error) {
 	if command == "" {
 		return "", errors.New("command is required")
 	}
@@ -93,7 +93,9 @@ func execTool(ctx context.Context, g *Gate, command string, args []string, shell
 		}
 		path = p
 	}
-	vars := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.Workspace(), "LANG=C.UTF-8"}
+	// OXIOS_AGENT_ID marks the program as the agent's: if the daemon dies
+	// while it runs, the next boot finds and stops it.
+	vars := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.Workspace(), "LANG=C.UTF-8", "OXIOS_AGENT_ID=" + agentID}
 	for k := range env {
 		if !slices.Contains(g.exec.Env, k) {
 			return "", &Denied{Tool: "exec", Rule: "exec", Target: k, Reason: fmt.Sprintf("environment variable %s is not allowed (allowed: %s)", k, strings.Join(g.exec.Env, ", "))}

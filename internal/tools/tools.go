@@ -145,7 +145,7 @@ func Call(ctx context.Context, env *Env, name string, args json.RawMessage) (str
 	case "grep":
 		return grep(ctx, env.Gate, a.Pattern, a.Path, a.Glob)
 	case "exec":
-		return execTool(ctx, env.Gate, a.Command, a.Args, a.Shell, a.Env)
+		return execTool(ctx, env.Gate, env.AgentID, a.Command, a.Args, a.Shell, a.Env)
 	case "http_fetch":
 		return httpFetch(ctx, env.Gate, a.URL, a.Method, a.Body)
 	case "spawn_agent":

@@ -111,8 +111,8 @@ func TestExec(t *testing.T) {
 	yes := true
 	e, ws := env(t, Policy{Exec: ExecPolicy{Allow: []string{"echo", "sh"}, Env: []string{"GREETING"}, Timeout: "300ms", Shell: &yes}})
 	t.Setenv("SECRET_TOKEN", "leak")
-	out, err := call(t, e, "exec", map[string]any{"command": "sh", "args": []string{"-c", "echo $GREETING $SECRET_TOKEN; pwd; exit 3"}, "env": map[string]string{"GREETING": "hello"}})
-	if err != nil || !strings.HasPrefix(out, "exit code 3\n") || !strings.Contains(out, "hello\n") || strings.Contains(out, "leak") || !strings.Contains(out, ws) {
+	out, err := call(t, e, "exec", map[string]any{"command": "sh", "args": []string{"-c", "echo $GREETING $SECRET_TOKEN; pwd; echo id=$OXIOS_AGENT_ID; exit 3"}, "env": map[string]string{"GREETING": "hello"}})
+	if err != nil || !strings.HasPrefix(out, "exit code 3\n") || !strings.Contains(out, "hello\n") || strings.Contains(out, "leak") || !strings.Contains(out, ws) || !strings.Contains(out, "id=a1") {
 		t.Fatalf("exec: %q %v", out, err)
 	}
 	if _, err := call(t, e, "exec", map[string]any{"command": "cat"}); !denied(err, "exec") {
