@@ -481,12 +481,7 @@ func (a *app) agentKillCmd() *cobra.Command {
 to its whole process group, then SIGKILL after the grace period, and waits
 until it has ended. A killed agent ends 'killed' and is not restarted.`,
 		Example: "  oxios agent kill 0193e2a4-...\n  oxios agent kill --grace 0s 0193e2a4-...",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("agent kill needs at least one agent ID")
-			}
-			return nil
-		},
+		Args:    agentIDs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("grace") && grace < 0 {
 				return usageError("--grace: must not be negative (got %s)", grace)
@@ -509,6 +504,14 @@ until it has ended. A killed agent ends 'killed' and is not restarted.`,
 	}
 	cmd.Flags().DurationVar(&grace, "grace", 0, "time between the stop signal and SIGKILL (default: the agent's stop_timeout)")
 	return cmd
+}
+
+// agentIDs requires at least one agent ID.
+func agentIDs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return usageError("%s needs at least one agent ID", cmd.CommandPath())
+	}
+	return nil
 }
 
 // each runs fn for every id, reports every failure, and fails if any did.
@@ -549,12 +552,7 @@ func (a *app) agentRestartCmd() *cobra.Command {
 a new run through the scheduler. Manual restarts are not counted in
 'restarts' and reset the backoff.`,
 		Example: "  oxios agent restart 0193e2a4-...",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("agent restart needs at least one agent ID")
-			}
-			return nil
-		},
+		Args:    agentIDs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
@@ -576,12 +574,7 @@ func (a *app) agentRmCmd() *cobra.Command {
 		Use:     "rm ID...",
 		Short:   "Delete ended agents with their logs and own workspaces",
 		Example: "  oxios agent rm 0193e2a4-...",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("agent rm needs at least one agent ID")
-			}
-			return nil
-		},
+		Args:    agentIDs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {

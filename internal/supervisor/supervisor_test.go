@@ -700,15 +700,7 @@ func TestRecoveryFindsUnrecordedProcess(t *testing.T) {
 	e.waitState(blocker.ID, Running)
 	queued := e.spawn(sh("exit 0"))
 	e.sup.abandon()
-	orphan := exec.Command("sleep", "100")
-	orphan.Env = []string{"OXIOS_AGENT_ID=" + queued.ID}
-	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := orphan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	reaped := make(chan struct{})
-	go func() { orphan.Wait(); close(reaped) }()
-	t.Cleanup(func() { orphan.Process.Kill(); <-reaped })
+	reaped := startOrphan(t, queued.ID)
 	e.open()
 	select {
 	case <-reaped:
@@ -728,15 +720,7 @@ func TestRecoveryFindsUnrecordedRestart(t *testing.T) {
 	r := e.spawn(withRestart(sh("exit 1"), Restart{Policy: Always, Backoff: BackoffSpec{Initial: "1h", Max: "1h"}}))
 	e.waitFor(r.ID, func(r Record) bool { return r.State == Backoff && r.Restarts == 2 })
 	e.sup.abandon()
-	orphan := exec.Command("sleep", "100")
-	orphan.Env = []string{"OXIOS_AGENT_ID=" + r.ID}
-	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := orphan.Start(); err != nil {
-		t.Fatal(err)
-	}
-	reaped := make(chan struct{})
-	go func() { orphan.Wait(); close(reaped) }()
-	t.Cleanup(func() { orphan.Process.Kill(); <-reaped })
+	reaped := startOrphan(t, r.ID)
 	e.open()
 	select {
 	case <-reaped:
@@ -820,4 +804,21 @@ func TestRecoveryKeepsToItsNode(t *testing.T) {
 	if entry, err := e.sup.kv.Get(context.Background(), other.ID); err != nil || !strings.Contains(string(entry.Value()), `"state":"running"`) {
 		t.Fatalf("another node's record was changed: %v", err)
 	}
+}
+
+// startOrphan starts a process tagged as agent id's but unknown to any
+// supervisor, as one forked just before the daemon died; the channel is
+// closed when it has exited.
+func startOrphan(t *testing.T, id string) <-chan struct{} {
+	t.Helper()
+	orphan := exec.Command("sleep", "100")
+	orphan.Env = []string{"OXIOS_AGENT_ID=" + id}
+	orphan.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := make(chan struct{})
+	go func() { orphan.Wait(); close(reaped) }()
+	t.Cleanup(func() { orphan.Process.Kill(); <-reaped })
+	return reaped
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -185,7 +186,7 @@ func readFile(g *Gate, path string) (string, error) {
 	}
 	defer f.Close()
 	b := make([]byte, maxRead+1)
-	n, _ := ioReadFull(f, b)
+	n, _ := io.ReadFull(f, b)
 	if n > maxRead {
 		return string(b[:maxRead]) + fmt.Sprintf("\n[truncated: the file is longer than %d KiB]", maxRead>>10), nil
 	}
@@ -388,16 +389,4 @@ func openRegular(p string) (*os.File, error) {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.New("not a regular file")}
 	}
 	return f, nil
-}
-
-func ioReadFull(f *os.File, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := f.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }

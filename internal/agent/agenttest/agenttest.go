@@ -124,21 +124,29 @@ func writeJSONError(w http.ResponseWriter, rep Reply, body string) {
 	io.WriteString(w, body)
 }
 
-func (f *Server) openai(w http.ResponseWriter, r *http.Request) {
-	rep, _ := f.next(r)
-	if r.Header.Get("Authorization") != "Bearer "+f.key {
-		rep = Reply{Status: 401, Message: "Incorrect API key provided: sk-wr***ng."}
-	}
+// wait plays the reply's latency (or hangs); false when the client left.
+func (rep Reply) wait(r *http.Request) bool {
 	if rep.Hang {
 		<-r.Context().Done()
-		return
+		return false
 	}
 	if rep.Delay > 0 {
 		select {
 		case <-time.After(rep.Delay):
 		case <-r.Context().Done():
-			return
+			return false
 		}
+	}
+	return true
+}
+
+func (f *Server) openai(w http.ResponseWriter, r *http.Request) {
+	rep, _ := f.next(r)
+	if r.Header.Get("Authorization") != "Bearer "+f.key {
+		rep = Reply{Status: 401, Message: "Incorrect API key provided: sk-wr***ng."}
+	}
+	if !rep.wait(r) {
+		return
 	}
 	if rep.Status != 0 {
 		b, _ := json.Marshal(map[string]any{"error": map[string]any{"message": rep.Message, "type": "invalid_request_error", "code": nil}})
@@ -192,16 +200,8 @@ func (f *Server) anthropic(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") != "Bearer "+f.key && r.Header.Get("X-Api-Key") != f.key {
 		rep = Reply{Status: 401, Message: "invalid x-api-key"}
 	}
-	if rep.Hang {
-		<-r.Context().Done()
+	if !rep.wait(r) {
 		return
-	}
-	if rep.Delay > 0 {
-		select {
-		case <-time.After(rep.Delay):
-		case <-r.Context().Done():
-			return
-		}
 	}
 	if rep.Status != 0 {
 		typ := map[int]string{401: "authentication_error", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}[rep.Status]
