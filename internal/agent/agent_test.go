@@ -15,6 +15,7 @@ import (
 	"github.com/oxios/oxios/internal/agent/agenttest"
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
+	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/store"
@@ -46,6 +47,7 @@ type stack struct {
 	bus       *bus.Bus
 	llm       *agenttest.Server
 	approvals *approval.Manager
+	budgets   *budget.Service
 }
 
 func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
@@ -92,8 +94,13 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 	if err != nil {
 		t.Fatal(err)
 	}
+	bud, err := budget.Open(ctx, bb.JS, 1, "test", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bud.Close)
 	o := Options{
-		Approvals: apv, Checkpoints: cps,
+		Approvals: apv, Checkpoints: cps, Budgets: bud,
 		Providers: map[string]ProviderConfig{
 			"openai":    {BaseURL: url + "/v1", APIKey: testKey},
 			"anthropic": {BaseURL: url, APIKey: testKey},
@@ -110,7 +117,7 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 		JS: bb.JS, Bus: b, Scheduler: scheduler.New(scheduler.Limits{MaxRunning: max(10, maxLLM), MaxRunningLLM: maxLLM}), Node: "test",
 		WorkspacesDir: filepath.Join(home, "workspaces"), LogDir: filepath.Join(home, "logs"),
 		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second, Model: "openai/gpt-4.1-mini", MaxSteps: 10, Timeout: 10 * time.Minute},
-		Retain:   100, RetainFor: time.Hour, LLM: rt,
+		Retain:   100, RetainFor: time.Hour, LLM: rt, Budgets: bud,
 		OnEnd: func(r supervisor.Record) {
 			apv.AbandonAgent(context.Background(), r.ID, "the agent ended")
 			cps.Delete(context.Background(), r.ID)
@@ -125,7 +132,7 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 		defer cancel()
 		sup.Close(ctx)
 	})
-	return &stack{t: t, sup: sup, rt: rt, bus: b, approvals: apv}
+	return &stack{t: t, sup: sup, rt: rt, bus: b, approvals: apv, budgets: bud}
 }
 
 func (s *stack) run(spec supervisor.Spec) supervisor.Record {

@@ -34,6 +34,14 @@ type Auditor interface {
 	Append(ctx context.Context, e audit.Entry) (audit.Entry, error)
 }
 
+// Budgets limit what agents use; *budget.Service is one.
+type Budgets interface {
+	// Check is asked before each model call of a run that has used used.
+	Check(rec supervisor.Record, used supervisor.Usage) error
+	// Spend records one call's usage (delta) of a run now at total.
+	Spend(rec supervisor.Record, total, delta supervisor.Usage)
+}
+
 // ProviderConfig is one provider's settings. Empty fields take the usual
 // environment variables, then the built-in defaults.
 type ProviderConfig struct {
@@ -66,6 +74,9 @@ type Options struct {
 	// Checkpoints, if set, keep each run's conversation so that it can go
 	// on after a daemon restart.
 	Checkpoints *Checkpoints
+	// Budgets, if set, are checked before every model call and charged
+	// after it.
+	Budgets Budgets
 	// MaxRetries of a model call on 429, 5xx or a lost connection: 0 is
 	// the default (3), negative is none.
 	MaxRetries int
@@ -277,6 +288,12 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		if step > spec.MaxSteps {
 			return p, fmt.Errorf("max steps reached (%d)", spec.MaxSteps)
 		}
+		if rt.o.Budgets != nil {
+			// The run ends here, keeping what it has done and used.
+			if err := rt.o.Budgets.Check(rec, p.Usage); err != nil {
+				return p, err
+			}
+		}
 		if err := rt.o.Breaker.Allow(provName); err != nil {
 			return p, err
 		}
@@ -300,6 +317,9 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 			c := float64(resp.TokensIn)*price.Input/1e6 + float64(resp.TokensOut)*price.Output/1e6
 			cost += c
 			stepCost, p.Usage.CostUSD = &c, ptr(cost)
+		}
+		if rt.o.Budgets != nil {
+			rt.o.Budgets.Spend(rec, p.Usage, supervisor.Usage{TokensIn: resp.TokensIn, TokensOut: resp.TokensOut, CostUSD: stepCost, LLMCalls: 1})
 		}
 		evs.publish("llm.response", map[string]any{"step": step, "model": spec.Model, "tokens_in": resp.TokensIn,
 			"tokens_out": resp.TokensOut, "cost_usd": stepCost, "duration_ms": time.Since(t0).Milliseconds(), "tool_calls": len(resp.ToolCalls)})

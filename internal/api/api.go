@@ -15,6 +15,7 @@ import (
 
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
+	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
@@ -71,6 +72,7 @@ type Services struct {
 	Tokens    *security.Tokens
 	Sessions  *security.Sessions
 	Approvals *approval.Manager
+	Budgets   *budget.Service
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -145,6 +147,12 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/approvals/{id}", v, s.approvalGet},
 		{"POST /api/v1/approvals/{id}/approve", o, s.approvalApprove},
 		{"POST /api/v1/approvals/{id}/reject", o, s.approvalReject},
+		// Budgets cap what operators' agents spend, so only admins set them.
+		{"GET /api/v1/budgets", v, s.budgetList},
+		{"GET /api/v1/budgets/{name}", v, s.budgetGet},
+		{"PUT /api/v1/budgets/{name}", a, s.budgetSet},
+		{"DELETE /api/v1/budgets/{name}", a, s.budgetDelete},
+		{"POST /api/v1/budgets/{name}/reset", a, s.budgetReset},
 	}
 }
 

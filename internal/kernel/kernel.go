@@ -26,6 +26,7 @@ import (
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone"
+	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
@@ -231,6 +232,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 		trail     *audit.Log
 		sessions  *security.Sessions
 		approvals *approval.Manager
+		budgets   *budget.Service
 	)
 	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
 	return []part{
@@ -305,6 +307,14 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			stop: func(context.Context) error { return nil },
 		},
 		{
+			name: "budget",
+			start: func(ctx context.Context) (err error) {
+				budgets, err = budget.Open(ctx, bb.JS, bb.Replicas, k.node, ev, k.log)
+				return err
+			},
+			stop: func(context.Context) error { budgets.Close(); return nil },
+		},
+		{
 			// Recovers the agents an earlier daemon left unfinished.
 			name: "supervisor",
 			start: func(ctx context.Context) (err error) {
@@ -333,6 +343,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					Audit:       trail,
 					Approvals:   approvals,
 					Checkpoints: checkpoints,
+					Budgets:     budgets,
 					Logger:      k.log,
 				})
 				agents, err = supervisor.Open(ctx, supervisor.Options{
@@ -356,7 +367,8 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 						MaxSteps:    cfg.Agent.MaxSteps,
 						Timeout:     cfg.Agent.Timeout.Duration,
 					},
-					LLM: llm,
+					LLM:     llm,
+					Budgets: budgets,
 					// A run's end settles what it left: its pending
 					// approvals are rejected and its checkpoint dropped.
 					OnEnd: func(r supervisor.Record) {
@@ -387,7 +399,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions, Approvals: approvals})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions, Approvals: approvals, Budgets: budgets})
 				return nil
 			},
 			stop: func(ctx context.Context) error {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/scheduler"
 )
 
 // cause is why a process stopped running.
@@ -30,17 +31,22 @@ const (
 func (s *Supervisor) run(a *agent, reason string) {
 	defer s.runs.Done()
 	for {
+		if !s.admit(a) {
+			return
+		}
 		t, ok := s.launch(a, reason)
 		if !ok {
 			return
 		}
 		c, exit := s.supervise(a, t)
-		why := exit.String()
+		why, final := exit.String(), false
 		if lt, isLLM := t.(*llmTask); isLLM {
 			why = lt.reason()
+			// A budget limit is not cured by running again.
+			final = errors.Is(lt.err, ErrBudget)
 		}
 		var next time.Duration
-		if next, reason, ok = s.after(a, c, exit, why); !ok {
+		if next, reason, ok = s.after(a, c, exit, why, final); !ok {
 			return
 		}
 		if next > 0 {
@@ -53,6 +59,107 @@ func (s *Supervisor) run(a *agent, reason string) {
 			}
 		}
 	}
+}
+
+// admit holds an llm agent back while a budget it is under is exhausted.
+// It ends the agent failed with the budget's error, or, when its spec says
+// wait, gives the slot back and leaves the agent queued until the budget
+// frees or changes, then queues it for a slot again. It reports false when
+// the agent has ended or the daemon is stopping.
+func (s *Supervisor) admit(a *agent) bool {
+	if s.o.Budgets == nil || a.rec.Kind != KindLLM {
+		return true
+	}
+	for {
+		a.mu.Lock()
+		rec := a.rec
+		a.mu.Unlock()
+		until, changed, err := s.o.Budgets.Admit(rec)
+		if err == nil {
+			return true
+		}
+		a.mu.Lock()
+		if a.kill != nil || s.ctx.Err() != nil {
+			a.mu.Unlock()
+			return true // launch ends it, or leaves it for the next boot
+		}
+		if rec.Spec.Budget == nil || rec.Spec.Budget.OnExhausted != BudgetWait {
+			a.rec.ExitCode, a.rec.Signal = nil, ""
+			s.end(a, Failed, err.Error())
+			a.mu.Unlock()
+			return false
+		}
+		a.rec.State, a.rec.Reason, a.rec.NextStartAt = Queued, err.Error(), nil
+		if !until.IsZero() {
+			a.rec.NextStartAt = &until
+		}
+		s.save(a, "agent.queued", map[string]any{"reason": err.Error()})
+		a.mu.Unlock()
+		s.o.Scheduler.Release(a.id)
+		if !s.awaitBudget(a, until, changed) || !s.reacquire(a) {
+			return false
+		}
+	}
+}
+
+// awaitBudget waits until the time a budget frees or a change of budgets.
+// It reports false when the agent was killed meanwhile or the daemon is
+// stopping.
+func (s *Supervisor) awaitBudget(a *agent, until time.Time, changed <-chan struct{}) bool {
+	var timeout <-chan time.Time
+	if !until.IsZero() {
+		t := time.NewTimer(time.Until(until) + 10*time.Millisecond)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for {
+		select {
+		case <-timeout:
+			return true
+		case <-changed:
+			return true
+		case <-s.ctx.Done():
+			return false
+		case <-a.wake:
+			if s.killedWaiting(a) {
+				return false
+			}
+		}
+	}
+}
+
+// reacquire queues a for a slot again and waits for it. It reports false
+// when the agent was killed meanwhile or the daemon is stopping.
+func (s *Supervisor) reacquire(a *agent) bool {
+	p, _ := scheduler.ParsePriority(a.rec.Spec.Priority)
+	got := make(chan struct{})
+	s.o.Scheduler.Submit(scheduler.Ticket{ID: a.id, Priority: p, LLM: true, Start: func() { close(got) }})
+	for {
+		select {
+		case <-got:
+			return true
+		case <-s.ctx.Done():
+			s.o.Scheduler.Cancel(a.id)
+			return false
+		case <-a.wake:
+			if s.killedWaiting(a) {
+				return false
+			}
+		}
+	}
+}
+
+// killedWaiting ends a queued agent that was asked to die while it waited
+// for a budget; end frees a slot it may have been given meanwhile.
+func (s *Supervisor) killedWaiting(a *agent) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kill == nil {
+		return false
+	}
+	s.o.Scheduler.Cancel(a.id)
+	s.end(a, Killed, "cancelled")
+	return true
 }
 
 // launch starts a's process and records it running. It reports false when
@@ -252,7 +359,7 @@ func (s *Supervisor) supervise(a *agent, p task) (cause, proc.Exit) {
 // after records how a run ended and decides what comes next: it returns
 // ok=false when the agent has ended (or the daemon is stopping), otherwise
 // the delay before the next start and the reason for it.
-func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string) (delay time.Duration, reason string, ok bool) {
+func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string, final bool) (delay time.Duration, reason string, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c == shutdown {
@@ -287,7 +394,7 @@ func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string) (delay ti
 		why = "timeout"
 	}
 	rs := a.rec.Spec.Restart
-	if rs.Policy == Never || (rs.Policy == OnFailure && !failed) {
+	if rs.Policy == Never || (rs.Policy == OnFailure && !failed) || (final && failed) {
 		if failed {
 			s.end(a, Failed, why)
 		} else {

@@ -44,7 +44,26 @@ type Spec struct {
 	Policy *tools.Policy `json:"policy,omitempty"`
 	// Parent is the agent that spawned this one with spawn_agent.
 	Parent string `json:"parent,omitempty"`
+	// Budget caps what one run of an llm agent uses, and says what the
+	// agent does when a budget it is under is exhausted when it would start.
+	Budget *SpecBudget `json:"budget,omitempty"`
 }
+
+// SpecBudget is an llm agent's own budget. Zero limits are none.
+type SpecBudget struct {
+	Tokens  int64   `json:"tokens,omitempty"`
+	CostUSD float64 `json:"cost_usd,omitempty"`
+	Calls   int64   `json:"calls,omitempty"`
+	// OnExhausted is "fail" (the agent ends failed, "budget exhausted")
+	// or "wait" (it stays queued until the budget's window frees).
+	OnExhausted string `json:"on_exhausted,omitempty"`
+}
+
+// Ways an agent meets an exhausted budget at admission.
+const (
+	BudgetFail = "fail"
+	BudgetWait = "wait"
+)
 
 // Restart is the restart policy of a spec.
 type Restart struct {
@@ -159,6 +178,23 @@ func (s *Spec) normalizeLLM(d SpecDefaults) error {
 	if s.Name == "" {
 		s.Name = "llm"
 	}
+	if b := s.Budget; b != nil {
+		switch {
+		case b.Tokens < 0:
+			return invalid("budget.tokens", "must be 0 (no limit) or more (got %d)", b.Tokens)
+		case b.CostUSD < 0 || b.CostUSD != b.CostUSD:
+			return invalid("budget.cost_usd", "must be 0 (no limit) or more (got %g)", b.CostUSD)
+		case b.Calls < 0:
+			return invalid("budget.calls", "must be 0 (no limit) or more (got %d)", b.Calls)
+		}
+		switch b.OnExhausted {
+		case "":
+			b.OnExhausted = BudgetFail
+		case BudgetFail, BudgetWait:
+		default:
+			return invalid("budget.on_exhausted", "must be fail or wait (got %q)", b.OnExhausted)
+		}
+	}
 	if s.Policy != nil {
 		if err := s.Policy.Validate("policy."); err != nil {
 			var inv *tools.InvalidError
@@ -172,8 +208,8 @@ func (s *Spec) normalizeLLM(d SpecDefaults) error {
 }
 
 func (s *Spec) normalizeProcess() error {
-	if s.Goal != "" || s.Model != "" || s.System != "" || s.MaxSteps != 0 || s.Policy != nil {
-		return invalid("goal", "goal, model, system, max_steps and policy are for llm agents (kind \"llm\")")
+	if s.Goal != "" || s.Model != "" || s.System != "" || s.MaxSteps != 0 || s.Policy != nil || s.Budget != nil {
+		return invalid("goal", "goal, model, system, max_steps, policy and budget are for llm agents (kind \"llm\")")
 	}
 	if strings.TrimSpace(s.Command) == "" {
 		return invalid("command", "must not be empty")

@@ -32,6 +32,9 @@ var (
 	// ErrConflict is an operation the agent's state does not allow.
 	ErrConflict = errors.New("not allowed in the agent's state")
 	ErrClosed   = errors.New("the supervisor is shutting down")
+	// ErrBudget is matched by the errors of exhausted budgets; an agent
+	// that ends on one is not restarted by its restart policy.
+	ErrBudget = errors.New("budget")
 )
 
 // Publisher stores events; *bus.Bus is one.
@@ -63,6 +66,16 @@ type Options struct {
 	LLM LLM
 	// OnEnd, if set, is called (on its own goroutine) when a run ends.
 	OnEnd func(Record)
+	// Budgets, if set, admit each run of an llm agent.
+	Budgets Admitter
+}
+
+// Admitter decides whether an llm agent may start; internal/budget
+// implements it.
+type Admitter interface {
+	// Admit returns nil, or an error matching ErrBudget with the time the
+	// budget frees (zero: unknown) and a channel closed when budgets change.
+	Admit(rec Record) (until time.Time, changed <-chan struct{}, err error)
 }
 
 // Bucket is the key/value bucket of agent records.
