@@ -160,7 +160,9 @@ func TestWaitForTheWindow(t *testing.T) {
 	}
 	start := time.Now()
 	r := s.spawn(supervisor.Spec{Goal: "x", Budget: &supervisor.SpecBudget{OnExhausted: supervisor.BudgetWait}})
-	s.waitFor(r.ID, func(r supervisor.Record) bool { return r.State == supervisor.Queued && strings.HasPrefix(r.Reason, "budget exhausted") })
+	s.waitFor(r.ID, func(r supervisor.Record) bool {
+		return r.State == supervisor.Queued && strings.HasPrefix(r.Reason, "budget exhausted")
+	})
 	if end := s.waitEnd(r.ID); end.State != supervisor.Succeeded {
 		t.Fatalf("%s %q", end.State, end.Reason)
 	}

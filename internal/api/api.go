@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
@@ -73,6 +74,7 @@ type Services struct {
 	Sessions  *security.Sessions
 	Approvals *approval.Manager
 	Budgets   *budget.Service
+	Cron      *cron.Service
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -116,8 +118,8 @@ type route struct {
 }
 
 // routes is the one table of every API route and its minimum role:
-// viewers read, operators act on agents and state, admins manage tokens
-// and read the audit trail.
+// viewers read, operators act on agents, state, approvals and cron, admins
+// manage tokens and budgets and read the audit trail.
 func (s *Server) routes() []route {
 	v, o, a := security.Viewer, security.Operator, security.Admin
 	return []route{
@@ -153,6 +155,13 @@ func (s *Server) routes() []route {
 		{"PUT /api/v1/budgets/{name}", a, s.budgetSet},
 		{"DELETE /api/v1/budgets/{name}", a, s.budgetDelete},
 		{"POST /api/v1/budgets/{name}/reset", a, s.budgetReset},
+		{"GET /api/v1/cron", v, s.cronList},
+		{"POST /api/v1/cron", o, s.cronCreate},
+		{"GET /api/v1/cron/{name}", v, s.cronGet},
+		{"DELETE /api/v1/cron/{name}", o, s.cronDelete},
+		{"POST /api/v1/cron/{name}/enable", o, s.cronEnable},
+		{"POST /api/v1/cron/{name}/disable", o, s.cronDisable},
+		{"POST /api/v1/cron/{name}/trigger", o, s.cronTrigger},
 	}
 }
 

@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
+	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
@@ -78,7 +81,22 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens, Sessions: sessions})
+	budgets, err := budget.Open(ctx, bb.JS, 1, "n1", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(budgets.Close)
+	jobs, err := cron.Open(ctx, cron.Options{JS: bb.JS, Node: "n1", Agents: sup, Bus: b, Defaults: supervisor.SpecDefaults{StopTimeout: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jobs.Close)
+	approvals, err := approval.Open(ctx, bb.JS, 1, b, trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(approvals.Close)
+	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens, Sessions: sessions, Approvals: approvals, Budgets: budgets, Cron: jobs})
 	srv := httptest.NewUnstartedServer(s)
 	srv.Config.RegisterOnShutdown(s.Stop)
 	srv.Start()

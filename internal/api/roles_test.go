@@ -41,13 +41,16 @@ func TestRouteRoleMatrix(t *testing.T) {
 	}
 	for _, rt := range routes {
 		method, pattern, _ := strings.Cut(rt.pattern, " ")
-		path := strings.NewReplacer("{ns}", "app", "{key...}", "k", "{id}", "nope").Replace(pattern)
+		path := strings.NewReplacer("{ns}", "app", "{key...}", "k", "{id}", "nope", "{name}", "nope").Replace(pattern)
 		for role, secret := range secrets {
 			url := srv.URL + path
 			if strings.HasSuffix(path, "/events") && method == "GET" {
 				url += "?follow=false"
 			}
 			r := callAs(t, secret, method, url, "{}")
+			if r.status >= 500 {
+				t.Errorf("%s as %s: %d %s", rt.pattern, role, r.status, r.body)
+			}
 			forbidden := r.status == http.StatusForbidden
 			if want := role < rt.role; forbidden != want {
 				t.Errorf("%s as %s: %d %s (want forbidden=%v)", rt.pattern, role, r.status, r.body, want)

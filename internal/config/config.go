@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/oxios/oxios/internal/cron"
+	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
 )
 
@@ -40,6 +43,78 @@ type Config struct {
 	// over the built-in table.
 	Prices map[string]Price `toml:"prices"`
 	Policy Policy           `toml:"policy"`
+	// Cron holds the jobs of this file, read-only through the API.
+	Cron Cron `toml:"cron"`
+}
+
+// Cron configures cron jobs.
+type Cron struct {
+	// Jobs by name: [cron.jobs.NAME].
+	Jobs map[string]CronJob `toml:"jobs,omitempty"`
+}
+
+// CronJob is one job of the config file; see internal/cron.
+type CronJob struct {
+	Schedule string `toml:"schedule"`
+	Zone     string `toml:"zone,omitempty"`
+	Overlap  string `toml:"overlap,omitempty"`
+	Missed   string `toml:"missed,omitempty"`
+	// Enabled is true when omitted.
+	Enabled *bool `toml:"enabled,omitempty"`
+	// Spec is the agent spec each firing spawns, with the keys of the API's
+	// spec ("command", "args", "kind", "goal", ...).
+	Spec map[string]any `toml:"spec"`
+}
+
+// SpecDefaults are the agent spec defaults this config gives.
+func (c *Config) SpecDefaults() supervisor.SpecDefaults {
+	return supervisor.SpecDefaults{
+		StopTimeout: c.Agents.StopTimeout.Duration,
+		Model:       c.Agent.DefaultModel,
+		MaxSteps:    c.Agent.MaxSteps,
+		Timeout:     c.Agent.Timeout.Duration,
+	}
+}
+
+// CronJobs returns the file's cron jobs, validated, by name. Errors are
+// *Error naming the key.
+func (c *Config) CronJobs() ([]cron.Def, error) {
+	names := make([]string, 0, len(c.Cron.Jobs))
+	for n := range c.Cron.Jobs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var out []cron.Def
+	for _, n := range names {
+		j := c.Cron.Jobs[n]
+		key := "cron.jobs." + n
+		d := cron.Def{Name: n, Schedule: j.Schedule, Zone: j.Zone, Overlap: j.Overlap, Missed: j.Missed, Enabled: j.Enabled == nil || *j.Enabled}
+		if j.Spec == nil {
+			return nil, &Error{Key: key + ".spec", Msg: "is required: the agent each firing spawns, e.g. spec = { command = \"backup.sh\" }"}
+		}
+		b, err := json.Marshal(j.Spec)
+		if err != nil {
+			return nil, &Error{Key: key + ".spec", Msg: err.Error()}
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&d.Spec); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "json: ")
+			if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
+				return nil, &Error{Key: key + ".spec." + strings.Trim(f, `"`), Msg: "unknown key (the keys of an agent spec: kind, command, args, goal, ...)"}
+			}
+			return nil, &Error{Key: key + ".spec", Msg: msg}
+		}
+		if _, err := d.Validate(c.SpecDefaults()); err != nil {
+			var inv *supervisor.InvalidError
+			if errors.As(err, &inv) {
+				return nil, &Error{Key: key + "." + inv.Field, Msg: inv.Msg}
+			}
+			return nil, &Error{Key: key, Msg: err.Error()}
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // Agent configures language-model agents.
@@ -569,6 +644,9 @@ func (c *Config) validateLLM() error {
 			return &Error{Key: key, Msg: inv.Msg}
 		}
 		return &Error{Key: "policy", Msg: err.Error()}
+	}
+	if _, err := c.CronJobs(); err != nil {
+		return err
 	}
 	if d := c.Policy.Exec.Timeout.Duration; d <= 0 {
 		return &Error{Key: "policy.exec.timeout", Msg: fmt.Sprintf("must be more than 0s (got %s)", d)}

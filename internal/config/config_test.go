@@ -147,3 +147,30 @@ func TestNodeNameFallsBackToHost(t *testing.T) {
 		t.Fatalf("NodeName() ignores the configured name")
 	}
 }
+
+// Cron jobs of the file are validated like the API's, with errors naming
+// the key (and, for expressions, the position).
+func TestCronJobs(t *testing.T) {
+	ok := "[cron.jobs.report]\nschedule = \"0 3 * * *\"\nzone = \"Europe/Berlin\"\nmissed = \"run-once\"\nspec = { command = \"true\", args = [\"-x\"] }\n\n[cron.jobs.off]\nschedule = \"@every 30s\"\nenabled = false\nspec = { kind = \"llm\", goal = \"summarize\" }\n"
+	cfg, err := Parse("c.toml", []byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := cfg.CronJobs()
+	if err != nil || len(jobs) != 2 || jobs[0].Name != "off" || jobs[0].Enabled || jobs[1].Spec.Command != "true" || !jobs[1].Enabled || jobs[1].Missed != "run-once" {
+		t.Fatalf("%+v %v", jobs, err)
+	}
+	for _, c := range []struct{ file, key, msg string }{
+		{"[cron.jobs.x]\nschedule = \"0 3 * * mon-fry\"\nspec = { command = \"true\" }\n", "cron.jobs.x.schedule", `"fry" is not a number or a name at position 9`},
+		{"[cron.jobs.x]\nschedule = \"@daily\"\nzone = \"Nowhere/City\"\nspec = { command = \"true\" }\n", "cron.jobs.x.zone", "unknown time zone"},
+		{"[cron.jobs.x]\nschedule = \"@daily\"\nspec = { comand = \"true\" }\n", "cron.jobs.x.spec.comand", "unknown key"},
+		{"[cron.jobs.x]\nschedule = \"@daily\"\n", "cron.jobs.x.spec", "is required"},
+		{"[cron.jobs.x]\nschedule = \"@daily\"\noverlap = \"maybe\"\nspec = { command = \"true\" }\n", "cron.jobs.x.overlap", "skip, queue or allow"},
+	} {
+		_, err := Parse("c.toml", []byte(c.file))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != c.key || !strings.Contains(ce.Msg, c.msg) {
+			t.Errorf("%q: %v", c.file, err)
+		}
+	}
+}

@@ -146,4 +146,17 @@ max_output_kb = 64
 # Hosts http_fetch may reach: "example.com", "*.example.com", "host:port".
 # Empty: no network.
 allow = []
+
+# Cron jobs: each firing spawns the agent spec given (the keys of
+# POST /api/v1/agents). Schedules are 5-field cron expressions, @hourly,
+# @daily, ... or "@every 30s"; zone is an IANA name (default: local time).
+# overlap: skip | queue | allow, while the previous run is active.
+# missed: skip | run-once, for firings that fell while the daemon was down.
+# Jobs here are read-only through the API (oxios cron list shows them).
+# [cron.jobs.nightly-report]
+# schedule = "0 3 * * *"
+# zone = "Europe/Berlin"
+# overlap = "skip"
+# missed = "run-once"
+# spec = { command = "/usr/local/bin/report", args = ["--daily"] }
 `

@@ -21,6 +21,9 @@ type Job struct {
 	Active func(id string) bool
 	// LastRun is when the job last fired (zero: never).
 	LastRun time.Time
+	// Running are the ids of runs that may still be active (recorded by
+	// an earlier daemon); Active decides.
+	Running []string
 }
 
 // Firing is what happened at one firing, for the caller to record and
@@ -33,6 +36,9 @@ type Firing struct {
 	Err    error
 	// Missed counts the firings a catch-up at boot stands for.
 	Missed int
+	// Manual is a Trigger; Queued a run that waited for the previous one.
+	Manual bool
+	Queued bool
 }
 
 // Runner fires jobs on time. Its clock is injectable for tests.
@@ -65,7 +71,7 @@ func NewRunner() *Runner {
 func (r *Runner) Put(j Job) {
 	r.mu.Lock()
 	now := r.Now()
-	e := &entry{job: j}
+	e := &entry{job: j, active: j.Running}
 	if old, ok := r.jobs[j.Name]; ok {
 		e.active, e.queued = old.active, old.queued
 	}
@@ -74,9 +80,23 @@ func (r *Runner) Put(j Job) {
 	r.jobs[j.Name] = e
 	r.mu.Unlock()
 	if fireNow && j.Enabled {
-		r.fire(context.Background(), e, now, missed)
+		r.fire(context.Background(), e, now, missed, false, false)
 	}
 	r.poke()
+}
+
+// SetEnabled enables or disables a job. A job enabled again fires next at
+// its next time; what it missed while disabled is not caught up.
+func (r *Runner) SetEnabled(name string, on bool) bool {
+	r.mu.Lock()
+	e, ok := r.jobs[name]
+	if ok {
+		e.job.Enabled = on
+		e.next = e.job.Schedule.Next(r.Now())
+	}
+	r.mu.Unlock()
+	r.poke()
+	return ok
 }
 
 // Remove drops a job.
@@ -95,7 +115,7 @@ func (r *Runner) Trigger(ctx context.Context, name string) (Firing, bool) {
 	if !ok {
 		return Firing{}, false
 	}
-	return r.fire(ctx, e, r.Now(), 0), true
+	return r.fire(ctx, e, r.Now(), 0, true, false), true
 }
 
 // Next returns when a job fires next.
@@ -164,7 +184,7 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) time.Time {
 	r.mu.Unlock()
 	sort.Slice(due, func(i, j int) bool { return due[i].e.job.Name < due[j].e.job.Name })
 	for _, d := range due {
-		r.fire(ctx, d.e, now, 0)
+		r.fire(ctx, d.e, now, 0, false, d.queued)
 	}
 	return soonest
 }
@@ -181,10 +201,10 @@ func (r *Runner) prune(e *entry) {
 }
 
 // fire runs one firing of e by its overlap policy.
-func (r *Runner) fire(ctx context.Context, e *entry, at time.Time, missed int) Firing {
+func (r *Runner) fire(ctx context.Context, e *entry, at time.Time, missed int, manual, queued bool) Firing {
 	r.mu.Lock()
 	r.prune(e)
-	f := Firing{Job: e.job.Name, At: at, Missed: missed, Action: OnFire(e.job.Overlap, len(e.active), e.queued)}
+	f := Firing{Job: e.job.Name, At: at, Missed: missed, Manual: manual, Queued: queued, Action: OnFire(e.job.Overlap, len(e.active), e.queued)}
 	switch f.Action {
 	case Queue:
 		e.queued = true

@@ -5,6 +5,7 @@ package cron
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -99,11 +100,28 @@ func explain(expr string, err error) error {
 		}
 		probe[i] = f
 		if _, perr := parser.Parse(strings.Join(probe, " ")); perr != nil {
-			return &ParseError{Expr: expr, Pos: pos + 1, Field: fieldNames[i], Msg: perr.Error()}
+			return &ParseError{Expr: expr, Pos: pos + 1, Field: fieldNames[i], Msg: plain(perr)}
 		}
 		pos += len(f)
 	}
 	return &ParseError{Expr: expr, Msg: err.Error()}
+}
+
+var (
+	badInt   = regexp.MustCompile(`failed to parse int from (\S*): .*`)
+	outRange = regexp.MustCompile(`(?:beginning|end) of range \((\d+)\) (?:below minimum|above maximum) \((\d+)\): .*`)
+)
+
+// plain rewords the parser's errors for people.
+func plain(err error) string {
+	msg := err.Error()
+	if m := badInt.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%q is not a number or a name", m[1])
+	}
+	if m := outRange.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%s is out of range (limit %s)", m[1], m[2])
+	}
+	return msg
 }
 
 // Next returns the first firing strictly after t, in the schedule's zone.

@@ -29,6 +29,7 @@ import (
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/security"
@@ -233,6 +234,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 		sessions  *security.Sessions
 		approvals *approval.Manager
 		budgets   *budget.Service
+		jobs      *cron.Service
 	)
 	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
 	return []part{
@@ -361,14 +363,9 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					LogMaxSize:    int64(cfg.Agents.LogMaxMB) << 20,
 					LogMaxFiles:   cfg.Agents.LogMaxFiles,
 					URL:           daemon.URL(k.opts.Listen),
-					Defaults: supervisor.SpecDefaults{
-						StopTimeout: cfg.Agents.StopTimeout.Duration,
-						Model:       cfg.Agent.DefaultModel,
-						MaxSteps:    cfg.Agent.MaxSteps,
-						Timeout:     cfg.Agent.Timeout.Duration,
-					},
-					LLM:     llm,
-					Budgets: budgets,
+					Defaults:      cfg.SpecDefaults(),
+					LLM:           llm,
+					Budgets:       budgets,
 					// A run's end settles what it left: its pending
 					// approvals are rejected and its checkpoint dropped.
 					OnEnd: func(r supervisor.Record) {
@@ -396,10 +393,25 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 			},
 		},
 		{
+			// Fires cron jobs; firings missed while the daemon was down
+			// catch up by their policy.
+			name: "cron",
+			start: func(ctx context.Context) error {
+				defs, err := cfg.CronJobs() // validated at load
+				if err != nil {
+					return err
+				}
+				jobs, err = cron.Open(ctx, cron.Options{JS: bb.JS, Replicas: bb.Replicas, Node: k.node, Agents: agents,
+					Bus: ev, Defaults: cfg.SpecDefaults(), Config: defs, Logger: k.log})
+				return err
+			},
+			stop: func(context.Context) error { jobs.Close(); return nil },
+		},
+		{
 			name: "http",
 			// Already serving probes; now the backbone-backed routes too.
 			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions, Approvals: approvals, Budgets: budgets})
+				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions, Approvals: approvals, Budgets: budgets, Cron: jobs})
 				return nil
 			},
 			stop: func(ctx context.Context) error {
