@@ -700,7 +700,7 @@ func (s *Service) Get(name string) (Status, error) {
 	defer s.mu.Unlock()
 	b, ok := s.defs[name]
 	if !ok {
-		return Status{}, fmt.Errorf("budget %s: %w", name, supervisor.ErrNotFound)
+		return Status{}, &supervisor.NotFoundError{What: "budget " + name}
 	}
 	return s.statusLocked(b, s.Now()), nil
 }

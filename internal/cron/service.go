@@ -403,7 +403,7 @@ func (s *Service) lookup(name string) (*Def, error) {
 	defer s.mu.Unlock()
 	d, ok := s.defs[name]
 	if !ok {
-		return nil, fmt.Errorf("cron job %s: %w", name, supervisor.ErrNotFound)
+		return nil, &supervisor.NotFoundError{What: "cron job " + name}
 	}
 	return d, nil
 }
@@ -467,7 +467,7 @@ func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
 	}
 	f, ok := s.runner.Trigger(ctx, name)
 	if !ok {
-		return Fired{}, fmt.Errorf("cron job %s: %w", name, supervisor.ErrNotFound)
+		return Fired{}, &supervisor.NotFoundError{What: "cron job " + name}
 	}
 	run := Fired{At: f.At.UTC(), Action: string(f.Action), Manual: true, AgentID: f.RunID}
 	if f.Err != nil {

@@ -70,6 +70,15 @@ type Options struct {
 	Budgets Admitter
 }
 
+// NotFoundError is something other than an agent that does not exist (a
+// cron job, a budget); it matches ErrNotFound.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return e.What + " does not exist" }
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
 // Admitter decides whether an llm agent may start; internal/budget
 // implements it.
 type Admitter interface {
