@@ -353,13 +353,13 @@ func (s *Service) apply(e jetstream.KeyValueEntry) {
 	switch {
 	case parts[0] == "def" && len(parts) == 2:
 		var b Budget
-		if put && json.Unmarshal(e.Value(), &b) == nil {
-			s.defs[name] = &b
-		} else {
-			delete(s.defs, name)
-			delete(s.own, name)
-			delete(s.others, name)
+		if !put || json.Unmarshal(e.Value(), &b) != nil {
+			s.mu.Unlock()
+			s.forget(name)
+			s.mu.Lock()
+			return
 		}
+		s.defs[name] = &b
 		close(s.changed)
 		s.changed = make(chan struct{})
 	case parts[0] == "use" && len(parts) == 3:
@@ -742,7 +742,7 @@ func (s *Service) Reset(ctx context.Context, name string) (Status, error) {
 	return s.Get(name)
 }
 
-// Delete removes a budget and its usage.
+// Delete removes a budget and its usage on every node.
 func (s *Service) Delete(ctx context.Context, name string) error {
 	if _, err := s.Get(name); err != nil {
 		return err
@@ -750,19 +750,37 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	if err := s.kv.Purge(ctx, defKey(name)); err != nil {
 		return fmt.Errorf("delete budget %s: %w", name, err)
 	}
-	s.mu.Lock()
-	nodes := []string{s.node}
-	for n := range s.others[name] {
-		nodes = append(nodes, n)
+	s.forget(name)
+	if lister, err := s.kv.ListKeysFiltered(ctx, "use."+hex.EncodeToString([]byte(name))+".*"); err == nil {
+		for k := range lister.Keys() {
+			s.kv.Purge(ctx, k)
+		}
 	}
+	return nil
+}
+
+// forget drops a deleted budget here. Its usage key is purged by its own
+// node too, in case a write of that node raced with the deletion.
+func (s *Service) forget(name string) {
+	s.mu.Lock()
+	_, had := s.defs[name]
 	delete(s.defs, name)
 	delete(s.own, name)
 	delete(s.others, name)
 	close(s.changed)
 	s.changed = make(chan struct{})
+	wm := s.writing[name]
 	s.mu.Unlock()
-	for _, n := range nodes {
-		s.kv.Purge(ctx, useKey(name, n))
+	if !had {
+		return
 	}
-	return nil
+	go func() {
+		if wm != nil {
+			wm.Lock() // after a write in progress
+			defer wm.Unlock()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.kv.Purge(ctx, useKey(name, s.node))
+	}()
 }
