@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
+	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
 )
@@ -43,12 +44,27 @@ func serveForBenchmark() {
 //	go test -run '^$' -bench LoopStep -benchtime 20x ./internal/agent
 func BenchmarkLoopStep(b *testing.B) {
 	s := newStackAt(b, modelServer(b), 10)
-	for _, steps := range []int{10, 50} {
-		b.Run(fmt.Sprintf("steps=%d", steps), func(b *testing.B) {
+	for _, c := range []struct {
+		steps   int
+		budgets bool
+	}{{10, false}, {50, false}, {50, true}} {
+		steps := c.steps
+		name := fmt.Sprintf("steps=%d", steps)
+		var labels map[string]string
+		if c.budgets {
+			// Two budgets apply: each call is checked against both and
+			// its usage written to both before the next step.
+			name += ",budgets=2"
+			labels = map[string]string{"team": "bench"}
+			s.t = b
+			s.setBudget(budget.Budget{Name: budget.Global, Window: "24h", Limits: budget.Limits{Tokens: 1 << 50}})
+			s.setBudget(budget.Budget{Name: "label:team=bench", Window: "1h", Limits: budget.Limits{Calls: 1 << 40}})
+		}
+		b.Run(name, func(b *testing.B) {
 			s.t = b
 			cpu0 := cpuTime()
 			for b.Loop() {
-				r := s.run(supervisor.Spec{Goal: "loop", MaxSteps: steps})
+				r := s.run(supervisor.Spec{Goal: "loop", MaxSteps: steps, Labels: labels})
 				if r.Steps != steps || !strings.HasPrefix(r.Reason, "max steps reached") {
 					b.Fatalf("%d steps: %s %q", r.Steps, r.State, r.Reason)
 				}

@@ -257,7 +257,11 @@ type Service struct {
 	others  map[string]map[string][]slot // other nodes' usage by budget, node
 	alerts  map[string]int               // "budget/metric" -> 1 warned, 2 exceeded
 	changed chan struct{}                // closed at each change of a definition
-	writing map[string]*sync.Mutex       // orders the writes of each usage key
+	// pending are this node's usage keys to write (true) or purge (false),
+	// by budget; one goroutine does it, in order, coalescing bursts.
+	pending map[string]bool
+	kick    chan struct{}
+	flushed chan struct{}
 	loaded  bool
 
 	stop chan struct{}
@@ -278,8 +282,9 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, node string
 	}
 	s := &Service{kv: kv, node: node, bus: pub, log: log, Now: time.Now,
 		defs: map[string]*Budget{}, own: map[string][]slot{}, others: map[string]map[string][]slot{},
-		alerts: map[string]int{}, changed: make(chan struct{}), writing: map[string]*sync.Mutex{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		alerts: map[string]int{}, changed: make(chan struct{}), pending: map[string]bool{},
+		kick: make(chan struct{}, 1), flushed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	go s.flushLoop()
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
 		return nil, err
@@ -303,6 +308,7 @@ func (s *Service) Close() {
 		close(s.stop)
 	}
 	<-s.done
+	<-s.flushed
 }
 
 func (s *Service) follow(w jetstream.KeyWatcher, loaded chan struct{}) {
@@ -535,8 +541,8 @@ func checkSpec(spec supervisor.Spec, used Usage) *Error {
 
 // Spend records one model call's usage (delta) of an agent whose run has
 // used total so far, and publishes budget.warning at 80 % of a limit and
-// budget.exceeded at 100 %, once per crossing. The usage is written before
-// Spend returns.
+// budget.exceeded at 100 %, once per crossing. The usage counts here at
+// once and is written to the bucket by the flusher within moments.
 func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
 	d := FromAgent(delta)
 	now := s.Now().UTC()
@@ -545,13 +551,11 @@ func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
 		data map[string]any
 	}
 	var alerts []alert
-	var names []string
 	s.mu.Lock()
 	for n, b := range s.defs {
 		if !applies(n, rec.Spec.Labels) {
 			continue
 		}
-		names = append(names, n)
 		w, _ := ParseWindow(b.Window)
 		f := from(b, now)
 		own := s.own[n][:0:0]
@@ -567,6 +571,7 @@ func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
 			own = append(own, slot{At: now, Usage: d})
 		}
 		s.own[n] = own
+		s.writeLocked(n, true)
 		st := s.statusLocked(b, now)
 		for _, m := range metrics(b.Limits, st.Used) {
 			if typ := s.crossLocked(n, m); typ != "" {
@@ -581,10 +586,6 @@ func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
 		if typ := crossing(before, m[1].(float64), m[2].(float64)); typ != "" {
 			alerts = append(alerts, alert{typ, map[string]any{"budget": "agent", "metric": m[0], "used": m[1], "limit": m[2]}})
 		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		s.write(n)
 	}
 	for _, a := range alerts {
 		s.publish(rec.ID, a.typ, a.data)
@@ -635,28 +636,53 @@ func (s *Service) publish(agentID, typ string, data map[string]any) {
 	}
 }
 
-// write stores this node's usage of budget n.
-func (s *Service) write(n string) {
+// write has this node's usage of budget n stored, soon. The caller holds
+// s.mu.
+func (s *Service) writeLocked(n string, keep bool) {
+	s.pending[n] = keep
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flushLoop stores pending usage until Close, and once more after it.
+func (s *Service) flushLoop() {
+	defer close(s.flushed)
+	for {
+		select {
+		case <-s.kick:
+			s.flush()
+		case <-s.stop:
+			s.flush()
+			return
+		}
+	}
+}
+
+func (s *Service) flush() {
 	s.mu.Lock()
-	wm := s.writing[n]
-	if wm == nil {
-		wm = &sync.Mutex{}
-		s.writing[n] = wm
+	pending := s.pending
+	s.pending = map[string]bool{}
+	data := map[string][]byte{}
+	for n, keep := range pending {
+		if _, defined := s.defs[n]; keep && defined {
+			data[n], _ = json.Marshal(stored{Slots: s.own[n]})
+		}
 	}
 	s.mu.Unlock()
-	wm.Lock()
-	defer wm.Unlock()
-	s.mu.Lock()
-	_, defined := s.defs[n]
-	data, _ := json.Marshal(stored{Slots: s.own[n]})
-	s.mu.Unlock()
-	if !defined {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.kv.Put(ctx, useKey(n, s.node), data); err != nil {
-		s.log.Error("write budget usage", "budget", n, "err", err)
+	for n := range pending {
+		var err error
+		if b, ok := data[n]; ok {
+			_, err = s.kv.Put(ctx, useKey(n, s.node), b)
+		} else {
+			err = s.kv.Purge(ctx, useKey(n, s.node))
+		}
+		if err != nil {
+			s.log.Error("write budget usage", "budget", n, "err", err)
+		}
 	}
 }
 
@@ -737,8 +763,8 @@ func (s *Service) Reset(ctx context.Context, name string) (Status, error) {
 			delete(s.alerts, k)
 		}
 	}
+	s.writeLocked(name, true)
 	s.mu.Unlock()
-	s.write(name)
 	return s.Get(name)
 }
 
@@ -763,24 +789,13 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 // node too, in case a write of that node raced with the deletion.
 func (s *Service) forget(name string) {
 	s.mu.Lock()
-	_, had := s.defs[name]
+	defer s.mu.Unlock()
+	if _, had := s.defs[name]; had {
+		s.writeLocked(name, false)
+	}
 	delete(s.defs, name)
 	delete(s.own, name)
 	delete(s.others, name)
 	close(s.changed)
 	s.changed = make(chan struct{})
-	wm := s.writing[name]
-	s.mu.Unlock()
-	if !had {
-		return
-	}
-	go func() {
-		if wm != nil {
-			wm.Lock() // after a write in progress
-			defer wm.Unlock()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.kv.Purge(ctx, useKey(name, s.node))
-	}()
 }
