@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -65,6 +66,9 @@ their value, and 0 removes a limit. The window is a duration ("90m",
 				return apiError(err)
 			}
 			f := cmd.Flags()
+			if math.IsNaN(cost) || math.IsInf(cost, 0) {
+				return usageError("--cost: must be an amount of USD, 0 (no limit) or more (got %v)", cost)
+			}
 			if f.Changed("tokens") {
 				cur.Tokens = tokens
 			}

@@ -299,11 +299,16 @@ and exits like 'oxios agent wait'.`,
 				return apiError(err)
 			}
 			if a.output == "json" && !wait {
-				return printJSON(a.stdout, run)
+				if err := printJSON(a.stdout, run); err != nil {
+					return err
+				}
 			}
 			if run.Action != string(cron.Run) {
 				verb := map[string]string{"skip": "skipped", "queue": "queued"}[run.Action]
 				return failure(fmt.Errorf("the firing was %s: the job's previous run is still active (overlap policy)", verb))
+			}
+			if a.output == "json" && !wait {
+				return nil
 			}
 			if !wait {
 				fmt.Fprintln(a.stdout, run.AgentID)
@@ -325,7 +330,7 @@ func (a *app) printCron(st cron.Status) error {
 	if st.Spec.Kind == supervisor.KindLLM {
 		what = "llm: " + st.Spec.Goal
 	}
-	printFields(a.stdout, [][2]string{
+	rows := [][2]string{
 		{"Name", st.Name},
 		{"Schedule", st.Schedule},
 		{"Zone", zoneOf(st.Zone)},
@@ -337,7 +342,11 @@ func (a *app) printCron(st cron.Status) error {
 		{"Next run", when(st.NextRun)},
 		{"Last run", when(st.LastRun)},
 		{"Last outcome", outcome(col, st.LastOutcome)},
-	})
+	}
+	if st.Error != "" {
+		rows = append(rows, [2]string{"Error", col.red(st.Error)})
+	}
+	printFields(a.stdout, rows)
 	if len(st.Recent) > 0 {
 		fmt.Fprintln(a.stdout)
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
@@ -354,7 +363,7 @@ func (a *app) printCron(st cron.Status) error {
 			if r.Error != "" {
 				state = r.Error
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.At.Local().Format(time.DateTime), action, dash(r.AgentID), outcome(col, state))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", when(&r.At), action, dash(r.AgentID), outcome(col, state))
 		}
 		return tw.Flush()
 	}
@@ -368,11 +377,12 @@ func zoneOf(z string) string {
 	return z
 }
 
+// when shows a time in this machine's zone, with the zone's name.
 func when(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return t.Local().Format(time.DateTime)
+	return t.Local().Format("2006-01-02 15:04:05 MST")
 }
 
 func yesNo(b bool) string {

@@ -75,7 +75,7 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	if r := e.oxios("cron", "add", "tick", "--schedule", "@every 1s", "--", "true"); r.code != 0 || !strings.Contains(r.stdout, "@every 1s") {
 		t.Fatalf("cron add: %s", r)
 	}
-	if r := e.oxios("cron", "add", "digest", "--schedule", "@hourly", "--kind", "llm", "--goal", "summarize"); r.code != 0 {
+	if r := e.oxios("cron", "add", "digest", "--schedule", "@hourly", "--disabled", "--kind", "llm", "--goal", "summarize"); r.code != 0 {
 		t.Fatalf("cron add llm: %s", r)
 	}
 	job := func(name string) cron.Status {

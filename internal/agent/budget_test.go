@@ -173,3 +173,55 @@ func TestWaitForTheWindow(t *testing.T) {
 		t.Fatal("budget errors do not match ErrBudget")
 	}
 }
+
+// An agent whose budget freed while every LLM slot was taken waits for a
+// slot; killed there, it ends at once and for good: restarted and killed
+// again, it ends once (no stale goroutine wakes for it). Changes of budgets
+// that do not free it do not rewrite its record.
+func TestKillWhileWaitingForASlot(t *testing.T) {
+	llm := agenttest.New(t, testKey, agenttest.Reply{Text: "done"}, agenttest.Reply{Hang: true})
+	s := newStackWith(t, llm, nil, 1)
+	s.setBudget(budget.Budget{Name: "label:team=a", Window: "1h", Limits: budget.Limits{Calls: 1}})
+	team := map[string]string{"team": "a"}
+	if r := s.run(supervisor.Spec{Goal: "x", Labels: team}); r.State != supervisor.Succeeded {
+		t.Fatalf("first: %s %q", r.State, r.Reason)
+	}
+	w := s.spawn(supervisor.Spec{Goal: "x", Labels: team, Budget: &supervisor.SpecBudget{OnExhausted: supervisor.BudgetWait}})
+	s.waitFor(w.ID, func(r supervisor.Record) bool { return strings.HasPrefix(r.Reason, "budget exhausted") })
+	blocker := s.spawn(supervisor.Spec{Goal: "hang"})
+	s.waitFor(blocker.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
+	for range 3 { // unrelated changes
+		s.setBudget(budget.Budget{Name: "label:team=b", Window: "1h", Limits: budget.Limits{Calls: 5}})
+	}
+	if _, err := s.budgets.Reset(context.Background(), "label:team=a"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.sup.Scheduler().QueuedTotal != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the freed agent never queued for a slot: %+v", s.sup.Scheduler())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for round := range 2 {
+		k, err := s.sup.Kill(context.Background(), w.ID, 0)
+		if err != nil || k.State != supervisor.Killed {
+			t.Fatalf("round %d: kill: %s %q %v", round, k.State, k.Reason, err)
+		}
+		if snap := s.sup.Scheduler(); snap.QueuedTotal != 0 || snap.RunningLLM != 1 {
+			t.Fatalf("round %d: after the kill: %+v", round, snap)
+		}
+		if round == 0 {
+			if _, err := s.sup.Restart(context.Background(), w.ID); err != nil {
+				t.Fatal(err)
+			}
+			s.waitFor(w.ID, func(r supervisor.Record) bool { return r.State == supervisor.Queued })
+		}
+	}
+	if n := count(s.events(w.ID), "agent.queued"); n != 1 {
+		t.Fatalf("%d agent.queued events for one wait", n)
+	}
+	if _, err := s.sup.Kill(context.Background(), blocker.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+}

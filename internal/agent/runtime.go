@@ -40,6 +40,8 @@ type Budgets interface {
 	Check(rec supervisor.Record, used supervisor.Usage) error
 	// Spend records one call's usage (delta) of a run now at total.
 	Spend(rec supervisor.Record, total, delta supervisor.Usage)
+	// Sync waits until the usage spent so far is stored.
+	Sync(ctx context.Context)
 }
 
 // ProviderConfig is one provider's settings. Empty fields take the usual
@@ -248,6 +250,14 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	var defs []ToolDef
 	for _, d := range tools.Defs() {
 		defs = append(defs, ToolDef{Name: d.Name, Description: d.Description, Schema: d.Schema})
+	}
+	if rt.o.Budgets != nil {
+		// The run's end is recorded after its usage is stored.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			rt.o.Budgets.Sync(ctx)
+		}()
 	}
 	price, priced := rt.price(spec.Model)
 	var cost float64

@@ -9,6 +9,7 @@ package budget
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -88,11 +90,11 @@ type Status struct {
 	FreesAt *time.Time `json:"frees_at,omitempty"`
 }
 
-var labelRe = regexp.MustCompile(`^label:([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([^\x00-\x1f]{1,256})$`)
+var labelRe = regexp.MustCompile(`^label:([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([^\x00]{0,256})$`)
 
 // ValidName checks a budget name.
 func ValidName(name string) error {
-	if name == Global || labelRe.MatchString(name) {
+	if name == Global || (utf8.ValidString(name) && labelRe.MatchString(name)) {
 		return nil
 	}
 	return invalid("name", `must be "global" or "label:KEY=VALUE" such as "label:team=research" (got %q)`, name)
@@ -263,9 +265,14 @@ type Service struct {
 	kick    chan struct{}
 	flushed chan struct{}
 	loaded  bool
+	// queued counts changes handed to the flusher, stored those it has
+	// written; synced is signalled at each flush.
+	queued, stored uint64
+	synced         *sync.Cond
 
-	stop chan struct{}
-	done chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // Open opens the budgets bucket and follows it.
@@ -284,11 +291,12 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, node string
 		defs: map[string]*Budget{}, own: map[string][]slot{}, others: map[string]map[string][]slot{},
 		alerts: map[string]int{}, changed: make(chan struct{}), pending: map[string]bool{},
 		kick: make(chan struct{}, 1), flushed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	go s.flushLoop()
+	s.synced = sync.NewCond(&s.mu)
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
 		return nil, err
 	}
+	go s.flushLoop()
 	loaded := make(chan struct{})
 	go s.follow(w, loaded)
 	select {
@@ -300,13 +308,9 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, node string
 	return s, nil
 }
 
-// Close stops following the bucket.
+// Close stops following the bucket, after writing what is pending.
 func (s *Service) Close() {
-	select {
-	case <-s.stop:
-	default:
-		close(s.stop)
-	}
+	s.closeOnce.Do(func() { close(s.stop) })
 	<-s.done
 	<-s.flushed
 }
@@ -636,33 +640,69 @@ func (s *Service) publish(agentID, typ string, data map[string]any) {
 	}
 }
 
-// write has this node's usage of budget n stored, soon. The caller holds
-// s.mu.
+// writeLocked has this node's usage of budget n stored (keep) or purged,
+// soon. The caller holds s.mu.
 func (s *Service) writeLocked(n string, keep bool) {
 	s.pending[n] = keep
+	s.queued++
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 }
 
-// flushLoop stores pending usage until Close, and once more after it.
+// Sync waits until the usage counted so far is written to the bucket (or
+// ctx ends). A run calls it before its end is recorded, so that a daemon
+// killed after that loses none of the run's usage.
+func (s *Service) Sync(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.synced.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := s.queued
+	for s.stored < want && ctx.Err() == nil {
+		select {
+		case <-s.flushed:
+			return // closed: nothing more will be written
+		default:
+		}
+		s.synced.Wait()
+	}
+}
+
+// flushLoop stores pending usage until Close, and once more after it. A
+// write that fails is tried again a second later.
 func (s *Service) flushLoop() {
 	defer close(s.flushed)
+	defer func() {
+		s.mu.Lock()
+		s.synced.Broadcast() // nothing more will be written
+		s.mu.Unlock()
+	}()
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-s.kick:
-			s.flush()
+		case <-retry:
 		case <-s.stop:
 			s.flush()
 			return
 		}
+		retry = nil
+		if !s.flush() {
+			retry = time.After(time.Second)
+		}
 	}
 }
 
-func (s *Service) flush() {
+// flush writes what is pending and reports whether all of it was written.
+func (s *Service) flush() bool {
 	s.mu.Lock()
-	pending := s.pending
+	pending, upto := s.pending, s.queued
 	s.pending = map[string]bool{}
 	data := map[string][]byte{}
 	for n, keep := range pending {
@@ -673,6 +713,7 @@ func (s *Service) flush() {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var failed []string
 	for n := range pending {
 		var err error
 		if b, ok := data[n]; ok {
@@ -682,8 +723,21 @@ func (s *Service) flush() {
 		}
 		if err != nil {
 			s.log.Error("write budget usage", "budget", n, "err", err)
+			failed = append(failed, n)
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range failed {
+		if _, newer := s.pending[n]; !newer {
+			s.pending[n] = pending[n]
+		}
+	}
+	if len(failed) == 0 {
+		s.stored = max(s.stored, upto)
+		s.synced.Broadcast()
+	}
+	return len(failed) == 0
 }
 
 // Set creates or replaces a budget. Its usage so far is kept.
@@ -691,30 +745,88 @@ func (s *Service) Set(ctx context.Context, b Budget) (Status, error) {
 	if err := b.Validate(); err != nil {
 		return Status{}, err
 	}
-	b.UpdatedAt = s.Now().UTC()
-	s.mu.Lock()
-	if old, ok := s.defs[b.Name]; ok {
-		b.ResetAt = old.ResetAt
-	}
-	s.mu.Unlock()
-	if err := s.put(ctx, b); err != nil {
+	err := s.modify(ctx, b.Name, func(cur *Budget) {
+		reset := cur.ResetAt
+		*cur = b
+		cur.ResetAt, cur.UpdatedAt = reset, s.Now().UTC()
+	})
+	if err != nil {
 		return Status{}, err
 	}
+	s.alertNow(b.Name)
 	return s.Get(b.Name)
 }
 
-// put writes a definition and applies it here at once (the watch confirms).
-func (s *Service) put(ctx context.Context, b Budget) error {
-	data, _ := json.Marshal(b)
-	if _, err := s.kv.Put(ctx, defKey(b.Name), data); err != nil {
-		return fmt.Errorf("write budget %s: %w", b.Name, err)
+// modify changes a budget's definition (a new one starts zero) with a
+// compare-and-set on its revision, so that concurrent changes on any node
+// (a reset and a change of limits) are never lost. It applies the result
+// here at once; the watch confirms it.
+func (s *Service) modify(ctx context.Context, name string, change func(*Budget)) error {
+	key := defKey(name)
+	for attempt := 0; ; attempt++ {
+		var cur Budget
+		var rev uint64
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case err == nil:
+			if json.Unmarshal(e.Value(), &cur) != nil {
+				cur = Budget{}
+			}
+			rev = e.Revision()
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return fmt.Errorf("read budget %s: %w", name, err)
+		}
+		change(&cur)
+		data, _ := json.Marshal(cur)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, data)
+		} else {
+			_, err = s.kv.Update(ctx, key, data, rev)
+		}
+		if err == nil {
+			s.mu.Lock()
+			s.defs[name] = &cur
+			close(s.changed)
+			s.changed = make(chan struct{})
+			s.mu.Unlock()
+			return nil
+		}
+		if attempt >= 10 || !casConflict(err) {
+			return fmt.Errorf("write budget %s: %w", name, err)
+		}
 	}
+}
+
+// casConflict reports a compare-and-set that lost to another write.
+func casConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// alertNow publishes budget.exceeded or budget.warning for a budget whose
+// limits were just lowered below (or near) what is used.
+func (s *Service) alertNow(name string) {
 	s.mu.Lock()
-	s.defs[b.Name] = &b
-	close(s.changed)
-	s.changed = make(chan struct{})
+	b, ok := s.defs[name]
+	var alerts []map[string]any
+	var types []string
+	if ok {
+		st := s.statusLocked(b, s.Now())
+		for _, m := range metrics(b.Limits, st.Used) {
+			if typ := s.crossLocked(name, m); typ != "" {
+				types = append(types, typ)
+				alerts = append(alerts, map[string]any{"budget": name, "metric": m[0], "used": m[1], "limit": m[2], "window": b.Window})
+			}
+		}
+	}
 	s.mu.Unlock()
-	return nil
+	for i, a := range alerts {
+		s.publish("", types[i], a)
+	}
 }
 
 // Get returns a budget's status.
@@ -746,14 +858,11 @@ func (s *Service) List() []Status {
 
 // Reset forgets a budget's usage so far, on every node.
 func (s *Service) Reset(ctx context.Context, name string) (Status, error) {
-	cur, err := s.Get(name)
-	if err != nil {
+	if _, err := s.Get(name); err != nil {
 		return Status{}, err
 	}
-	b := cur.Budget
 	now := s.Now().UTC()
-	b.ResetAt, b.UpdatedAt = &now, now
-	if err := s.put(ctx, b); err != nil {
+	if err := s.modify(ctx, name, func(b *Budget) { b.ResetAt, b.UpdatedAt = &now, now }); err != nil {
 		return Status{}, err
 	}
 	s.mu.Lock()

@@ -128,6 +128,12 @@ func TestPersistedAndShared(t *testing.T) {
 	ctx := context.Background()
 	a.Set(ctx, Budget{Name: Global, Limits: Limits{Tokens: 100}})
 	a.Spend(labelled(), tokens(30), tokens(30))
+	// Sync returns once the usage is in the bucket.
+	a.Sync(ctx)
+	e, err := a.kv.Get(ctx, useKey(Global, "n1"))
+	if err != nil || !strings.Contains(string(e.Value()), `"tokens":30`) {
+		t.Fatalf("after Sync: %v %s", err, e.Value())
+	}
 	a.Close()
 
 	again := open(t, bb.JS, "n1", c)
@@ -148,6 +154,16 @@ func TestPersistedAndShared(t *testing.T) {
 			t.Fatalf("n1 sees %d, n2 sees %d; want 100", sa.Used.Tokens, sb.Used.Tokens)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	// A reset on one node and a change of limits on the other at once: the
+	// change keeps the reset (compare-and-set on the definition).
+	c.add(time.Second)
+	if _, err := again.Reset(ctx, Global); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Set(ctx, Budget{Name: Global, Limits: Limits{Tokens: 500}})
+	if err != nil || st.ResetAt == nil || st.Used.Tokens != 0 || st.Tokens != 500 {
+		t.Fatalf("a change right after a reset elsewhere: %+v %v", st, err)
 	}
 	if err := again.Delete(ctx, Global); err != nil {
 		t.Fatal(err)

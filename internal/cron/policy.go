@@ -75,15 +75,21 @@ func OnFire(p Overlap, active int, queued bool) Action {
 }
 
 // CatchUp applies the missed-run policy at boot: given the job's last
-// firing (zero if it never fired) and now, it reports whether to fire once
-// now, how many firings were missed, and the next regular firing.
+// firing (or, if it never fired, when it was created; zero if unknown) and
+// now, it reports whether to fire once now, how many firings were missed,
+// and the next regular firing. An @every job keeps its rhythm from the
+// last firing rather than starting over at boot.
 func CatchUp(s Schedule, last, now time.Time, p Missed) (fireNow bool, missed int, next time.Time) {
-	if last.IsZero() {
+	if last.IsZero() || last.After(now) {
 		return false, 0, s.Next(now)
 	}
 	const most = 100000 // a bound for an @every 1s job down for a long time
-	for t := s.Next(last); !t.IsZero() && !t.After(now) && missed < most; t = s.Next(t) {
+	t := s.Next(last)
+	for ; !t.IsZero() && !t.After(now) && missed < most; t = s.Next(t) {
 		missed++
 	}
-	return missed > 0 && p == MissedRunOnce, missed, s.Next(now)
+	if t.IsZero() || !t.After(now) {
+		t = s.Next(now)
+	}
+	return missed > 0 && p == MissedRunOnce, missed, t
 }

@@ -56,7 +56,7 @@ func TestMissedRunsAfterDowntime(t *testing.T) {
 	}
 	// @every counts its intervals.
 	e := mustParse(t, "@every 30s", "UTC")
-	if _, missed, _ := CatchUp(e, last, last.Add(5*time.Minute+10*time.Second), MissedSkip); missed != 10 {
-		t.Fatalf("@every 30s over 5m10s: %d missed", missed)
+	if _, missed, n := CatchUp(e, last, last.Add(5*time.Minute+10*time.Second), MissedSkip); missed != 10 || !n.Equal(last.Add(5*time.Minute+30*time.Second)) {
+		t.Fatalf("@every 30s over 5m10s: %d missed, next %s (want its rhythm kept)", missed, n)
 	}
 }

@@ -15,15 +15,19 @@ type Job struct {
 	Overlap  Overlap
 	Missed   Missed
 	Enabled  bool
-	// Fire starts one run of the job and returns its id.
-	Fire func(ctx context.Context) (string, error)
+	// Fire starts one run of the job and returns its id. It is told the
+	// firing it starts (its time, manual or queued).
+	Fire func(ctx context.Context, f Firing) (string, error)
 	// Active reports whether the run with this id is still going.
 	Active func(id string) bool
-	// LastRun is when the job last fired (zero: never).
+	// LastRun is when the job last fired, or, if it never did, since when
+	// it exists (zero: unknown); firings after it were missed.
 	LastRun time.Time
-	// Running are the ids of runs that may still be active (recorded by
-	// an earlier daemon); Active decides.
+	// Running are the ids of runs that may still be active (from before a
+	// restart); Active decides.
 	Running []string
+	// Queued is a firing that waits for the active run to end.
+	Queued bool
 }
 
 // Firing is what happened at one firing, for the caller to record and
@@ -45,7 +49,7 @@ type Firing struct {
 type Runner struct {
 	Now   func() time.Time
 	After func(d time.Duration) <-chan time.Time
-	// OnFiring is told of every firing (from the runner's goroutine).
+	// OnFiring is told of every firing, after Fire returned.
 	OnFiring func(Firing)
 	Logger   *slog.Logger
 
@@ -58,7 +62,10 @@ type entry struct {
 	job    Job
 	next   time.Time
 	active []string
-	queued bool
+	// starting counts runs being started (Fire has not returned): they
+	// count as active, so two firings at once never both run under skip.
+	starting int
+	queued   bool
 }
 
 // NewRunner returns a runner on the real clock.
@@ -71,17 +78,25 @@ func NewRunner() *Runner {
 func (r *Runner) Put(j Job) {
 	r.mu.Lock()
 	now := r.Now()
-	e := &entry{job: j, active: j.Running}
+	e := &entry{job: j, active: j.Running, queued: j.Queued}
 	if old, ok := r.jobs[j.Name]; ok {
-		e.active, e.queued = old.active, old.queued
+		e.active, e.queued, e.starting = old.active, old.queued, old.starting
 	}
 	fireNow, missed, next := CatchUp(j.Schedule, j.LastRun, now, j.Missed)
 	e.next = next
 	r.jobs[j.Name] = e
 	r.mu.Unlock()
 	if fireNow && j.Enabled {
-		r.fire(context.Background(), e, now, missed, false, false)
+		r.fire(context.Background(), e, Firing{Job: j.Name, At: now, Missed: missed})
 	}
+	r.poke()
+}
+
+// Remove drops a job; a firing in progress does not record a run for it.
+func (r *Runner) Remove(name string) {
+	r.mu.Lock()
+	delete(r.jobs, name)
+	r.mu.Unlock()
 	r.poke()
 }
 
@@ -99,14 +114,6 @@ func (r *Runner) SetEnabled(name string, on bool) bool {
 	return ok
 }
 
-// Remove drops a job.
-func (r *Runner) Remove(name string) {
-	r.mu.Lock()
-	delete(r.jobs, name)
-	r.mu.Unlock()
-	r.poke()
-}
-
 // Trigger fires a job now, whatever its schedule (overlap still applies).
 func (r *Runner) Trigger(ctx context.Context, name string) (Firing, bool) {
 	r.mu.Lock()
@@ -115,16 +122,20 @@ func (r *Runner) Trigger(ctx context.Context, name string) (Firing, bool) {
 	if !ok {
 		return Firing{}, false
 	}
-	return r.fire(ctx, e, r.Now(), 0, true, false), true
+	f, ok := r.fire(ctx, e, Firing{Job: name, At: r.Now(), Manual: true})
+	return f, ok
 }
 
-// Next returns when a job fires next.
+// Next returns when a job fires next (zero: never, or disabled).
 func (r *Runner) Next(name string) (time.Time, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.jobs[name]
 	if !ok {
 		return time.Time{}, false
+	}
+	if !e.job.Enabled {
+		return time.Time{}, true
 	}
 	return e.next, true
 }
@@ -157,34 +168,34 @@ func (r *Runner) Run(ctx context.Context) {
 // runs whose job has no active run any more — and returns the next firing
 // time of any job (zero if none).
 func (r *Runner) Tick(ctx context.Context, now time.Time) time.Time {
-	type job struct {
-		e      *entry
-		queued bool
+	type due struct {
+		e *entry
+		f Firing
 	}
-	var due []job
+	var fire []due
 	var soonest time.Time
 	r.mu.Lock()
 	for _, e := range r.jobs {
 		r.prune(e)
-		if e.queued && len(e.active) == 0 {
+		if e.queued && len(e.active) == 0 && e.starting == 0 {
 			e.queued = false
-			due = append(due, job{e, true})
+			fire = append(fire, due{e, Firing{Job: e.job.Name, At: now, Queued: true}})
 		}
-		if !e.job.Enabled {
+		if !e.job.Enabled || e.next.IsZero() {
 			continue
 		}
 		if !e.next.After(now) {
-			due = append(due, job{e, false})
+			fire = append(fire, due{e, Firing{Job: e.job.Name, At: now}})
 			e.next = e.job.Schedule.Next(now)
 		}
-		if soonest.IsZero() || e.next.Before(soonest) {
+		if !e.next.IsZero() && (soonest.IsZero() || e.next.Before(soonest)) {
 			soonest = e.next
 		}
 	}
 	r.mu.Unlock()
-	sort.Slice(due, func(i, j int) bool { return due[i].e.job.Name < due[j].e.job.Name })
-	for _, d := range due {
-		r.fire(ctx, d.e, now, 0, false, d.queued)
+	sort.Slice(fire, func(i, j int) bool { return fire[i].e.job.Name < fire[j].e.job.Name })
+	for _, d := range fire {
+		r.fire(ctx, d.e, d.f)
 	}
 	return soonest
 }
@@ -200,29 +211,45 @@ func (r *Runner) prune(e *entry) {
 	e.active = live
 }
 
-// fire runs one firing of e by its overlap policy.
-func (r *Runner) fire(ctx context.Context, e *entry, at time.Time, missed int, manual, queued bool) Firing {
+// fire runs one firing of e by its overlap policy. It reports false, and
+// fires nothing, when the job was removed (or, for a scheduled firing,
+// disabled) meanwhile.
+func (r *Runner) fire(ctx context.Context, e *entry, f Firing) (Firing, bool) {
 	r.mu.Lock()
+	if r.jobs[f.Job] != e || !(e.job.Enabled || f.Manual || f.Queued) {
+		r.mu.Unlock()
+		return Firing{}, false
+	}
 	r.prune(e)
-	f := Firing{Job: e.job.Name, At: at, Missed: missed, Manual: manual, Queued: queued, Action: OnFire(e.job.Overlap, len(e.active), e.queued)}
+	if f.Queued {
+		if len(e.active)+e.starting > 0 {
+			e.queued = true // another run started first: wait again
+			r.mu.Unlock()
+			return Firing{}, false
+		}
+		f.Action = Run // its turn has come
+	} else {
+		f.Action = OnFire(e.job.Overlap, len(e.active)+e.starting, e.queued)
+	}
 	switch f.Action {
 	case Queue:
 		e.queued = true
 	case Run:
-		e.job.LastRun = at
+		e.starting++
 	}
 	fireFn := e.job.Fire
 	r.mu.Unlock()
 	if f.Action == Run && fireFn != nil {
-		f.RunID, f.Err = fireFn(ctx)
+		f.RunID, f.Err = fireFn(ctx, f)
+		r.mu.Lock()
+		e.starting--
 		if f.Err == nil {
-			r.mu.Lock()
 			e.active = append(e.active, f.RunID)
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 	}
 	if r.OnFiring != nil {
 		r.OnFiring(f)
 	}
-	return f
+	return f, true
 }

@@ -15,7 +15,7 @@ type fakeRuns struct {
 	active map[string]bool
 }
 
-func (f *fakeRuns) fire(context.Context) (string, error) {
+func (f *fakeRuns) fire(context.Context, Firing) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++

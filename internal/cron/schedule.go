@@ -5,6 +5,7 @@ package cron
 
 import (
 	"fmt"
+	_ "time/tzdata" // named zones work on hosts without zoneinfo
 	"regexp"
 	"strings"
 	"time"
@@ -17,6 +18,10 @@ type Schedule struct {
 	expr  string
 	loc   *time.Location
 	sched robfig.Schedule
+	// fixedHour: the expression names its hours (daily at 02:30, ...);
+	// such a job fires once when clocks go back and a time comes twice.
+	// A job run every hour follows real time and fires in both.
+	fixedHour bool
 }
 
 // ParseError is an expression that cannot be parsed; Pos is the 1-based
@@ -78,7 +83,12 @@ func Parse(expr, zone string) (Schedule, error) {
 	if err != nil {
 		return Schedule{}, explain(expr, err)
 	}
-	return Schedule{expr: expr, loc: loc, sched: sched}, nil
+	s := Schedule{expr: expr, loc: loc, sched: sched, fixedHour: fixedHour(expr)}
+	if s.Next(time.Now()).IsZero() {
+		// robfig accepts a date that never comes, such as February 30.
+		return Schedule{}, &ParseError{Expr: expr, Pos: 1, Msg: "never fires: no date matches the day of month and month fields"}
+	}
+	return s, nil
 }
 
 // explain finds which field of expr is wrong and where it starts.
@@ -124,16 +134,42 @@ func plain(err error) string {
 	return msg
 }
 
-// Next returns the first firing strictly after t, in the schedule's zone.
-// When clocks go back, a wall-clock time that comes twice fires once: the
-// firing right after t is skipped if it shows the same local time as t.
+// fixedHour reports whether expr names the hours it fires at.
+func fixedHour(expr string) bool {
+	switch expr {
+	case "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight":
+		return true
+	}
+	f := strings.Fields(expr)
+	return len(f) == 5 && f[1] != "*" && !strings.HasPrefix(f[1], "*/")
+}
+
+// Next returns the first firing strictly after t, in the schedule's zone;
+// zero if there is none. When clocks go back and a wall-clock time comes
+// twice, a job with fixed hours fires at its first occurrence only (the
+// rule of Vixie cron); a job that runs every hour fires in both.
 func (s Schedule) Next(t time.Time) time.Time {
-	t = t.In(s.loc)
-	n := s.sched.Next(t)
-	if _, every := s.sched.(robfig.ConstantDelaySchedule); !every && !n.IsZero() && sameWall(n, t) {
+	n := s.sched.Next(t.In(s.loc))
+	if _, every := s.sched.(robfig.ConstantDelaySchedule); every || !s.fixedHour {
+		return n
+	}
+	for i := 0; i < 4 && !n.IsZero() && repeated(n); i++ {
 		n = s.sched.Next(n)
 	}
 	return n
+}
+
+// repeated reports whether n is the second occurrence of its wall-clock
+// time, in the hour after clocks went back.
+func repeated(n time.Time) bool {
+	_, off := n.Zone()
+	_, before := n.Add(-3 * time.Hour).Zone() // shifts are at most 2h
+	if before <= off {
+		return false
+	}
+	first := n.Add(-time.Duration(before-off) * time.Second)
+	_, firstOff := first.Zone()
+	return firstOff == before && sameWall(first, n)
 }
 
 func sameWall(a, b time.Time) bool {

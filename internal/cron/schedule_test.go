@@ -43,6 +43,28 @@ func TestDSTInANamedZone(t *testing.T) {
 	if first.Day() != 25 || second.Day() != 26 || second.Sub(first) != 25*time.Hour {
 		t.Fatalf("fall back: %s then %s", first, second)
 	}
+	// A daily 02:30 job that fired at 02:30 CEST does not fire again at
+	// 02:30 CET, whenever it is asked (after a restart at 02:10 CET too).
+	if n := s.Next(first.Add(40 * time.Minute)); !n.Equal(second) {
+		t.Fatalf("fall back, asked at 02:10 CET: %s, want %s", n, second)
+	}
+	// An hourly job follows real time when clocks go back: 02:00 CEST,
+	// 02:00 CET, 03:00 CET, an hour apart each; so does a quarter-hourly one.
+	h0 := mustParse(t, "0 * * * *", "Europe/Berlin")
+	c := h0.Next(at(t, "Europe/Berlin", "2026-10-25 01:30"))
+	d := h0.Next(c)
+	e := h0.Next(d)
+	if c.Hour() != 2 || d.Hour() != 2 || e.Hour() != 3 || d.Sub(c) != time.Hour || e.Sub(d) != time.Hour {
+		t.Fatalf("hourly across fall back: %s, %s, %s", c, d, e)
+	}
+	q := mustParse(t, "15,45 * * * *", "Europe/Berlin")
+	n, count := at(t, "Europe/Berlin", "2026-10-25 01:50"), 0
+	for n = q.Next(n); n.Before(at(t, "Europe/Berlin", "2026-10-25 03:50")); n = q.Next(n) {
+		count++
+	}
+	if count != 6 { // 02:15, 02:45 twice, 03:15, 03:45 in three real hours
+		t.Fatalf("quarter-hourly across fall back: %d firings, want 6", count)
+	}
 	// An hourly job goes from 01:00 straight to 03:00 (02:00 does not
 	// exist that night), 30 real minutes after 01:30, then on the hour.
 	h := mustParse(t, "0 * * * *", "Europe/Berlin")
@@ -81,6 +103,7 @@ func TestBadExpressionsNameThePosition(t *testing.T) {
 		{"0 0 * * mon-xyz", "day of week", 9},
 		{"@fortnightly", "descriptor", 1},
 		{"* * *", "", 0},
+		{"0 0 30 2 *", "", 1},
 		{"", "", 0},
 	} {
 		_, err := Parse(c.expr, "UTC")

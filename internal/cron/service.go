@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -65,14 +66,34 @@ type Status struct {
 	// LastOutcome is the state of the last firing's agent (succeeded,
 	// failed, running, ...), or skipped, queued or error; empty: never.
 	LastOutcome string `json:"last_outcome"`
-	// Recent are the latest firings, newest first.
+	// Recent are the latest firings, newest first: the last runs (with
+	// their agents) and the last skipped, queued or failed firings.
 	Recent []Fired `json:"recent"`
+	// Error says why a stored job cannot be scheduled (it does not fire).
+	Error string `json:"error,omitempty"`
 }
 
 type jobState struct {
-	// LastAt is the last scheduled firing, for catching up after downtime.
+	// LastAt is the last scheduled firing, or when the job was enabled
+	// again, for catching up after downtime.
 	LastAt time.Time `json:"last_at"`
-	Runs   []Fired   `json:"runs"`
+	// Since is when this node first had the job.
+	Since time.Time `json:"since"`
+	// Queued: a firing waits for the active run to end.
+	Queued bool    `json:"queued,omitempty"`
+	Runs   []Fired `json:"runs"`
+}
+
+// add keeps f: at most recentRuns runs and as many other firings.
+func (st *jobState) add(f Fired) {
+	count := map[bool]int{f.Action == "run": 1}
+	kept := []Fired{f}
+	for _, r := range st.Runs {
+		if count[r.Action == "run"]++; count[r.Action == "run"] <= recentRuns {
+			kept = append(kept, r)
+		}
+	}
+	st.Runs = kept
 }
 
 var jobNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -105,25 +126,35 @@ func (d *Def) Validate(defaults supervisor.SpecDefaults) (Schedule, error) {
 		return Schedule{}, invalid("missed", "%s", err.Error())
 	}
 	d.Overlap, d.Missed = string(o), string(m)
-	check := d.Spec
-	check.Labels = nil
-	if err := check.Normalize(defaults); err != nil {
-		var inv *supervisor.InvalidError
-		if errors.As(err, &inv) {
-			return Schedule{}, &supervisor.InvalidError{Field: "spec." + inv.Field, Msg: inv.Msg}
-		}
-		return Schedule{}, err
+	if _, ok := d.Spec.Labels[Label]; ok {
+		return Schedule{}, invalid("spec.labels."+Label, "is set by oxios to the job's name")
 	}
 	if len(d.Spec.Labels) >= 32 {
 		return Schedule{}, invalid("spec.labels", "at most 31 labels (the job adds %s)", Label)
 	}
+	check := d.Spec // checked, not changed: firings take the defaults of their day
+	if err := specError(check.Normalize(defaults)); err != nil {
+		return Schedule{}, err
+	}
 	return sched, nil
+}
+
+// specError names a spec's bad field as a field of the job.
+func specError(err error) error {
+	var inv *supervisor.InvalidError
+	if errors.As(err, &inv) {
+		return &supervisor.InvalidError{Field: "spec." + inv.Field, Msg: inv.Msg}
+	}
+	return err
 }
 
 // Spawner starts and looks up agents; *supervisor.Supervisor is one.
 type Spawner interface {
 	Spawn(ctx context.Context, spec supervisor.Spec) (supervisor.Record, error)
 	Get(id string) (supervisor.Record, error)
+	List(f supervisor.Filter, limit int, cursor string) ([]supervisor.Record, string)
+	// Check validates a spec as Spawn would (its model too).
+	Check(spec supervisor.Spec) error
 }
 
 // Publisher publishes events; *bus.Bus is one.
@@ -143,7 +174,8 @@ type Options struct {
 	// Config are the jobs of the config file (already validated).
 	Config []Def
 	Logger *slog.Logger
-	// Runner, if set, is used instead of one on the real clock (tests).
+	// Runner, if set, is used instead of one on the real clock, and the
+	// caller drives it (Tick): the service does not run it (tests).
 	Runner *Runner
 }
 
@@ -156,9 +188,13 @@ type Service struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// wmu orders every change of a job: its write to the bucket and the
+	// change in memory, so that writes never land out of order.
+	wmu    sync.Mutex
 	mu     sync.Mutex
 	defs   map[string]*Def
 	states map[string]*jobState
+	broken map[string]string // job -> why it cannot be scheduled
 }
 
 func (s *Service) defKey(name string) string   { return "job." + s.o.Node + "." + name }
@@ -177,8 +213,10 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
-	s := &Service{o: o, kv: kv, log: o.Logger, runner: o.Runner, defs: map[string]*Def{}, states: map[string]*jobState{}, done: make(chan struct{})}
-	if s.runner == nil {
+	s := &Service{o: o, kv: kv, log: o.Logger, runner: o.Runner, defs: map[string]*Def{}, states: map[string]*jobState{},
+		broken: map[string]string{}, done: make(chan struct{})}
+	drive := s.runner == nil
+	if drive {
 		s.runner = NewRunner()
 	}
 	s.runner.OnFiring = s.record
@@ -191,23 +229,48 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		if old, ok := s.defs[d.Name]; ok && old.Source == "api" {
 			s.log.Warn("a cron job of the config file hides one created through the API", "job", d.Name)
 		}
+		if err := o.Agents.Check(d.Spec); err != nil {
+			s.log.Error("a cron job of the config file has a spec that cannot spawn; its firings will fail", "job", d.Name, "err", err)
+		}
 		s.defs[d.Name] = &d
+	}
+	// The runs a job started before a restart that are still going count
+	// for its overlap policy.
+	active := map[string][]string{}
+	live := []supervisor.State{supervisor.Queued, supervisor.Starting, supervisor.Running, supervisor.WaitingApproval, supervisor.Backoff}
+	for cursor := ""; ; {
+		recs, next := o.Agents.List(supervisor.Filter{States: live}, 1000, cursor)
+		for _, r := range recs {
+			if job := r.Spec.Labels[Label]; job != "" {
+				active[job] = append(active[job], r.ID)
+			}
+		}
+		if cursor = next; cursor == "" {
+			break
+		}
 	}
 	names := make([]string, 0, len(s.defs))
 	for n := range s.defs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	now := s.runner.Now().UTC()
 	for _, n := range names {
-		if err := s.schedule(s.defs[n]); err != nil {
-			s.log.Error("cron job not scheduled", "job", n, "err", err)
+		if _, ok := s.states[n]; !ok {
+			s.states[n] = &jobState{Since: now}
+			if d := s.defs[n]; d.Source == "api" && !d.CreatedAt.IsZero() {
+				s.states[n].Since = d.CreatedAt
+			}
 		}
+		s.schedule(*s.defs[n], active[n])
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
 		defer close(s.done)
-		s.runner.Run(rctx)
+		if drive {
+			s.runner.Run(rctx)
+		}
 	}()
 	return s, nil
 }
@@ -253,35 +316,29 @@ func (s *Service) Close() {
 	<-s.done
 }
 
-// schedule hands d to the runner.
-func (s *Service) schedule(d *Def) error {
+// schedule hands a copy of d to the runner, with the runs of it that may
+// still be active.
+func (s *Service) schedule(d Def, running []string) {
 	sched, err := Parse(d.Schedule, d.Zone)
+	s.mu.Lock()
 	if err != nil {
-		return err
+		s.broken[d.Name] = err.Error()
+		s.mu.Unlock()
+		s.log.Error("cron job not scheduled", "job", d.Name, "err", err)
+		return
 	}
-	st := s.state(d.Name)
-	var running []string
-	for _, r := range st.Runs {
-		if r.AgentID != "" {
-			running = append(running, r.AgentID)
-		}
+	delete(s.broken, d.Name)
+	st := s.states[d.Name]
+	last, queued := st.LastAt, st.Queued
+	if last.IsZero() {
+		last = st.Since
 	}
-	def := *d
+	s.mu.Unlock()
 	s.runner.Put(Job{
 		Name: d.Name, Schedule: sched, Overlap: Overlap(d.Overlap), Missed: Missed(d.Missed), Enabled: d.Enabled,
-		LastRun: st.LastAt, Running: running, Active: s.active,
-		Fire: func(ctx context.Context) (string, error) { return s.spawn(ctx, def) },
+		LastRun: last, Running: running, Queued: queued, Active: s.active,
+		Fire: func(ctx context.Context, f Firing) (string, error) { return s.spawn(ctx, d, f) },
 	})
-	return nil
-}
-
-func (s *Service) state(name string) jobState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if st, ok := s.states[name]; ok {
-		return *st
-	}
-	return jobState{}
 }
 
 // active reports whether a job's agent is still queued or running.
@@ -291,13 +348,19 @@ func (s *Service) active(id string) bool {
 }
 
 // spawn starts one run of d: its spec, labelled with the job's name,
-// through the scheduler like any spawn.
-func (s *Service) spawn(ctx context.Context, d Def) (string, error) {
+// through the scheduler like any spawn. A scheduled firing is written down
+// before it spawns: a daemon killed in between loses that run rather than
+// run it twice.
+func (s *Service) spawn(ctx context.Context, d Def, f Firing) (string, error) {
+	if !f.Manual && !f.Queued {
+		s.update(d.Name, func(st *jobState) { st.LastAt = f.At.UTC() })
+	}
 	spec := d.Spec
-	labels := map[string]string{Label: d.Name}
+	labels := map[string]string{}
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
+	labels[Label] = d.Name
 	spec.Labels = labels
 	if spec.Name == "" {
 		spec.Name = d.Name
@@ -309,36 +372,46 @@ func (s *Service) spawn(ctx context.Context, d Def) (string, error) {
 	return r.ID, nil
 }
 
+// update changes job name's state and writes it, in order with every other
+// change of the job. It does nothing for a job that no longer exists.
+func (s *Service) update(name string, change func(*jobState)) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if _, ok := s.defs[name]; !ok {
+		s.mu.Unlock()
+		return
+	}
+	st := s.states[name]
+	if st == nil {
+		st = &jobState{Since: s.runner.Now().UTC()}
+		s.states[name] = st
+	}
+	change(st)
+	data, _ := json.Marshal(st)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.kv.Put(ctx, s.stateKey(name), data); err != nil {
+		s.log.Error("write cron job state", "job", name, "err", err)
+	}
+}
+
 // record keeps a firing in the job's state and publishes it.
 func (s *Service) record(f Firing) {
 	run := Fired{At: f.At.UTC(), Action: string(f.Action), Manual: f.Manual, Missed: f.Missed, AgentID: f.RunID}
 	if f.Err != nil {
 		run.Action, run.Error = "error", f.Err.Error()
 	}
-	s.mu.Lock()
-	if _, ok := s.defs[f.Job]; !ok {
-		s.mu.Unlock()
-		return // deleted meanwhile
-	}
-	st := s.states[f.Job]
-	if st == nil {
-		st = &jobState{}
-		s.states[f.Job] = st
-	}
-	if !f.Manual && !f.Queued {
-		st.LastAt = run.At
-	}
-	st.Runs = append([]Fired{run}, st.Runs...)
-	if len(st.Runs) > recentRuns {
-		st.Runs = st.Runs[:recentRuns]
-	}
-	data, _ := json.Marshal(st)
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.kv.Put(ctx, s.stateKey(f.Job), data); err != nil {
-		s.log.Error("write cron job state", "job", f.Job, "err", err)
-	}
+	s.update(f.Job, func(st *jobState) {
+		st.add(run)
+		switch {
+		case f.Action == Queue:
+			st.Queued = true
+		case f.Queued:
+			st.Queued = false
+		}
+	})
 	ev := map[string]any{"job": f.Job, "at": run.At, "manual": f.Manual}
 	switch {
 	case run.Action == "run":
@@ -366,46 +439,60 @@ func (s *Service) publish(typ, agentID string, data map[string]any) {
 	}
 }
 
+func exists(name string) error {
+	return fmt.Errorf("cron job %s already exists (remove it first): %w", name, supervisor.ErrConflict)
+}
+
 // Create adds a job through the API.
 func (s *Service) Create(ctx context.Context, d Def) (Status, error) {
 	if _, err := d.Validate(s.o.Defaults); err != nil {
 		return Status{}, err
 	}
-	d.Source, d.CreatedAt = "api", time.Now().UTC()
+	if err := s.o.Agents.Check(d.Spec); err != nil {
+		return Status{}, specError(err)
+	}
+	d.Source, d.CreatedAt = "api", s.runner.Now().UTC()
+	s.wmu.Lock()
 	s.mu.Lock()
-	_, exists := s.defs[d.Name]
+	_, taken := s.defs[d.Name]
 	s.mu.Unlock()
-	if exists {
-		return Status{}, fmt.Errorf("cron job %s already exists (remove it first): %w", d.Name, supervisor.ErrConflict)
+	if taken {
+		s.wmu.Unlock()
+		return Status{}, exists(d.Name)
 	}
 	data, _ := json.Marshal(d)
 	if _, err := s.kv.Create(ctx, s.defKey(d.Name), data); err != nil {
+		s.wmu.Unlock()
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return Status{}, fmt.Errorf("cron job %s already exists (remove it first): %w", d.Name, supervisor.ErrConflict)
+			return Status{}, exists(d.Name)
 		}
 		return Status{}, fmt.Errorf("write cron job %s: %w", d.Name, err)
 	}
 	// A new job starts with no history, even if one of its name existed.
-	s.kv.Purge(ctx, s.stateKey(d.Name))
-	s.mu.Lock()
-	s.defs[d.Name] = &d
-	delete(s.states, d.Name)
-	s.mu.Unlock()
-	if err := s.schedule(&d); err != nil {
-		return Status{}, err
+	st := &jobState{Since: d.CreatedAt}
+	state, _ := json.Marshal(st)
+	if _, err := s.kv.Put(ctx, s.stateKey(d.Name), state); err != nil {
+		s.log.Error("write cron job state", "job", d.Name, "err", err)
 	}
+	def := d
+	s.mu.Lock()
+	s.defs[d.Name] = &def
+	s.states[d.Name] = st
+	s.mu.Unlock()
+	s.wmu.Unlock()
+	s.schedule(d, nil)
 	return s.Get(d.Name)
 }
 
-// lookup returns the definition of job name.
-func (s *Service) lookup(name string) (*Def, error) {
+// lookup returns a copy of the definition of job name.
+func (s *Service) lookup(name string) (Def, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.defs[name]
 	if !ok {
-		return nil, &supervisor.NotFoundError{What: "cron job " + name}
+		return Def{}, &supervisor.NotFoundError{What: "cron job " + name}
 	}
-	return d, nil
+	return *d, nil
 }
 
 func readOnly(name string) error {
@@ -414,6 +501,8 @@ func readOnly(name string) error {
 
 // Delete removes an API job and its history; its agents are left alone.
 func (s *Service) Delete(ctx context.Context, name string) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	d, err := s.lookup(name)
 	if err != nil {
 		return err
@@ -428,26 +517,29 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	s.mu.Lock()
 	delete(s.defs, name)
 	delete(s.states, name)
+	delete(s.broken, name)
 	s.mu.Unlock()
 	s.kv.Purge(ctx, s.stateKey(name))
 	return nil
 }
 
-// SetEnabled enables or disables an API job.
+// SetEnabled enables or disables an API job. A job enabled again does not
+// catch up what it missed while disabled, now or after a restart.
 func (s *Service) SetEnabled(ctx context.Context, name string, on bool) (Status, error) {
+	s.wmu.Lock()
 	d, err := s.lookup(name)
 	if err != nil {
+		s.wmu.Unlock()
 		return Status{}, err
 	}
 	if d.Source == "config" {
+		s.wmu.Unlock()
 		return Status{}, readOnly(name)
 	}
-	s.mu.Lock()
-	upd := *d
-	upd.Enabled = on
-	data, _ := json.Marshal(upd)
-	s.mu.Unlock()
+	d.Enabled = on
+	data, _ := json.Marshal(d)
 	if _, err := s.kv.Put(ctx, s.defKey(name), data); err != nil {
+		s.wmu.Unlock()
 		return Status{}, fmt.Errorf("write cron job %s: %w", name, err)
 	}
 	s.mu.Lock()
@@ -456,6 +548,11 @@ func (s *Service) SetEnabled(ctx context.Context, name string, on bool) (Status,
 	}
 	s.mu.Unlock()
 	s.runner.SetEnabled(name, on)
+	s.wmu.Unlock()
+	if on {
+		now := s.runner.Now().UTC()
+		s.update(name, func(st *jobState) { st.LastAt = now })
+	}
 	return s.Get(name)
 }
 
@@ -465,12 +562,22 @@ func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
 	if _, err := s.lookup(name); err != nil {
 		return Fired{}, err
 	}
+	s.mu.Lock()
+	why, broken := s.broken[name]
+	s.mu.Unlock()
+	if broken {
+		return Fired{}, fmt.Errorf("cron job %s cannot be scheduled: %s: %w", name, why, supervisor.ErrConflict)
+	}
 	f, ok := s.runner.Trigger(ctx, name)
 	if !ok {
 		return Fired{}, &supervisor.NotFoundError{What: "cron job " + name}
 	}
 	run := Fired{At: f.At.UTC(), Action: string(f.Action), Manual: true, AgentID: f.RunID}
 	if f.Err != nil {
+		var inv *supervisor.InvalidError
+		if errors.As(f.Err, &inv) {
+			return run, fmt.Errorf("the job's spec is no longer valid (spec.%s: %s): %w", inv.Field, inv.Msg, supervisor.ErrConflict)
+		}
 		return run, f.Err
 	}
 	return run, nil
@@ -482,10 +589,7 @@ func (s *Service) Get(name string) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	s.mu.Lock()
-	def := *d
-	s.mu.Unlock()
-	return s.view(def), nil
+	return s.view(d), nil
 }
 
 // List returns every job of this node, by name.
@@ -506,11 +610,17 @@ func (s *Service) List() []Status {
 
 func (s *Service) view(d Def) Status {
 	j := Status{Def: d, Recent: []Fired{}}
-	if next, ok := s.runner.Next(d.Name); ok && d.Enabled && !next.IsZero() {
+	if next, ok := s.runner.Next(d.Name); ok && !next.IsZero() {
 		j.NextRun = &next
 	}
-	st := s.state(d.Name)
-	for _, r := range st.Runs {
+	s.mu.Lock()
+	var runs []Fired
+	if st := s.states[d.Name]; st != nil {
+		runs = slices.Clone(st.Runs)
+	}
+	j.Error = s.broken[d.Name]
+	s.mu.Unlock()
+	for _, r := range runs {
 		if r.AgentID != "" {
 			if rec, err := s.o.Agents.Get(r.AgentID); err == nil {
 				r.State = string(rec.State)

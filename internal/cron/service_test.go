@@ -213,6 +213,9 @@ func TestServiceRules(t *testing.T) {
 		{Def{Name: "x", Schedule: "@daily", Missed: "all", Spec: sleeper("0")}, "missed", "skip or run-once"},
 		{Def{Name: "bad name", Schedule: "@daily", Spec: sleeper("0")}, "name", "letters, digits"},
 		{Def{Name: "x", Schedule: "@daily", Spec: supervisor.Spec{}}, "spec.command", "must not be empty"},
+		{Def{Name: "x", Schedule: "0 0 30 2 *", Spec: sleeper("0")}, "schedule", "never fires"},
+		{Def{Name: "x", Schedule: "@daily", Spec: supervisor.Spec{Command: "true", Labels: map[string]string{Label: "other"}}}, "spec.labels.oxios.cron", "set by oxios"},
+		{Def{Name: "x", Schedule: "@daily", Spec: supervisor.Spec{Kind: "llm", Goal: "g", Model: "openai/x"}}, "spec.kind", "not available"},
 	}
 	for _, c := range cases {
 		_, err := s.Create(ctx, c.d)
@@ -250,5 +253,97 @@ func TestServiceRules(t *testing.T) {
 	}
 	if _, err := s.Get("off"); !errors.Is(err, supervisor.ErrNotFound) {
 		t.Fatalf("deleted: %v", err)
+	}
+}
+
+// Found in review: concurrent triggers under skip start one run; a queued
+// firing, the runs still going and a disabled spell all survive a restart
+// correctly; a job that never fired catches up from when it was created.
+func TestServiceAcrossRestarts(t *testing.T) {
+	w := newWorld(t)
+	s, r := w.open()
+	ctx := context.Background()
+	mk := func(d Def) {
+		t.Helper()
+		if _, err := s.Create(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(Def{Name: "busy", Schedule: "* * * * *", Enabled: true, Spec: sleeper("60")})
+	mk(Def{Name: "q", Schedule: "@daily", Overlap: "queue", Enabled: true, Spec: sleeper("60")})
+	mk(Def{Name: "paused", Schedule: "@hourly", Missed: "run-once", Enabled: true, Spec: sleeper("0")})
+	mk(Def{Name: "fresh", Schedule: "@hourly", Missed: "run-once", Enabled: true, Spec: sleeper("0")})
+
+	var wg sync.WaitGroup
+	actions := make(chan string, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f, err := s.Trigger(ctx, "busy")
+			if err != nil {
+				t.Error(err)
+			}
+			actions <- f.Action
+		}()
+	}
+	wg.Wait()
+	close(actions)
+	runs := 0
+	for a := range actions {
+		if a == "run" {
+			runs++
+		}
+	}
+	if runs != 1 {
+		t.Fatalf("%d of 4 concurrent triggers ran under overlap skip", runs)
+	}
+	for range 12 { // skips push the run out of the last ten firings
+		r.Tick(ctx, w.advance(time.Minute))
+	}
+	if f, _ := s.Trigger(ctx, "q"); f.Action != "run" {
+		t.Fatalf("q: %+v", f)
+	}
+	if f, _ := s.Trigger(ctx, "q"); f.Action != "queue" {
+		t.Fatalf("q again: %+v", f)
+	}
+	if _, err := s.SetEnabled(ctx, "paused", false); err != nil {
+		t.Fatal(err)
+	}
+	w.advance(3 * time.Hour)
+	if _, err := s.SetEnabled(ctx, "paused", true); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	w.advance(10 * time.Minute)
+
+	s2, r2 := w.open()
+	busy, _ := s2.Get("busy")
+	var runIDs []string
+	for _, f := range busy.Recent {
+		if f.Action == "run" {
+			runIDs = append(runIDs, f.AgentID)
+		}
+	}
+	if len(runIDs) != 1 || busy.LastOutcome != "skipped" {
+		t.Fatalf("busy: runs %v, last %q", runIDs, busy.LastOutcome)
+	}
+	r2.Tick(ctx, w.advance(time.Minute))
+	if busy, _ = s2.Get("busy"); busy.Recent[0].Action != "skip" {
+		t.Fatalf("the run from before the restart did not count for overlap: %+v", busy.Recent[0])
+	}
+	if p, _ := s2.Get("paused"); len(p.Recent) != 0 {
+		t.Fatalf("firings missed while disabled were caught up: %+v", p.Recent)
+	}
+	if f, _ := s2.Get("fresh"); len(f.Recent) != 1 || f.Recent[0].Missed != 3 {
+		t.Fatalf("a job that never fired did not catch up: %+v", f.Recent)
+	}
+	q, _ := s2.Get("q")
+	if _, err := w.sup.Kill(ctx, q.Recent[1].AgentID, 0); err != nil {
+		t.Fatal(err)
+	}
+	r2.Tick(ctx, w.clock())
+	if q, _ = s2.Get("q"); q.Recent[0].Action != "run" || q.Recent[0].AgentID == "" {
+		t.Fatalf("the queued firing was lost in the restart: %+v", q.Recent)
 	}
 }

@@ -31,7 +31,9 @@ const (
 func (s *Supervisor) run(a *agent, reason string) {
 	defer s.runs.Done()
 	for {
-		if !s.admit(a) {
+		// A run resumed after a daemon restart is already admitted; its
+		// next model call is checked against the budgets.
+		if reason != "daemon restart" && !s.admit(a) {
 			return
 		}
 		t, ok := s.launch(a, reason)
@@ -64,24 +66,43 @@ func (s *Supervisor) run(a *agent, reason string) {
 // admit holds an llm agent back while a budget it is under is exhausted.
 // It ends the agent failed with the budget's error, or, when its spec says
 // wait, gives the slot back and leaves the agent queued until the budget
-// frees or changes, then queues it for a slot again. It reports false when
-// the agent has ended or the daemon is stopping.
+// frees or changes (checking again at each change), then queues it for a
+// slot again. It reports false when the agent has ended or the daemon is
+// stopping.
 func (s *Supervisor) admit(a *agent) bool {
 	if s.o.Budgets == nil || a.rec.Kind != KindLLM {
 		return true
 	}
+	a.mu.Lock()
+	a.started = true // a kill from now on is this goroutine's to handle
+	a.mu.Unlock()
+	waited := false
 	for {
 		a.mu.Lock()
 		rec := a.rec
 		a.mu.Unlock()
 		until, changed, err := s.o.Budgets.Admit(rec)
 		if err == nil {
-			return true
+			if !waited {
+				return true
+			}
+			if !s.reacquire(a) {
+				return false
+			}
+			// Holding a slot again: check once more, the budget may have
+			// been used up meanwhile.
+			waited = false
+			a.mu.Lock()
+			if a.rec.State == Queued {
+				a.rec.Reason, a.rec.NextStartAt = "", nil
+			}
+			a.mu.Unlock()
+			continue
 		}
 		a.mu.Lock()
-		if a.kill != nil || s.ctx.Err() != nil {
+		if ended := a.rec.State.Terminal(); ended || a.kill != nil || s.ctx.Err() != nil {
 			a.mu.Unlock()
-			return true // launch ends it, or leaves it for the next boot
+			return !ended // launch ends it, or leaves it for the next boot
 		}
 		if rec.Spec.Budget == nil || rec.Spec.Budget.OnExhausted != BudgetWait {
 			a.rec.ExitCode, a.rec.Signal = nil, ""
@@ -89,17 +110,27 @@ func (s *Supervisor) admit(a *agent) bool {
 			a.mu.Unlock()
 			return false
 		}
-		a.rec.State, a.rec.Reason, a.rec.NextStartAt = Queued, err.Error(), nil
+		var next *time.Time
 		if !until.IsZero() {
-			a.rec.NextStartAt = &until
+			next = &until
 		}
-		s.save(a, "agent.queued", map[string]any{"reason": err.Error()})
+		if a.rec.State != Queued || a.rec.Reason != err.Error() || !sameTime(a.rec.NextStartAt, next) {
+			a.rec.State, a.rec.Reason, a.rec.NextStartAt = Queued, err.Error(), next
+			s.save(a, "agent.queued", map[string]any{"reason": err.Error()})
+		}
 		a.mu.Unlock()
-		s.o.Scheduler.Release(a.id)
-		if !s.awaitBudget(a, until, changed) || !s.reacquire(a) {
+		if !waited {
+			s.o.Scheduler.Release(a.id)
+			waited = true
+		}
+		if !s.awaitBudget(a, until, changed) {
 			return false
 		}
 	}
+}
+
+func sameTime(a, b *time.Time) bool {
+	return (a == nil) == (b == nil) && (a == nil || a.Equal(*b))
 }
 
 // awaitBudget waits until the time a budget frees or a change of budgets.
@@ -154,6 +185,9 @@ func (s *Supervisor) reacquire(a *agent) bool {
 func (s *Supervisor) killedWaiting(a *agent) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.rec.State.Terminal() {
+		return true
+	}
 	if a.kill == nil {
 		return false
 	}

@@ -305,19 +305,30 @@ func (s *Supervisor) publish(id, typ string, data any) {
 	}
 }
 
-// Spawn validates spec, persists a queued record and submits it to the
-// scheduler. It returns at once; the agent starts when admitted.
-func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
+// Check validates spec as Spawn would, without spawning it.
+func (s *Supervisor) Check(spec Spec) error { return s.check(&spec) }
+
+// check validates spec and fills its defaults.
+func (s *Supervisor) check(spec *Spec) error {
 	if err := spec.Normalize(s.o.Defaults); err != nil {
-		return Record{}, err
+		return err
 	}
 	if spec.Kind == KindLLM {
 		if s.o.LLM == nil {
-			return Record{}, invalid("kind", "llm agents are not available in this daemon")
+			return invalid("kind", "llm agents are not available in this daemon")
 		}
-		if err := s.o.LLM.Check(&spec); err != nil {
-			return Record{}, err
+		if err := s.o.LLM.Check(spec); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// Spawn validates spec, persists a queued record and submits it to the
+// scheduler. It returns at once; the agent starts when admitted.
+func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
+	if err := s.check(&spec); err != nil {
+		return Record{}, err
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
