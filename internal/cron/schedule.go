@@ -5,10 +5,10 @@ package cron
 
 import (
 	"fmt"
-	_ "time/tzdata" // named zones work on hosts without zoneinfo
 	"regexp"
 	"strings"
 	"time"
+	_ "time/tzdata" // named zones work on hosts without zoneinfo
 
 	robfig "github.com/robfig/cron/v3"
 )
