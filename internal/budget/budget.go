@@ -269,6 +269,7 @@ type Service struct {
 	// written; synced is signalled at each flush.
 	queued, stored uint64
 	synced         *sync.Cond
+	flushDone      bool
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -664,12 +665,7 @@ func (s *Service) Sync(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := s.queued
-	for s.stored < want && ctx.Err() == nil {
-		select {
-		case <-s.flushed:
-			return // closed: nothing more will be written
-		default:
-		}
+	for s.stored < want && ctx.Err() == nil && !s.flushDone {
 		s.synced.Wait()
 	}
 }
@@ -677,11 +673,12 @@ func (s *Service) Sync(ctx context.Context) {
 // flushLoop stores pending usage until Close, and once more after it. A
 // write that fails is tried again a second later.
 func (s *Service) flushLoop() {
-	defer close(s.flushed)
 	defer func() {
 		s.mu.Lock()
-		s.synced.Broadcast() // nothing more will be written
+		s.flushDone = true // nothing more will be written
+		s.synced.Broadcast()
 		s.mu.Unlock()
+		close(s.flushed)
 	}()
 	var retry <-chan time.Time
 	for {
@@ -745,7 +742,7 @@ func (s *Service) Set(ctx context.Context, b Budget) (Status, error) {
 	if err := b.Validate(); err != nil {
 		return Status{}, err
 	}
-	err := s.modify(ctx, b.Name, func(cur *Budget) {
+	err := s.modify(ctx, b.Name, true, func(cur *Budget) {
 		reset := cur.ResetAt
 		*cur = b
 		cur.ResetAt, cur.UpdatedAt = reset, s.Now().UTC()
@@ -757,11 +754,12 @@ func (s *Service) Set(ctx context.Context, b Budget) (Status, error) {
 	return s.Get(b.Name)
 }
 
-// modify changes a budget's definition (a new one starts zero) with a
+// modify changes a budget's definition (a new one starts zero, if create)
+// with a
 // compare-and-set on its revision, so that concurrent changes on any node
 // (a reset and a change of limits) are never lost. It applies the result
 // here at once; the watch confirms it.
-func (s *Service) modify(ctx context.Context, name string, change func(*Budget)) error {
+func (s *Service) modify(ctx context.Context, name string, create bool, change func(*Budget)) error {
 	key := defKey(name)
 	for attempt := 0; ; attempt++ {
 		var cur Budget
@@ -775,6 +773,8 @@ func (s *Service) modify(ctx context.Context, name string, change func(*Budget))
 			rev = e.Revision()
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return fmt.Errorf("read budget %s: %w", name, err)
+		case !create:
+			return &supervisor.NotFoundError{What: "budget " + name}
 		}
 		change(&cur)
 		data, _ := json.Marshal(cur)
@@ -862,7 +862,7 @@ func (s *Service) Reset(ctx context.Context, name string) (Status, error) {
 		return Status{}, err
 	}
 	now := s.Now().UTC()
-	if err := s.modify(ctx, name, func(b *Budget) { b.ResetAt, b.UpdatedAt = &now, now }); err != nil {
+	if err := s.modify(ctx, name, false, func(b *Budget) { b.ResetAt, b.UpdatedAt = &now, now }); err != nil {
 		return Status{}, err
 	}
 	s.mu.Lock()

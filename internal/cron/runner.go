@@ -80,7 +80,7 @@ func (r *Runner) Put(j Job) {
 	now := r.Now()
 	e := &entry{job: j, active: j.Running, queued: j.Queued}
 	if old, ok := r.jobs[j.Name]; ok {
-		e.active, e.queued, e.starting = old.active, old.queued, old.starting
+		e.active, e.queued = old.active, old.queued
 	}
 	fireNow, missed, next := CatchUp(j.Schedule, j.LastRun, now, j.Missed)
 	e.next = next
@@ -124,6 +124,14 @@ func (r *Runner) Trigger(ctx context.Context, name string) (Firing, bool) {
 	}
 	f, ok := r.fire(ctx, e, Firing{Job: name, At: r.Now(), Manual: true})
 	return f, ok
+}
+
+// Queued reports whether a firing of the job waits for its active run.
+func (r *Runner) Queued(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.jobs[name]
+	return ok && e.queued
 }
 
 // Next returns when a job fires next (zero: never, or disabled).
@@ -231,13 +239,13 @@ func (r *Runner) fire(ctx context.Context, e *entry, f Firing) (Firing, bool) {
 	} else {
 		f.Action = OnFire(e.job.Overlap, len(e.active)+e.starting, e.queued)
 	}
-	switch f.Action {
-	case Queue:
+	fireFn := e.job.Fire
+	switch {
+	case f.Action == Queue:
 		e.queued = true
-	case Run:
+	case f.Action == Run && fireFn != nil:
 		e.starting++
 	}
-	fireFn := e.job.Fire
 	r.mu.Unlock()
 	if f.Action == Run && fireFn != nil {
 		f.RunID, f.Err = fireFn(ctx, f)

@@ -153,7 +153,7 @@ func (s Schedule) Next(t time.Time) time.Time {
 	if _, every := s.sched.(robfig.ConstantDelaySchedule); every || !s.fixedHour {
 		return n
 	}
-	for i := 0; i < 4 && !n.IsZero() && repeated(n); i++ {
+	for i := 0; i < 200 && !n.IsZero() && repeated(n); i++ { // up to a firing a minute for 2h
 		n = s.sched.Next(n)
 	}
 	return n

@@ -65,6 +65,15 @@ func TestDSTInANamedZone(t *testing.T) {
 	if count != 6 { // 02:15, 02:45 twice, 03:15, 03:45 in three real hours
 		t.Fatalf("quarter-hourly across fall back: %d firings, want 6", count)
 	}
+	// Many firings in the repeated hour: all of them once, in the first.
+	ny := mustParse(t, "*/10 1 * * *", "America/New_York")
+	var fired []string
+	for n := ny.Next(at(t, "America/New_York", "2025-11-02 00:30")); n.Before(at(t, "America/New_York", "2025-11-02 04:00")); n = ny.Next(n) {
+		fired = append(fired, n.Format("15:04 MST"))
+	}
+	if len(fired) != 6 || fired[0] != "01:00 EDT" || fired[5] != "01:50 EDT" {
+		t.Fatalf("*/10 1 * * * across fall back in New York: %v", fired)
+	}
 	// An hourly job goes from 01:00 straight to 03:00 (02:00 does not
 	// exist that night), 30 real minutes after 01:30, then on the hour.
 	h := mustParse(t, "0 * * * *", "Europe/Berlin")

@@ -321,6 +321,12 @@ func (s *Service) Close() {
 func (s *Service) schedule(d Def, running []string) {
 	sched, err := Parse(d.Schedule, d.Zone)
 	s.mu.Lock()
+	cur, ok := s.defs[d.Name]
+	if !ok || s.states[d.Name] == nil {
+		s.mu.Unlock()
+		return // deleted meanwhile
+	}
+	d.Enabled = cur.Enabled // disabled meanwhile
 	if err != nil {
 		s.broken[d.Name] = err.Error()
 		s.mu.Unlock()
@@ -339,6 +345,12 @@ func (s *Service) schedule(d Def, running []string) {
 		LastRun: last, Running: running, Queued: queued, Active: s.active,
 		Fire: func(ctx context.Context, f Firing) (string, error) { return s.spawn(ctx, d, f) },
 	})
+	s.mu.Lock()
+	_, ok = s.defs[d.Name]
+	s.mu.Unlock()
+	if !ok {
+		s.runner.Remove(d.Name) // deleted while it was being scheduled
+	}
 }
 
 // active reports whether a job's agent is still queued or running.
@@ -354,6 +366,12 @@ func (s *Service) active(id string) bool {
 func (s *Service) spawn(ctx context.Context, d Def, f Firing) (string, error) {
 	if !f.Manual && !f.Queued {
 		s.update(d.Name, func(st *jobState) { st.LastAt = f.At.UTC() })
+	}
+	s.mu.Lock()
+	_, ok := s.defs[d.Name]
+	s.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("cron job %s was deleted", d.Name)
 	}
 	spec := d.Spec
 	labels := map[string]string{}
@@ -405,12 +423,10 @@ func (s *Service) record(f Firing) {
 	}
 	s.update(f.Job, func(st *jobState) {
 		st.add(run)
-		switch {
-		case f.Action == Queue:
-			st.Queued = true
-		case f.Queued:
-			st.Queued = false
+		if !f.Manual && !f.Queued {
+			st.LastAt = run.At // skipped and queued firings were not missed either
 		}
+		st.Queued = s.runner.Queued(f.Job) // the runner's, whatever order the writes come in
 	})
 	ev := map[string]any{"job": f.Job, "at": run.At, "manual": f.Manual}
 	switch {

@@ -347,3 +347,23 @@ func TestServiceAcrossRestarts(t *testing.T) {
 		t.Fatalf("the queued firing was lost in the restart: %+v", q.Recent)
 	}
 }
+
+// Firings skipped by the overlap policy were not missed: a restart soon
+// after does not catch them up.
+func TestSkippedFiringsAreNotMissed(t *testing.T) {
+	w := newWorld(t)
+	s, r := w.open()
+	ctx := context.Background()
+	if _, err := s.Create(ctx, Def{Name: "long", Schedule: "* * * * *", Missed: "run-once", Enabled: true, Spec: sleeper("60")}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		r.Tick(ctx, w.advance(time.Minute))
+	}
+	s.Close()
+	w.advance(20 * time.Second) // no firing time passes while it is down
+	s2, _ := w.open()
+	if j, _ := s2.Get("long"); len(j.Recent) != 5 || j.Recent[0].Action != "skip" || j.Recent[0].Missed != 0 {
+		t.Fatalf("%+v", j.Recent)
+	}
+}
