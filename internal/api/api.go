@@ -49,6 +49,8 @@ type System struct {
 	UptimeSeconds float64   `json:"uptime_seconds"`
 	Listen        string    `json:"listen"`
 	Home          string    `json:"home"`
+	// Config summarizes the running configuration (no secrets).
+	Config map[string]any `json:"config,omitempty"`
 }
 
 // Options are what the HTTP layer needs from the rest of the daemon.
@@ -87,6 +89,7 @@ type Server struct {
 	stopping chan struct{}
 	stopOnce sync.Once
 	fails    *failures
+	links    *loginLinks
 }
 
 // New returns the daemon's HTTP handler.
@@ -94,7 +97,7 @@ func New(o Options) *Server {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
 	}
-	s := &Server{Options: o, stopping: make(chan struct{}), fails: newFailures()}
+	s := &Server{Options: o, stopping: make(chan struct{}), fails: newFailures(), links: newLoginLinks()}
 	v1 := http.NewServeMux()
 	for _, rt := range s.routes() {
 		v1.HandleFunc(rt.pattern, s.allow(rt.role, rt.handler))
@@ -104,6 +107,7 @@ func New(o Options) *Server {
 	root.HandleFunc("GET /healthz", s.healthz)
 	root.HandleFunc("GET /readyz", s.readyz)
 	root.HandleFunc("POST /api/v1/login", s.login)
+	root.HandleFunc("GET /login", s.loginLink)
 	root.Handle("/api/", s.authenticated(jsonMux(v1)))
 	root.Handle("/", web.Handler())
 	s.handler = s.recoverer(root)
@@ -124,6 +128,9 @@ func (s *Server) routes() []route {
 	v, o, a := security.Viewer, security.Operator, security.Admin
 	return []route{
 		{"GET /api/v1/system", v, s.system},
+		{"GET /api/v1/overview", v, s.overview},
+		{"GET /api/v1/whoami", v, s.whoami},
+		{"POST /api/v1/login-links", v, s.loginLinkCreate},
 		{"GET /api/v1/state/{ns}", v, s.stateList},
 		{"GET /api/v1/state/{ns}/{key...}", v, s.stateGet},
 		{"PUT /api/v1/state/{ns}/{key...}", o, s.statePut},
@@ -215,6 +222,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, rd)
+}
+
+// whoami says who the request's token or session stands for.
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	p := principal(r)
+	writeJSON(w, http.StatusOK, map[string]any{"name": p.Name, "role": p.Role})
 }
 
 func (s *Server) system(w http.ResponseWriter, r *http.Request) {

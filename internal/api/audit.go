@@ -35,7 +35,7 @@ type auditList struct {
 func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)
 	q := r.URL.Query()
-	if svc == nil || !checkQuery(w, q, "actor", "action", "since", "after", "limit") {
+	if svc == nil || !checkQuery(w, q, "actor", "action", "since", "after", "limit", "tail") {
 		return
 	}
 	f := audit.Filter{Actor: q.Get("actor"), Action: q.Get("action")}
@@ -63,6 +63,19 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 	limit, ok := intParam(w, q.Get("limit"), "limit", 100, 1, 1000)
 	if !ok {
 		return
+	}
+	if v := q.Get("tail"); v != "" {
+		// The newest entries: start that many before the end.
+		n, ok := intParam(w, v, "tail", 100, 1, 1000)
+		if !ok {
+			return
+		}
+		last, err := svc.Audit.LastSeq(r.Context())
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "read the audit trail: "+err.Error(), "")
+			return
+		}
+		f.After = last - min(last, uint64(n))
 	}
 	f.Limit = limit
 	items, err := svc.Audit.List(r.Context(), f)

@@ -121,6 +121,15 @@ func loadKey(path string) ([]byte, error) {
 	return key, nil
 }
 
+// LastSeq is the sequence of the newest entry (0 when there is none).
+func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
 func (l *Log) loadLast(ctx context.Context) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {

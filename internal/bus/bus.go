@@ -82,6 +82,7 @@ type Bus struct {
 	js   jetstream.JetStream
 	node string
 	tail *tail
+	rate rate
 }
 
 // Open creates or updates the event stream.
@@ -226,6 +227,7 @@ func (b *Bus) prepare(evs []Event) (subjects []string, payloads [][]byte, out []
 		subjects[i] = subjectPrefix + ev.Type + "." + agent
 		out[i] = ev
 	}
+	b.rate.add(time.Now(), len(evs))
 	return subjects, payloads, out, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -493,6 +494,47 @@ func (k *Kernel) system() api.System {
 		UptimeSeconds: time.Since(k.started).Seconds(),
 		Listen:        k.opts.Listen,
 		Home:          k.opts.Home.Dir,
+		Config:        k.configSummary(),
+	}
+}
+
+// configSummary is what the dashboard's system page shows of the running
+// configuration: the settings that shape behaviour, never a secret.
+func (k *Kernel) configSummary() map[string]any {
+	c := k.opts.Config
+	backbone := "embedded"
+	if c.Backbone.URL != "" {
+		backbone = "external"
+	}
+	var providers []string
+	for name, p := range map[string]config.Provider{"openai": c.Providers.OpenAI, "anthropic": c.Providers.Anthropic} {
+		env := map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}[name]
+		if p.APIKey != "" || os.Getenv(env) != "" {
+			providers = append(providers, name)
+		}
+	}
+	slices.Sort(providers)
+	return map[string]any{
+		"file":                 k.opts.ConfigPath,
+		"backbone":             backbone,
+		"replicas":             c.Backbone.Replicas,
+		"store_sync":           c.Store.Sync,
+		"events_max_age":       c.Events.MaxAge.String(),
+		"events_max_mb":        c.Events.MaxMB,
+		"max_running":          c.Scheduler.MaxRunning,
+		"max_running_llm":      c.Scheduler.MaxRunningLLM,
+		"spawns_per_minute":    c.Scheduler.SpawnsPerMinute,
+		"agents_retain":        c.Agents.Retain,
+		"agents_retain_for":    c.Agents.RetainFor.String(),
+		"default_model":        c.Agent.DefaultModel,
+		"max_steps":            c.Agent.MaxSteps,
+		"agent_timeout":        c.Agent.Timeout.String(),
+		"providers_with_keys":  providers,
+		"policy_exec_allow":    c.Policy.Exec.Allow,
+		"policy_network_allow": c.Policy.Network.Allow,
+		"policy_ask":           c.Policy.Ask,
+		"cron_jobs_in_file":    len(c.Cron.Jobs),
+		"log_level":            c.Log.Level,
 	}
 }
 

@@ -617,3 +617,43 @@ func (s *Supervisor) end(a *agent, st State, reason string) {
 	default:
 	}
 }
+
+// Stats are counts over this node's agents.
+type Stats struct {
+	ByState map[State]int `json:"by_state"`
+	Total   int           `json:"total"`
+	// Usage sums what the runs started since a time used (see Stats).
+	Usage Usage `json:"usage"`
+}
+
+// Stats counts the agents by state and sums the usage of the runs that
+// started at or after since.
+func (s *Supervisor) Stats(since time.Time) Stats {
+	st := Stats{ByState: map[State]int{}}
+	cost, priced := 0.0, false
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.agents {
+		r := a.snap.Load()
+		if r == nil {
+			continue
+		}
+		st.Total++
+		st.ByState[r.State]++
+		if r.StartedAt == nil || r.StartedAt.Before(since) {
+			continue
+		}
+		u := r.Usage
+		st.Usage.TokensIn += u.TokensIn
+		st.Usage.TokensOut += u.TokensOut
+		st.Usage.LLMCalls += u.LLMCalls
+		st.Usage.ToolCalls += u.ToolCalls
+		if u.CostUSD != nil {
+			cost, priced = cost+*u.CostUSD, true
+		}
+	}
+	if priced {
+		st.Usage.CostUSD = &cost
+	}
+	return st
+}

@@ -1,0 +1,29 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/oxios/oxios/internal/api"
+)
+
+// LoginLink is a one-time login URL for the dashboard.
+type LoginLink struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CreateLoginLink asks for a one-time login link for this client's token.
+func (c *Client) CreateLoginLink(ctx context.Context) (LoginLink, error) {
+	var out LoginLink
+	err := c.do(ctx, http.MethodPost, "/api/v1/login-links", nil, &out)
+	return out, err
+}
+
+// Overview is what the dashboard's first page shows.
+func (c *Client) Overview(ctx context.Context) (api.Overview, error) {
+	var out api.Overview
+	err := c.do(ctx, http.MethodGet, "/api/v1/overview", nil, &out)
+	return out, err
+}
