@@ -1,0 +1,91 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A one-time login link opens a session for the token that asked for it,
+// once; a second use, or a made-up code, is a 401 page counted as a failed
+// authentication.
+func TestLoginLink(t *testing.T) {
+	srv, _ := daemonAPI(t, "1s", time.Minute)
+	viewer := createToken(t, srv.URL, `{"name": "watcher", "role": "viewer"}`).Secret
+	r := callAs(t, viewer, "POST", srv.URL+"/api/v1/login-links", "")
+	var link struct {
+		URL       string    `json:"url"`
+		ExpiresAt time.Time `json:"expires_at"`
+	}
+	if json.Unmarshal([]byte(r.body), &link); r.status != http.StatusCreated || !strings.HasPrefix(link.URL, srv.URL+"/login?code=") {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if d := time.Until(link.ExpiresAt); d <= 0 || d > LinkTTL {
+		t.Fatalf("expires in %s", d)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(link.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == SessionCookie {
+			cookie = c
+		}
+	}
+	if resp.StatusCode != http.StatusOK || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("first use: %d cookie %+v", resp.StatusCode, cookie)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/whoami", nil)
+	req.AddCookie(cookie)
+	who, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var me map[string]string
+	json.NewDecoder(who.Body).Decode(&me)
+	who.Body.Close()
+	if me["name"] != "watcher" || me["role"] != "viewer" {
+		t.Fatalf("the session is not the token's: %v", me)
+	}
+	for _, u := range []string{link.URL, srv.URL + "/login?code=made-up", srv.URL + "/login"} {
+		resp, err := client.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
+			t.Fatalf("%s: %d %v", u, resp.StatusCode, resp.Cookies())
+		}
+	}
+}
+
+// The overview counts agents by state and lists the running ones, with 60
+// minutes of event counts.
+func TestOverview(t *testing.T) {
+	srv, _ := daemonAPI(t, "1s", time.Minute)
+	r := call(t, "POST", srv.URL+"/api/v1/agents", `{"command": "sleep", "args": ["30"]}`)
+	if r.status != http.StatusCreated {
+		t.Fatal(r.body)
+	}
+	var o Overview
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r = call(t, "GET", srv.URL+"/api/v1/overview", "")
+		json.Unmarshal([]byte(r.body), &o)
+		if len(o.Running) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if o.Agents.Total != 1 || o.Agents.ByState["running"] != 1 || len(o.EventsPerMinute) != 60 || o.EventsPerMinute[59] < 2 {
+		t.Fatalf("%+v", o)
+	}
+}
