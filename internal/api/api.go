@@ -253,7 +253,12 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 				s.authFailed(w, r, "invalid token")
 				return
 			}
-		} else if sp, present, ok := s.sessionPrincipal(r); present {
+		} else if sp, present, ok, err := s.sessionPrincipal(r); present {
+			if err != nil {
+				w.Header().Set("Retry-After", "1")
+				writeError(w, http.StatusServiceUnavailable, "the daemon is starting; try again in a moment", "")
+				return
+			}
 			if !ok {
 				// An ended session is not a guess (its id is 256 random
 				// bits): it is not counted or audited as a failure.

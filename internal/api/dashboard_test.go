@@ -3,9 +3,12 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oxios/oxios/internal/security"
 )
 
 // A one-time login link opens a session for the token that asked for it,
@@ -87,5 +90,19 @@ func TestOverview(t *testing.T) {
 	}
 	if o.Agents.Total != 1 || o.Agents.ByState["running"] != 1 || len(o.EventsPerMinute) != 60 || o.EventsPerMinute[59] < 2 {
 		t.Fatalf("%+v", o)
+	}
+}
+
+// While the daemon boots, a session cannot be checked yet: the browser is
+// told to retry (503), not that its session ended (401), so a dashboard
+// open across a daemon restart stays logged in.
+func TestSessionWhileStarting(t *testing.T) {
+	s := New(Options{Authenticate: func(string) (security.Principal, bool) { return security.Principal{}, false }})
+	req := httptest.NewRequest("GET", "/api/v1/events", nil)
+	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: "abc"})
+	w := httptest.NewRecorder()
+	s.ServeHTTP(w, req)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("%d %s", w.Code, w.Body)
 	}
 }

@@ -173,16 +173,18 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// sessionPrincipal authenticates a request by its session cookie.
-func (s *Server) sessionPrincipal(r *http.Request) (security.Principal, bool, bool) {
+// sessionPrincipal authenticates a request by its session cookie. It
+// returns security.ErrUnavailable while sessions cannot be checked (the
+// daemon is starting): the browser should retry, not log in again.
+func (s *Server) sessionPrincipal(r *http.Request) (security.Principal, bool, bool, error) {
 	c, err := r.Cookie(SessionCookie)
 	if err != nil {
-		return security.Principal{}, false, false
+		return security.Principal{}, false, false, nil
 	}
 	svc := s.services.Load()
 	if svc == nil || svc.Sessions == nil {
-		return security.Principal{}, true, false
+		return security.Principal{}, true, false, security.ErrUnavailable
 	}
-	p, ok := svc.Sessions.Lookup(r.Context(), c.Value)
-	return p, true, ok
+	p, ok, err := svc.Sessions.Lookup(r.Context(), c.Value)
+	return p, true, ok, err
 }

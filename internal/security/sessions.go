@@ -67,29 +67,37 @@ func (s *Sessions) Open(ctx context.Context, p Principal) (string, time.Time, er
 	return id, exp, nil
 }
 
+// ErrUnavailable is a session store that cannot answer now (it is not the
+// session's fault: the caller should try again, not log in again).
+var ErrUnavailable = errors.New("sessions cannot be checked now")
+
 // Lookup returns who a session stands for, if it is open and its token is
-// still valid (a revoked or expired token ends its sessions at once).
-func (s *Sessions) Lookup(ctx context.Context, id string) (Principal, bool) {
+// still valid (a revoked or expired token ends its sessions at once). An
+// error (ErrUnavailable) means the store could not be read.
+func (s *Sessions) Lookup(ctx context.Context, id string) (Principal, bool, error) {
 	if id == "" || len(id) > 100 {
-		return Principal{}, false
+		return Principal{}, false, nil
 	}
 	e, err := s.kv.Get(ctx, sessionKey(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Principal{}, false, nil
+	}
 	if err != nil {
-		return Principal{}, false
+		return Principal{}, false, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	var ss session
 	if json.Unmarshal(e.Value(), &ss) != nil || !time.Now().Before(ss.Expires) {
-		return Principal{}, false
+		return Principal{}, false, nil
 	}
 	p := Principal{Name: ss.Name, Role: ss.Role, TokenID: ss.TokenID}
 	if p.TokenID != "" {
 		cur, ok := s.tokens.byIDValid(p.TokenID)
 		if !ok {
-			return Principal{}, false
+			return Principal{}, false, nil
 		}
 		p.Role = cur.Role
 	}
-	return p, true
+	return p, true, nil
 }
 
 // Close ends a session.
