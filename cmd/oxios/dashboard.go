@@ -71,5 +71,13 @@ func openBrowser(url string) error {
 		c = exec.Command("xdg-open", url)
 	}
 	c.Stdout, c.Stderr = nil, nil
-	return c.Run()
+	if os.Getenv("BROWSER") != "" {
+		// A browser started directly runs until it is closed: do not wait.
+		if err := c.Start(); err != nil {
+			return err
+		}
+		go c.Wait()
+		return nil
+	}
+	return c.Run() // the desktop's opener hands the URL over and exits
 }

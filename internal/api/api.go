@@ -107,7 +107,8 @@ func New(o Options) *Server {
 	root.HandleFunc("GET /healthz", s.healthz)
 	root.HandleFunc("GET /readyz", s.readyz)
 	root.HandleFunc("POST /api/v1/login", s.login)
-	root.HandleFunc("GET /login", s.loginLink)
+	root.HandleFunc("GET /login", s.loginLinkPage)
+	root.HandleFunc("POST /login", s.loginLink)
 	root.Handle("/api/", s.authenticated(jsonMux(v1)))
 	root.Handle("/", web.Handler())
 	s.handler = s.recoverer(root)
@@ -173,6 +174,9 @@ func (s *Server) routes() []route {
 }
 
 type principalKey struct{}
+
+// viaSessionKey marks a request authenticated by a session cookie.
+type viaSessionKey struct{}
 
 // principal is who made the request (set by authenticated).
 func principal(r *http.Request) security.Principal {
@@ -272,6 +276,7 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 				return
 			}
 			p = sp
+			r = r.WithContext(context.WithValue(r.Context(), viaSessionKey{}, true))
 		} else {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios"`)
 			writeError(w, http.StatusUnauthorized, "missing token: send \"Authorization: Bearer <token>\" (the admin token is in $OXIOS_HOME/secrets/admin.token)", "")

@@ -29,18 +29,44 @@ func TestLoginLink(t *testing.T) {
 		t.Fatalf("expires in %s", d)
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Get(link.URL)
-	if err != nil {
-		t.Fatal(err)
+	code := strings.TrimPrefix(link.URL, srv.URL+"/login?code=")
+	// A GET (a preview, a prefetch) shows the page but uses nothing up.
+	for _, m := range []string{"GET", "HEAD"} {
+		req, _ := http.NewRequest(m, link.URL, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(resp.Cookies()) != 0 || resp.Header.Get("Content-Security-Policy") == "" {
+			t.Fatalf("%s of the link: %d %v", m, resp.StatusCode, resp.Cookies())
+		}
 	}
-	resp.Body.Close()
+	post := func(code, origin string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+"/login", strings.NewReader("code="+code))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(code, "http://evil.example"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a post from another origin: %d", resp.StatusCode)
+	}
+	resp := post(code, srv.URL)
 	var cookie *http.Cookie
 	for _, c := range resp.Cookies() {
 		if c.Name == SessionCookie {
 			cookie = c
 		}
 	}
-	if resp.StatusCode != http.StatusOK || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
 		t.Fatalf("first use: %d cookie %+v", resp.StatusCode, cookie)
 	}
 	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/whoami", nil)
@@ -55,15 +81,29 @@ func TestLoginLink(t *testing.T) {
 	if me["name"] != "watcher" || me["role"] != "viewer" {
 		t.Fatalf("the session is not the token's: %v", me)
 	}
-	for _, u := range []string{link.URL, srv.URL + "/login?code=made-up", srv.URL + "/login"} {
-		resp, err := client.Get(u)
-		if err != nil {
-			t.Fatal(err)
+	// Used once; a made-up code is refused too, and neither counts as a
+	// guess toward the limit of failed authentications.
+	for i := 0; i < 12; i++ {
+		for _, c := range []string{code, "made-up"} {
+			if resp := post(c, srv.URL); resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
+				t.Fatalf("%s: %d %v", c, resp.StatusCode, resp.Cookies())
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized || len(resp.Cookies()) != 0 {
-			t.Fatalf("%s: %d %v", u, resp.StatusCode, resp.Cookies())
-		}
+	}
+	if r := callAs(t, viewer, "GET", srv.URL+"/api/v1/whoami", ""); r.status != http.StatusOK {
+		t.Fatalf("bad link codes locked the client out: %d", r.status)
+	}
+	// A session cannot make links (it would outlive its own expiry).
+	req, _ = http.NewRequest("POST", srv.URL+"/api/v1/login-links", nil)
+	req.AddCookie(cookie)
+	req.Header.Set("Origin", srv.URL)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a session made a login link: %d", resp.StatusCode)
 	}
 }
 

@@ -65,9 +65,15 @@ func (l *loginLinks) use(code string) (security.Principal, bool) {
 	return v.p, true
 }
 
-// loginLinkCreate makes a one-time login link for the caller.
+// loginLinkCreate makes a one-time login link for the caller. Only a
+// token can ask: a session making links for new sessions would outlive
+// its own expiry.
 func (s *Server) loginLinkCreate(w http.ResponseWriter, r *http.Request) {
 	if !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	if via, _ := r.Context().Value(viaSessionKey{}).(bool); via {
+		writeError(w, http.StatusForbidden, "login links are made with a token (oxios dashboard), not from a session", "")
 		return
 	}
 	p := principal(r)
@@ -80,37 +86,68 @@ func (s *Server) loginLinkCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{"url": scheme + "://" + r.Host + "/login?code=" + code, "expires_at": exp.UTC()})
 }
 
+// The page of a login link: a form that posts the code (login.js submits
+// it at once), so that a mere GET — a link preview, a prefetch, a HEAD —
+// never uses the code up. Its script and style are the dashboard's own
+// files, under the same policy.
 var linkPage = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer"><title>oxios</title>
-<style>:root{color-scheme:light dark;font-family:system-ui,sans-serif}body{max-width:36rem;margin:4rem auto;padding:0 1rem;line-height:1.5}</style>
-</head><body>
-{{if .OK}}<p>Logged in. <a href="/">Open the dashboard</a>.</p>
-<script>location.replace("/")</script>
+<meta name="referrer" content="same-origin"><title>oxios · log in</title>
+<link rel="stylesheet" href="/app.css"><script type="module" src="/js/login.js"></script>
+</head><body><main class="login">
+{{if .Code}}<h1>oxios</h1>
+<form method="post" action="/login" id="link-form">
+<input type="hidden" name="code" value="{{.Code}}">
+<p>Logging you in…</p>
+<button type="submit">Log in</button>
+</form>
 {{else}}<h1>This login link does not work</h1>
 <p>It has expired or was already used. Run <code>oxios dashboard</code> again for a new one, or log in with a token on <a href="/">the dashboard</a>.</p>
-{{end}}</body></html>`))
+{{end}}</main></body></html>`))
 
-// loginLink opens a session from a one-time code and sends the browser to
-// the dashboard. The page (not a redirect) carries the new cookie, so the
-// next request is a same-site one that sends it.
+func pageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "same-origin") // no-referrer would send "Origin: null" with the form
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+}
+
+// loginLinkPage shows the page that posts a link's code.
+func (s *Server) loginLinkPage(w http.ResponseWriter, r *http.Request) {
+	pageHeaders(w)
+	code := r.URL.Query().Get("code")
+	if len(code) > 100 {
+		code = ""
+	}
+	linkPage.Execute(w, map[string]string{"Code": code})
+}
+
+// loginLink opens a session from a one-time code (posted by the link's
+// page, from this origin) and sends the browser to the dashboard. Codes
+// are 256 random bits: a wrong one is not counted as a guess, so that no
+// page elsewhere can lock this machine's clients out by posting bad ones.
 func (s *Server) loginLink(w http.ResponseWriter, r *http.Request) {
+	pageHeaders(w)
 	svc := s.services.Load()
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	if wait := s.fails.blocked(clientIP(r)); wait > 0 {
-		tooMany(w, wait)
+	if svc == nil || svc.Sessions == nil {
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		linkPage.Execute(w, map[string]string{"Code": ""})
 		return
 	}
-	p, ok := s.links.use(r.URL.Query().Get("code"))
-	if !ok || svc == nil || svc.Sessions == nil {
-		if !ok {
-			s.fails.fail(clientIP(r))
-			s.audit(r, audit.Entry{Actor: "anonymous", Action: "auth.failed", Resource: "session", Detail: map[string]any{"reason": "invalid login link"}})
-		}
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if !sameOrigin(r) || r.ParseForm() != nil {
+		w.WriteHeader(http.StatusForbidden)
+		linkPage.Execute(w, map[string]string{"Code": ""})
+		return
+	}
+	p, ok := s.links.use(r.PostForm.Get("code"))
+	if !ok {
 		w.WriteHeader(http.StatusUnauthorized)
-		linkPage.Execute(w, map[string]bool{"OK": false})
+		linkPage.Execute(w, map[string]string{"Code": ""})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -124,5 +161,5 @@ func (s *Server) loginLink(w http.ResponseWriter, r *http.Request) {
 		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 	s.audit(r, audit.Entry{Action: "auth.login", Resource: "session", Detail: map[string]any{"via": "link"}})
-	linkPage.Execute(w, map[string]bool{"OK": true})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
 }

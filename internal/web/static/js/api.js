@@ -46,14 +46,24 @@ export const del = (p) => api("DELETE", p);
 // readSSE reads a Server-Sent Events response, calling fn({id, event,
 // data}) per message (comment-only blocks with an id are passed too, with
 // event "" and data null).
-async function readSSE(res, fn, signal) {
+async function readSSE(res, fn, signal, idle) {
   const reader = res.body.getReader();
   const dec = new TextDecoder();
   let buf = "";
   while (!signal.aborted) {
-    const { value, done } = await reader.read();
+    // The daemon sends a heartbeat every 15 s: silence for longer than
+    // idle ms means a dead connection (a laptop that slept), not a quiet one.
+    let timer = null;
+    const timeout = idle ? new Promise((_, reject) => { timer = setTimeout(() => reject(new Error("the event stream went silent")), idle); }) : null;
+    let chunk;
+    try {
+      chunk = await (timeout ? Promise.race([reader.read(), timeout]) : reader.read());
+    } finally {
+      clearTimeout(timer);
+    }
+    const { value, done } = chunk;
     if (done) return;
-    buf += dec.decode(value, { stream: true });
+    buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
     let i;
     while ((i = buf.indexOf("\n\n")) >= 0) {
       const block = buf.slice(0, i);
@@ -108,6 +118,14 @@ export class EventFeed {
         const res = await fetch("/api/v1/events?" + q, { credentials: "same-origin", signal: this.ctl.signal,
           headers: { Accept: "text/event-stream" } });
         if (res.status === 401) { onUnauthorized(); return; }
+        if (res.status >= 400 && res.status < 500) {
+          // Bad filters: retrying cannot help; say what is wrong.
+          let msg = "HTTP " + res.status;
+          try { msg = (await res.json()).error.message; } catch { /* keep */ }
+          this.stopped = true;
+          this.onStatus("error", msg);
+          return;
+        }
         if (!res.ok) throw new Error("HTTP " + res.status);
         this.onStatus("live");
         delay = 500;
@@ -116,9 +134,10 @@ export class EventFeed {
           if (m.event === "error") { this.onStatus("error", JSON.parse(m.data).message); return; }
           if (m.id !== null && m.id !== "") this.last = Number(m.id);
           if (m.data !== null) this.onEvent(JSON.parse(m.data));
-        }, this.ctl.signal);
+        }, this.ctl.signal, 45000);
       } catch (e) {
         if (this.stopped) return;
+        this.ctl.abort();
       }
       if (this.stopped) return;
       this.onStatus("reconnecting");

@@ -58,7 +58,11 @@ async function login(ev) {
 }
 
 async function logout() {
-  try { await post("/api/v1/logout"); } catch (e) { /* the session is gone either way */ }
+  try {
+    await post("/api/v1/logout");
+  } catch (e) {
+    if (e.status !== 401) { showError(e); return; } // still logged in: say so
+  }
   showLogin();
 }
 
@@ -82,6 +86,8 @@ async function start() {
   $("login").hidden = true;
   $("top").hidden = false;
   $("whoami").textContent = `${ctx.me.name} (${ctx.me.role})`;
+  // The audit trail is for admins; others would only meet a 403 there.
+  document.querySelector('#nav a[href="#/audit"]').parentElement.hidden = ctx.me.role !== "admin";
   feed = new EventFeed({
     onEvent: (e) => {
       if (e.type.startsWith("approval.")) refreshPending();
@@ -93,7 +99,7 @@ async function start() {
   route();
 }
 
-function route() {
+function route(ev) {
   if ($("top").hidden) return;
   const path = location.hash.replace(/^#/, "") || "/overview";
   if (path === "/" || path === "") { location.hash = "#/overview"; return; }
@@ -114,6 +120,7 @@ function route() {
       } catch (e) {
         showError(e);
       }
+      if (ev) $("main").focus(); // a new page: start reading (and tabbing) at its top
       return;
     }
   }
@@ -125,11 +132,16 @@ async function boot() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
   window.addEventListener("hashchange", route);
-  try {
-    await start();
-  } catch (e) {
-    if (e.status === 401) showLogin();
-    else showError(e);
+  for (let delay = 1000; ; delay = Math.min(delay * 2, 10000)) {
+    try {
+      await start();
+      return;
+    } catch (e) {
+      if (e.status === 401) { showLogin(); return; }
+      // Not reachable, or still starting: say so and try again.
+      $("page").replaceChildren(document.createTextNode(`${e.message} — trying again…`));
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }
 

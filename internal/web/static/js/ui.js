@@ -65,6 +65,8 @@ export function table(cols, rows, empty, attrs) {
 // toast shows a message for a while; errors stay until dismissed.
 export function toast(msg, kind = "info") {
   const box = document.getElementById("toasts");
+  // The same message again (a refresh that keeps failing) is not stacked.
+  for (const t of box.children) if (t.firstChild.textContent === msg) return;
   const close = h("button", { type: "button", class: "link", "aria-label": "Dismiss" }, "×");
   const t = h("div", { class: "toast " + kind }, h("p", {}, msg), close);
   close.addEventListener("click", () => t.remove());
@@ -74,11 +76,41 @@ export function toast(msg, kind = "info") {
 
 export function showError(e) { toast(e.message || String(e), "bad"); }
 
-// debounce runs fn at most once per ms, after the calls stop.
+// debounce runs fn ms after the calls stop (for typing).
 export function debounce(fn, ms) {
   let t = null;
   return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
 }
+
+// throttle runs fn soon after a call and then at most once per ms, however
+// steady the calls (live refreshes under a stream of events). cancel()
+// drops a pending run.
+export function throttle(fn, ms) {
+  let last = 0, timer = null;
+  const run = () => { timer = null; last = Date.now(); fn(); };
+  const t = () => {
+    if (timer) return;
+    timer = setTimeout(run, Math.max(50, last + ms - Date.now()));
+  };
+  t.cancel = () => { clearTimeout(timer); timer = null; };
+  return t;
+}
+
+// rerender replaces el's content with render()'s, keeping the keyboard
+// focus on the control with the same label, if it was inside.
+export function rerender(el, ...nodes) {
+  const active = document.activeElement;
+  const label = active && el.contains(active) ? active.getAttribute("aria-label") || active.id : null;
+  el.replaceChildren(...nodes);
+  if (label) {
+    const again = [...el.querySelectorAll("[aria-label], [id]")].find((x) => (x.getAttribute("aria-label") || x.id) === label);
+    if (again && !again.disabled) again.focus();
+  }
+}
+
+// lifecycle events change what lists show; agent.output (a stream of text)
+// does not.
+export function isLifecycle(e) { return e.type.startsWith("agent.") && e.type !== "agent.output"; }
 
 export function shortId(id) { return id ? id.slice(-8) : "-"; }
 

@@ -1,12 +1,12 @@
 import { get, post, followLogs } from "../api.js";
-import { h, badge, time, ago, usd, num, debounce, showError, toast } from "../ui.js";
+import { h, badge, time, usd, num, throttle, showError, toast } from "../ui.js";
 
 // stepEvents reads the agent's stored llm.response events: per step, its
 // tokens, cost and model latency.
 async function stepEvents(id) {
   const res = await fetch(`/api/v1/events?agent=${encodeURIComponent(id)}&type=llm.response&since=0&follow=false`,
     { credentials: "same-origin" });
-  if (!res.ok) return {};
+  if (!res.ok) throw new Error(`the agent's steps could not be read (HTTP ${res.status})`);
   const text = await res.text();
   const steps = {};
   for (const block of text.split("\n\n")) {
@@ -20,16 +20,19 @@ async function stepEvents(id) {
   return steps;
 }
 
+const ended = (s) => s === "succeeded" || s === "failed" || s === "killed";
+
 export function mount(root, [id], ctx) {
   const head = h("div", {});
-  const body = h("div", {});
-  root.append(head, body);
+  const record = h("div", {});
+  const detail = h("div", { id: "agent-detail" });
+  root.append(head, h("h2", {}, "Record"), record, detail);
+  let alive = true; // false once the page is left: late answers are dropped
   let stopLogs = null;
-  let kind = null;
-  let logBox = null;
+  let following = false;
+  let gen = 0;
 
   function actions(r) {
-    const ended = ["succeeded", "failed", "killed"].includes(r.state);
     const ops = ctx.canOperate();
     const act = async (what) => {
       try {
@@ -39,18 +42,21 @@ export function mount(root, [id], ctx) {
       } catch (e) { showError(e); }
     };
     return h("div", { class: "row" },
-      h("button", { type: "button", class: "danger", id: "agent-kill", disabled: !ops || ended, onclick: () => act("kill") }, "Kill"),
+      h("button", { type: "button", class: "danger", id: "agent-kill", disabled: !ops || ended(r.state), onclick: () => act("kill") }, "Kill"),
       h("button", { type: "button", id: "agent-restart", disabled: !ops || r.state === "queued", onclick: () => act("restart") }, "Restart"));
   }
 
   async function load() {
+    const my = ++gen;
     let r;
     try {
       r = await get(`/api/v1/agents/${encodeURIComponent(id)}`);
     } catch (e) {
+      if (!alive) return;
       head.replaceChildren(h("h1", {}, "Agent"), h("p", { class: "error" }, e.message));
       return;
     }
+    if (!alive || my !== gen) return;
     head.replaceChildren(
       h("p", {}, h("a", { href: "#/agents" }, "← Agents")),
       h("h1", {}, r.name, " ", badge(r.state, r.state)),
@@ -68,21 +74,22 @@ export function mount(root, [id], ctx) {
       facts.push(["Model", r.model || r.spec.model], ["Goal", r.spec.goal], ["Steps", r.steps || 0],
         ["Tokens", `${num(u.tokens_in)} in, ${num(u.tokens_out)} out`], ["Cost", usd(u.cost_usd)], ["Tool calls", num(u.tool_calls)]);
     }
-    const dl = h("dl", { class: "kv card" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-    if (kind === null) {
-      kind = r.kind;
-      body.replaceChildren(h("h2", {}, "Record"), dl, h("div", { id: "agent-detail" }));
-      if (kind === "process") startLogs();
+    record.replaceChildren(h("dl", { class: "kv card" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+    if (r.kind === "process") {
+      // (Re)start following the log when the agent runs again (a restart
+      // keeps its id); a finished follow said all there was.
+      if (!following && !(stopLogs && ended(r.state))) startLogs();
     } else {
-      body.firstChild.nextSibling.replaceWith(dl);
+      renderTimeline(r, my);
     }
-    if (kind === "llm") renderTimeline(r);
   }
 
   function startLogs() {
-    logBox = h("pre", { class: "log", id: "agent-log", tabindex: 0, "aria-label": "Agent output" });
+    if (stopLogs) stopLogs();
+    following = true;
+    const logBox = h("pre", { class: "log", id: "agent-log", tabindex: 0, "aria-label": "Agent output" });
     const status = h("p", { class: "muted", id: "log-status", role: "status" }, "following the log…");
-    document.getElementById("agent-detail").replaceChildren(h("h2", {}, "Output"), status, logBox);
+    detail.replaceChildren(h("h2", {}, "Output"), status, logBox);
     const lines = [];
     stopLogs = followLogs(id, 200, (line) => {
       lines.push(line);
@@ -90,12 +97,23 @@ export function mount(root, [id], ctx) {
       const stick = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
       logBox.textContent = lines.join("\n");
       if (stick) logBox.scrollTop = logBox.scrollHeight;
-    }, () => { status.textContent = "the agent has ended; this is all of its output"; },
-    (e) => { status.textContent = "log: " + e.message; });
+    }, () => {
+      following = false;
+      status.textContent = "the agent has ended; this is all of its output";
+    }, (e) => {
+      following = false;
+      status.textContent = "log: " + e.message;
+    });
   }
 
-  async function renderTimeline(r) {
-    const steps = await stepEvents(id);
+  async function renderTimeline(r, my) {
+    let steps = {};
+    try {
+      steps = await stepEvents(id);
+    } catch (e) {
+      showError(e);
+    }
+    if (!alive || my !== gen) return;
     const byStep = {};
     for (const c of r.tool_calls || []) (byStep[c.step] ||= []).push(c);
     const nums = [...new Set([...Object.keys(steps), ...Object.keys(byStep)].map(Number))].sort((a, b) => a - b);
@@ -114,15 +132,13 @@ export function mount(root, [id], ctx) {
             c.error ? h("div", { class: "error" }, c.error) : c.result ? h("div", { class: "muted" }, c.result) : null)))
           : h("p", { class: "muted" }, "no tool calls: the answer"));
     });
-    const detail = document.getElementById("agent-detail");
-    if (!detail) return;
     detail.replaceChildren(
       h("h2", {}, "Output"), r.output ? h("pre", { class: "output", id: "agent-output" }, r.output) : h("p", { class: "muted" }, "No output yet."),
       h("h2", {}, "Timeline"), items.length ? h("ol", { class: "timeline", id: "agent-timeline" }, items) : h("p", { class: "muted" }, "No steps yet."));
   }
 
-  const reload = debounce(load, 300);
+  const reload = throttle(load, 1000);
   const off = ctx.live.on((e) => { if (e.agent_id === id) reload(); });
   load();
-  return () => { off(); if (stopLogs) stopLogs(); };
+  return () => { alive = false; off(); reload.cancel(); if (stopLogs) stopLogs(); };
 }

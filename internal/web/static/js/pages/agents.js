@@ -1,5 +1,5 @@
 import { get, post } from "../api.js";
-import { h, badge, table, agentLink, ago, debounce, showError, toast } from "../ui.js";
+import { h, badge, table, agentLink, ago, debounce, throttle, rerender, isLifecycle, showError, toast } from "../ui.js";
 
 const states = ["", "queued", "starting", "running", "waiting_approval", "backoff", "succeeded", "failed", "killed"];
 
@@ -69,7 +69,7 @@ export function mount(root, _params, ctx) {
       const r = await get("/api/v1/agents?" + q);
       count.textContent = `${r.items.length}${r.next_cursor ? "+" : ""} shown`;
       const ops = ctx.canOperate();
-      list.replaceChildren(table([
+      rerender(list, table([
         ["Agent", (a) => agentLink(a.id)],
         ["Name", (a) => a.name],
         ["Kind", (a) => a.kind],
@@ -93,10 +93,10 @@ export function mount(root, _params, ctx) {
     }
   }
 
-  const reload = debounce(load, 250);
-  const off = ctx.live.on((e) => { if (e.type.startsWith("agent.")) reload(); });
+  const reload = throttle(load, 500);
+  const off = ctx.live.on((e) => { if (isLifecycle(e)) reload(); });
   load();
-  return off;
+  return () => { off(); reload.cancel(); };
 }
 
 function isEnded(s) { return s === "succeeded" || s === "failed" || s === "killed"; }

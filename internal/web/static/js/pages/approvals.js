@@ -1,5 +1,5 @@
 import { get, post } from "../api.js";
-import { h, badge, table, agentLink, ago, time, debounce, showError, toast } from "../ui.js";
+import { h, badge, table, agentLink, ago, time, throttle, rerender, showError, toast } from "../ui.js";
 
 export function mount(root, _params, ctx) {
   const pending = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -22,7 +22,12 @@ export function mount(root, _params, ctx) {
       const all = (await get("/api/v1/approvals")).items;
       const open = all.filter((a) => a.state === "pending");
       const ops = ctx.canOperate();
-      pending.replaceChildren(table([
+      // The same requests still pending: keep the rows (and any reason
+      // being typed) as they are.
+      const ids = open.map((a) => a.id).join(",");
+      if (ids !== shown) {
+        shown = ids;
+        rerender(pending, table([
         ["Agent", (a) => agentLink(a.agent_id)],
         ["Tool", (a) => h("code", {}, a.tool)],
         ["Arguments", (a) => h("code", {}, a.args), "wrap"],
@@ -35,6 +40,9 @@ export function mount(root, _params, ctx) {
             h("button", { type: "button", class: "danger", disabled: !ops, "aria-label": `Reject ${a.tool} for agent ${a.agent_id}`, onclick: () => decide(a, false, reason) }, "Reject"));
         }, "actions"],
       ], open, "Nothing is waiting for a decision.", { id: "approvals-pending" }));
+      }
+      const done = all.filter((a) => a.state !== "pending")
+        .sort((x, y) => new Date(y.decided_at) - new Date(x.decided_at)).slice(0, 50);
       decided.replaceChildren(table([
         ["Agent", (a) => agentLink(a.agent_id)],
         ["Tool", (a) => h("code", {}, a.tool)],
@@ -42,14 +50,15 @@ export function mount(root, _params, ctx) {
         ["By", (a) => a.decided_by || "-"],
         ["Reason", (a) => a.reason || "-", "wrap"],
         ["Decided", (a) => ago(a.decided_at)],
-      ], all.filter((a) => a.state !== "pending").slice(0, 50), "None yet."));
+      ], done, "None yet."));
     } catch (e) {
       showError(e);
     }
   }
 
-  const reload = debounce(load, 200);
+  let shown = null;
+  const reload = throttle(load, 300);
   const off = ctx.live.on((e) => { if (e.type.startsWith("approval.")) reload(); });
   load();
-  return off;
+  return () => { off(); reload.cancel(); };
 }

@@ -1,5 +1,5 @@
 import { get } from "../api.js";
-import { h, table, time, debounce, showError } from "../ui.js";
+import { h, table, time, throttle, rerender } from "../ui.js";
 
 export function mount(root, _params, ctx) {
   const result = h("p", { role: "status", id: "audit-verdict", class: "muted" }, "");
@@ -28,7 +28,7 @@ export function mount(root, _params, ctx) {
   async function load() {
     try {
       const items = (await get("/api/v1/audit?tail=100&limit=100")).items.reverse();
-      list.replaceChildren(table([
+      rerender(list, table([
         ["Seq", (e) => e.seq],
         ["Time", (e) => time(e.time)],
         ["Actor", (e) => e.actor],
@@ -42,8 +42,10 @@ export function mount(root, _params, ctx) {
     }
   }
 
-  const reload = debounce(load, 1000);
-  const off = ctx.live.on(() => reload());
+  // Most audited actions also publish an event: refresh on those (not on
+  // the stream of agent output), at most every 2 s.
+  const reload = throttle(load, 2000);
+  const off = ctx.live.on((e) => { if (e.type !== "agent.output" && e.type !== "llm.response" && !e.type.startsWith("tool.")) reload(); });
   load();
-  return off;
+  return () => { off(); reload.cancel(); };
 }

@@ -1,5 +1,5 @@
 import { get } from "../api.js";
-import { h, badge, bar, num, usd, time, debounce, showError } from "../ui.js";
+import { h, badge, bar, num, usd, time, throttle, showError } from "../ui.js";
 
 export function mount(root, _params, ctx) {
   const list = h("div", { class: "grid", id: "budgets" }, h("p", { class: "muted" }, "Loading…"));
@@ -25,9 +25,9 @@ export function mount(root, _params, ctx) {
     }
   }
 
-  const reload = debounce(load, 500);
+  const reload = throttle(load, 1000);
   const off = ctx.live.on((e) => { if (e.type.startsWith("budget.") || e.type === "llm.response") reload(); });
   const tick = setInterval(load, 15000);
   load();
-  return () => { off(); clearInterval(tick); };
+  return () => { off(); reload.cancel(); clearInterval(tick); };
 }

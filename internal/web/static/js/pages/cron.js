@@ -1,5 +1,5 @@
 import { get, post } from "../api.js";
-import { h, badge, table, agentLink, time, ago, debounce, showError, toast } from "../ui.js";
+import { h, badge, table, agentLink, time, ago, throttle, rerender, isLifecycle, showError, toast } from "../ui.js";
 
 export function mount(root, _params, ctx) {
   const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -20,13 +20,14 @@ export function mount(root, _params, ctx) {
     try {
       const jobs = (await get("/api/v1/cron")).items;
       const ops = ctx.canOperate();
-      list.replaceChildren(table([
+      rerender(list, table([
         ["Job", (j) => h("strong", {}, j.name)],
         ["Schedule", (j) => [h("code", {}, j.schedule), j.zone ? h("span", { class: "muted" }, " " + j.zone) : null]],
         ["Spawns", (j) => h("code", {}, j.spec.kind === "llm" ? "llm: " + j.spec.goal : [j.spec.command, ...(j.spec.args || [])].join(" ")), "wrap"],
         ["Next run", (j) => (j.next_run ? [time(j.next_run), h("div", { class: "muted" }, ago(j.next_run))] : "-")],
         ["Last run", (j) => (j.last_run ? ago(j.last_run) : "-")],
-        ["Outcome", (j) => (j.last_outcome ? badge(j.last_outcome, j.last_outcome.startsWith("error") ? "bad" : j.last_outcome) : "-")],
+        ["Outcome", (j) => [j.last_outcome ? badge(j.last_outcome, j.last_outcome.startsWith("error") ? "bad" : j.last_outcome) : "-",
+          j.error ? h("div", { class: "error" }, "cannot be scheduled: " + j.error) : null]],
         ["Recent agents", (j) => j.recent.filter((r) => r.agent_id).slice(0, 3).map((r) => [agentLink(r.agent_id), " "])],
         ["Enabled", (j) => (j.enabled ? badge("enabled", "ok") : badge("disabled", "warn"))],
         ["Actions", (j) => {
@@ -44,9 +45,9 @@ export function mount(root, _params, ctx) {
     }
   }
 
-  const reload = debounce(load, 300);
-  const off = ctx.live.on((e) => { if (e.type.startsWith("cron.") || (e.agent_id && e.type.startsWith("agent."))) reload(); });
+  const reload = throttle(load, 500);
+  const off = ctx.live.on((e) => { if (e.type.startsWith("cron.") || isLifecycle(e)) reload(); });
   const tick = setInterval(load, 10000);
   load();
-  return () => { off(); clearInterval(tick); };
+  return () => { off(); reload.cancel(); clearInterval(tick); };
 }

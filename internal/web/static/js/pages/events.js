@@ -12,7 +12,7 @@ export function mount(root) {
   const types = h("input", { id: "ev-types", type: "search", placeholder: "agent.*, cron.fired", spellcheck: "false" });
   const agent = h("input", { id: "ev-agent", type: "search", placeholder: "agent id", spellcheck: "false" });
   const from = h("input", { id: "ev-from", type: "number", min: 0, placeholder: "new events only" });
-  const pause = h("button", { type: "button", id: "ev-pause", "aria-pressed": "false" }, "Pause");
+  const pause = h("button", { type: "button", id: "ev-pause" }, "Pause");
   const lastSeq = h("span", { class: "mono", id: "ev-last" }, "-");
 
   function add(e) {
@@ -33,7 +33,11 @@ export function mount(root) {
     const since = from.value === "" ? null : Number(from.value);
     feed = new EventFeed({
       types: types.value.trim(), agent: agent.value.trim(), since,
-      onEvent: (e) => { if (paused) held.push(e); else add(e); },
+      onEvent: (e) => {
+        if (!paused) { add(e); return; }
+        held.push(e);
+        if (held.length > MAX) held.splice(0, held.length - MAX); // only the newest MAX are shown anyway
+      },
       onStatus: (s, msg) => { status.textContent = s === "live" ? "live" : s === "reconnecting" ? "reconnecting… (will resume after the last event shown)" : msg || s; },
       onGap: (g) => showError(new Error(`events ${g.from}–${g.to} were dropped by retention before they could be shown`)),
     }).start();
@@ -42,7 +46,6 @@ export function mount(root) {
   pause.addEventListener("click", () => {
     paused = !paused;
     pause.textContent = paused ? "Resume" : "Pause";
-    pause.setAttribute("aria-pressed", String(paused));
     if (!paused) { for (const e of held) add(e); held = []; }
     status.textContent = paused ? "paused (events are kept and shown on resume)" : "live";
   });

@@ -1,5 +1,5 @@
 import { get } from "../api.js";
-import { h, badge, table, agentLink, ago, usd, num, sparkline, debounce, showError } from "../ui.js";
+import { h, badge, table, agentLink, ago, usd, num, sparkline, throttle, isLifecycle, showError } from "../ui.js";
 
 const states = ["queued", "starting", "running", "waiting_approval", "backoff", "succeeded", "failed", "killed"];
 
@@ -56,10 +56,10 @@ export function mount(root, _params, { live }) {
     );
   }
 
-  const reload = debounce(load, 400);
+  const reload = throttle(load, 1000);
   const off = live.on((e) => {
     seenThisMinute++;
-    if (e.type.startsWith("agent.") || e.type === "llm.response") reload();
+    if (isLifecycle(e) || e.type === "llm.response") reload();
     else if (perMinute.length) {
       perMinute[perMinute.length - 1]++;
       const rate = document.getElementById("ov-rate");
@@ -68,5 +68,5 @@ export function mount(root, _params, { live }) {
   });
   const tick = setInterval(load, 15000);
   load();
-  return () => { off(); clearInterval(tick); };
+  return () => { off(); reload.cancel(); clearInterval(tick); };
 }

@@ -1,5 +1,5 @@
 import { get } from "../api.js";
-import { h, badge, table, dur, time, agentLink, showError, debounce } from "../ui.js";
+import { h, badge, table, dur, time, agentLink, showError, throttle, isLifecycle } from "../ui.js";
 
 export function mount(root, _params, ctx) {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
@@ -33,9 +33,9 @@ export function mount(root, _params, ctx) {
     }
   }
 
-  const reload = debounce(load, 500);
-  const off = ctx.live.on((e) => { if (e.type.startsWith("agent.")) reload(); });
+  const reload = throttle(load, 1000);
+  const off = ctx.live.on((e) => { if (isLifecycle(e)) reload(); });
   const tick = setInterval(load, 10000);
   load();
-  return () => { off(); clearInterval(tick); };
+  return () => { off(); reload.cancel(); clearInterval(tick); };
 }
