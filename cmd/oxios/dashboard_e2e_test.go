@@ -22,7 +22,7 @@ import (
 
 // The dashboard in a real headless Chromium (Debian's chromium), driven by
 // chromedp against a real daemon. Without Chromium the tests skip, unless
-// OXIOS_REQUIRE_BROWSER is set (CI sets it after installing Chromium). Each
+// OXIOS_REQUIRE_TOOLS is set (CI sets it after installing Chromium). Each
 // test saves screenshots into one artifacts directory per run
 // ($OXIOS_ARTIFACTS, or a new temporary directory, named in the log).
 
@@ -56,8 +56,8 @@ func browser(t *testing.T) context.Context {
 	t.Helper()
 	path := chromiumPath()
 	if path == "" {
-		if os.Getenv("OXIOS_REQUIRE_BROWSER") != "" {
-			t.Fatal("Chromium is required (OXIOS_REQUIRE_BROWSER) but not installed: apt-get install chromium")
+		if os.Getenv("OXIOS_REQUIRE_TOOLS") != "" {
+			t.Fatal("Chromium is required (OXIOS_REQUIRE_TOOLS) but not installed: apt-get install chromium")
 		}
 		t.Skip("dashboard browser test skipped: Chromium is not installed (Debian package chromium; .ci/run installs it)")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
+	"github.com/oxios/oxios/internal/metrics"
 )
 
 // Publisher stores events without waiting for each; *bus.Bus is one.
@@ -312,12 +313,23 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		resp, err := prov.Complete(ctx, Request{Model: model, System: system, Messages: msgs, Tools: defs, MaxTokens: 8192}, out.write)
 		out.flush()
 		rt.o.Breaker.Record(provName, err)
+		outcome := "ok"
+		if err != nil {
+			outcome = "error"
+			if ctx.Err() != nil {
+				outcome = "cancelled"
+			}
+		}
+		metrics.LLMRequests.WithLabelValues(provName, model, outcome).Inc()
+		metrics.LLMLatency.WithLabelValues(provName, model).Observe(time.Since(t0).Seconds())
 		if err != nil {
 			if ctx.Err() != nil {
 				return p, ctx.Err()
 			}
 			return p, err
 		}
+		metrics.LLMTokens.WithLabelValues(provName, model, "in").Add(float64(resp.TokensIn))
+		metrics.LLMTokens.WithLabelValues(provName, model, "out").Add(float64(resp.TokensOut))
 		p.Steps = step
 		p.Usage.LLMCalls++
 		p.Usage.TokensIn += resp.TokensIn
@@ -327,6 +339,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 			c := float64(resp.TokensIn)*price.Input/1e6 + float64(resp.TokensOut)*price.Output/1e6
 			cost += c
 			stepCost, p.Usage.CostUSD = &c, ptr(cost)
+			metrics.LLMCost.WithLabelValues(provName, model).Add(c)
 		}
 		if rt.o.Budgets != nil {
 			rt.o.Budgets.Spend(rec, p.Usage, supervisor.Usage{TokensIn: resp.TokensIn, TokensOut: resp.TokensOut, CostUSD: stepCost, LLMCalls: 1})
@@ -386,6 +399,19 @@ func (rt *Runtime) runTools(ctx context.Context, env *tools.Env, evs *events, wa
 			position := fmt.Sprintf("%d.%d", step, i)
 			out, err := rt.call(tools.WithCallKey(ctx, position), env, waiting, c, position)
 			d := time.Since(t0)
+			outcome := "ok"
+			if err != nil {
+				outcome = "error"
+				if _, denied := errors.AsType[*tools.Denied](err); denied {
+					outcome = "denied"
+				}
+			}
+			if tools.Known(c.Name) { // a made-up tool name must not grow the label set
+				metrics.ToolCalls.WithLabelValues(c.Name, outcome).Inc()
+				metrics.ToolLatency.WithLabelValues(c.Name).Observe(d.Seconds())
+			} else {
+				metrics.ToolCalls.WithLabelValues("unknown", outcome).Inc()
+			}
 			rec := supervisor.ToolCall{Step: step, Name: c.Name, Args: args, DurationMS: d.Milliseconds()}
 			if out == "" {
 				out = "(no output)" // an empty tool result is refused by some APIs

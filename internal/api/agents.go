@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/metrics"
 )
 
 const maxSpecBody = 1 << 20
@@ -361,6 +362,8 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming is not supported on this connection", "")
 		return
 	}
+	metrics.SSEClients.Inc()
+	defer metrics.SSEClients.Dec()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

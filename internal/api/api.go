@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,10 @@ import (
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
 
+	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/version"
 	"github.com/oxios/oxios/internal/web"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // PartStatus is the readiness of one part of the daemon.
@@ -100,7 +103,7 @@ func New(o Options) *Server {
 	s := &Server{Options: o, stopping: make(chan struct{}), fails: newFailures(), links: newLoginLinks()}
 	v1 := http.NewServeMux()
 	for _, rt := range s.routes() {
-		v1.HandleFunc(rt.pattern, s.allow(rt.role, rt.handler))
+		v1.HandleFunc(rt.pattern, instrument(rt.pattern, s.allow(rt.role, rt.handler)))
 	}
 
 	root := http.NewServeMux()
@@ -110,6 +113,8 @@ func New(o Options) *Server {
 	root.HandleFunc("GET /login", s.loginLinkPage)
 	root.HandleFunc("POST /login", s.loginLink)
 	root.Handle("/api/", s.authenticated(jsonMux(v1)))
+	// Prometheus scrapes with a token too (authorization.credentials_file).
+	root.Handle("GET /metrics", s.authenticated(instrument("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorLog: nil}).ServeHTTP)))
 	root.Handle("/", web.Handler())
 	s.handler = s.recoverer(root)
 	return s
@@ -193,6 +198,53 @@ func (s *Server) allow(role security.Role, h http.HandlerFunc) http.HandlerFunc 
 			return
 		}
 		h(w, r)
+	}
+}
+
+// statusWriter remembers the status of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush keeps streams (SSE) working through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts a route's requests by status and times them; streams
+// (their latency is their lifetime) are counted, not timed.
+func instrument(route string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		t0 := time.Now()
+		h(sw, r)
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		if w.Header().Get("Content-Type") != "text/event-stream" {
+			metrics.HTTPLatency.WithLabelValues(route).Observe(time.Since(t0).Seconds())
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/metrics"
 )
 
 // publishRequest is the body of POST /api/v1/events.
@@ -145,6 +146,8 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Close()
+	metrics.SSEClients.Inc()
+	defer metrics.SSEClients.Dec()
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oxios/oxios/internal/metrics"
 )
 
 // Stream is the JetStream stream that holds the events.
@@ -228,6 +229,7 @@ func (b *Bus) prepare(evs []Event) (subjects []string, payloads [][]byte, out []
 		out[i] = ev
 	}
 	b.rate.add(time.Now(), len(evs))
+	metrics.EventsPublished.Add(float64(len(evs)))
 	return subjects, payloads, out, nil
 }
 

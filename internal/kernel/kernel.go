@@ -22,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oxios/oxios/internal/agent"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/approval"
@@ -32,6 +33,7 @@ import (
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
@@ -384,6 +386,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				})
 				if err == nil {
 					llm.SetSpawner(agents)
+					k.registerGauges(agents, bb.JS)
 				}
 				return err
 			},
@@ -496,6 +499,36 @@ func (k *Kernel) system() api.System {
 		Home:          k.opts.Home.Dir,
 		Config:        k.configSummary(),
 	}
+}
+
+// registerGauges adds the metrics read at each scrape: agents by state,
+// the scheduler, and the bytes each stream and bucket holds.
+func (k *Kernel) registerGauges(agents *supervisor.Supervisor, js jetstream.JetStream) {
+	reg := func(c prometheus.Collector) {
+		if err := metrics.Registry.Register(c); err != nil {
+			k.log.Warn("metrics", "err", err)
+		}
+	}
+	reg(metrics.NewGaugeFunc("oxios_agents", "Agents of this node by state.", []string{"state"}, func(emit func(float64, ...string)) {
+		st := agents.Stats(time.Now())
+		for _, s := range supervisor.States {
+			emit(float64(st.ByState[s]), string(s))
+		}
+	}))
+	reg(metrics.NewGaugeFunc("oxios_scheduler_agents", "Agents queued and running in the scheduler.", []string{"status"}, func(emit func(float64, ...string)) {
+		snap := agents.Scheduler()
+		emit(float64(snap.QueuedTotal), "queued")
+		emit(float64(snap.Running), "running")
+		emit(float64(snap.RunningLLM), "running_llm")
+	}))
+	reg(metrics.NewGaugeFunc("oxios_storage_bytes", "Bytes stored per JetStream stream (event log, audit trail, buckets).", []string{"stream"}, func(emit func(float64, ...string)) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		lister := js.ListStreams(ctx)
+		for info := range lister.Info() {
+			emit(float64(info.State.Bytes), info.Config.Name)
+		}
+	}))
 }
 
 // configSummary is what the dashboard's system page shows of the running

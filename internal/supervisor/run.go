@@ -13,6 +13,7 @@ import (
 
 	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/metrics"
 )
 
 // cause is why a process stopped running.
@@ -420,6 +421,7 @@ func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string, final boo
 	}
 	if c == restart || a.restart {
 		a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
+		metrics.Restarts.WithLabelValues(a.rec.Kind).Inc()
 		s.publish(a.id, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "restart requested"})
 		return 0, "restart requested", true
 	}
@@ -459,6 +461,7 @@ func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string, final boo
 	a.rec.RecentRestarts = append(recent, now)
 	next := now.Add(delay)
 	a.rec.State, a.rec.Reason, a.rec.NextStartAt = Backoff, why, &next
+	metrics.Restarts.WithLabelValues(a.rec.Kind).Inc()
 	s.save(a, "agent.restarting", map[string]any{"attempt": a.rec.Restarts, "delay_ms": delay.Milliseconds(), "reason": why})
 	return delay, why, true
 }

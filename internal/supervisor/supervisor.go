@@ -24,6 +24,7 @@ import (
 
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/metrics"
 )
 
 // Errors callers test for.
@@ -357,6 +358,7 @@ func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
 		return Record{}, err
 	}
 	s.submit(a)
+	metrics.Spawns.WithLabelValues(spec.Kind).Inc()
 	out := a.rec
 	out.QueuePosition = s.o.Scheduler.Positions()[a.id]
 	return out, nil
@@ -528,6 +530,7 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 		}
 		a.done = make(chan struct{})
 		a.kill, a.restart = nil, false
+		metrics.Restarts.WithLabelValues(a.rec.Kind).Inc()
 		s.submit(a)
 	default:
 		a.restart = true
@@ -607,6 +610,7 @@ func (s *Supervisor) end(a *agent, st State, reason string) {
 		s.publish(a.id, "agent."+string(st), data)
 	}
 	close(a.done)
+	metrics.Exits.WithLabelValues(a.rec.Kind, string(st)).Inc()
 	a.kill, a.restart = nil, false
 	s.o.Scheduler.Release(a.id)
 	if s.o.OnEnd != nil && !s.halted.Load() {

@@ -82,6 +82,16 @@ func obj(props map[string]any, required ...string) map[string]any {
 
 func str(desc string) map[string]any { return map[string]any{"type": "string", "description": desc} }
 
+// Known reports whether name is a built-in tool.
+func Known(name string) bool {
+	for _, d := range Defs() {
+		if d.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Defs describes every built-in tool.
 func Defs() []Def {
 	return []Def{
