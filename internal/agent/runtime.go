@@ -107,6 +107,14 @@ func New(o Options) *Runtime {
 	return &Runtime{o: o, providers: map[string]Provider{}}
 }
 
+// SetPolicy changes the configured default policy; runs started from now
+// on use it.
+func (rt *Runtime) SetPolicy(p tools.Policy) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.o.Policy = p
+}
+
 // SetSpawner sets what spawn_agent uses (the supervisor, made after the
 // runtime).
 func (rt *Runtime) SetSpawner(s tools.Spawner) {
@@ -235,7 +243,9 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	if err != nil {
 		return p, err
 	}
+	rt.mu.Lock()
 	policy := rt.o.Policy
+	rt.mu.Unlock()
 	if spec.Policy != nil {
 		policy = policy.Merge(*spec.Policy)
 	}

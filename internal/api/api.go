@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
 
+	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/version"
 	"github.com/oxios/oxios/internal/web"
@@ -67,6 +69,15 @@ type Options struct {
 	System func() System
 	// Heartbeat is the interval of SSE heartbeat comments (default 15s).
 	Heartbeat time.Duration
+	// Reload reads the config file again and applies what it can live.
+	Reload func(ctx context.Context) (ReloadResult, error)
+}
+
+// ReloadResult says what a reload changed: the settings applied at once
+// and the changed ones that take effect only after a restart.
+type ReloadResult struct {
+	Applied       []string `json:"applied"`
+	RestartNeeded []string `json:"restart_needed"`
 }
 
 // Services are the parts the API serves once they have booted.
@@ -136,6 +147,7 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/system", v, s.system},
 		{"GET /api/v1/overview", v, s.overview},
 		{"GET /api/v1/whoami", v, s.whoami},
+		{"POST /api/v1/reload", a, s.reload},
 		{"POST /api/v1/login-links", v, s.loginLinkCreate},
 		{"GET /api/v1/state/{ns}", v, s.stateList},
 		{"GET /api/v1/state/{ns}/{key...}", v, s.stateGet},
@@ -278,6 +290,29 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, rd)
+}
+
+// reload applies the config file again; an invalid file is a 400 naming
+// the key, and the running configuration stays.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	if !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	if s.Reload == nil {
+		writeError(w, http.StatusServiceUnavailable, "reload is not available", "")
+		return
+	}
+	res, err := s.Reload(r.Context())
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			writeError(w, http.StatusBadRequest, "the config file is invalid; nothing was changed: "+ce.Error(), ce.Key)
+			return
+		}
+		writeError(w, http.StatusConflict, err.Error(), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // whoami says who the request's token or session stands for.

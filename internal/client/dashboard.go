@@ -27,3 +27,10 @@ func (c *Client) Overview(ctx context.Context) (api.Overview, error) {
 	err := c.do(ctx, http.MethodGet, "/api/v1/overview", nil, &out)
 	return out, err
 }
+
+// Reload has the daemon read its config file again and apply what it can.
+func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
+	var out api.ReloadResult
+	err := c.do(ctx, http.MethodPost, "/api/v1/reload", nil, &out)
+	return out, err
+}

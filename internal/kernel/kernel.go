@@ -14,10 +14,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -79,6 +81,9 @@ type Kernel struct {
 	states map[string]string // part name -> state
 	order  []string
 	ready  bool
+
+	// What a reload changes (see reload.go), set as the parts boot.
+	live liveParts
 }
 
 // Run runs the daemon until ctx is cancelled or it receives SIGTERM or
@@ -106,6 +111,24 @@ func Run(ctx context.Context, o Options) (err error) {
 			os.Exit(1)
 		})
 	defer stopSignals()
+	// SIGHUP reloads the configuration (it would end the process if it
+	// were not caught); one that comes while booting waits for readiness.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var kernel atomic.Pointer[Kernel]
+	go func() {
+		for range hup {
+			k := kernel.Load()
+			if k == nil {
+				continue
+			}
+			k.log.Info("received signal", "signal", "hangup")
+			if _, err := k.reload(context.Background()); err != nil {
+				k.log.Error("reload refused; the running configuration stays", "err", err)
+			}
+		}
+	}()
 
 	tuneGC()
 	if err := o.Home.EnsureDirs(); err != nil {
@@ -132,7 +155,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	if !o.Detached && o.Stderr != nil {
 		w = io.MultiWriter(logFile, o.Stderr)
 	}
-	k.log = newLogger(w, o.Config.Log)
+	k.log, k.live.level = newLogger(w, o.Config.Log)
+	k.live.cfg = o.Config
+	kernel.Store(k)
 	logger.Store(k.log)
 	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
 
@@ -210,6 +235,7 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 			return security.Principal{Name: "admin", Role: security.Admin}, security.HashToken(tok).Equal(adminHash)
 		},
 		Readiness: k.readiness,
+		Reload:    k.reload,
 		System:    k.system,
 	})
 	srv := &http.Server{
@@ -351,15 +377,16 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					Budgets:     budgets,
 					Logger:      k.log,
 				})
+				sched := scheduler.New(scheduler.Limits{
+					MaxRunning:      cfg.Scheduler.MaxRunning,
+					MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
+					SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
+				})
 				agents, err = supervisor.Open(ctx, supervisor.Options{
-					JS:       bb.JS,
-					Replicas: bb.Replicas,
-					Bus:      ev,
-					Scheduler: scheduler.New(scheduler.Limits{
-						MaxRunning:      cfg.Scheduler.MaxRunning,
-						MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
-						SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
-					}),
+					JS:            bb.JS,
+					Replicas:      bb.Replicas,
+					Bus:           ev,
+					Scheduler:     sched,
 					Node:          k.node,
 					WorkspacesDir: k.opts.Home.WorkspacesDir(),
 					LogDir:        filepath.Join(k.opts.Home.LogDir(), "agents"),
@@ -387,6 +414,9 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				if err == nil {
 					llm.SetSpawner(agents)
 					k.registerGauges(agents, bb.JS)
+					k.mu.Lock()
+					k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js = sched, llm, agents, trail, bb.JS
+					k.mu.Unlock()
 				}
 				return err
 			},

@@ -121,12 +121,13 @@ func (s *Supervisor) Sweep(ctx context.Context) int {
 			all = append(all, ended{a, *r.EndedAt})
 		}
 	}
+	retain, retainFor := s.o.Retain, s.o.RetainFor
 	s.mu.Unlock()
 	slices.SortFunc(all, func(x, y ended) int { return y.end.Compare(x.end) })
-	cutoff := time.Now().Add(-s.o.RetainFor)
+	cutoff := time.Now().Add(-retainFor)
 	n := 0
 	for i, e := range all {
-		if i < s.o.Retain && (s.o.RetainFor <= 0 || e.end.After(cutoff)) {
+		if i < retain && (retainFor <= 0 || e.end.After(cutoff)) {
 			continue
 		}
 		e.a.mu.Lock()

@@ -622,6 +622,18 @@ func (s *Supervisor) end(a *agent, st State, reason string) {
 	}
 }
 
+// SetRetention changes how many ended agents are kept, and for how long,
+// and applies it at once.
+func (s *Supervisor) SetRetention(retain int, retainFor time.Duration) {
+	s.mu.Lock()
+	s.o.Retain, s.o.RetainFor = retain, retainFor
+	s.mu.Unlock()
+	select {
+	case s.sweep <- struct{}{}:
+	default:
+	}
+}
+
 // Stats are counts over this node's agents.
 type Stats struct {
 	ByState map[State]int `json:"by_state"`

@@ -1,0 +1,145 @@
+package kernel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/oxios/oxios/internal/agent"
+	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/audit"
+	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/scheduler"
+	"github.com/oxios/oxios/internal/supervisor"
+)
+
+// liveParts are what a reload changes, and the configuration in effect.
+// Guarded by Kernel.mu.
+type liveParts struct {
+	cfg    config.Config
+	level  *slog.LevelVar
+	sched  *scheduler.Scheduler
+	llm    *agent.Runtime
+	agents *supervisor.Supervisor
+	trail  *audit.Log
+	js     jetstream.JetStream
+}
+
+// liveKey reports whether a setting applies without a restart: scheduler
+// limits, the default policy, the log level and retention.
+func liveKey(key string) bool {
+	return strings.HasPrefix(key, "scheduler.") || strings.HasPrefix(key, "policy.") ||
+		key == "log.level" || key == "agents.retain" || key == "agents.retain_for"
+}
+
+// reload reads the config file again and applies what can change while the
+// daemon runs. An invalid file changes nothing (the error says why).
+func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
+	next, err := config.Load(k.opts.ConfigPath)
+	if errors.Is(err, os.ErrNotExist) {
+		next, err = config.DefaultConfig(), nil
+	}
+	if err != nil {
+		return api.ReloadResult{}, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l := &k.live
+	if l.sched == nil {
+		return api.ReloadResult{}, errors.New("the daemon is still starting; reload once it is ready")
+	}
+	changed := diffKeys(l.cfg, next)
+	res := api.ReloadResult{Applied: []string{}, RestartNeeded: []string{}}
+	for _, key := range changed {
+		if liveKey(key) {
+			res.Applied = append(res.Applied, key)
+		} else {
+			res.RestartNeeded = append(res.RestartNeeded, key)
+		}
+	}
+	cur := l.cfg
+	cur.Scheduler, cur.Policy = next.Scheduler, next.Policy
+	cur.Log.Level = next.Log.Level
+	cur.Agents.Retain, cur.Agents.RetainFor = next.Agents.Retain, next.Agents.RetainFor
+	l.cfg = cur
+
+	l.sched.SetLimits(scheduler.Limits{MaxRunning: cur.Scheduler.MaxRunning, MaxRunningLLM: cur.Scheduler.MaxRunningLLM,
+		SpawnsPerMinute: cur.Scheduler.SpawnsPerMinute})
+	l.llm.SetPolicy(cur.ToolsPolicy())
+	l.level.UnmarshalText([]byte(cur.Log.Level))
+	l.agents.SetRetention(cur.Agents.Retain, cur.Agents.RetainFor.Duration)
+
+	k.log.Info("configuration reloaded", "applied", res.Applied, "restart_needed", res.RestartNeeded)
+	k.log.Debug("settings in effect", "scheduler", cur.Scheduler, "retain", cur.Agents.Retain, "retain_for", cur.Agents.RetainFor.String())
+	b, _ := os.ReadFile(k.opts.ConfigPath)
+	sum := sha256.Sum256(b)
+	hash := hex.EncodeToString(sum[:])
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := l.trail.Append(actx, audit.Entry{Actor: "node:" + k.node, Action: "config.reloaded", Resource: "config",
+		Detail: map[string]any{"path": k.opts.ConfigPath, "sha256": hash, "applied": res.Applied, "restart_needed": res.RestartNeeded}}); err != nil {
+		k.log.Error("audit", "action", "config.reloaded", "err", err)
+	}
+	// The change is audited now: the next boot need not report it again.
+	if kv, err := l.js.KeyValue(actx, "nodes"); err == nil {
+		kv.Put(actx, k.node+".config", []byte(hash))
+	}
+	return res, nil
+}
+
+// diffKeys lists the dotted keys whose values differ between a and b.
+func diffKeys(a, b config.Config) []string {
+	fa, fb := flatten(a), flatten(b)
+	var out []string
+	for k, v := range fa {
+		if w, ok := fb[k]; !ok || !reflect.DeepEqual(v, w) {
+			out = append(out, k)
+		}
+	}
+	for k := range fb {
+		if _, ok := fa[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func flatten(c config.Config) map[string]any {
+	b, err := c.Marshal()
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if toml.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	out := map[string]any{}
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if mm, ok := v.(map[string]any); ok && !strings.HasPrefix(prefix, "prices.") && !strings.HasPrefix(prefix, "cron.jobs.") {
+			for k, x := range mm {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walk(p, x)
+			}
+			return
+		}
+		out[prefix] = fmt.Sprint(v)
+	}
+	walk("", m)
+	return out
+}
