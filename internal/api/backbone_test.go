@@ -76,6 +76,7 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		Readiness:    func() Readiness { return Readiness{Ready: true} },
 		System:       func() System { return System{} },
 		Heartbeat:    heartbeat,
+		Reload:       func(context.Context) (ReloadResult, error) { return ReloadResult{}, nil },
 	})
 	trail, err := audit.Open(ctx, bb.JS, filepath.Join(home, "secrets", "audit.key"), 1)
 	if err != nil {
