@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"time"
 
@@ -33,4 +34,20 @@ func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
 	var out api.ReloadResult
 	err := c.do(ctx, http.MethodPost, "/api/v1/reload", nil, &out)
 	return out, err
+}
+
+// Probe GETs an unauthenticated path (/healthz, /readyz) and returns its
+// status and body, whatever the status.
+func (c *Client) Probe(ctx context.Context, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(b), nil
 }

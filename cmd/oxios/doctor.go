@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oxios/oxios/internal/agent"
+	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/daemon"
+)
+
+// finding is one check of oxios doctor.
+type finding struct {
+	Check  string `json:"check"`
+	Status string `json:"status"` // ok, warn, fail
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+func (a *app) doctorCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "doctor",
+		Short: "Check the installation and say how to fix what is wrong",
+		Long: `Doctor checks the config file, the permissions of the home and its
+secrets (0700 and 0600), the daemon's state, the listen address, the
+storage (readiness and free disk) and whether the model providers have API
+keys (without calling them). Each problem says how to fix it.
+
+Exit codes: 0 nothing needs fixing (warnings may be shown), 1 something
+needs fixing.`,
+		Example: "  oxios doctor\n  oxios doctor -o json",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fs := a.doctor()
+			if a.output == "json" {
+				if err := printJSON(a.stdout, fs); err != nil {
+					return err
+				}
+			} else {
+				col := newColors(a.stdout)
+				for _, f := range fs {
+					mark := col.green("✓")
+					switch f.Status {
+					case "warn":
+						mark = col.yellow("!")
+					case "fail":
+						mark = col.red("✗")
+					}
+					fmt.Fprintf(a.stdout, "%s %-10s %s\n", mark, f.Check, f.Detail)
+					if f.Fix != "" {
+						fmt.Fprintf(a.stdout, "  %-10s fix: %s\n", "", f.Fix)
+					}
+				}
+			}
+			for _, f := range fs {
+				if f.Status == "fail" {
+					return failure(fmt.Errorf("%s needs fixing (see above)", f.Check))
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) doctor() []finding {
+	var out []finding
+	add := func(check, status, detail, fix string) {
+		out = append(out, finding{Check: check, Status: status, Detail: detail, Fix: fix})
+	}
+	h, err := a.home()
+	if err != nil {
+		add("home", "fail", err.Error(), "set OXIOS_HOME to a directory you own")
+		return out
+	}
+
+	// Config.
+	cfg, path, err := a.loadConfig(h)
+	switch {
+	case err != nil:
+		add("config", "fail", strings.TrimPrefix(err.Error(), "oxios: "), "edit "+path+" (oxios config validate names the key; oxios config show lists the keys)")
+		cfg = config.DefaultConfig()
+	default:
+		if _, serr := os.Stat(path); serr != nil {
+			add("config", "ok", "no "+path+": the defaults apply", "")
+		} else {
+			add("config", "ok", path+" is valid", "")
+		}
+	}
+
+	// Permissions of the home and its secrets.
+	perm := func(p string, want fs.FileMode, dir bool) {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return // created by the first start, with the right mode
+		}
+		if err != nil {
+			add("perms", "fail", err.Error(), "")
+			return
+		}
+		if dir != fi.IsDir() {
+			add("perms", "fail", p+" is not a "+map[bool]string{true: "directory", false: "file"}[dir], "move it away; oxios start recreates it")
+			return
+		}
+		if got := fi.Mode().Perm(); got&^want != 0 {
+			add("perms", "fail", fmt.Sprintf("%s is %04o; others can read it", p, got), fmt.Sprintf("chmod %o %s", want, p))
+			return
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+			add("perms", "fail", fmt.Sprintf("%s belongs to uid %d, not to you (%d)", p, st.Uid, os.Getuid()), fmt.Sprintf("chown %d %s", os.Getuid(), p))
+			return
+		}
+		add("perms", "ok", fmt.Sprintf("%s is %04o", p, fi.Mode().Perm()), "")
+	}
+	perm(h.Dir, 0o700, true)
+	perm(h.SecretsDir(), 0o700, true)
+	perm(h.AdminTokenPath(), 0o600, false)
+	perm(h.AuditKeyPath(), 0o600, false)
+	perm(h.ConfigPath(), 0o600, false)
+
+	// Daemon state, listen address, storage.
+	st, err := daemon.ReadStatus(h.PIDPath())
+	running := false
+	switch {
+	case err != nil:
+		add("daemon", "fail", err.Error(), "")
+	case st.State == daemon.Running:
+		running = true
+		add("daemon", "ok", fmt.Sprintf("running (PID %d) on %s for %s", st.PID, st.Listen, time.Since(st.Since).Round(time.Second)), "")
+	case st.State == daemon.Stale:
+		add("daemon", "fail", fmt.Sprintf("stale PID file: PID %d is not running (the daemon died)", st.PID), "oxios start (it replaces the stale file; see oxios logs for why it died)")
+	default:
+		add("daemon", "ok", "stopped", "")
+	}
+	listen := cfg.API.Listen
+	if running && st.Listen != "" {
+		listen = st.Listen
+	}
+	host, _, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		add("listen", "warn", listen+" is reachable from the network (every API route still needs a token)", `set api.listen = "127.0.0.1:4200" unless other machines must reach it`)
+	} else if !running {
+		if ln, err := net.Listen("tcp", listen); err != nil {
+			add("listen", "fail", listen+" is taken by another program: "+err.Error(), fmt.Sprintf("find it with: ss -ltnp 'sport = :%s', or set api.listen", portOf(listen)))
+		} else {
+			ln.Close()
+			add("listen", "ok", listen+" is free", "")
+		}
+	} else {
+		add("listen", "ok", listen+" (loopback)", "")
+	}
+	if running {
+		c := client.New(a.daemonURL(h, cfg), "") // probes need no token
+		{
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			code, body, gerr := c.Probe(ctx, "/readyz")
+			cancel()
+			switch {
+			case gerr != nil:
+				add("storage", "fail", "the daemon does not answer: "+gerr.Error(), "oxios logs -n 50; oxios restart")
+			case code != 200:
+				add("storage", "fail", "not ready: "+strings.TrimSpace(body), "oxios logs -n 50")
+			default:
+				add("storage", "ok", "every part is ready", "")
+			}
+		}
+	}
+	var sfs syscall.Statfs_t
+	dir := h.DataDir()
+	if _, err := os.Stat(dir); err != nil {
+		dir = h.Dir
+		if _, err := os.Stat(dir); err != nil {
+			dir = "/"
+		}
+	}
+	if err := syscall.Statfs(dir, &sfs); err == nil {
+		free := sfs.Bavail * uint64(sfs.Bsize)
+		total := sfs.Blocks * uint64(sfs.Bsize)
+		detail := fmt.Sprintf("%s free of %s on %s", bytesHuman(free), bytesHuman(total), dir)
+		switch {
+		case free < 256<<20:
+			add("disk", "fail", detail, "free disk space: JetStream stops accepting writes when the disk is full")
+		case free < 1<<30 || (total > 0 && free*20 < total):
+			add("disk", "warn", detail, "free disk space, or lower events.max_mb")
+		default:
+			add("disk", "ok", detail, "")
+		}
+	}
+
+	// Provider keys, without calling out.
+	prov, _, _ := agent.SplitModel(cfg.Agent.DefaultModel)
+	for _, p := range []struct{ name, key, env string }{
+		{"openai", cfg.Providers.OpenAI.APIKey, "OPENAI_API_KEY"},
+		{"anthropic", cfg.Providers.Anthropic.APIKey, "ANTHROPIC_API_KEY"},
+	} {
+		has := p.key != "" || os.Getenv(p.env) != ""
+		switch {
+		case has:
+			add("providers", "ok", p.name+": an API key is set", "")
+		case prov == p.name:
+			add("providers", "warn", fmt.Sprintf("%s: no API key, and agent.default_model (%s) uses it: llm agents will fail", p.name, cfg.Agent.DefaultModel),
+				fmt.Sprintf("set %s in the daemon's environment, or providers.%s.api_key in %s (0600)", p.env, p.name, path))
+		default:
+			add("providers", "ok", p.name+": no API key (not the default model's provider)", "")
+		}
+	}
+	return out
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+func bytesHuman(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// oxios doctor: findings with fixes, exit 1 when something needs fixing.
+func TestDoctor(t *testing.T) {
+	e := newEnv(t)
+	findings := func(wantCode int) map[string][]finding {
+		t.Helper()
+		r := e.oxios("doctor", "-o", "json")
+		var fs []finding
+		if r.code != wantCode || json.Unmarshal([]byte(r.stdout), &fs) != nil {
+			t.Fatalf("doctor (want exit %d): %s", wantCode, r)
+		}
+		by := map[string][]finding{}
+		for _, f := range fs {
+			by[f.Check] = append(by[f.Check], f)
+		}
+		return by
+	}
+	has := func(fs []finding, status, detail, fix string) bool {
+		for _, f := range fs {
+			if f.Status == status && strings.Contains(f.Detail, detail) && strings.Contains(f.Fix, fix) {
+				return true
+			}
+		}
+		return false
+	}
+	pid := e.start()
+	e.stopAtEnd()
+	by := findings(0)
+	if !has(by["daemon"], "ok", "running", "") || !has(by["storage"], "ok", "every part is ready", "") ||
+		!has(by["providers"], "warn", "openai: no API key", "OPENAI_API_KEY") || !has(by["disk"], "ok", "free of", "") {
+		t.Fatalf("a healthy install: %+v", by)
+	}
+	tok := filepath.Join(e.home, "secrets", "admin.token")
+	os.Chmod(tok, 0o644)
+	if by := findings(1); !has(by["perms"], "fail", "admin.token is 0644", "chmod 600 "+tok) {
+		t.Fatalf("a readable token: %+v", by["perms"])
+	}
+	os.Chmod(tok, 0o600)
+	if r := e.oxios("doctor"); r.code != 0 || !strings.Contains(r.stdout, "✓ daemon") {
+		t.Fatalf("table output: %s", r)
+	}
+
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid, 5*time.Second)
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[scheduler]\nmax_running = 0\n"), 0o600)
+	by = findings(1)
+	if !has(by["daemon"], "fail", "stale PID file", "oxios start") || !has(by["config"], "fail", "scheduler.max_running", "config validate") {
+		t.Fatalf("a dead daemon and a bad config: %+v", by)
+	}
+}
