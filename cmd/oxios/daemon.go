@@ -88,12 +88,16 @@ func (a *app) runForeground(f startFlags) error {
 	if err != nil {
 		return err
 	}
+	// Under a service manager that sends stderr to the daemon's own log
+	// (launchd's StandardErrorPath), writing the log to both would double
+	// every line: treat that as detached.
+	detached := f.detached || stderrIsLog(h.LogPath())
 	err = kernel.Run(context.Background(), kernel.Options{
 		Config:     cfg,
 		ConfigPath: path,
 		Home:       h,
 		Listen:     cfg.API.Listen,
-		Detached:   f.detached,
+		Detached:   detached,
 		Stderr:     a.stderr,
 	})
 	return failure(err)
@@ -400,4 +404,14 @@ interrupted.`,
 	cmd.Flags().IntVarP(&n, "lines", "n", 50, "number of lines to show")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines")
 	return cmd
+}
+
+// stderrIsLog reports whether this process's stderr is the file at path.
+func stderrIsLog(path string) bool {
+	a, err := os.Stderr.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
 }

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/service"
+)
+
+type serviceFlags struct {
+	user, system, dryRun bool
+	runAs                string
+}
+
+func (a *app) serviceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "service",
+		Short: "Install oxios as a systemd or launchd service",
+		Long: `Install writes a service for the system's service manager and enables it:
+a systemd unit on Linux (Type=notify, restart on failure with backoff,
+hardening for system units), a launchd agent or daemon on macOS (started at
+load, kept alive, logging to the file 'oxios logs' reads). --user (the
+default) installs the service of your own user; --system one for the whole
+machine (root needed) that runs as --run-as. --dry-run prints the file and
+where it would go, and changes nothing.`,
+		Example: `  oxios service install --dry-run
+  oxios service install
+  sudo oxios service install --system --run-as oxios
+  oxios service uninstall`,
+		Args: noArgs,
+	}
+	cmd.AddCommand(a.serviceInstallCmd(), a.serviceUninstallCmd())
+	return cmd
+}
+
+func addServiceFlags(cmd *cobra.Command, f *serviceFlags) {
+	cmd.Flags().BoolVar(&f.user, "user", false, "your own user's service (the default)")
+	cmd.Flags().BoolVar(&f.system, "system", false, "a system-wide service (needs root)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would be done; change nothing")
+	cmd.MarkFlagsMutuallyExclusive("user", "system")
+}
+
+// serviceTarget is where a service file goes and how it is managed.
+type serviceTarget struct {
+	path    string
+	content string
+	launchd bool
+	system  bool
+}
+
+func (a *app) serviceTarget(f serviceFlags) (serviceTarget, error) {
+	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" {
+		return serviceTarget{}, usageError("oxios service supports systemd (Linux) and launchd (macOS), not %s", runtime.GOOS)
+	}
+	bin, err := os.Executable()
+	if err == nil {
+		bin, err = filepath.EvalSymlinks(bin)
+	}
+	if err != nil {
+		return serviceTarget{}, failure(fmt.Errorf("cannot find this program's path: %w", err))
+	}
+	if strings.Contains(bin, "go-build") {
+		return serviceTarget{}, usageError("this oxios runs from a temporary build directory (go run); build it (go build -o bin/oxios ./cmd/oxios) and install from that binary")
+	}
+	h, err := a.home()
+	if err != nil {
+		return serviceTarget{}, err
+	}
+	o := service.Options{Binary: bin, System: f.system}
+	if f.system {
+		o.User = f.runAs
+		if o.User == "" {
+			o.User = os.Getenv("SUDO_USER")
+		}
+		if o.User == "" {
+			if me, err := user.Current(); err == nil {
+				o.User = me.Username
+			}
+		}
+		// Under sudo, the home is the invoking user's, not root's.
+		if os.Getenv("OXIOS_HOME") == "" && os.Getenv("SUDO_USER") != "" && o.User == os.Getenv("SUDO_USER") {
+			if u, err := user.Lookup(o.User); err == nil {
+				h = config.Home{Dir: filepath.Join(u.HomeDir, ".oxios")}
+			}
+		}
+	}
+	cfg, path, err := a.loadConfig(h)
+	if err != nil {
+		return serviceTarget{}, err
+	}
+	o.Home = h.Dir
+	if o.Config, err = filepath.Abs(path); err != nil {
+		return serviceTarget{}, failure(err)
+	}
+	o.StopTimeoutSec = 30 + int(cfg.Agents.StopTimeout.Seconds())
+	t := serviceTarget{system: f.system}
+	if runtime.GOOS == "darwin" {
+		t.launchd = true
+		t.path = filepath.Join("/Library/LaunchDaemons", service.Label+".plist")
+		if !f.system {
+			home, _ := os.UserHomeDir()
+			t.path = filepath.Join(home, "Library", "LaunchAgents", service.Label+".plist")
+		}
+		t.content, err = service.Plist(o)
+	} else {
+		o.SystemdVersion = systemdVersion()
+		t.path = filepath.Join("/etc/systemd/system", service.UnitName)
+		if !f.system {
+			dir := os.Getenv("XDG_CONFIG_HOME")
+			if dir == "" {
+				home, _ := os.UserHomeDir()
+				dir = filepath.Join(home, ".config")
+			}
+			t.path = filepath.Join(dir, "systemd", "user", service.UnitName)
+		}
+		t.content, err = service.Unit(o)
+	}
+	if err != nil {
+		return serviceTarget{}, usageError("%v", err)
+	}
+	return t, nil
+}
+
+var systemdVersionRe = regexp.MustCompile(`^systemd (\d+)`)
+
+// systemdVersion is the installed systemd's version (0 if unknown).
+func systemdVersion() int {
+	out, err := exec.Command("systemctl", "--version").Output()
+	if err != nil {
+		return 0
+	}
+	m := systemdVersionRe.FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.Atoi(string(m[1]))
+	return v
+}
+
+func (t serviceTarget) manage(args ...string) []string {
+	if t.launchd {
+		return append([]string{"launchctl"}, args...)
+	}
+	cmd := []string{"systemctl"}
+	if !t.system {
+		cmd = append(cmd, "--user")
+	}
+	return append(cmd, args...)
+}
+
+func (a *app) serviceInstallCmd() *cobra.Command {
+	var f serviceFlags
+	cmd := &cobra.Command{
+		Use:     "install [--user|--system] [--dry-run]",
+		Short:   "Write and enable the service",
+		Example: "  oxios service install --dry-run\n  oxios service install\n  sudo oxios service install --system --run-as oxios",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := a.serviceTarget(f)
+			if err != nil {
+				return err
+			}
+			var steps [][]string
+			if t.launchd {
+				steps = [][]string{t.manage("load", "-w", t.path)}
+			} else {
+				steps = [][]string{t.manage("daemon-reload"), t.manage("enable", "--now", service.UnitName)}
+			}
+			if f.dryRun {
+				fmt.Fprintf(a.stderr, "would write %s:\n", t.path)
+				fmt.Fprint(a.stdout, t.content)
+				for _, s := range steps {
+					fmt.Fprintf(a.stderr, "would run: %s\n", strings.Join(s, " "))
+				}
+				return nil
+			}
+			if err := writeAtomic(t.path, t.content); err != nil {
+				hint := ""
+				if t.system && errors.Is(err, os.ErrPermission) {
+					hint = " (a system service needs root: sudo oxios service install --system)"
+				}
+				return failure(fmt.Errorf("cannot write %s: %v%s; nothing was changed", t.path, err, hint))
+			}
+			fmt.Fprintf(a.stdout, "wrote %s\n", t.path)
+			h, _ := a.home()
+			if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running && !t.launchd {
+				// The service would find this daemon and refuse to start.
+				steps[len(steps)-1] = t.manage("enable", service.UnitName)
+				defer fmt.Fprintf(a.stderr, "a daemon is running outside the service (PID %d): stop it with 'oxios stop', then: %s\n",
+					st.PID, strings.Join(t.manage("start", service.UnitName), " "))
+			}
+			for _, s := range steps {
+				if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+					var rest []string
+					for _, r := range steps {
+						rest = append(rest, strings.Join(r, " "))
+					}
+					return failure(fmt.Errorf("%s failed: %v %s; the file is written, run: %s", strings.Join(s, " "), err,
+						strings.TrimSpace(string(out)), strings.Join(rest, " && ")))
+				}
+			}
+			fmt.Fprintf(a.stdout, "enabled; status: %s\n", strings.Join(t.manage("status", "oxios"), " "))
+			return nil
+		},
+	}
+	addServiceFlags(cmd, &f)
+	cmd.Flags().StringVar(&f.runAs, "run-as", "", "the user a --system service runs as (default: $SUDO_USER, else you)")
+	return cmd
+}
+
+func (a *app) serviceUninstallCmd() *cobra.Command {
+	var f serviceFlags
+	cmd := &cobra.Command{
+		Use:     "uninstall [--user|--system] [--dry-run]",
+		Short:   "Stop, disable and remove the service",
+		Example: "  oxios service uninstall\n  sudo oxios service uninstall --system",
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := a.serviceTarget(f)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(t.path); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(a.stderr, "not installed: %s does not exist\n", t.path)
+				return nil
+			}
+			stop := t.manage("disable", "--now", service.UnitName)
+			if t.launchd {
+				stop = t.manage("unload", "-w", t.path)
+			}
+			if f.dryRun {
+				fmt.Fprintf(a.stderr, "would run: %s\nwould remove %s\n", strings.Join(stop, " "), t.path)
+				return nil
+			}
+			if out, err := exec.Command(stop[0], stop[1:]...).CombinedOutput(); err != nil {
+				fmt.Fprintf(a.stderr, "%s: %v %s (removing the file anyway)\n", strings.Join(stop, " "), err, strings.TrimSpace(string(out)))
+			}
+			if err := os.Remove(t.path); err != nil {
+				return failure(fmt.Errorf("cannot remove %s: %w", t.path, err))
+			}
+			if !t.launchd {
+				exec.Command("systemctl", t.manage("daemon-reload")[1:]...).Run()
+			}
+			fmt.Fprintf(a.stdout, "removed %s\n", t.path)
+			return nil
+		},
+	}
+	addServiceFlags(cmd, &f)
+	return cmd
+}
+
+// writeAtomic writes a file through a temporary file in its directory, so
+// that it is either the old file or the whole new one.
+func writeAtomic(path, content string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".oxios-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.WriteString(content); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
