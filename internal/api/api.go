@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -71,6 +72,8 @@ type Options struct {
 	Heartbeat time.Duration
 	// Reload reads the config file again and applies what it can live.
 	Reload func(ctx context.Context) (ReloadResult, error)
+	// Backup writes an online backup (a tar.gz) to w.
+	Backup func(ctx context.Context, w io.Writer) error
 }
 
 // ReloadResult says what a reload changed: the settings applied at once
@@ -148,6 +151,7 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/overview", v, s.overview},
 		{"GET /api/v1/whoami", v, s.whoami},
 		{"POST /api/v1/reload", a, s.reload},
+		{"GET /api/v1/backup", a, s.backup},
 		{"POST /api/v1/login-links", v, s.loginLinkCreate},
 		{"GET /api/v1/state/{ns}", v, s.stateList},
 		{"GET /api/v1/state/{ns}/{key...}", v, s.stateGet},
@@ -313,6 +317,25 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// backup streams an online backup. An error after the first bytes cannot
+// change the status any more: the archive then has no manifest, which the
+// CLI's check of the download reports.
+func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
+	if !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	if s.Backup == nil {
+		writeError(w, http.StatusServiceUnavailable, "backup is not available", "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", `attachment; filename="oxios-backup.tar.gz"`)
+	s.audit(r, audit.Entry{Action: "backup.requested", Resource: "backup"})
+	if err := s.Backup(r.Context(), w); err != nil {
+		s.Logger.Error("backup", "err", err)
+	}
 }
 
 // whoami says who the request's token or session stands for.

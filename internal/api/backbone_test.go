@@ -77,6 +77,7 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		System:       func() System { return System{} },
 		Heartbeat:    heartbeat,
 		Reload:       func(context.Context) (ReloadResult, error) { return ReloadResult{}, nil },
+		Backup:       func(context.Context, io.Writer) error { return nil },
 	})
 	trail, err := audit.Open(ctx, bb.JS, filepath.Join(home, "secrets", "audit.key"), 1)
 	if err != nil {

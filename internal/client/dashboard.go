@@ -51,3 +51,13 @@ func (c *Client) Probe(ctx context.Context, path string) (int, string, error) {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	return resp.StatusCode, string(b), nil
 }
+
+// Backup streams an online backup of the daemon into w.
+func (c *Client) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	resp, err := c.rawWith(ctx, &http.Client{}, http.MethodGet, "/api/v1/backup", nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
+}

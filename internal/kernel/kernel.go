@@ -236,7 +236,16 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 		},
 		Readiness: k.readiness,
 		Reload:    k.reload,
-		System:    k.system,
+		Backup: func(ctx context.Context, w io.Writer) error {
+			k.mu.Lock()
+			bb, trail := k.live.bb, k.live.trail
+			k.mu.Unlock()
+			if bb == nil {
+				return errors.New("the daemon is still starting")
+			}
+			return k.backupTo(ctx, bb, trail, w)
+		},
+		System: k.system,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -415,7 +424,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					llm.SetSpawner(agents)
 					k.registerGauges(agents, bb.JS)
 					k.mu.Lock()
-					k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js = sched, llm, agents, trail, bb.JS
+					k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js, k.live.bb = sched, llm, agents, trail, bb.JS, bb
 					k.mu.Unlock()
 				}
 				return err

@@ -19,6 +19,7 @@ import (
 	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/audit"
+	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/supervisor"
@@ -34,6 +35,7 @@ type liveParts struct {
 	agents *supervisor.Supervisor
 	trail  *audit.Log
 	js     jetstream.JetStream
+	bb     *backbone.Backbone
 }
 
 // liveKey reports whether a setting applies without a restart: scheduler

@@ -119,6 +119,7 @@ type cached struct {
 	value   []byte
 	rev     uint64
 	updated time.Time
+	fromLog bool // read from the bucket (not a write made here)
 	deleted bool
 }
 
@@ -186,7 +187,7 @@ func (s *Store) follow(ctx context.Context, w jetstream.KeyWatcher, loaded chan 
 				continue
 			}
 			last = max(last, e.Revision())
-			s.apply(e.Key(), cached{value: e.Value(), rev: e.Revision(), updated: e.Created(), deleted: e.Operation() != jetstream.KeyValuePut})
+			s.apply(e.Key(), cached{value: e.Value(), rev: e.Revision(), updated: e.Created(), deleted: e.Operation() != jetstream.KeyValuePut, fromLog: true})
 		}
 		w.Stop()
 		for {
@@ -214,6 +215,11 @@ func (s *Store) apply(k string, c cached) {
 	s.mu.Lock()
 	if cur, ok := s.cache[k]; !ok || c.rev > cur.rev {
 		s.cache[k] = c
+	} else if c.rev == cur.rev && c.fromLog {
+		// The log's copy of a write made here: take its time (the
+		// server's), so that every node and a restored backup say the same.
+		cur.updated = c.updated
+		s.cache[k] = cur
 	}
 	s.mu.Unlock()
 }

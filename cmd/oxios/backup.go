@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oxios/oxios/internal/backup"
+	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/kernel"
+)
+
+func (a *app) backupCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "backup FILE",
+		Short: "Take an online backup of the daemon into a tar.gz",
+		Long: `Backup asks the running daemon for a backup and writes it to FILE: every
+stream (the event log, the audit trail, every bucket: agents, state, cron
+jobs, budgets, tokens, ...) as the server's own consistent snapshot, taken
+one after the other while the daemon runs, plus the config file and the
+secrets (FILE is written 0600: it holds them). The download is checked
+before FILE is written; a backup that fails leaves no FILE behind.`,
+		Example: "  oxios backup /var/backups/oxios-$(date +%F).tar.gz",
+		Args:    exactArgs(1, "a file to write"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			dst := args[0]
+			tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*")
+			if err != nil {
+				return usageError("cannot write %s: %v", dst, err)
+			}
+			defer os.Remove(tmp.Name())
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			var n atomic.Int64
+			done := make(chan struct{})
+			if isTerminal(a.stderr) {
+				go func() {
+					t0 := time.Now()
+					for {
+						select {
+						case <-done:
+							fmt.Fprint(a.stderr, "\r\033[K")
+							return
+						case <-time.After(200 * time.Millisecond):
+							fmt.Fprintf(a.stderr, "\r\033[Kbacking up: %s in %s", bytesHuman(uint64(n.Load())), time.Since(t0).Round(time.Second))
+						}
+					}
+				}()
+			}
+			_, err = c.Backup(ctx, io.MultiWriter(tmp, countWriter{&n}))
+			close(done)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return apiError(err)
+			}
+			man, err := backup.Verify(tmp.Name())
+			if err != nil {
+				return failure(fmt.Errorf("the backup is incomplete (see oxios logs): %v", err))
+			}
+			if err := os.Rename(tmp.Name(), dst); err != nil {
+				return failure(err)
+			}
+			var msgs uint64
+			for _, s := range man.Streams {
+				msgs += s.Messages
+			}
+			if a.output == "json" {
+				return printJSON(a.stdout, man)
+			}
+			fmt.Fprintf(a.stdout, "backup written to %s: %d streams, %d messages, %s\n", dst, len(man.Streams), msgs, bytesHuman(uint64(n.Load())))
+			return nil
+		},
+	}
+}
+
+type countWriter struct{ n *atomic.Int64 }
+
+func (w countWriter) Write(b []byte) (int, error) { w.n.Add(int64(len(b))); return len(b), nil }
+
+func (a *app) restoreCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Replace the stopped daemon's data with a backup",
+		Long: `Restore needs the daemon stopped. It checks the whole archive first (every
+entry against its checksum), restores every stream into a new data
+directory, appends backup.restored to the restored audit trail, and only
+then swaps the data directory, the config file and the secrets in. The
+previous ones stay beside them with the suffix .before-restore-<time>.
+A corrupt, truncated or foreign archive changes nothing.`,
+		Example: "  oxios stop && oxios restore oxios-2026-11-25.tar.gz && oxios start",
+		Args:    exactArgs(1, "a backup file"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := a.home()
+			if err != nil {
+				return err
+			}
+			if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running {
+				return failure(fmt.Errorf("the daemon is running (PID %d); stop it first: oxios stop", st.PID))
+			}
+			// The whole archive is checked before anything is touched.
+			if _, err := backup.Verify(args[0]); err != nil {
+				return usageError("%v; nothing was changed", err)
+			}
+			configPath := a.configPath
+			if configPath == "" {
+				configPath = h.ConfigPath()
+			}
+			if err := os.MkdirAll(h.Dir, 0o700); err != nil {
+				return failure(err)
+			}
+			// The daemon's PID file keeps a daemon from starting meanwhile.
+			pidf, err := daemon.Acquire(h.PIDPath(), "restore")
+			if err != nil {
+				return failure(fmt.Errorf("cannot take the home for the restore: %w", err))
+			}
+			defer pidf.Release()
+			stamp := time.Now().UTC().Format("20060102T150405Z")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			man, kept, err := kernel.Restore(ctx, h.Dir, configPath, args[0], stamp)
+			if err != nil {
+				return failure(fmt.Errorf("restore: %v; nothing was changed", err))
+			}
+			var msgs uint64
+			for _, s := range man.Streams {
+				msgs += s.Messages
+			}
+			fmt.Fprintf(a.stdout, "restored %d streams (%d messages) from a backup of node %s taken %s\n", len(man.Streams), msgs, man.Node, man.Created.Local().Format(time.DateTime))
+			for _, k := range kept {
+				fmt.Fprintf(a.stdout, "  the previous %s is kept at %s\n", filepath.Base(k[:len(k)-len(".before-restore-"+stamp)]), k)
+			}
+			return nil
+		},
+	}
+}
