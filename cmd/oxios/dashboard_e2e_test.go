@@ -140,11 +140,12 @@ func until(t *testing.T, ctx context.Context, what, expr string, within time.Dur
 }
 
 func visible(sel string) step { return chromedp.WaitVisible(chromedp.CSS(sel)) }
+
 // click clicks the element the selector finds when it is clicked (a live
 // page may have replaced the one found a moment before).
 func click(sel string) step {
 	return chromedp.Steps(visible(sel), chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		ok, err := chromedp.Evaluate[bool](`(el => { if (!el) return false; el.click(); return true })(document.querySelector(` + strconvQuote(sel) + `))`)(ctx, tg)
+		ok, err := chromedp.Evaluate[bool](`(el => { if (!el) return false; el.click(); return true })(document.querySelector(`+strconvQuote(sel)+`))`)(ctx, tg)
 		if err == nil && !ok {
 			err = fmt.Errorf("nothing to click at %s", sel)
 		}
@@ -152,11 +153,12 @@ func click(sel string) step {
 	}))
 }
 func keys(sel, v string) step { return chromedp.SendKeys(chromedp.CSS(sel), v) }
+
 // value sets a form field's value as a script would.
 func value(sel, v string) step {
 	js, _ := json.Marshal(v)
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool](`(el => { el.value = ` + string(js) + `; el.dispatchEvent(new Event("input")); return true })(document.querySelector(` + strconvQuote(sel) + `))`)(ctx, tg)
+		_, err := chromedp.Evaluate[bool](`(el => { el.value = `+string(js)+`; el.dispatchEvent(new Event("input")); return true })(document.querySelector(`+strconvQuote(sel)+`))`)(ctx, tg)
 		return err
 	})
 }
@@ -188,7 +190,7 @@ func (e *env) loginLink(t *testing.T, ctx context.Context) {
 
 func goTo(hash string) step {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := chromedp.Evaluate[string](`location.hash = "` + hash + `"`)(ctx, tg)
+		_, err := chromedp.Evaluate[string](`location.hash = "`+hash+`"`)(ctx, tg)
 		return err
 	})
 }

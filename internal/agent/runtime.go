@@ -15,9 +15,9 @@ import (
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
-	"github.com/oxios/oxios/internal/metrics"
 )
 
 // Publisher stores events without waiting for each; *bus.Bus is one.

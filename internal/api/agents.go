@@ -16,8 +16,8 @@ import (
 
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/logfile"
-	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/supervisor"
 )
 
 const maxSpecBody = 1 << 20

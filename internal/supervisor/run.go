@@ -11,9 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/scheduler"
-	"github.com/oxios/oxios/internal/metrics"
 )
 
 // cause is why a process stopped running.

@@ -23,8 +23,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/bus"
-	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/scheduler"
 )
 
 // Errors callers test for.
