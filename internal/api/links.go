@@ -5,7 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"html/template"
+	"html"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -90,20 +91,29 @@ func (s *Server) loginLinkCreate(w http.ResponseWriter, r *http.Request) {
 // it at once), so that a mere GET — a link preview, a prefetch, a HEAD —
 // never uses the code up. Its script and style are the dashboard's own
 // files, under the same policy.
-var linkPage = template.Must(template.New("login").Parse(`<!doctype html>
+// linkPage writes the page; code is empty for "this link does not work".
+// (No html/template: its reflection would keep every method of every type
+// in the binary, doubling its size.)
+func linkPage(w io.Writer, code string) {
+	body := `<h1>This login link does not work</h1>
+<p>It has expired or was already used. Run <code>oxios dashboard</code> again for a new one, or log in with a token on <a href="/">the dashboard</a>.</p>`
+	if code != "" {
+		body = `<h1>oxios</h1>
+<form method="post" action="/login" id="link-form">
+<input type="hidden" name="code" value="` + html.EscapeString(code) + `">
+<p>Logging you in…</p>
+<button type="submit">Log in</button>
+</form>`
+	}
+	io.WriteString(w, `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin"><title>oxios · log in</title>
 <link rel="stylesheet" href="/app.css"><script type="module" src="/js/login.js"></script>
 </head><body><main class="login">
-{{if .Code}}<h1>oxios</h1>
-<form method="post" action="/login" id="link-form">
-<input type="hidden" name="code" value="{{.Code}}">
-<p>Logging you in…</p>
-<button type="submit">Log in</button>
-</form>
-{{else}}<h1>This login link does not work</h1>
-<p>It has expired or was already used. Run <code>oxios dashboard</code> again for a new one, or log in with a token on <a href="/">the dashboard</a>.</p>
-{{end}}</main></body></html>`))
+`+body+`
+</main></body></html>
+`)
+}
 
 func pageHeaders(w http.ResponseWriter) {
 	h := w.Header()
@@ -122,7 +132,7 @@ func (s *Server) loginLinkPage(w http.ResponseWriter, r *http.Request) {
 	if len(code) > 100 {
 		code = ""
 	}
-	linkPage.Execute(w, map[string]string{"Code": code})
+	linkPage(w, code)
 }
 
 // loginLink opens a session from a one-time code (posted by the link's
@@ -135,19 +145,19 @@ func (s *Server) loginLink(w http.ResponseWriter, r *http.Request) {
 	if svc == nil || svc.Sessions == nil {
 		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		linkPage.Execute(w, map[string]string{"Code": ""})
+		linkPage(w, "")
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if !sameOrigin(r) || r.ParseForm() != nil {
 		w.WriteHeader(http.StatusForbidden)
-		linkPage.Execute(w, map[string]string{"Code": ""})
+		linkPage(w, "")
 		return
 	}
 	p, ok := s.links.use(r.PostForm.Get("code"))
 	if !ok {
 		w.WriteHeader(http.StatusUnauthorized)
-		linkPage.Execute(w, map[string]string{"Code": ""})
+		linkPage(w, "")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)

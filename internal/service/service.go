@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"text/template"
 )
 
 // Options describe the service to write.
@@ -78,53 +77,8 @@ func envQuote(k, v string) string {
 	return `"` + k + "=" + r.Replace(v) + `"`
 }
 
-var unitTmpl = template.Must(template.New("unit").Parse(`# Written by "oxios service install"{{if .System}} --system{{else}} --user{{end}}.
-# Remove with "oxios service uninstall"; edit with "systemctl{{if not .System}} --user{{end}} edit oxios".
-[Unit]
-Description=oxios, an operating system for AI agents
-Documentation=https://github.com/oxios/oxios
-{{- if .System}}
-After=network-online.target
-Wants=network-online.target
-{{- end}}
-StartLimitIntervalSec=300
-StartLimitBurst=10
-
-[Service]
-Type=notify
-NotifyAccess=main
-ExecStart={{.Exec}}
-Environment={{.Env}}
-Restart=on-failure
-RestartSec=1s
-{{- if .Steps}}
-RestartSteps=6
-RestartMaxDelaySec=60s
-{{- end}}
-# The daemon stops its agents itself on SIGTERM; what is left after the
-# timeout is killed with the rest of the group.
-KillMode=mixed
-TimeoutStopSec={{.StopTimeout}}s
-{{- if .System}}
-User={{.User}}
-NoNewPrivileges=yes
-ProtectSystem=strict
-ReadWritePaths={{.Home}}
-PrivateTmp=yes
-ProtectControlGroups=yes
-ProtectKernelModules=yes
-ProtectKernelTunables=yes
-RestrictSUIDSGID=yes
-LockPersonality=yes
-{{- else}}
-NoNewPrivileges=yes
-{{- end}}
-
-[Install]
-WantedBy={{if .System}}multi-user.target{{else}}default.target{{end}}
-`))
-
-// Unit returns the systemd unit.
+// Unit returns the systemd unit. (Built with strings, not text/template,
+// whose reflection would keep every method of every type in the binary.)
 func Unit(o Options) (string, error) {
 	if err := o.check(); err != nil {
 		return "", err
@@ -137,57 +91,62 @@ func Unit(o Options) (string, error) {
 	if stop <= 0 {
 		stop = 30
 	}
-	var b bytes.Buffer
-	err := unitTmpl.Execute(&b, map[string]any{
-		"System": o.System, "User": o.User, "Exec": strings.Join(exec, " "),
-		"Env": envQuote("OXIOS_HOME", o.Home), "Home": systemdQuote(o.Home, false),
-		"Steps": o.SystemdVersion >= 254, "StopTimeout": stop,
-	})
-	return b.String(), err
+	var b strings.Builder
+	line := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	scope, user := "--user", " --user"
+	if o.System {
+		scope, user = "--system", ""
+	}
+	line(`# Written by "oxios service install" %s.`, scope)
+	line(`# Remove with "oxios service uninstall"; edit with "systemctl%s edit oxios".`, user)
+	line("[Unit]")
+	line("Description=oxios, an operating system for AI agents")
+	line("Documentation=https://github.com/oxios/oxios")
+	if o.System {
+		line("After=network-online.target")
+		line("Wants=network-online.target")
+	}
+	line("StartLimitIntervalSec=300")
+	line("StartLimitBurst=10")
+	line("")
+	line("[Service]")
+	line("Type=notify")
+	line("NotifyAccess=main")
+	line("ExecStart=%s", strings.Join(exec, " "))
+	line("Environment=%s", envQuote("OXIOS_HOME", o.Home))
+	line("Restart=on-failure")
+	line("RestartSec=1s")
+	if o.SystemdVersion >= 254 {
+		line("RestartSteps=6")
+		line("RestartMaxDelaySec=60s")
+	}
+	line("# The daemon stops its agents itself on SIGTERM; what is left after the")
+	line("# timeout is killed with the rest of the group.")
+	line("KillMode=mixed")
+	line("TimeoutStopSec=%ds", stop)
+	if o.System {
+		line("User=%s", o.User)
+		line("NoNewPrivileges=yes")
+		line("ProtectSystem=strict")
+		line("ReadWritePaths=%s", systemdQuote(o.Home, false))
+		line("PrivateTmp=yes")
+		line("ProtectControlGroups=yes")
+		line("ProtectKernelModules=yes")
+		line("ProtectKernelTunables=yes")
+		line("RestrictSUIDSGID=yes")
+		line("LockPersonality=yes")
+	} else {
+		line("NoNewPrivileges=yes")
+	}
+	line("")
+	line("[Install]")
+	if o.System {
+		line("WantedBy=multi-user.target")
+	} else {
+		line("WantedBy=default.target")
+	}
+	return b.String(), nil
 }
-
-var plistTmpl = template.Must(template.New("plist").Funcs(template.FuncMap{"x": xmlEscape}).Parse(`<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<!-- Written by "oxios service install"; remove with "oxios service uninstall". -->
-<plist version="1.0">
-<dict>
-	<key>Label</key>
-	<string>{{x .Label}}</string>
-	<key>ProgramArguments</key>
-	<array>
-		<string>{{x .Binary}}</string>
-		<string>start</string>
-		<string>--foreground</string>
-		<string>--config</string>
-		<string>{{x .Config}}</string>
-	</array>
-	<key>EnvironmentVariables</key>
-	<dict>
-		<key>OXIOS_HOME</key>
-		<string>{{x .Home}}</string>
-	</dict>
-	<key>RunAtLoad</key>
-	<true/>
-	<key>KeepAlive</key>
-	<dict>
-		<key>SuccessfulExit</key>
-		<false/>
-	</dict>
-	<key>ThrottleInterval</key>
-	<integer>5</integer>
-	<key>ExitTimeOut</key>
-	<integer>{{.StopTimeout}}</integer>
-	<key>StandardOutPath</key>
-	<string>{{x .Log}}</string>
-	<key>StandardErrorPath</key>
-	<string>{{x .Log}}</string>
-{{- if .System}}
-	<key>UserName</key>
-	<string>{{x .User}}</string>
-{{- end}}
-</dict>
-</plist>
-`))
 
 func xmlEscape(s string) string {
 	var b bytes.Buffer
@@ -205,10 +164,48 @@ func Plist(o Options) (string, error) {
 	if stop <= 0 {
 		stop = 30
 	}
-	var b bytes.Buffer
-	err := plistTmpl.Execute(&b, map[string]any{
-		"Label": Label, "Binary": o.Binary, "Config": o.Config, "Home": o.Home, "System": o.System, "User": o.User,
-		"Log": filepath.Join(o.Home, "logs", "oxios.log"), "StopTimeout": stop,
-	})
-	return b.String(), err
+	x := xmlEscape
+	log := x(filepath.Join(o.Home, "logs", "oxios.log"))
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<!-- Written by "oxios service install"; remove with "oxios service uninstall". -->
+<plist version="1.0">
+<dict>
+	<key>Label</key>
+	<string>` + x(Label) + `</string>
+	<key>ProgramArguments</key>
+	<array>
+		<string>` + x(o.Binary) + `</string>
+		<string>start</string>
+		<string>--foreground</string>
+		<string>--config</string>
+		<string>` + x(o.Config) + `</string>
+	</array>
+	<key>EnvironmentVariables</key>
+	<dict>
+		<key>OXIOS_HOME</key>
+		<string>` + x(o.Home) + `</string>
+	</dict>
+	<key>RunAtLoad</key>
+	<true/>
+	<key>KeepAlive</key>
+	<dict>
+		<key>SuccessfulExit</key>
+		<false/>
+	</dict>
+	<key>ThrottleInterval</key>
+	<integer>5</integer>
+	<key>ExitTimeOut</key>
+	<integer>` + fmt.Sprint(stop) + `</integer>
+	<key>StandardOutPath</key>
+	<string>` + log + `</string>
+	<key>StandardErrorPath</key>
+	<string>` + log + `</string>
+`)
+	if o.System {
+		b.WriteString("\t<key>UserName</key>\n\t<string>" + x(o.User) + "</string>\n")
+	}
+	b.WriteString("</dict>\n</plist>\n")
+	return b.String(), nil
 }
