@@ -87,6 +87,10 @@ before FILE is written; a backup that fails leaves no FILE behind.`,
 	}
 }
 
+// restoreMark is the listen address a restore writes in the PID file: it
+// holds the home, and stop and start recognise it.
+const restoreMark = "restore"
+
 type countWriter struct{ n *atomic.Int64 }
 
 func (w countWriter) Write(b []byte) (int, error) { w.n.Add(int64(len(b))); return len(b), nil }
@@ -109,7 +113,24 @@ A corrupt, truncated or foreign archive changes nothing.`,
 				return err
 			}
 			if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running {
+				if st.Listen == restoreMark {
+					return failure(fmt.Errorf("another restore is running (PID %d)", st.PID))
+				}
 				return failure(fmt.Errorf("the daemon is running (PID %d); stop it first: oxios stop", st.PID))
+			}
+			cfg, _, err := a.loadConfig(h)
+			if err != nil {
+				return err
+			}
+			if cfg.Backbone.URL != "" {
+				return usageError("backbone.url is set: the streams live on that NATS server, not in %s; restore works on the embedded backbone", h.DataDir())
+			}
+			// Files restored by another user (root) would be unreadable to
+			// the home's owner, whose daemon reads them.
+			if fi, err := os.Stat(h.Dir); err == nil {
+				if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+					return usageError("%s belongs to uid %d: run the restore as that user (sudo -u '#%d' oxios restore ...)", h.Dir, st.Uid, st.Uid)
+				}
 			}
 			// The whole archive is checked before anything is touched.
 			if _, err := backup.Verify(args[0]); err != nil {
@@ -123,14 +144,25 @@ A corrupt, truncated or foreign archive changes nothing.`,
 				return failure(err)
 			}
 			// The daemon's PID file keeps a daemon from starting meanwhile.
-			pidf, err := daemon.Acquire(h.PIDPath(), "restore")
+			pidf, err := daemon.Acquire(h.PIDPath(), restoreMark)
 			if err != nil {
 				return failure(fmt.Errorf("cannot take the home for the restore: %w", err))
 			}
 			defer pidf.Release()
-			stamp := time.Now().UTC().Format("20060102T150405Z")
+			stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
+			// A signal cancels the restore before its swap; the swap itself
+			// always runs to its end (the process does not die mid-way).
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer signal.Stop(sigs)
+			go func() {
+				if _, ok := <-sigs; ok {
+					fmt.Fprintln(a.stderr, "interrupted: stopping the restore before it changes anything (a swap already under way completes)")
+					cancel()
+				}
+			}()
 			man, kept, err := kernel.Restore(ctx, h.Dir, configPath, args[0], stamp)
 			if err != nil {
 				return failure(fmt.Errorf("restore: %v; nothing was changed", err))
@@ -143,6 +175,7 @@ A corrupt, truncated or foreign archive changes nothing.`,
 			for _, k := range kept {
 				fmt.Fprintf(a.stdout, "  the previous %s is kept at %s\n", filepath.Base(k[:len(k)-len(".before-restore-"+stamp)]), k)
 			}
+			fmt.Fprintln(a.stderr, "note: tokens and sessions are as they were in the backup; revoke again any revoked since (oxios token list)")
 			return nil
 		},
 	}

@@ -189,6 +189,9 @@ gone, and also when it was not running.`,
 }
 
 func (a *app) stop(h config.Home, cfg config.Config) error {
+	if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running && st.Listen == restoreMark {
+		return failure(fmt.Errorf("a restore is running (PID %d), not the daemon; wait for it to finish", st.PID))
+	}
 	timeout := cfg.Daemon.StopTimeout.Duration
 	sp := newSpinner(a.stderr, "stopping oxios")
 	res, err := daemon.Stop(context.Background(), h.PIDPath(), timeout)

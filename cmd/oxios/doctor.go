@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -104,7 +105,7 @@ func (a *app) doctor() []finding {
 			return // created by the first start, with the right mode
 		}
 		if err != nil {
-			add("perms", "fail", err.Error(), "")
+			add("perms", "fail", err.Error(), "check that "+filepath.Dir(p)+" is yours and readable")
 			return
 		}
 		if dir != fi.IsDir() {
@@ -115,7 +116,9 @@ func (a *app) doctor() []finding {
 			add("perms", "fail", fmt.Sprintf("%s is %04o; others can read it", p, got), fmt.Sprintf("chmod %o %s", want, p))
 			return
 		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		// (root may look at anyone's home; telling it to chown would break
+		// the service of the user who owns it.)
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Getuid() != 0 && int(st.Uid) != os.Getuid() {
 			add("perms", "fail", fmt.Sprintf("%s belongs to uid %d, not to you (%d)", p, st.Uid, os.Getuid()), fmt.Sprintf("chown %d %s", os.Getuid(), p))
 			return
 		}
@@ -125,14 +128,14 @@ func (a *app) doctor() []finding {
 	perm(h.SecretsDir(), 0o700, true)
 	perm(h.AdminTokenPath(), 0o600, false)
 	perm(h.AuditKeyPath(), 0o600, false)
-	perm(h.ConfigPath(), 0o600, false)
+	perm(path, 0o600, false) // the config file in use: it may hold API keys
 
 	// Daemon state, listen address, storage.
 	st, err := daemon.ReadStatus(h.PIDPath())
 	running := false
 	switch {
 	case err != nil:
-		add("daemon", "fail", err.Error(), "")
+		add("daemon", "fail", err.Error(), "remove "+h.PIDPath()+" if no oxios runs (pgrep -a oxios)")
 	case st.State == daemon.Running:
 		running = true
 		add("daemon", "ok", fmt.Sprintf("running (PID %d) on %s for %s", st.PID, st.Listen, time.Since(st.Since).Round(time.Second)), "")
@@ -196,13 +199,32 @@ func (a *app) doctor() []finding {
 		}
 	}
 
-	// Provider keys, without calling out.
+	// Provider keys, without calling out: the running daemon's (its
+	// environment may differ from this shell's), else this environment's.
+	var daemonHas map[string]bool
+	if running {
+		if c, err := a.clientFor(h, cfg); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			if sys, err := c.System(ctx); err == nil {
+				daemonHas = map[string]bool{}
+				if ps, ok := sys.Config["providers_with_keys"].([]any); ok {
+					for _, p := range ps {
+						daemonHas[fmt.Sprint(p)] = true
+					}
+				}
+			}
+			cancel()
+		}
+	}
 	prov, _, _ := agent.SplitModel(cfg.Agent.DefaultModel)
 	for _, p := range []struct{ name, key, env string }{
 		{"openai", cfg.Providers.OpenAI.APIKey, "OPENAI_API_KEY"},
 		{"anthropic", cfg.Providers.Anthropic.APIKey, "ANTHROPIC_API_KEY"},
 	} {
 		has := p.key != "" || os.Getenv(p.env) != ""
+		if daemonHas != nil {
+			has = daemonHas[p.name]
+		}
 		switch {
 		case has:
 			add("providers", "ok", p.name+": an API key is set", "")

@@ -74,7 +74,7 @@ func TestReload(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if r := e.oxios("audit", "list", "--action", "config.reloaded"); r.code != 0 || strings.Count(r.stdout, "config.reloaded") < 2 {
+	if r := e.oxios("audit", "list", "--action", "config.reloaded"); r.code != 0 || strings.Count(r.stdout, "config.reloaded") < 3 {
 		t.Fatalf("audit: %s", r)
 	}
 	logb, _ := os.ReadFile(filepath.Join(e.home, "logs", "oxios.log"))

@@ -22,6 +22,7 @@ import (
 type serviceFlags struct {
 	user, system, dryRun bool
 	runAs                string
+	uninstall            bool // needs no valid config
 }
 
 func (a *app) serviceCmd() *cobra.Command {
@@ -89,16 +90,23 @@ func (a *app) serviceTarget(f serviceFlags) (serviceTarget, error) {
 				o.User = me.Username
 			}
 		}
-		// Under sudo, the home is the invoking user's, not root's.
-		if os.Getenv("OXIOS_HOME") == "" && os.Getenv("SUDO_USER") != "" && o.User == os.Getenv("SUDO_USER") {
-			if u, err := user.Lookup(o.User); err == nil {
-				h = config.Home{Dir: filepath.Join(u.HomeDir, ".oxios")}
+		// The service's home is the user's it runs as (under sudo, not
+		// root's), unless OXIOS_HOME names one.
+		if os.Getenv("OXIOS_HOME") == "" {
+			u, err := user.Lookup(o.User)
+			if err != nil {
+				return serviceTarget{}, usageError("--run-as: no user %q on this machine", o.User)
 			}
+			h = config.Home{Dir: filepath.Join(u.HomeDir, ".oxios")}
 		}
+	} else if f.runAs != "" {
+		return serviceTarget{}, usageError("--run-as is for --system services (a user service runs as you)")
 	}
-	cfg, path, err := a.loadConfig(h)
-	if err != nil {
-		return serviceTarget{}, err
+	cfg, path := config.DefaultConfig(), h.ConfigPath()
+	if !f.uninstall {
+		if cfg, path, err = a.loadConfig(h); err != nil {
+			return serviceTarget{}, err
+		}
 	}
 	o.Home = h.Dir
 	if o.Config, err = filepath.Abs(path); err != nil {
@@ -221,7 +229,7 @@ func (a *app) serviceInstallCmd() *cobra.Command {
 }
 
 func (a *app) serviceUninstallCmd() *cobra.Command {
-	var f serviceFlags
+	f := serviceFlags{uninstall: true}
 	cmd := &cobra.Command{
 		Use:     "uninstall [--user|--system] [--dry-run]",
 		Short:   "Stop, disable and remove the service",

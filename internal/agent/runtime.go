@@ -271,6 +271,13 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		}()
 	}
 	price, priced := rt.price(spec.Model)
+	// Metrics name a model only if it is priced (a known or configured
+	// one): a model name is free text, and each new one would add series
+	// for ever.
+	mlabel := model
+	if !priced || len(mlabel) > 100 {
+		mlabel = "other"
+	}
 	var cost float64
 	evs := &events{rt: rt, agentID: rec.ID}
 	defer evs.flush()
@@ -330,16 +337,16 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 				outcome = "cancelled"
 			}
 		}
-		metrics.LLMRequests.WithLabelValues(provName, model, outcome).Inc()
-		metrics.LLMLatency.WithLabelValues(provName, model).Observe(time.Since(t0).Seconds())
+		metrics.LLMRequests.WithLabelValues(provName, mlabel, outcome).Inc()
+		metrics.LLMLatency.WithLabelValues(provName, mlabel).Observe(time.Since(t0).Seconds())
 		if err != nil {
 			if ctx.Err() != nil {
 				return p, ctx.Err()
 			}
 			return p, err
 		}
-		metrics.LLMTokens.WithLabelValues(provName, model, "in").Add(float64(resp.TokensIn))
-		metrics.LLMTokens.WithLabelValues(provName, model, "out").Add(float64(resp.TokensOut))
+		metrics.LLMTokens.WithLabelValues(provName, mlabel, "in").Add(float64(resp.TokensIn))
+		metrics.LLMTokens.WithLabelValues(provName, mlabel, "out").Add(float64(resp.TokensOut))
 		p.Steps = step
 		p.Usage.LLMCalls++
 		p.Usage.TokensIn += resp.TokensIn
@@ -349,7 +356,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 			c := float64(resp.TokensIn)*price.Input/1e6 + float64(resp.TokensOut)*price.Output/1e6
 			cost += c
 			stepCost, p.Usage.CostUSD = &c, ptr(cost)
-			metrics.LLMCost.WithLabelValues(provName, model).Add(c)
+			metrics.LLMCost.WithLabelValues(provName, mlabel).Add(c)
 		}
 		if rt.o.Budgets != nil {
 			rt.o.Budgets.Spend(rec, p.Usage, supervisor.Usage{TokensIn: resp.TokensIn, TokensOut: resp.TokensOut, CostUSD: stepCost, LLMCalls: 1})

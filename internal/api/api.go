@@ -217,6 +217,22 @@ func (s *Server) allow(role security.Role, h http.HandlerFunc) http.HandlerFunc 
 	}
 }
 
+// firstWrite sets the archive's headers at its first byte, so that an
+// error before it can still be an error response.
+type firstWrite struct {
+	http.ResponseWriter
+	started bool
+}
+
+func (w *firstWrite) Write(b []byte) (int, error) {
+	if !w.started {
+		w.started = true
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Header().Set("Content-Disposition", `attachment; filename="oxios-backup.tar.gz"`)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
 // statusWriter remembers the status of a response.
 type statusWriter struct {
 	http.ResponseWriter
@@ -330,11 +346,22 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "backup is not available", "")
 		return
 	}
-	w.Header().Set("Content-Type", "application/gzip")
-	w.Header().Set("Content-Disposition", `attachment; filename="oxios-backup.tar.gz"`)
+	// A backup holds the secrets, the audit key among them (with it,
+	// entries could be forged): only the admin token of the daemon's own
+	// secrets/admin.token may take one, not tokens made with a role.
+	if principal(r).TokenID != "" {
+		writeError(w, http.StatusForbidden, "a backup holds the daemon's secrets: take it with the admin token of secrets/admin.token (oxios backup on the daemon's machine)", "")
+		return
+	}
 	s.audit(r, audit.Entry{Action: "backup.requested", Resource: "backup"})
-	if err := s.Backup(r.Context(), w); err != nil {
+	bw := &firstWrite{ResponseWriter: w}
+	if err := s.Backup(r.Context(), bw); err != nil {
 		s.Logger.Error("backup", "err", err)
+		if !bw.started {
+			writeError(w, http.StatusServiceUnavailable, "backup failed: "+err.Error(), "")
+			return
+		}
+		panic(http.ErrAbortHandler) // the client sees a broken download, not a short one
 	}
 }
 

@@ -2,18 +2,33 @@ package kernel
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/backup"
+	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/version"
 )
+
+// ownBuckets are oxios's key/value buckets; with OXIOS_* streams they are
+// what a backup holds (an external NATS account may hold other streams).
+var ownBuckets = []string{"agents", "state", "tokens", "sessions", "approvals", "checkpoints", "nodes", "budgets", "cron"}
+
+func ownStream(name string) bool {
+	if strings.HasPrefix(name, "OXIOS_") {
+		return true
+	}
+	b, ok := strings.CutPrefix(name, "KV_")
+	return ok && slices.Contains(ownBuckets, b)
+}
 
 // backupTo writes an online backup to w: each stream's consistent snapshot,
 // one after the other, then the config file and the secrets.
@@ -25,7 +40,9 @@ func (k *Kernel) backupTo(ctx context.Context, bb *backbone.Backbone, trail *aud
 	var names []string
 	lister := bb.JS.StreamNames(ctx)
 	for n := range lister.Name() {
-		names = append(names, n)
+		if ownStream(n) {
+			names = append(names, n)
+		}
 	}
 	if err := lister.Err(); err != nil {
 		return fmt.Errorf("list streams: %w", err)
@@ -79,14 +96,78 @@ func (k *Kernel) backupTo(ctx context.Context, bb *backbone.Backbone, trail *aud
 	return bw.Close()
 }
 
+// journalName is the restore's record of its swap, in the home while the
+// swap runs: a restore killed half way is finished by the next restore or
+// daemon start (FinishRestore), never left half done.
+const journalName = ".restore-journal.json"
+
+type journal struct {
+	Work  string     `json:"work"`
+	Steps []swapStep `json:"steps"`
+}
+
+// swapStep puts New at Live, keeping what was there at Old.
+type swapStep struct {
+	New, Live, Old string
+}
+
+// FinishRestore completes a restore whose swap was interrupted (the new
+// files are all in place before the swap starts, so it goes forward).
+func FinishRestore(home string) error {
+	b, err := os.ReadFile(filepath.Join(home, journalName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return fmt.Errorf("the restore journal %s is unreadable: %w", filepath.Join(home, journalName), err)
+	}
+	if err := runSwap(j.Steps); err != nil {
+		return fmt.Errorf("finish an interrupted restore: %w", err)
+	}
+	os.RemoveAll(j.Work)
+	return os.Remove(filepath.Join(home, journalName))
+}
+
+// runSwap performs the steps, skipping what an earlier attempt did.
+func runSwap(steps []swapStep) error {
+	for _, st := range steps {
+		if _, err := os.Lstat(st.New); errors.Is(err, os.ErrNotExist) {
+			continue // done before
+		}
+		if _, err := os.Lstat(st.Live); err == nil {
+			if _, err := os.Lstat(st.Old); errors.Is(err, os.ErrNotExist) {
+				if err := os.Rename(st.Live, st.Old); err != nil {
+					return err
+				}
+			} else {
+				return fmt.Errorf("both %s and %s exist; move one away", st.Live, st.Old)
+			}
+		}
+		if err := os.Rename(st.New, st.Live); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Restore replaces a stopped daemon's data with a backup's: it checks the
 // whole archive first, restores every stream into a new data directory
-// with an embedded server, appends backup.restored to the restored audit
-// trail, and only then swaps the data directory, the config file and the
-// secrets. The previous ones are kept beside them (suffix .before-restore-
-// <time>). Anything that fails before the swap leaves everything as it
-// was.
+// with an embedded server, checks the archive's config and secrets,
+// appends backup.restored to the restored audit trail, and only then swaps
+// the data directory, the config file and the secrets in (by renames in
+// their own directories, recorded in a journal so that an interrupted swap
+// is finished, not left half done). The previous ones are kept beside them
+// (suffix .before-restore-<stamp>). Anything that fails before the swap
+// leaves everything as it was. cancelled is checked up to the swap: after
+// it starts, the swap runs to its end.
 func Restore(ctx context.Context, home string, configPath, file string, stamp string) (backup.Manifest, []string, error) {
+	if err := FinishRestore(home); err != nil {
+		return backup.Manifest{}, nil, err
+	}
 	man, err := backup.Verify(file)
 	if err != nil {
 		return man, nil, err
@@ -95,10 +176,27 @@ func Restore(ctx context.Context, home string, configPath, file string, stamp st
 	if err != nil {
 		return man, nil, err
 	}
-	defer os.RemoveAll(work)
+	swapping := false
+	defer func() {
+		if !swapping {
+			os.RemoveAll(work)
+		}
+	}()
 	files := filepath.Join(work, "files")
 	if err := backup.Extract(file, files); err != nil {
 		return man, nil, fmt.Errorf("extract: %w", err)
+	}
+	// What is swapped in must work with this binary.
+	cfgFile := filepath.Join(files, "config.toml")
+	if b, err := os.ReadFile(cfgFile); err == nil {
+		if _, err := config.Parse("the backup's config.toml", b); err != nil {
+			return man, nil, fmt.Errorf("the backup's config file does not load in this oxios: %w", err)
+		}
+	}
+	for _, sec := range []string{"admin.token", "audit.key"} {
+		if b, err := os.ReadFile(filepath.Join(files, "secrets", sec)); err != nil || len(strings.TrimSpace(string(b))) == 0 {
+			return man, nil, fmt.Errorf("the backup has no usable secrets/%s", sec)
+		}
 	}
 	data := filepath.Join(work, "data")
 	bb, err := backbone.Open(ctx, backbone.Options{DataDir: data, Name: "restore", SyncAlways: true})
@@ -131,57 +229,73 @@ func Restore(ctx context.Context, home string, configPath, file string, stamp st
 	if restoreErr != nil {
 		return man, nil, restoreErr
 	}
+	if err := ctx.Err(); err != nil {
+		return man, nil, err
+	}
 
-	// The swap: each step can be undone until the last.
-	var kept []string
-	var undo []func()
-	rollback := func() {
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
-	}
-	swap := func(newPath, livePath string) error {
-		old := livePath + ".before-restore-" + stamp
-		had := false
-		if _, err := os.Lstat(livePath); err == nil {
-			if err := os.Rename(livePath, old); err != nil {
-				return err
-			}
-			had = true
-		}
-		if err := os.Rename(newPath, livePath); err != nil {
-			if had {
-				os.Rename(old, livePath)
-			}
-			return err
-		}
-		undo = append(undo, func() {
-			os.Rename(livePath, newPath)
-			if had {
-				os.Rename(old, livePath)
-			}
-		})
-		if had {
-			kept = append(kept, old)
-		}
-		return nil
-	}
-	steps := [][2]string{{data, filepath.Join(home, "data")}}
+	// Each new file goes first into its target's own directory (a config
+	// elsewhere may be on another file system), then the swap renames.
+	old := func(live string) string { return live + ".before-restore-" + stamp }
+	steps := []swapStep{{New: data, Live: filepath.Join(home, "data"), Old: old(filepath.Join(home, "data"))}}
 	os.MkdirAll(filepath.Join(home, "secrets"), 0o700)
 	for _, f := range []struct{ entry, live string }{
 		{"config.toml", configPath},
 		{"secrets/admin.token", filepath.Join(home, "secrets", "admin.token")},
 		{"secrets/audit.key", filepath.Join(home, "secrets", "audit.key")},
 	} {
-		if _, err := os.Stat(filepath.Join(files, f.entry)); err == nil {
-			steps = append(steps, [2]string{filepath.Join(files, f.entry), f.live})
+		src := filepath.Join(files, f.entry)
+		if _, err := os.Stat(src); err != nil {
+			continue
 		}
+		staged, err := stage(src, f.live)
+		if err != nil {
+			return man, nil, fmt.Errorf("stage %s: %w", f.live, err)
+		}
+		steps = append(steps, swapStep{New: staged, Live: f.live, Old: old(f.live)})
 	}
-	for _, s := range steps {
-		if err := swap(s[0], s[1]); err != nil {
-			rollback()
-			return man, nil, fmt.Errorf("swap %s: %w (nothing was changed)", s[1], err)
+	jb, _ := json.Marshal(journal{Work: work, Steps: steps})
+	jpath := filepath.Join(home, journalName)
+	if err := os.WriteFile(jpath, jb, 0o600); err != nil {
+		for _, st := range steps[1:] {
+			os.Remove(st.New)
+		}
+		return man, nil, err
+	}
+	swapping = true
+	if err := runSwap(steps); err != nil {
+		return man, nil, fmt.Errorf("the swap stopped half way (%v); it is finished by the next oxios start or restore", err)
+	}
+	os.Remove(jpath)
+	os.RemoveAll(work)
+	var kept []string
+	for _, st := range steps {
+		if _, err := os.Lstat(st.Old); err == nil {
+			kept = append(kept, st.Old)
 		}
 	}
 	return man, kept, nil
+}
+
+// stage copies src next to live (same directory, 0600) and returns the copy.
+func stage(src, live string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(live), "."+filepath.Base(live)+".restore-*")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return "", err
+	}
+	if err := out.Chmod(0o600); err != nil {
+		out.Close()
+		os.Remove(out.Name())
+		return "", err
+	}
+	return out.Name(), out.Close()
 }

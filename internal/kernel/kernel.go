@@ -112,7 +112,8 @@ func Run(ctx context.Context, o Options) (err error) {
 		})
 	defer stopSignals()
 	// SIGHUP reloads the configuration (it would end the process if it
-	// were not caught); one that comes while booting waits for readiness.
+	// were not caught); one that comes before the daemon is ready is
+	// refused with a log line (the file is read at boot anyway).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -139,6 +140,11 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	held.Store(pidf)
+	// A restore killed during its swap is finished before the data is used.
+	if err := FinishRestore(o.Home.Dir); err != nil {
+		pidf.Release()
+		return err
+	}
 	defer func() {
 		if rerr := pidf.Release(); rerr != nil && err == nil {
 			err = fmt.Errorf("remove PID file: %w", rerr)
@@ -156,7 +162,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		w = io.MultiWriter(logFile, o.Stderr)
 	}
 	k.log, k.live.level = newLogger(w, o.Config.Log)
-	k.live.cfg = o.Config
+	k.live.cfg, k.live.file = o.Config, o.Config
+	if f, err := config.Load(o.ConfigPath); err == nil {
+		k.live.file = f // without command-line overrides such as --listen
+	} else if errors.Is(err, os.ErrNotExist) {
+		k.live.file = config.DefaultConfig()
+	}
 	kernel.Store(k)
 	logger.Store(k.log)
 	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
@@ -573,7 +584,9 @@ func (k *Kernel) registerGauges(agents *supervisor.Supervisor, js jetstream.JetS
 // configSummary is what the dashboard's system page shows of the running
 // configuration: the settings that shape behaviour, never a secret.
 func (k *Kernel) configSummary() map[string]any {
-	c := k.opts.Config
+	k.mu.Lock()
+	c := k.live.cfg // as reloaded
+	k.mu.Unlock()
 	backbone := "embedded"
 	if c.Backbone.URL != "" {
 		backbone = "external"

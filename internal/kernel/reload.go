@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"reflect"
@@ -28,7 +27,10 @@ import (
 // liveParts are what a reload changes, and the configuration in effect.
 // Guarded by Kernel.mu.
 type liveParts struct {
-	cfg    config.Config
+	cfg config.Config
+	// file is the config file as last read (without --listen and other
+	// overrides): a reload reports what changed in it.
+	file   config.Config
 	level  *slog.LevelVar
 	sched  *scheduler.Scheduler
 	llm    *agent.Runtime
@@ -56,12 +58,13 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 		return api.ReloadResult{}, err
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	l := &k.live
 	if l.sched == nil {
+		k.mu.Unlock()
 		return api.ReloadResult{}, errors.New("the daemon is still starting; reload once it is ready")
 	}
-	changed := diffKeys(l.cfg, next)
+	changed := diffKeys(l.file, next)
+	l.file = next
 	res := api.ReloadResult{Applied: []string{}, RestartNeeded: []string{}}
 	for _, key := range changed {
 		if liveKey(key) {
@@ -81,6 +84,8 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	l.llm.SetPolicy(cur.ToolsPolicy())
 	l.level.UnmarshalText([]byte(cur.Log.Level))
 	l.agents.SetRetention(cur.Agents.Retain, cur.Agents.RetainFor.Duration)
+	trail, js := l.trail, l.js
+	k.mu.Unlock()
 
 	k.log.Info("configuration reloaded", "applied", res.Applied, "restart_needed", res.RestartNeeded)
 	k.log.Debug("settings in effect", "scheduler", cur.Scheduler, "retain", cur.Agents.Retain, "retain_for", cur.Agents.RetainFor.String())
@@ -89,12 +94,12 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	hash := hex.EncodeToString(sum[:])
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := l.trail.Append(actx, audit.Entry{Actor: "node:" + k.node, Action: "config.reloaded", Resource: "config",
+	if _, err := trail.Append(actx, audit.Entry{Actor: "node:" + k.node, Action: "config.reloaded", Resource: "config",
 		Detail: map[string]any{"path": k.opts.ConfigPath, "sha256": hash, "applied": res.Applied, "restart_needed": res.RestartNeeded}}); err != nil {
 		k.log.Error("audit", "action", "config.reloaded", "err", err)
 	}
 	// The change is audited now: the next boot need not report it again.
-	if kv, err := l.js.KeyValue(actx, "nodes"); err == nil {
+	if kv, err := js.KeyValue(actx, "nodes"); err == nil {
 		kv.Put(actx, k.node+".config", []byte(hash))
 	}
 	return res, nil
@@ -140,7 +145,7 @@ func flatten(c config.Config) map[string]any {
 			}
 			return
 		}
-		out[prefix] = fmt.Sprint(v)
+		out[prefix] = v
 	}
 	walk("", m)
 	return out

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // Options describe the service to write.
@@ -40,6 +41,9 @@ func (o Options) check() error {
 	for name, p := range map[string]string{"binary": o.Binary, "home": o.Home, "config": o.Config} {
 		if !filepath.IsAbs(p) {
 			return fmt.Errorf("the %s path must be absolute (got %q)", name, p)
+		}
+		if !utf8.ValidString(p) {
+			return fmt.Errorf("the %s path %q is not UTF-8, which a service file cannot carry; move it", name, p)
 		}
 		if strings.ContainsAny(p, "\n\r\x00") {
 			return fmt.Errorf("the %s path %q contains a line break or NUL, which a service file cannot express; move it", name, p)
@@ -106,19 +110,23 @@ func Unit(o Options) (string, error) {
 		line("After=network-online.target")
 		line("Wants=network-online.target")
 	}
-	line("StartLimitIntervalSec=300")
-	line("StartLimitBurst=10")
+	line("# Never give up: a daemon that cannot start is retried, with a delay.")
+	line("StartLimitIntervalSec=0")
 	line("")
 	line("[Service]")
 	line("Type=notify")
 	line("NotifyAccess=main")
 	line("ExecStart=%s", strings.Join(exec, " "))
 	line("Environment=%s", envQuote("OXIOS_HOME", o.Home))
+	line("ExecReload=/bin/kill -HUP $MAINPID")
 	line("Restart=on-failure")
-	line("RestartSec=1s")
 	if o.SystemdVersion >= 254 {
+		line("RestartSec=1s")
 		line("RestartSteps=6")
 		line("RestartMaxDelaySec=60s")
+	} else {
+		line("# A growing delay (RestartSteps) needs systemd 254: a fixed one.")
+		line("RestartSec=5s")
 	}
 	line("# The daemon stops its agents itself on SIGTERM; what is left after the")
 	line("# timeout is killed with the rest of the group.")
