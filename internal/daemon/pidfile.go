@@ -39,9 +39,16 @@ type Status struct {
 }
 
 // RunningError is returned when a daemon already holds the PID file.
-type RunningError struct{ PID int }
+type RunningError struct {
+	PID int
+	// Restore is set when the holder is `oxios restore`, not a daemon.
+	Restore bool
+}
 
 func (e *RunningError) Error() string {
+	if e.Restore {
+		return fmt.Sprintf("a restore is running (PID %d); start once it has finished", e.PID)
+	}
 	if e.PID == 0 {
 		return "already running"
 	}

@@ -101,7 +101,7 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 	}
 	switch st.State {
 	case Running:
-		return res, &RunningError{PID: st.PID}
+		return res, &RunningError{PID: st.PID, Restore: st.Listen == "restore"}
 	case Stale:
 		if pid, removed, err := RemoveStale(o.PIDPath); err != nil {
 			return res, err
