@@ -118,13 +118,6 @@ A corrupt, truncated or foreign archive changes nothing.`,
 				}
 				return failure(fmt.Errorf("the daemon is running (PID %d); stop it first: oxios stop", st.PID))
 			}
-			cfg, _, err := a.loadConfig(h)
-			if err != nil {
-				return err
-			}
-			if cfg.Backbone.URL != "" {
-				return usageError("backbone.url is set: the streams live on that NATS server, not in %s; restore works on the embedded backbone", h.DataDir())
-			}
 			// Files restored by another user (root) would be unreadable to
 			// the home's owner, whose daemon reads them.
 			if fi, err := os.Stat(h.Dir); err == nil {
@@ -135,6 +128,9 @@ A corrupt, truncated or foreign archive changes nothing.`,
 			// The whole archive is checked before anything is touched.
 			if _, err := backup.Verify(args[0]); err != nil {
 				return usageError("%v; nothing was changed", err)
+			}
+			if kernel.RestorePending(h.Dir) {
+				fmt.Fprintln(a.stderr, "finishing an interrupted restore first")
 			}
 			configPath := a.configPath
 			if configPath == "" {
@@ -159,13 +155,13 @@ A corrupt, truncated or foreign archive changes nothing.`,
 			defer signal.Stop(sigs)
 			go func() {
 				if _, ok := <-sigs; ok {
-					fmt.Fprintln(a.stderr, "interrupted: stopping the restore before it changes anything (a swap already under way completes)")
+					fmt.Fprintln(a.stderr, "interrupted: stopping the restore (if its swap has begun, the swap completes)")
 					cancel()
 				}
 			}()
 			man, kept, err := kernel.Restore(ctx, h.Dir, configPath, args[0], stamp)
 			if err != nil {
-				return failure(fmt.Errorf("restore: %v; nothing was changed", err))
+				return failure(fmt.Errorf("restore: %v", err))
 			}
 			var msgs uint64
 			for _, s := range man.Streams {

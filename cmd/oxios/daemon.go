@@ -77,6 +77,11 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 	if a.configPath == "" {
 		ensure = func() error { _, err := h.Ensure(); return err }
 	}
+	if kernel.RestorePending(h.Dir) {
+		// An interrupted restore is finished by the daemon first; a
+		// default config or data directory made now would be in its way.
+		ensure = func() error { return os.MkdirAll(h.Dir, 0o700) }
+	}
 	if err := ensure(); err != nil {
 		return h, cfg, path, failure(err)
 	}

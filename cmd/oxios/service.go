@@ -94,10 +94,12 @@ func (a *app) serviceTarget(f serviceFlags) (serviceTarget, error) {
 		// root's), unless OXIOS_HOME names one.
 		if os.Getenv("OXIOS_HOME") == "" {
 			u, err := user.Lookup(o.User)
-			if err != nil {
+			switch {
+			case err == nil:
+				h = config.Home{Dir: filepath.Join(u.HomeDir, ".oxios")}
+			case !f.uninstall: // removing the unit of a deleted user must work
 				return serviceTarget{}, usageError("--run-as: no user %q on this machine", o.User)
 			}
-			h = config.Home{Dir: filepath.Join(u.HomeDir, ".oxios")}
 		}
 	} else if f.runAs != "" {
 		return serviceTarget{}, usageError("--run-as is for --system services (a user service runs as you)")

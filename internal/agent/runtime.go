@@ -275,8 +275,8 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	// one): a model name is free text, and each new one would add series
 	// for ever.
 	mlabel := model
-	if !priced || len(mlabel) > 100 {
-		mlabel = "other"
+	if _, listed := rt.o.Prices[spec.Model]; !listed && defaultPrices[spec.Model] == (Price{}) || len(mlabel) > 100 {
+		mlabel = "other" // (a local ollama model is free, but its name still free text)
 	}
 	var cost float64
 	evs := &events{rt: rt, agentID: rec.ID}

@@ -349,7 +349,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	// A backup holds the secrets, the audit key among them (with it,
 	// entries could be forged): only the admin token of the daemon's own
 	// secrets/admin.token may take one, not tokens made with a role.
-	if principal(r).TokenID != "" {
+	if via, _ := r.Context().Value(viaSessionKey{}).(bool); via || principal(r).TokenID != "" {
 		writeError(w, http.StatusForbidden, "a backup holds the daemon's secrets: take it with the admin token of secrets/admin.token (oxios backup on the daemon's machine)", "")
 		return
 	}

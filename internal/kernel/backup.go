@@ -101,6 +101,13 @@ func (k *Kernel) backupTo(ctx context.Context, bb *backbone.Backbone, trail *aud
 // daemon start (FinishRestore), never left half done.
 const journalName = ".restore-journal.json"
 
+// RestorePending reports whether an interrupted restore waits to be
+// finished in home.
+func RestorePending(home string) bool {
+	_, err := os.Stat(filepath.Join(home, journalName))
+	return err == nil
+}
+
 type journal struct {
 	Work  string     `json:"work"`
 	Steps []swapStep `json:"steps"`
@@ -112,31 +119,55 @@ type swapStep struct {
 }
 
 // FinishRestore completes a restore whose swap was interrupted (the new
-// files are all in place before the swap starts, so it goes forward).
-func FinishRestore(home string) error {
+// files are all in place before the swap starts, so it goes forward), and
+// removes what a restore killed before its swap left. It reports whether
+// it swapped anything in. The caller holds the home's PID file.
+func FinishRestore(home string) (bool, error) {
+	defer func() {
+		// Work directories no journal refers to any more: a restore
+		// killed before its swap (they hold a data copy and secrets).
+		if _, err := os.Stat(filepath.Join(home, journalName)); errors.Is(err, os.ErrNotExist) {
+			left, _ := filepath.Glob(filepath.Join(home, ".restore-*"))
+			staged, _ := filepath.Glob(filepath.Join(home, "secrets", ".*.restore-*"))
+			for _, d := range append(left, staged...) {
+				os.RemoveAll(d)
+			}
+		}
+	}()
 	b, err := os.ReadFile(filepath.Join(home, journalName))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	var j journal
 	if err := json.Unmarshal(b, &j); err != nil {
-		return fmt.Errorf("the restore journal %s is unreadable: %w", filepath.Join(home, journalName), err)
+		return false, fmt.Errorf("the restore journal %s is unreadable (%v): move it away, and the data, config and secrets *.before-restore-* back if they were moved", filepath.Join(home, journalName), err)
 	}
 	if err := runSwap(j.Steps); err != nil {
-		return fmt.Errorf("finish an interrupted restore: %w", err)
+		return false, fmt.Errorf("finish an interrupted restore: %w", err)
+	}
+	if err := os.Remove(filepath.Join(home, journalName)); err != nil {
+		return true, err
 	}
 	os.RemoveAll(j.Work)
-	return os.Remove(filepath.Join(home, journalName))
+	return true, nil
 }
 
 // runSwap performs the steps, skipping what an earlier attempt did.
 func runSwap(steps []swapStep) error {
 	for _, st := range steps {
 		if _, err := os.Lstat(st.New); errors.Is(err, os.ErrNotExist) {
-			continue // done before
+			if _, err := os.Lstat(st.Live); err == nil {
+				continue // done before
+			}
+			return fmt.Errorf("%s is gone and %s is missing", st.New, st.Live)
+		}
+		if fi, err := os.Lstat(st.Live); err == nil && fi.IsDir() {
+			// An empty directory made meanwhile (a start creating its
+			// layout) holds nothing to keep.
+			os.Remove(st.Live)
 		}
 		if _, err := os.Lstat(st.Live); err == nil {
 			if _, err := os.Lstat(st.Old); errors.Is(err, os.ErrNotExist) {
@@ -165,16 +196,28 @@ func runSwap(steps []swapStep) error {
 // leaves everything as it was. cancelled is checked up to the swap: after
 // it starts, the swap runs to its end.
 func Restore(ctx context.Context, home string, configPath, file string, stamp string) (backup.Manifest, []string, error) {
-	if err := FinishRestore(home); err != nil {
+	if _, err := FinishRestore(home); err != nil {
 		return backup.Manifest{}, nil, err
 	}
+	configPath, err := filepath.Abs(configPath)
+	if err != nil {
+		return backup.Manifest{}, nil, err
+	}
+	man, kept, err := restore(ctx, home, configPath, file, stamp)
+	return man, kept, err
+}
+
+// unchanged marks an error from before the swap.
+func unchanged(err error) error { return fmt.Errorf("%w; nothing was changed", err) }
+
+func restore(ctx context.Context, home string, configPath, file string, stamp string) (backup.Manifest, []string, error) {
 	man, err := backup.Verify(file)
 	if err != nil {
-		return man, nil, err
+		return man, nil, unchanged(err)
 	}
 	work, err := os.MkdirTemp(home, ".restore-")
 	if err != nil {
-		return man, nil, err
+		return man, nil, unchanged(err)
 	}
 	swapping := false
 	defer func() {
@@ -184,24 +227,31 @@ func Restore(ctx context.Context, home string, configPath, file string, stamp st
 	}()
 	files := filepath.Join(work, "files")
 	if err := backup.Extract(file, files); err != nil {
-		return man, nil, fmt.Errorf("extract: %w", err)
+		return man, nil, unchanged(fmt.Errorf("extract: %w", err))
 	}
-	// What is swapped in must work with this binary.
+	// What is swapped in must work with this binary, and the config in
+	// effect after the restore (the backup's, else the current one) must
+	// use the data directory the restore fills.
+	effective := configPath
 	cfgFile := filepath.Join(files, "config.toml")
 	if b, err := os.ReadFile(cfgFile); err == nil {
 		if _, err := config.Parse("the backup's config.toml", b); err != nil {
-			return man, nil, fmt.Errorf("the backup's config file does not load in this oxios: %w", err)
+			return man, nil, unchanged(fmt.Errorf("the backup's config file does not load in this oxios: %w", err))
 		}
+		effective = cfgFile
+	}
+	if c, err := config.Load(effective); err == nil && c.Backbone.URL != "" {
+		return man, nil, unchanged(fmt.Errorf("the config in effect after the restore sets backbone.url: the streams would live on that NATS server, not in %s; restore works with the embedded backbone", filepath.Join(home, "data")))
 	}
 	for _, sec := range []string{"admin.token", "audit.key"} {
 		if b, err := os.ReadFile(filepath.Join(files, "secrets", sec)); err != nil || len(strings.TrimSpace(string(b))) == 0 {
-			return man, nil, fmt.Errorf("the backup has no usable secrets/%s", sec)
+			return man, nil, unchanged(fmt.Errorf("the backup has no usable secrets/%s", sec))
 		}
 	}
 	data := filepath.Join(work, "data")
 	bb, err := backbone.Open(ctx, backbone.Options{DataDir: data, Name: "restore", SyncAlways: true})
 	if err != nil {
-		return man, nil, fmt.Errorf("start a server for the restore: %w", err)
+		return man, nil, unchanged(fmt.Errorf("start a server for the restore: %w", err))
 	}
 	restoreErr := func() error {
 		for _, s := range backup.Sorted(man.Streams) {
@@ -227,10 +277,10 @@ func Restore(ctx context.Context, home string, configPath, file string, stamp st
 		restoreErr = cerr
 	}
 	if restoreErr != nil {
-		return man, nil, restoreErr
+		return man, nil, unchanged(restoreErr)
 	}
 	if err := ctx.Err(); err != nil {
-		return man, nil, err
+		return man, nil, unchanged(err)
 	}
 
 	// Each new file goes first into its target's own directory (a config
@@ -249,23 +299,31 @@ func Restore(ctx context.Context, home string, configPath, file string, stamp st
 		}
 		staged, err := stage(src, f.live)
 		if err != nil {
-			return man, nil, fmt.Errorf("stage %s: %w", f.live, err)
+			for _, st := range steps[1:] {
+				os.Remove(st.New)
+			}
+			return man, nil, unchanged(fmt.Errorf("stage %s: %w", f.live, err))
 		}
 		steps = append(steps, swapStep{New: staged, Live: f.live, Old: old(f.live)})
 	}
 	jb, _ := json.Marshal(journal{Work: work, Steps: steps})
 	jpath := filepath.Join(home, journalName)
-	if err := os.WriteFile(jpath, jb, 0o600); err != nil {
+	if err := writeSynced(jpath, jb); err != nil {
+		os.Remove(jpath)
 		for _, st := range steps[1:] {
 			os.Remove(st.New)
 		}
-		return man, nil, err
+		return man, nil, unchanged(err)
 	}
 	swapping = true
 	if err := runSwap(steps); err != nil {
 		return man, nil, fmt.Errorf("the swap stopped half way (%v); it is finished by the next oxios start or restore", err)
 	}
+	for _, st := range steps {
+		syncDir(filepath.Dir(st.Live))
+	}
 	os.Remove(jpath)
+	syncDir(home)
 	os.RemoveAll(work)
 	var kept []string
 	for _, st := range steps {
@@ -292,10 +350,44 @@ func stage(src, live string) (string, error) {
 		os.Remove(out.Name())
 		return "", err
 	}
-	if err := out.Chmod(0o600); err != nil {
+	if err := out.Chmod(0o600); err == nil {
+		err = out.Sync() // on disk before the rename makes it the live file
+	}
+	if err != nil {
 		out.Close()
 		os.Remove(out.Name())
 		return "", err
 	}
 	return out.Name(), out.Close()
+}
+
+// writeSynced writes a file through a synced temporary file and a rename,
+// then syncs the directory: after a crash it is whole or absent.
+func writeSynced(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }

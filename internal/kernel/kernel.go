@@ -132,7 +132,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}()
 
 	tuneGC()
-	if err := o.Home.EnsureDirs(); err != nil {
+	if err := os.MkdirAll(o.Home.Dir, 0o700); err != nil {
 		return err
 	}
 	pidf, err := daemon.Acquire(o.Home.PIDPath(), o.Listen)
@@ -140,8 +140,17 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	held.Store(pidf)
-	// A restore killed during its swap is finished before the data is used.
-	if err := FinishRestore(o.Home.Dir); err != nil {
+	// A restore killed during its swap is finished before anything else
+	// touches the home; its config is then the one to run.
+	if did, err := FinishRestore(o.Home.Dir); err != nil {
+		pidf.Release()
+		return err
+	} else if did {
+		if cfg, err := config.Load(o.ConfigPath); err == nil {
+			o.Config = cfg
+		}
+	}
+	if err := o.Home.EnsureDirs(); err != nil {
 		pidf.Release()
 		return err
 	}
@@ -168,6 +177,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	} else if errors.Is(err, os.ErrNotExist) {
 		k.live.file = config.DefaultConfig()
 	}
+	k.live.boot = k.live.file
 	kernel.Store(k)
 	logger.Store(k.log)
 	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)

@@ -28,9 +28,11 @@ import (
 // Guarded by Kernel.mu.
 type liveParts struct {
 	cfg config.Config
-	// file is the config file as last read (without --listen and other
-	// overrides): a reload reports what changed in it.
+	// file is the config file as last read and boot as read at boot
+	// (both without --listen and other overrides): a reload applies what
+	// changed since the last read and names what differs from boot.
 	file   config.Config
+	boot   config.Config
 	level  *slog.LevelVar
 	sched  *scheduler.Scheduler
 	llm    *agent.Runtime
@@ -63,16 +65,20 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 		k.mu.Unlock()
 		return api.ReloadResult{}, errors.New("the daemon is still starting; reload once it is ready")
 	}
-	changed := diffKeys(l.file, next)
-	l.file = next
 	res := api.ReloadResult{Applied: []string{}, RestartNeeded: []string{}}
-	for _, key := range changed {
+	for _, key := range diffKeys(l.file, next) {
 		if liveKey(key) {
 			res.Applied = append(res.Applied, key)
-		} else {
+		}
+	}
+	// Until a restart, a setting that cannot change live stays as it was
+	// at boot, however many reloads come.
+	for _, key := range diffKeys(l.boot, next) {
+		if !liveKey(key) {
 			res.RestartNeeded = append(res.RestartNeeded, key)
 		}
 	}
+	l.file = next
 	cur := l.cfg
 	cur.Scheduler, cur.Policy = next.Scheduler, next.Policy
 	cur.Log.Level = next.Log.Level
