@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -44,23 +45,25 @@ before FILE is written; a backup that fails leaves no FILE behind.`,
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			var n atomic.Int64
-			done := make(chan struct{})
-			if isTerminal(a.stderr) {
-				go func() {
-					t0 := time.Now()
-					for {
-						select {
-						case <-done:
-							fmt.Fprint(a.stderr, "\r\033[K")
-							return
-						case <-time.After(200 * time.Millisecond):
-							fmt.Fprintf(a.stderr, "\r\033[Kbacking up: %s in %s", bytesHuman(uint64(n.Load())), time.Since(t0).Round(time.Second))
-						}
+			done, drawn := make(chan struct{}), make(chan struct{})
+			go func() { // progress, on a terminal only (the spinner knows)
+				defer close(drawn)
+				sp := newSpinner(a.stderr, "backing up")
+				defer sp.done()
+				t0 := time.Now()
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(200 * time.Millisecond):
+						sp.label = "backing up " + bytesHuman(uint64(n.Load()))
+						sp.tick(time.Since(t0))
 					}
-				}()
-			}
+				}
+			}()
 			_, err = c.Backup(ctx, io.MultiWriter(tmp, countWriter{&n}))
 			close(done)
+			<-drawn
 			if cerr := tmp.Close(); err == nil {
 				err = cerr
 			}
@@ -125,10 +128,6 @@ A corrupt, truncated or foreign archive changes nothing.`,
 					return usageError("%s belongs to uid %d: run the restore as that user (sudo -u '#%d' oxios restore ...)", h.Dir, st.Uid, st.Uid)
 				}
 			}
-			// The whole archive is checked before anything is touched.
-			if _, err := backup.Verify(args[0]); err != nil {
-				return usageError("%v; nothing was changed", err)
-			}
 			if kernel.RestorePending(h.Dir) {
 				fmt.Fprintln(a.stderr, "finishing an interrupted restore first")
 			}
@@ -160,6 +159,11 @@ A corrupt, truncated or foreign archive changes nothing.`,
 				}
 			}()
 			man, kept, err := kernel.Restore(ctx, h.Dir, configPath, args[0], stamp)
+			// (The whole archive is checked before anything is touched;
+			// a bad one is bad input.)
+			if _, bad := errors.AsType[*backup.ArchiveError](err); bad {
+				return usageError("%v", err)
+			}
 			if err != nil {
 				return failure(fmt.Errorf("restore: %v", err))
 			}

@@ -24,15 +24,7 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	os.MkdirAll(e.home, 0o700)
 	cfg := "[cron.jobs.from-config]\nschedule = \"@hourly\"\nspec = { command = \"true\" }\n"
 	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte(cfg), 0o600)
-	daemonEnv := []string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}
-	start := func() int {
-		r := e.run(daemonEnv, "start", "--listen", e.listen)
-		if r.code != 0 {
-			t.Fatal(r)
-		}
-		return pidFrom(t, r.stdout)
-	}
-	pid := start()
+	pid := e.startWithModel(llm)
 	e.stopAtEnd()
 
 	// Bad input: exit 2 with one line naming the field (and the position).
@@ -112,7 +104,7 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitGone(t, pid, 5*time.Second)
 	restarted := time.Now()
-	start()
+	e.startWithModel(llm)
 
 	if st := usage(); st.Used.Tokens != 120 || !st.Exhausted {
 		t.Fatalf("the budget's usage was lost: %+v", st)

@@ -285,9 +285,7 @@ func TestDashboardApproval(t *testing.T) {
 		agenttest.Reply{Text: "done"})
 	os.MkdirAll(e.home, 0o700)
 	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[policy]\nask = [\"write_file\"]\n"), 0o600)
-	if r := e.run([]string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}, "start", "--listen", e.listen); r.code != 0 {
-		t.Fatal(r)
-	}
+	e.startWithModel(llm)
 	e.stopAtEnd()
 	ctx := browser(t)
 	e.loginLink(t, ctx)

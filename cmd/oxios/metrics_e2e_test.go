@@ -25,9 +25,7 @@ func TestMetrics(t *testing.T) {
 	llm := agenttest.New(t, e2eKey,
 		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c1", "list_dir", map[string]string{})}, In: 40, Out: 10},
 		agenttest.Reply{Text: "done", In: 50, Out: 5})
-	if r := e.run([]string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}, "start", "--listen", e.listen); r.code != 0 {
-		t.Fatal(r)
-	}
+	e.startWithModel(llm)
 	e.stopAtEnd()
 	if r := e.oxios("run", "look around"); r.code != 0 {
 		t.Fatalf("run: %s", r)

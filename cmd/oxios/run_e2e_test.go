@@ -16,6 +16,17 @@ import (
 
 const e2eKey = "sk-e2e-5d1c0b9a8f7e6d5c4b3a"
 
+// startWithModel starts the daemon with llm as its OpenAI endpoint (URL
+// and key in the daemon's environment) and returns its PID.
+func (e *env) startWithModel(llm *agenttest.Server) int {
+	e.t.Helper()
+	r := e.run([]string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}, "start", "--listen", e.listen)
+	if r.code != 0 {
+		e.t.Fatal(r)
+	}
+	return pidFrom(e.t, r.stdout)
+}
+
 // oxios run, end to end: a daemon whose environment holds the provider's
 // URL and key, a local server speaking the OpenAI protocol, and the CLI
 // printing tool calls and the answer. The key is then searched for in the
@@ -27,10 +38,7 @@ func TestRunGoal(t *testing.T) {
 		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("c2", "read_file", map[string]string{"path": "/etc/passwd"})}, In: 60, Out: 10},
 		agenttest.Reply{Text: "Wrote hello.txt.", In: 70, Out: 5},
 	)
-	daemonEnv := []string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}
-	if r := e.run(daemonEnv, "start", "--listen", e.listen); r.code != 0 {
-		t.Fatal(r)
-	}
+	e.startWithModel(llm)
 	e.stopAtEnd()
 	ws := t.TempDir()
 	r := e.oxios("run", "Write hello.txt", "--workspace", ws)
@@ -99,15 +107,7 @@ func TestApprovalSurvivesSIGKILL(t *testing.T) {
 	)
 	os.MkdirAll(e.home, 0o700)
 	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[policy]\nask = [\"write_file\"]\n"), 0o600)
-	daemonEnv := []string{"OPENAI_API_KEY=" + e2eKey, "OPENAI_BASE_URL=" + llm.URL + "/v1"}
-	start := func() int {
-		r := e.run(daemonEnv, "start", "--listen", e.listen)
-		if r.code != 0 {
-			t.Fatal(r)
-		}
-		return pidFrom(t, r.stdout)
-	}
-	pid := start()
+	pid := e.startWithModel(llm)
 	e.stopAtEnd()
 	ws := t.TempDir()
 	r := e.oxios("agent", "spawn", "--kind", "llm", "--goal", "write out.txt", "--dir", ws, "-o", "json")
@@ -141,7 +141,7 @@ func TestApprovalSurvivesSIGKILL(t *testing.T) {
 
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitGone(t, pid, 5*time.Second)
-	start()
+	e.startWithModel(llm)
 	after := waiting()
 	if after.ID != before.ID || llm.Count() != 1 {
 		t.Fatalf("after the restart: approval %s (was %s), %d model calls", after.ID, before.ID, llm.Count())

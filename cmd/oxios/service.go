@@ -16,6 +16,7 @@ import (
 
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/fileutil"
 	"github.com/oxios/oxios/internal/service"
 )
 
@@ -196,7 +197,7 @@ func (a *app) serviceInstallCmd() *cobra.Command {
 				}
 				return nil
 			}
-			if err := writeAtomic(t.path, t.content); err != nil {
+			if err := fileutil.WriteAtomic(t.path, []byte(t.content), 0o644); err != nil {
 				hint := ""
 				if t.system && errors.Is(err, os.ErrPermission) {
 					hint = " (a system service needs root: sudo oxios service install --system)"
@@ -269,30 +270,4 @@ func (a *app) serviceUninstallCmd() *cobra.Command {
 	}
 	addServiceFlags(cmd, &f)
 	return cmd
-}
-
-// writeAtomic writes a file through a temporary file in its directory, so
-// that it is either the old file or the whole new one.
-func writeAtomic(path, content string) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".oxios-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/security"
+	"github.com/oxios/oxios/internal/web"
 )
 
 // LinkTTL is how long a one-time login link works.
@@ -116,13 +117,9 @@ func linkPage(w io.Writer, code string) {
 }
 
 func pageHeaders(w http.ResponseWriter) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "same-origin") // no-referrer would send "Origin: null" with the form
-	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
+	web.PageHeaders(w.Header())
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
 }
 
 // loginLinkPage shows the page that posts a link's code.

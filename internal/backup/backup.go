@@ -242,10 +242,26 @@ func (w *Writer) Close() error {
 	return w.gz.Close()
 }
 
+// ArchiveError is an archive that cannot be restored: missing, not an
+// oxios backup, corrupt, truncated or incomplete (bad input, not a fault).
+type ArchiveError struct{ Err error }
+
+func (e *ArchiveError) Error() string { return e.Err.Error() }
+func (e *ArchiveError) Unwrap() error { return e.Err }
+
 // Verify reads the whole archive and checks it: a gzip'd tar whose last
 // entry is an oxios manifest, every entry listed with the right size and
-// SHA-256, every stream's snapshot present. Nothing is extracted.
+// SHA-256, every stream's snapshot present. Nothing is extracted. Its
+// errors are *ArchiveError.
 func Verify(file string) (Manifest, error) {
+	m, err := verify(file)
+	if err != nil {
+		return m, &ArchiveError{err}
+	}
+	return m, nil
+}
+
+func verify(file string) (Manifest, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return Manifest{}, err

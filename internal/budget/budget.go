@@ -207,16 +207,24 @@ func formatMetric(metric string, v float64) string {
 }
 
 // metrics yields each limited metric with its use and limit.
-func metrics(l Limits, u Usage) [][3]any {
-	var out [][3]any
+// metric is one limited measure of a budget: its use against its limit.
+type metric struct {
+	name        string
+	used, limit float64
+}
+
+func (m metric) reached() bool { return m.used >= m.limit }
+
+func metrics(l Limits, u Usage) []metric {
+	var out []metric
 	if l.Tokens > 0 {
-		out = append(out, [3]any{"tokens", float64(u.Tokens), float64(l.Tokens)})
+		out = append(out, metric{"tokens", float64(u.Tokens), float64(l.Tokens)})
 	}
 	if l.CostUSD > 0 {
-		out = append(out, [3]any{"cost_usd", u.CostUSD, l.CostUSD})
+		out = append(out, metric{"cost_usd", u.CostUSD, l.CostUSD})
 	}
 	if l.Calls > 0 {
-		out = append(out, [3]any{"calls", float64(u.Calls), float64(l.Calls)})
+		out = append(out, metric{"calls", float64(u.Calls), float64(l.Calls)})
 	}
 	return out
 }
@@ -441,17 +449,16 @@ func (s *Service) statusLocked(b *Budget, now time.Time) Status {
 	w, _ := ParseWindow(b.Window)
 	var frees time.Time
 	for _, m := range metrics(b.Limits, st.Used) {
-		metric, used, limit := m[0].(string), m[1].(float64), m[2].(float64)
-		if used < limit {
+		if !m.reached() {
 			continue
 		}
 		st.Exhausted = true
 		// The budget frees for this metric when enough of the oldest
 		// usage has left the window.
-		left := used
+		left := m.used
 		for _, x := range slots {
-			left -= metricOf(x.Usage, metric)
-			if left < limit {
+			left -= metricOf(x.Usage, m.name)
+			if left < m.limit {
 				if t := x.At.Add(w); t.After(frees) {
 					frees = t
 				}
@@ -493,8 +500,8 @@ func (s *Service) exhaustedLocked(labels map[string]string, now time.Time, admis
 			continue
 		}
 		for _, m := range metrics(b.Limits, st.Used) {
-			if m[1].(float64) >= m[2].(float64) {
-				e := &Error{Admission: admission, Budget: n, Metric: m[0].(string), Used: m[1].(float64), Limit: m[2].(float64), Window: b.Window}
+			if m.reached() {
+				e := &Error{Admission: admission, Budget: n, Metric: m.name, Used: m.used, Limit: m.limit, Window: b.Window}
 				if st.FreesAt != nil {
 					e.FreesAt = *st.FreesAt
 				}
@@ -537,8 +544,8 @@ func (s *Service) Check(rec supervisor.Record, used supervisor.Usage) error {
 
 func checkSpec(spec supervisor.Spec, used Usage) *Error {
 	for _, m := range metrics(SpecLimits(spec), used) {
-		if m[1].(float64) >= m[2].(float64) {
-			return &Error{Budget: "agent", Metric: m[0].(string), Used: m[1].(float64), Limit: m[2].(float64)}
+		if m.reached() {
+			return &Error{Budget: "agent", Metric: m.name, Used: m.used, Limit: m.limit}
 		}
 	}
 	return nil
@@ -580,16 +587,16 @@ func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
 		st := s.statusLocked(b, now)
 		for _, m := range metrics(b.Limits, st.Used) {
 			if typ := s.crossLocked(n, m); typ != "" {
-				alerts = append(alerts, alert{typ, map[string]any{"budget": n, "metric": m[0], "used": m[1], "limit": m[2], "window": b.Window}})
+				alerts = append(alerts, alert{typ, map[string]any{"budget": n, "metric": m.name, "used": m.used, "limit": m.limit, "window": b.Window}})
 			}
 		}
 	}
 	s.mu.Unlock()
 	// The agent's own limits, against its run's usage.
 	for _, m := range metrics(SpecLimits(rec.Spec), FromAgent(total)) {
-		before := m[1].(float64) - metricOf(d, m[0].(string))
-		if typ := crossing(before, m[1].(float64), m[2].(float64)); typ != "" {
-			alerts = append(alerts, alert{typ, map[string]any{"budget": "agent", "metric": m[0], "used": m[1], "limit": m[2]}})
+		before := m.used - metricOf(d, m.name)
+		if typ := crossing(before, m.used, m.limit); typ != "" {
+			alerts = append(alerts, alert{typ, map[string]any{"budget": "agent", "metric": m.name, "used": m.used, "limit": m.limit}})
 		}
 	}
 	for _, a := range alerts {
@@ -610,8 +617,8 @@ func crossing(before, after, limit float64) string {
 
 // crossLocked updates the alert level of one metric of budget n and
 // returns the event to publish, if it rose. The caller holds s.mu.
-func (s *Service) crossLocked(n string, m [3]any) string {
-	used, limit := m[1].(float64), m[2].(float64)
+func (s *Service) crossLocked(n string, m metric) string {
+	used, limit := m.used, m.limit
 	level := 0
 	switch {
 	case used >= limit:
@@ -619,7 +626,7 @@ func (s *Service) crossLocked(n string, m [3]any) string {
 	case used >= 0.8*limit:
 		level = 1
 	}
-	k := alertKey(n, m[0].(string))
+	k := alertKey(n, m.name)
 	prev := s.alerts[k]
 	s.alerts[k] = level
 	switch {
@@ -819,7 +826,7 @@ func (s *Service) alertNow(name string) {
 		for _, m := range metrics(b.Limits, st.Used) {
 			if typ := s.crossLocked(name, m); typ != "" {
 				types = append(types, typ)
-				alerts = append(alerts, map[string]any{"budget": name, "metric": m[0], "used": m[1], "limit": m[2], "window": b.Window})
+				alerts = append(alerts, map[string]any{"budget": name, "metric": m.name, "used": m.used, "limit": m.limit, "window": b.Window})
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/backup"
 	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/fileutil"
 	"github.com/oxios/oxios/internal/version"
 )
 
@@ -308,7 +309,7 @@ func restore(ctx context.Context, home string, configPath, file string, stamp st
 	}
 	jb, _ := json.Marshal(journal{Work: work, Steps: steps})
 	jpath := filepath.Join(home, journalName)
-	if err := writeSynced(jpath, jb); err != nil {
+	if err := fileutil.WriteAtomic(jpath, jb, 0o600); err != nil {
 		os.Remove(jpath)
 		for _, st := range steps[1:] {
 			os.Remove(st.New)
@@ -320,10 +321,10 @@ func restore(ctx context.Context, home string, configPath, file string, stamp st
 		return man, nil, fmt.Errorf("the swap stopped half way (%v); it is finished by the next oxios start or restore", err)
 	}
 	for _, st := range steps {
-		syncDir(filepath.Dir(st.Live))
+		fileutil.SyncDir(filepath.Dir(st.Live))
 	}
 	os.Remove(jpath)
-	syncDir(home)
+	fileutil.SyncDir(home)
 	os.RemoveAll(work)
 	var kept []string
 	for _, st := range steps {
@@ -359,35 +360,4 @@ func stage(src, live string) (string, error) {
 		return "", err
 	}
 	return out.Name(), out.Close()
-}
-
-// writeSynced writes a file through a synced temporary file and a rename,
-// then syncs the directory: after a crash it is whole or absent.
-func writeSynced(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	syncDir(filepath.Dir(path))
-	return nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
