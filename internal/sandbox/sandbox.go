@@ -1,0 +1,255 @@
+// Package sandbox confines the programs oxios starts for agents — process
+// agents and the exec tool's programs — with the kernel: Landlock for the
+// filesystem, TCP and signals, a network namespace where the daemon may make
+// one, resource limits, no capabilities and no_new_privs. It is applied in
+// the child before exec, from a thread of the daemon that is confined alone
+// and then dies, so the daemon itself is never confined.
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Modes of a sandbox.
+const (
+	// Enforce refuses to start a program whose sandbox cannot be applied.
+	Enforce = "enforce"
+	// BestEffort applies what the kernel offers and records the rest.
+	BestEffort = "best_effort"
+	// Off starts the program unconfined.
+	Off = "off"
+)
+
+// Networks a sandbox may give.
+const (
+	NetNone     = "none"
+	NetLoopback = "loopback"
+	NetAny      = "any"
+)
+
+// Spec is the sandbox a spawn spec asks for; every omitted field keeps the
+// configured default.
+type Spec struct {
+	Mode string `json:"mode,omitempty"`
+	// Read and Write are absolute paths the program may read (and execute)
+	// or also write, besides its working directory and the system.
+	Read    []string `json:"read,omitempty"`
+	Write   []string `json:"write,omitempty"`
+	Network string   `json:"network,omitempty"`
+	Limits  Limits   `json:"limits,omitzero"`
+}
+
+// Limits are resource limits; 0 means the default (in a spec) or none (in
+// an effective sandbox).
+type Limits struct {
+	// MemoryMB caps the data segment (RLIMIT_DATA: heap and private
+	// writable mappings), in MiB.
+	MemoryMB int64 `json:"memory_mb,omitempty"`
+	// CPUSeconds caps CPU time (RLIMIT_CPU).
+	CPUSeconds int64 `json:"cpu_seconds,omitempty"`
+	// OpenFiles caps open file descriptors (RLIMIT_NOFILE).
+	OpenFiles int64 `json:"open_files,omitempty"`
+	// Processes caps processes and threads (RLIMIT_NPROC, counted per
+	// user by the kernel; oxios also stops an agent whose process group
+	// reaches it).
+	Processes int64 `json:"processes,omitempty"`
+	// FileSizeMB caps the size of a file written (RLIMIT_FSIZE), in MiB.
+	FileSizeMB int64 `json:"file_size_mb,omitempty"`
+}
+
+// InvalidError is a sandbox spec that cannot be used; Field names what.
+type InvalidError struct {
+	Field string
+	Msg   string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+
+func invalid(field, format string, a ...any) error {
+	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Validate checks s; errors name the field under prefix ("sandbox.").
+// Paths must be absolute and exist; they are cleaned in place.
+func (s *Spec) Validate(prefix string) error {
+	switch s.Mode {
+	case "", Enforce, BestEffort, Off:
+	default:
+		return invalid(prefix+"mode", "must be enforce, best_effort or off (got %q)", s.Mode)
+	}
+	switch s.Network {
+	case "", NetNone, NetLoopback, NetAny:
+	default:
+		return invalid(prefix+"network", "must be none, loopback or any (got %q)", s.Network)
+	}
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"read", s.Read}, {"write", s.Write}} {
+		if len(l.list) > 64 {
+			return invalid(prefix+l.name, "at most 64 paths (got %d)", len(l.list))
+		}
+		for i, p := range l.list {
+			field := fmt.Sprintf("%s%s[%d]", prefix, l.name, i)
+			if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+				return invalid(field, "must be an absolute path (got %q)", p)
+			}
+			if _, err := os.Stat(p); err != nil {
+				return invalid(field, "%s does not exist", p)
+			}
+			l.list[i] = filepath.Clean(p)
+		}
+	}
+	return s.Limits.validate(prefix + "limits.")
+}
+
+func (l Limits) validate(prefix string) error {
+	for _, f := range l.fields() {
+		if f.v < 0 {
+			return invalid(prefix+f.name, "must be 0 (the default) or more (got %d)", f.v)
+		}
+		if f.v > 1<<40 {
+			return invalid(prefix+f.name, "must be at most %d (got %d)", int64(1)<<40, f.v)
+		}
+	}
+	return nil
+}
+
+type limitField struct {
+	name string
+	v    int64
+}
+
+func (l Limits) fields() []limitField {
+	return []limitField{{"memory_mb", l.MemoryMB}, {"cpu_seconds", l.CPUSeconds}, {"open_files", l.OpenFiles}, {"processes", l.Processes}, {"file_size_mb", l.FileSizeMB}}
+}
+
+// Over returns l with every limit that over sets replacing l's.
+func (l Limits) Over(over Limits) Limits {
+	pick := func(a, b int64) int64 {
+		if b != 0 {
+			return b
+		}
+		return a
+	}
+	return Limits{
+		MemoryMB: pick(l.MemoryMB, over.MemoryMB), CPUSeconds: pick(l.CPUSeconds, over.CPUSeconds),
+		OpenFiles: pick(l.OpenFiles, over.OpenFiles), Processes: pick(l.Processes, over.Processes),
+		FileSizeMB: pick(l.FileSizeMB, over.FileSizeMB),
+	}
+}
+
+// Merge returns d, the defaults, with what s sets.
+func (d Spec) Merge(s Spec) Spec {
+	out := d
+	if s.Mode != "" {
+		out.Mode = s.Mode
+	}
+	if s.Network != "" {
+		out.Network = s.Network
+	}
+	out.Read = append(slices.Clone(d.Read), s.Read...)
+	out.Write = append(slices.Clone(d.Write), s.Write...)
+	out.Limits = d.Limits.Over(s.Limits)
+	return out
+}
+
+// Widening lists the fields of s that widen the sandbox beyond the
+// defaults d: a weaker mode, extra write paths, a wider network, higher or
+// lifted limits, and read paths that reach into home (the daemon's own
+// files). Giving any of them is an admin's decision.
+func Widening(d, s Spec, home string) []string {
+	var w []string
+	rank := map[string]int{Off: 0, BestEffort: 1, Enforce: 2}
+	if s.Mode != "" && rank[s.Mode] < rank[d.Mode] {
+		w = append(w, "mode")
+	}
+	if len(s.Write) > 0 {
+		w = append(w, "write")
+	}
+	netRank := map[string]int{NetNone: 0, NetLoopback: 1, NetAny: 2}
+	if s.Network != "" && netRank[s.Network] > netRank[d.Network] {
+		w = append(w, "network")
+	}
+	for i, p := range s.Read {
+		if home != "" && (within(p, home) || within(home, p)) {
+			w = append(w, fmt.Sprintf("read[%d]", i))
+		}
+	}
+	df := d.Limits.fields()
+	for i, f := range s.Limits.fields() {
+		if f.v != 0 && (df[i].v == 0 || f.v > df[i].v) {
+			w = append(w, "limits."+f.name)
+		}
+	}
+	return w
+}
+
+// within reports whether p is dir or beneath it.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// Policy is the sandbox to apply to one program.
+type Policy struct {
+	Mode string
+	// Dir is the program's working directory, read-write.
+	Dir string
+	// Tmp is its private temporary directory, read-write (created).
+	Tmp     string
+	Read    []string
+	Write   []string
+	Network string
+	Limits  Limits
+}
+
+// Effective is the sandbox a program got, as shown on its agent's record.
+type Effective struct {
+	Mode string `json:"mode"`
+	// Landlock is the Landlock ABI applied (0: none).
+	Landlock int      `json:"landlock_abi"`
+	Read     []string `json:"read"`
+	Write    []string `json:"write"`
+	Network  string   `json:"network"`
+	// NetworkBy says what enforces Network: "namespace", "landlock" (TCP
+	// only) or "" (nothing: any).
+	NetworkBy string `json:"network_by,omitempty"`
+	Limits    Limits `json:"limits"`
+	// Unenforced lists what was asked for and is not enforced, with why.
+	Unenforced []string `json:"unenforced,omitempty"`
+}
+
+// UnavailableError is a sandbox enforce mode could not apply.
+type UnavailableError struct{ Why string }
+
+func (e *UnavailableError) Error() string { return "sandbox unavailable: " + e.Why }
+
+// ErrUnavailable matches every UnavailableError.
+var ErrUnavailable = errors.New("sandbox unavailable")
+
+// Is makes errors.Is(err, ErrUnavailable) true.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// SystemRead are the directories every sandboxed program may read and
+// execute: the system's programs, libraries and configuration.
+var SystemRead = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"}
+
+// Readable reports whether dir is one a program under p may read: for
+// keeping only such entries of PATH.
+func (p Policy) Readable(dir string) bool {
+	if p.Mode == Off {
+		return true
+	}
+	for _, r := range slices.Concat(SystemRead, p.Read, p.Write, []string{p.Dir}) {
+		if r != "" && within(dir, r) {
+			return true
+		}
+	}
+	return false
+}
