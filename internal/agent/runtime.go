@@ -253,7 +253,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	if err != nil {
 		return p, err
 	}
-	env := &tools.Env{Gate: gate, AgentID: rec.ID, Spawner: rt.spawner(), State: rt.o.State}
+	env := &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: rt.spawner(), State: rt.o.State}
 	system := fmt.Sprintf(builtinSystem, gate.Workspace())
 	if spec.System != "" {
 		system += "\n\n" + spec.System

@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -103,6 +104,9 @@ func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, maxSpecBody, &spec) {
 		return
 	}
+	if !s.mayWiden(w, r, svc.Agents, spec) {
+		return
+	}
 	rec, err := svc.Agents.Spawn(r.Context(), spec)
 	if err != nil {
 		agentError(w, err)
@@ -116,7 +120,7 @@ func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r, audit.Entry{Action: "agent.spawn", Resource: "agent/" + rec.ID, Detail: detail})
 	w.Header().Set("Location", "/api/v1/agents/"+rec.ID)
-	writeJSON(w, http.StatusCreated, rec)
+	writeJSON(w, http.StatusCreated, shown(r, rec))
 }
 
 type agentList struct {
@@ -168,6 +172,9 @@ func (s *Server) agentList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	items, next := svc.Agents.List(f, limit, q.Get("cursor"))
+	for i := range items {
+		items[i] = shown(r, items[i])
+	}
 	writeJSON(w, http.StatusOK, agentList{Items: items, NextCursor: next})
 }
 
@@ -207,7 +214,7 @@ func (s *Server) agentGet(w http.ResponseWriter, r *http.Request) {
 		agentError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, shown(r, rec))
 }
 
 // agentWait answers when the agent has ended or after timeout, whichever
@@ -231,7 +238,7 @@ func (s *Server) agentWait(w http.ResponseWriter, r *http.Request) {
 		agentError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, shown(r, rec))
 }
 
 func (s *Server) agentKill(w http.ResponseWriter, r *http.Request) {
@@ -255,7 +262,7 @@ func (s *Server) agentKill(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, audit.Entry{Action: "agent.kill", Resource: "agent/" + rec.ID, Detail: map[string]any{"state": rec.State}})
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, shown(r, rec))
 }
 
 func (s *Server) agentRestart(w http.ResponseWriter, r *http.Request) {
@@ -269,7 +276,7 @@ func (s *Server) agentRestart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, audit.Entry{Action: "agent.restart", Resource: "agent/" + rec.ID})
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, shown(r, rec))
 }
 
 func (s *Server) agentDelete(w http.ResponseWriter, r *http.Request) {
@@ -436,4 +443,34 @@ func (s *sseLines) flush() error {
 	}
 	s.fl.Flush()
 	return nil
+}
+
+// mayWiden refuses, with 403 naming the field, a spec whose sandbox goes
+// beyond the configured defaults from anyone but an admin.
+func (s *Server) mayWiden(w http.ResponseWriter, r *http.Request, agents *supervisor.Supervisor, spec supervisor.Spec) bool {
+	wide := agents.Widening(spec)
+	if len(wide) == 0 || principal(r).Role >= security.Admin {
+		return true
+	}
+	writeError(w, http.StatusForbidden, fmt.Sprintf("%s: widening the sandbox beyond the configured defaults needs the admin role (%s)", wide[0], strings.Join(wide, ", ")), wide[0])
+	return false
+}
+
+// shown is rec as r's principal may see it: a viewer sees the names of
+// the spec's environment variables, not their values.
+func shown(r *http.Request, rec supervisor.Record) supervisor.Record {
+	rec.Spec = shownSpec(r, rec.Spec)
+	return rec
+}
+
+func shownSpec(r *http.Request, spec supervisor.Spec) supervisor.Spec {
+	if principal(r).Role >= security.Operator || len(spec.Env) == 0 {
+		return spec
+	}
+	env := make(map[string]string, len(spec.Env))
+	for k := range spec.Env {
+		env[k] = "(hidden)"
+	}
+	spec.Env = env
+	return spec
 }

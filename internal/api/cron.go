@@ -36,7 +36,11 @@ func (s *Server) cronList(w http.ResponseWriter, r *http.Request) {
 	if svc == nil || !checkQuery(w, r.URL.Query()) {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": svc.Cron.List()})
+	items := svc.Cron.List()
+	for i := range items {
+		items[i].Spec = shownSpec(r, items[i].Spec)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
 func (s *Server) cronGet(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +53,7 @@ func (s *Server) cronGet(w http.ResponseWriter, r *http.Request) {
 		nameError(w, err)
 		return
 	}
+	j.Spec = shownSpec(r, j.Spec)
 	writeJSON(w, http.StatusOK, j)
 }
 
@@ -59,6 +64,9 @@ func (s *Server) cronCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	var b cronBody
 	if !decodeJSON(w, r, maxSpecBody, &b) {
+		return
+	}
+	if !s.mayWiden(w, r, svc.Agents, b.Spec) {
 		return
 	}
 	d := cron.Def{Name: b.Name, Schedule: b.Schedule, Zone: b.Zone, Overlap: b.Overlap, Missed: b.Missed,

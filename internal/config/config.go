@@ -20,6 +20,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/oxios/oxios/internal/cron"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
 )
@@ -43,6 +44,8 @@ type Config struct {
 	// over the built-in table.
 	Prices map[string]Price `toml:"prices"`
 	Policy Policy           `toml:"policy"`
+	// Sandbox is how agents' programs are confined by default.
+	Sandbox Sandbox `toml:"sandbox"`
 	// Cron holds the jobs of this file, read-only through the API.
 	Cron Cron `toml:"cron"`
 }
@@ -68,12 +71,40 @@ type CronJob struct {
 
 // SpecDefaults are the agent spec defaults this config gives.
 func (c *Config) SpecDefaults() supervisor.SpecDefaults {
+	sb := c.Sandbox
+	lim := sandbox.Limits{MemoryMB: sb.Limits.MemoryMB, CPUSeconds: sb.Limits.CPUSeconds, OpenFiles: sb.Limits.OpenFiles,
+		Processes: sb.Limits.Processes, FileSizeMB: sb.Limits.FileSizeMB}
 	return supervisor.SpecDefaults{
 		StopTimeout: c.Agents.StopTimeout.Duration,
 		Model:       c.Agent.DefaultModel,
 		MaxSteps:    c.Agent.MaxSteps,
 		Timeout:     c.Agent.Timeout.Duration,
+		Sandbox:     sandbox.Spec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.Network, Limits: lim},
+		ExecSandbox: sandbox.Spec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.ExecNetwork, Limits: lim},
 	}
+}
+
+// Sandbox is the default sandbox of agents' programs (internal/sandbox).
+type Sandbox struct {
+	// Mode is enforce, best_effort or off.
+	Mode string `toml:"mode"`
+	// Network of process agents, and of the exec tool's programs.
+	Network     string `toml:"network"`
+	ExecNetwork string `toml:"exec_network"`
+	// Read and Write are absolute paths every agent's programs may read
+	// (and execute) or write, besides their own directory and the system.
+	Read   []string      `toml:"read"`
+	Write  []string      `toml:"write"`
+	Limits SandboxLimits `toml:"limits"`
+}
+
+// SandboxLimits are the default resource limits; 0 is none.
+type SandboxLimits struct {
+	MemoryMB   int64 `toml:"memory_mb"`
+	CPUSeconds int64 `toml:"cpu_seconds"`
+	OpenFiles  int64 `toml:"open_files"`
+	Processes  int64 `toml:"processes"`
+	FileSizeMB int64 `toml:"file_size_mb"`
 }
 
 // CronJobs returns the file's cron jobs, validated, by name. Errors are
@@ -279,6 +310,8 @@ func DefaultConfig() Config {
 			Network: PolicyNetwork{Allow: []string{}},
 			Ask:     []string{},
 		},
+		Sandbox: Sandbox{Mode: sandbox.Enforce, Network: sandbox.NetAny, ExecNetwork: sandbox.NetNone, Read: []string{}, Write: []string{},
+			Limits: SandboxLimits{MemoryMB: 4096, OpenFiles: 4096, Processes: 4096}},
 		Agents: Agents{
 			StopTimeout: Duration{10 * time.Second},
 			LogMaxMB:    10,
@@ -645,6 +678,9 @@ func (c *Config) validateLLM() error {
 		}
 		return &Error{Key: "policy", Msg: err.Error()}
 	}
+	if err := c.validateSandbox(); err != nil {
+		return err
+	}
 	if _, err := c.CronJobs(); err != nil {
 		return err
 	}
@@ -742,4 +778,27 @@ func (c Config) Redacted() Config {
 		}
 	}
 	return c
+}
+
+func (c *Config) validateSandbox() error {
+	d := c.SpecDefaults()
+	for _, sb := range []sandbox.Spec{d.Sandbox, d.ExecSandbox} {
+		if err := sb.Validate("sandbox."); err != nil {
+			var inv *sandbox.InvalidError
+			if errors.As(err, &inv) {
+				key, _, _ := strings.Cut(inv.Field, "[")
+				return &Error{Key: key, Msg: inv.Msg}
+			}
+			return &Error{Key: "sandbox", Msg: err.Error()}
+		}
+	}
+	if c.Sandbox.Mode == "" {
+		return &Error{Key: "sandbox.mode", Msg: "must be enforce, best_effort or off (got \"\")"}
+	}
+	for key, v := range map[string]string{"sandbox.network": c.Sandbox.Network, "sandbox.exec_network": c.Sandbox.ExecNetwork} {
+		if v == "" {
+			return &Error{Key: key, Msg: "must be none, loopback or any (got \"\")"}
+		}
+	}
+	return nil
 }

@@ -147,6 +147,35 @@ max_output_kb = 64
 # Empty: no network.
 allow = []
 
+# How every process agent and every program of the exec tool is confined
+# by the kernel (Landlock, a network namespace, rlimits, no capabilities);
+# see "Sandbox" in the README. A spec's "sandbox" narrows it; widening it
+# (mode, write, network, higher limits, paths into the oxios home) needs
+# the admin role.
+[sandbox]
+# enforce: an agent whose sandbox cannot be applied does not start;
+# best_effort: apply what the kernel offers and record the rest; off.
+mode = "enforce"
+# Network of process agents, and of exec-tool programs: none, loopback
+# (a private loopback only) or any.
+network = "any"
+exec_network = "none"
+# Absolute paths every agent's programs may also read (and execute), or
+# also write. The system directories (/usr, /bin, /lib*, /etc, /opt) are
+# always readable; an agent always writes its own directory.
+read = []
+write = []
+
+[sandbox.limits]
+# 0 is no limit. memory_mb caps the data segment (RLIMIT_DATA);
+# processes counts tasks (RLIMIT_NPROC, and oxios stops an agent whose
+# process group reaches it).
+memory_mb = 4096
+cpu_seconds = 0
+open_files = 4096
+processes = 4096
+file_size_mb = 0
+
 # Cron jobs: each firing spawns the agent spec given (the keys of
 # POST /api/v1/agents). Schedules are 5-field cron expressions, @hourly,
 # @daily, ... or "@every 30s"; zone is an IANA name (default: local time).

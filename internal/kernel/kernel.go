@@ -423,6 +423,8 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					LogMaxSize:    int64(cfg.Agents.LogMaxMB) << 20,
 					LogMaxFiles:   cfg.Agents.LogMaxFiles,
 					URL:           daemon.URL(k.opts.Listen),
+					Home:          k.opts.Home.Dir,
+					SecretsDir:    k.opts.Home.SecretsDir(),
 					Defaults:      cfg.SpecDefaults(),
 					LLM:           llm,
 					Budgets:       budgets,

@@ -12,12 +12,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/oxios/oxios/internal/logfile"
+	"github.com/oxios/oxios/internal/sandbox"
 )
 
 // Spec says what to run.
@@ -32,12 +34,16 @@ type Spec struct {
 	LogPath     string
 	LogMaxSize  int64
 	LogMaxFiles int
+	// Sandbox confines the process (see internal/sandbox); nil: none.
+	Sandbox *sandbox.Policy
 }
 
 // Exit is how a process ended: an exit code, or the signal that killed it.
 type Exit struct {
 	Code   *int   `json:"exit_code"`
 	Signal string `json:"signal,omitempty"`
+	// Limit names the sandbox limit the process ran into, if any.
+	Limit string `json:"-"`
 }
 
 // Success reports a zero exit code.
@@ -57,12 +63,18 @@ type Process struct {
 	// StartTime identifies this process among all that will ever have PID:
 	// the kernel's start time of the process (see StartTime).
 	StartTime uint64
+	// Sandbox is the sandbox the process got.
+	Sandbox sandbox.Effective
 
 	cmd    *exec.Cmd
 	done   chan struct{}
 	exit   Exit
 	copied chan struct{}
 	log    *logfile.File
+	limits sandbox.Limits
+	// overLimit is set when the process group reached its process limit.
+	overLimit atomic.Bool
+	stopWatch func()
 }
 
 // Start starts the process in a new process group.
@@ -88,15 +100,28 @@ func Start(s Spec) (*Process, error) {
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = pw, pw // one pipe: lines interleave, never clobber
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	var eff sandbox.Effective
+	if s.Sandbox != nil {
+		eff, err = sandbox.Start(cmd, *s.Sandbox)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		pr.Close()
 		pw.Close()
 		log.Close()
 		return nil, err
 	}
 	pw.Close() // the child has its copy
-	p := &Process{PID: cmd.Process.Pid, cmd: cmd, done: make(chan struct{}), copied: make(chan struct{}), log: log}
+	p := &Process{PID: cmd.Process.Pid, Sandbox: eff, cmd: cmd, done: make(chan struct{}), copied: make(chan struct{}), log: log, limits: eff.Limits}
 	p.StartTime, _ = StartTime(p.PID)
+	p.stopWatch = func() {}
+	if n := eff.Limits.Processes; n > 0 {
+		p.stopWatch = watchGroup(p.PID, n, func() {
+			p.overLimit.Store(true)
+			syscall.Kill(-p.PID, syscall.SIGKILL)
+		})
+	}
 	go func() {
 		defer close(p.copied)
 		// A small buffer: a thousand agents must not cost 32 MB of copy
@@ -131,6 +156,12 @@ func (p *Process) wait() {
 	// What the process left in its group dies with it, so no orphan outlives
 	// its agent. The group id cannot have been reused: members still hold it.
 	syscall.Kill(-p.PID, syscall.SIGKILL)
+	p.stopWatch()
+	if p.overLimit.Load() {
+		p.exit.Limit = sandbox.ProcessLimitReason(p.limits.Processes)
+	} else {
+		p.exit.Limit = sandbox.LimitReason(p.cmd.ProcessState, p.limits)
+	}
 	go func() { <-p.copied; p.log.Close() }()
 	close(p.done)
 }

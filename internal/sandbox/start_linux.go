@@ -35,7 +35,7 @@ type Kernel struct {
 	Root bool `json:"root"`
 	// Cgroup says why cgroup v2 limits are not used ("" never: oxios
 	// does not manage cgroups yet).
-	Cgroup string `json:"cgroup"`
+	Cgroup  string `json:"cgroup"`
 	lastCap int
 }
 
@@ -121,8 +121,8 @@ func probeLimits() (bool, string) {
 
 func cgroupStatus() string {
 	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil || !strings.HasPrefix(string(b), "0::") {
-		return "cgroup v2 is not mounted for this daemon; limits are rlimits only"
+	if err != nil || !strings.HasPrefix(string(b), "0::") && !strings.Contains(string(b), "\n0::") {
+		return "cgroup v2 is not in use for this daemon; limits are rlimits only"
 	}
 	return "cgroup v2 is not delegated to oxios (oxios does not manage cgroups); limits are rlimits only"
 }
@@ -446,8 +446,11 @@ func release(pid int, lims []rlimit) error {
 		if err := unix.Prlimit(pid, l.res, nil, &cur); err != nil {
 			return err
 		}
-		v := min(l.v, cur.Max) // never above what the daemon itself has
-		if err := unix.Prlimit(pid, l.res, &unix.Rlimit{Cur: v, Max: v}, nil); err != nil {
+		v, hard := min(l.v, cur.Max), min(l.v, cur.Max) // never above what the daemon itself has
+		if l.res == unix.RLIMIT_CPU && hard < cur.Max {
+			hard++ // SIGXCPU at the limit, SIGKILL a second later if ignored
+		}
+		if err := unix.Prlimit(pid, l.res, &unix.Rlimit{Cur: v, Max: hard}, nil); err != nil {
 			return err
 		}
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/tools"
 )
@@ -99,6 +101,13 @@ func (s *Supervisor) startLLM(a *agent, resume bool) (task, error) {
 		if err := os.MkdirAll(a.rec.Spec.Dir, 0o700); err != nil {
 			return nil, errors.New("cannot create the workspace: " + err.Error())
 		}
+	}
+	// Its exec-tool programs run in its sandbox: one that cannot be applied
+	// in enforce mode fails the agent now, not at its first exec.
+	eff, err := sandbox.Prepare(a.rec.Spec.SandboxPolicy(filepath.Join(a.rec.Spec.Dir, ".tmp")))
+	a.rec.Sandbox = &eff
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &llmTask{cancel: cancel, done: make(chan struct{})}
@@ -199,7 +208,7 @@ func (s *Supervisor) SpawnSub(ctx context.Context, parentID, goal, name, model s
 	s.o.Scheduler.Release(parentID)
 	defer s.o.Scheduler.Reacquire(ctx, parentID, prio, true)
 	child, err := s.Spawn(ctx, Spec{Kind: KindLLM, Name: name, Goal: goal, Model: model, Dir: parent.Spec.Dir,
-		Policy: parent.Spec.Policy, Priority: parent.Spec.Priority, Parent: parentID, Labels: labels})
+		Policy: parent.Spec.Policy, Sandbox: parent.Spec.Sandbox, Priority: parent.Spec.Priority, Parent: parentID, Labels: labels})
 	if err != nil {
 		return "", err
 	}

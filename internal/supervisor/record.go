@@ -1,6 +1,10 @@
 package supervisor
 
-import "time"
+import (
+	"time"
+
+	"github.com/oxios/oxios/internal/sandbox"
+)
 
 // State is where an agent is in its lifecycle (see DESIGN.md).
 type State string
@@ -76,6 +80,10 @@ type Record struct {
 	// DefaultDir is set when Spec.Dir is the agent's own workspace, which
 	// is deleted with the record.
 	DefaultDir bool `json:"default_dir,omitempty"`
+	// Sandbox is the sandbox the agent's process (for an llm agent, its
+	// exec-tool programs) got at its latest start, and what of its spec's
+	// sandbox could not be enforced.
+	Sandbox *sandbox.Effective `json:"sandbox,omitempty"`
 }
 
 // ToolCall is one tool call of a language-model agent, as recorded.

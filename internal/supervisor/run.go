@@ -13,6 +13,7 @@ import (
 
 	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
@@ -43,6 +44,9 @@ func (s *Supervisor) run(a *agent, reason string) {
 		}
 		c, exit := s.supervise(a, t)
 		why, final := exit.String(), false
+		if exit.Limit != "" {
+			why = exit.Limit
+		}
 		if lt, isLLM := t.(*llmTask); isLLM {
 			why = lt.reason()
 			// A budget limit is not cured by running again.
@@ -257,8 +261,8 @@ func (s *Supervisor) launch(a *agent, reason string) (task, bool) {
 	return t, true
 }
 
-// startProcess starts the process of a's spec. Its errors read as the
-// reason the agent failed.
+// startProcess starts the process of a's spec, in its sandbox. Its errors
+// read as the reason the agent failed. The caller holds a.mu.
 func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 	spec := a.rec.Spec
 	if a.rec.DefaultDir {
@@ -266,7 +270,11 @@ func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 			return nil, errors.New("cannot create the workspace: " + err.Error())
 		}
 	}
-	env := s.environ(a.rec)
+	pol := spec.SandboxPolicy(filepath.Join(s.o.WorkspacesDir, a.id, ".tmp"))
+	env, err := s.environ(a.rec, pol)
+	if err != nil {
+		return nil, err
+	}
 	path, err := lookPath(spec.Command, spec.Dir, env)
 	if err != nil {
 		return nil, err
@@ -274,25 +282,61 @@ func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 	p, err := proc.Start(proc.Spec{
 		Command: path, Args: spec.Args, Env: env, Dir: spec.Dir,
 		LogPath: s.LogPath(a.id), LogMaxSize: s.o.LogMaxSize, LogMaxFiles: s.o.LogMaxFiles,
+		Sandbox: &pol,
 	})
 	if err != nil {
 		var pe *fs.PathError
-		if errors.As(err, &pe) && errors.Is(pe.Err, syscall.EACCES) {
-			return nil, errors.New("cannot execute " + spec.Command + ": permission denied")
+		var ue *sandbox.UnavailableError
+		switch {
+		case errors.As(err, &ue):
+			eff, _ := sandbox.Prepare(pol)
+			a.rec.Sandbox = &eff
+			return nil, ue
+		case errors.As(err, &pe) && errors.Is(pe.Err, syscall.EACCES):
+			return nil, errors.New("cannot execute " + spec.Command + ": permission denied (outside the sandbox? give its directory in sandbox.read)")
 		}
 		return nil, errors.New("cannot start " + spec.Command + ": " + err.Error())
 	}
+	a.rec.Sandbox = &p.Sandbox
 	return p, nil
 }
 
-// environ is an agent's whole environment: PATH, HOME and LANG of the
-// daemon, the spec's variables over them, and OXIOS_AGENT_ID and OXIOS_URL.
-// Nothing else of the daemon's environment reaches an agent.
-func (s *Supervisor) environ(r Record) []string {
+// SandboxPolicy is the sandbox of s's programs, with tmp as their private
+// temporary directory.
+func (s Spec) SandboxPolicy(tmp string) sandbox.Policy {
+	sb := sandbox.Spec{Mode: sandbox.Enforce, Network: sandbox.NetAny}
+	if s.Sandbox != nil {
+		sb = *s.Sandbox
+	}
+	if sb.Mode == sandbox.Off {
+		return sandbox.Policy{Mode: sandbox.Off}
+	}
+	return sandbox.Policy{Mode: sb.Mode, Dir: s.Dir, Tmp: tmp, Read: sb.Read, Write: sb.Write, Network: sb.Network, Limits: sb.Limits}
+}
+
+// environ is an agent's whole environment: PATH (only the directories
+// its sandbox may read), HOME (its working directory when sandboxed, the
+// daemon's otherwise), LANG, TMPDIR, TMP and TEMP (its private temporary
+// directory), the spec's variables over them, its secret variables, and
+// OXIOS_AGENT_ID and OXIOS_URL (no credential). Nothing else of the
+// daemon's environment reaches an agent.
+func (s *Supervisor) environ(r Record, pol sandbox.Policy) ([]string, error) {
+	var path []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if d != "" && pol.Readable(d) {
+			path = append(path, d)
+		}
+	}
 	vars := map[string]string{
-		"PATH": os.Getenv("PATH"),
+		"PATH": strings.Join(path, ":"),
 		"HOME": os.Getenv("HOME"),
 		"LANG": os.Getenv("LANG"),
+	}
+	if pol.Mode != sandbox.Off {
+		vars["HOME"] = r.Spec.Dir
+		for _, k := range []string{"TMPDIR", "TMP", "TEMP"} {
+			vars[k] = pol.Tmp
+		}
 	}
 	if vars["PATH"] == "" {
 		vars["PATH"] = "/usr/local/bin:/usr/bin:/bin"
@@ -301,6 +345,13 @@ func (s *Supervisor) environ(r Record) []string {
 		vars["LANG"] = "C.UTF-8"
 	}
 	for k, v := range r.Spec.Env {
+		vars[k] = v
+	}
+	for _, k := range r.Spec.SecretEnv {
+		v, err := s.secret(k)
+		if err != nil {
+			return nil, err
+		}
 		vars[k] = v
 	}
 	vars["OXIOS_AGENT_ID"] = r.ID
@@ -312,7 +363,19 @@ func (s *Supervisor) environ(r Record) []string {
 		}
 	}
 	slices.Sort(env)
-	return env
+	return env, nil
+}
+
+// secret reads the value of secret variable name from secrets/env/name.
+func (s *Supervisor) secret(name string) (string, error) {
+	if s.o.SecretsDir == "" {
+		return "", errors.New("secret_env " + name + ": this daemon has no secrets directory")
+	}
+	b, err := os.ReadFile(filepath.Join(s.o.SecretsDir, "env", name))
+	if err != nil {
+		return "", errors.New("secret_env " + name + ": cannot read secrets/env/" + name + " (create it, mode 0600)")
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // lookPath finds command the way the agent's own PATH would, not the

@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/tools"
 )
@@ -22,7 +24,10 @@ type Spec struct {
 	Command  string            `json:"command,omitempty"`
 	Args     []string          `json:"args,omitempty"`
 	Env      map[string]string `json:"env,omitempty"`
-	Dir      string            `json:"dir"`
+	// SecretEnv names variables whose values are read, at each start, from
+	// secrets/env/NAME; they are never stored, shown or logged.
+	SecretEnv []string `json:"secret_env,omitempty"`
+	Dir       string   `json:"dir"`
 	Priority string            `json:"priority"`
 	Labels   map[string]string `json:"labels,omitempty"`
 	Restart  Restart           `json:"restart"`
@@ -47,6 +52,10 @@ type Spec struct {
 	// Budget caps what one run of an llm agent uses, and says what the
 	// agent does when a budget it is under is exhausted when it would start.
 	Budget *SpecBudget `json:"budget,omitempty"`
+	// Sandbox confines a process agent, or an llm agent's exec-tool
+	// programs; omitted fields keep the configured defaults, which
+	// Normalize fills in.
+	Sandbox *sandbox.Spec `json:"sandbox,omitempty"`
 }
 
 // SpecBudget is an llm agent's own budget. Zero limits are none.
@@ -133,6 +142,18 @@ type SpecDefaults struct {
 	Model    string
 	MaxSteps int
 	Timeout  time.Duration
+	// Sandbox is the default sandbox of process agents; ExecSandbox that
+	// of an llm agent's exec-tool programs.
+	Sandbox     sandbox.Spec
+	ExecSandbox sandbox.Spec
+}
+
+// SandboxDefaults returns the configured sandbox of an agent of kind.
+func (d SpecDefaults) SandboxDefaults(kind string) sandbox.Spec {
+	if kind == KindLLM {
+		return d.ExecSandbox
+	}
+	return d.Sandbox
 }
 
 // Normalize validates s and fills its defaults. Errors are *InvalidError.
@@ -246,6 +267,38 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 			}
 		}
 	}
+	seen := map[string]bool{}
+	for i, k := range s.SecretEnv {
+		field := fmt.Sprintf("secret_env[%d]", i)
+		if !envKeyRe.MatchString(k) {
+			return invalid(field, "is not a valid variable name (got %q)", k)
+		}
+		if _, dup := s.Env[k]; dup || seen[k] || slices.Contains(reservedEnv, k) {
+			return invalid(field, "%s is given twice or is set by oxios", k)
+		}
+		seen[k] = true
+	}
+	sb := d.SandboxDefaults(s.Kind)
+	if s.Sandbox != nil {
+		if err := s.Sandbox.Validate("sandbox."); err != nil {
+			var inv *sandbox.InvalidError
+			if errors.As(err, &inv) {
+				return invalid(inv.Field, "%s", inv.Msg)
+			}
+			return err
+		}
+		sb = sb.Merge(*s.Sandbox)
+	}
+	if sb.Mode == "" {
+		sb.Mode = sandbox.Enforce
+	}
+	if sb.Network == "" {
+		sb.Network = sandbox.NetAny
+		if s.Kind == KindLLM {
+			sb.Network = sandbox.NetNone
+		}
+	}
+	s.Sandbox = &sb
 	if s.Dir != "" {
 		if !filepath.IsAbs(s.Dir) {
 			return invalid("dir", "must be an absolute path (got %q)", s.Dir)
@@ -368,4 +421,21 @@ func defaultName(command string) string {
 		name = "agent"
 	}
 	return name
+}
+
+// Widening lists the fields of spec's sandbox (as "sandbox.write") that
+// widen it beyond the configured defaults: an admin's decision.
+func (s *Supervisor) Widening(spec Spec) []string {
+	if spec.Sandbox == nil {
+		return nil
+	}
+	kind := spec.Kind
+	if kind == "" {
+		kind = KindProcess
+	}
+	var out []string
+	for _, f := range sandbox.Widening(s.o.Defaults.SandboxDefaults(kind), *spec.Sandbox, s.o.Home) {
+		out = append(out, "sandbox."+f)
+	}
+	return out
 }

@@ -57,7 +57,12 @@ type Options struct {
 	LogMaxSize  int64
 	LogMaxFiles int
 	// URL is the daemon's API URL, given to agents as OXIOS_URL.
-	URL      string
+	URL string
+	// Home is the daemon's home: no sandbox reaches into it but for an
+	// agent's own workspace, unless an admin widens it.
+	Home string
+	// SecretsDir holds env/NAME, the values of secret variables.
+	SecretsDir string
 	Defaults SpecDefaults
 	// Retain ended agents, at most this many and none older than RetainFor.
 	Retain    int

@@ -21,6 +21,7 @@ import (
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
@@ -362,8 +363,28 @@ func TestEnvironmentAndLog(t *testing.T) {
 		k, _, _ := strings.Cut(line, "=")
 		keys = append(keys, k)
 	}
-	if got := strings.Join(keys, ","); got != "HOME,LANG,MODE,OXIOS_AGENT_ID,OXIOS_URL,PATH" && got != "LANG,MODE,OXIOS_AGENT_ID,OXIOS_URL,PATH" {
+	if got := strings.Join(keys, ","); got != "HOME,LANG,MODE,OXIOS_AGENT_ID,OXIOS_URL,PATH,TEMP,TMP,TMPDIR" {
 		t.Fatalf("environment keys %s\n%s", got, b)
+	}
+	// Sandboxed: HOME is its own directory, its temporary directory is
+	// private, and PATH keeps only what the sandbox lets it read.
+	tmp := filepath.Join(filepath.Dir(r.Spec.Dir), r.ID, ".tmp")
+	for _, want := range []string{"HOME=" + r.Spec.Dir + "\n", "TMPDIR=" + tmp + "\n", "TMP=" + tmp + "\n", "TEMP=" + tmp + "\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("no %q in\n%s", want, b)
+		}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "PATH="); ok {
+			for _, d := range filepath.SplitList(p) {
+				if !r.Spec.SandboxPolicy("").Readable(d) {
+					t.Errorf("PATH holds %s, which the sandbox cannot read", d)
+				}
+			}
+		}
+	}
+	if r.Sandbox == nil || r.Sandbox.Mode != "enforce" || r.Sandbox.Landlock == 0 && sandbox.Probe().Landlock > 0 {
+		t.Errorf("record's sandbox: %+v", r.Sandbox)
 	}
 	if !strings.Contains(string(b), "OXIOS_AGENT_ID="+r.ID) || !strings.Contains(string(b), "MODE=fast") {
 		t.Fatalf("log:\n%s", b)

@@ -9,11 +9,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/oxios/oxios/internal/sandbox"
 )
 
 // capped keeps the first max bytes written to it and counts the rest.
@@ -48,12 +51,18 @@ func (c *capped) String() string {
 	return s
 }
 
-func lookPath(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("%s: program not found on PATH", name)
+// lookPath finds name on path (a PATH value).
+func lookPath(name, path string) (string, error) {
+	for _, d := range filepath.SplitList(path) {
+		if d == "" || !filepath.IsAbs(d) {
+			continue
+		}
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
 	}
-	return p, nil
+	return "", fmt.Errorf("%s: program not found on PATH", name)
 }
 
 func (g *Gate) execTimeout() time.Duration {
@@ -73,7 +82,7 @@ func (g *Gate) maxOutput() int {
 // execTool runs an allowed program in the workspace, in its own process
 // group, with only the allowed environment; at the timeout (or when ctx
 // ends) the whole group is killed.
-func execTool(ctx context.Context, g *Gate, agentID, command string, args []string, shell bool, env map[string]string) (string, error) {
+func execTool(ctx context.Context, g *Gate, sb sandbox.Policy, agentID, command string, args []string, shell bool, env map[string]string) (string, error) {
 	if command == "" {
 		return "", errors.New("command is required")
 	}
@@ -84,7 +93,7 @@ func execTool(ctx context.Context, g *Gate, agentID, command string, args []stri
 		}
 		path, args = "/bin/sh", []string{"-c", strings.Join(append([]string{command}, args...), " ")}
 	} else {
-		p, err := g.Program(command)
+		p, err := g.Program(command, sandboxPath(sb))
 		if err != nil {
 			return "", err
 		}
@@ -94,8 +103,14 @@ func execTool(ctx context.Context, g *Gate, agentID, command string, args []stri
 		path = p
 	}
 	// OXIOS_AGENT_ID marks the program as the agent's: if the daemon dies
-	// while it runs, the next boot finds and stops it.
-	vars := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.Workspace(), "LANG=C.UTF-8", "OXIOS_AGENT_ID=" + agentID}
+	// while it runs, the next boot finds and stops it. git reads no
+	// configuration but the repository's own (which runs, if at all,
+	// inside the sandbox).
+	vars := []string{"PATH=" + sandboxPath(sb), "HOME=" + g.Workspace(), "LANG=C.UTF-8", "OXIOS_AGENT_ID=" + agentID,
+		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null"}
+	if sb.Mode != sandbox.Off {
+		vars = append(vars, "TMPDIR="+sb.Tmp, "TMP="+sb.Tmp, "TEMP="+sb.Tmp)
+	}
 	for k := range env {
 		if !slices.Contains(g.exec.Env, k) {
 			return "", &Denied{Tool: "exec", Rule: "exec", Target: k, Reason: fmt.Sprintf("environment variable %s is not allowed (allowed: %s)", k, strings.Join(g.exec.Env, ", "))}
@@ -114,7 +129,11 @@ func execTool(ctx context.Context, g *Gate, agentID, command string, args []stri
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = g.Workspace(), vars, out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = time.Second // a grandchild holding the output must not hold us
-	if err := cmd.Start(); err != nil {
+	if _, err := sandbox.Start(cmd, sb); err != nil {
+		var ue *sandbox.UnavailableError
+		if errors.As(err, &ue) {
+			return "", ue
+		}
 		return "", fmt.Errorf("cannot run %s: %v", command, errors.Unwrap(err))
 	}
 	pgid := cmd.Process.Pid
@@ -144,7 +163,26 @@ func execTool(ctx context.Context, g *Gate, agentID, command string, args []stri
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	}
-	return fmt.Sprintf("exit code %d\n%s", code, out.String()), nil
+	status := fmt.Sprintf("exit code %d", code)
+	if why := sandbox.LimitReason(cmd.ProcessState, sb.Limits); why != "" {
+		status += " (" + why + ")"
+	}
+	return status + "\n" + out.String(), nil
+}
+
+// sandboxPath is the daemon's PATH without the directories the sandbox
+// does not let a program read.
+func sandboxPath(sb sandbox.Policy) string {
+	var keep []string
+	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
+		if d != "" && sb.Readable(d) {
+			keep = append(keep, d)
+		}
+	}
+	if len(keep) == 0 {
+		return "/usr/local/bin:/usr/bin:/bin"
+	}
+	return strings.Join(keep, ":")
 }
 
 // httpFetch fetches an allowed URL; redirects are checked against the

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/bmatcuk/doublestar/v4"
 )
@@ -244,11 +245,9 @@ func (g *Gate) Path(tool, p string) (string, error) {
 			return real, nil
 		}
 	}
-	where := "outside the workspace"
-	if real != abs {
-		where = "outside the workspace (it resolves to " + real + ")"
-	}
-	return "", &Denied{Tool: tool, Rule: "paths", Target: p, Reason: fmt.Sprintf("%s is %s; allowed: %s", p, where, strings.Join(g.allow, ", "))}
+	// Where it resolves to is not said: outside the workspace, that would
+	// tell the model about the daemon (its PID, through /proc/self).
+	return "", &Denied{Tool: tool, Rule: "paths", Target: p, Reason: fmt.Sprintf("%s is outside the workspace; allowed: %s", p, strings.Join(g.allow, ", "))}
 }
 
 func matchPath(pat, p string) bool {
@@ -266,7 +265,7 @@ func matchPath(pat, p string) bool {
 // Program checks that the exec tool may run command and returns the path
 // to run. A bare name is found on PATH and allowed by name; a path is
 // allowed only by an absolute entry naming exactly that file.
-func (g *Gate) Program(command string) (string, error) {
+func (g *Gate) Program(command, path string) (string, error) {
 	deny := func(reason string) error {
 		return &Denied{Tool: "exec", Rule: "exec", Target: command, Reason: reason}
 	}
@@ -277,7 +276,7 @@ func (g *Gate) Program(command string) (string, error) {
 		if !slices.Contains(g.exec.Allow, command) {
 			return "", deny(fmt.Sprintf("%s is not an allowed program (allowed: %s)", command, strings.Join(g.exec.Allow, ", ")))
 		}
-		p, err := lookPath(command)
+		p, err := lookPath(command, path)
 		if err != nil {
 			return "", err
 		}
@@ -310,27 +309,48 @@ func (g *Gate) Shell() error {
 	return nil
 }
 
-// Args checks the path-like arguments of a program (those with a '/',
-// or the value of a --flag=value that has one) against the path rules, so
-// an allowed program cannot be pointed at files the agent may not touch.
+// Args checks the path-like parts of a program's arguments against the
+// path rules, so an allowed program is not pointed at files the agent may
+// not touch: the argument itself, the value joined to a short option
+// ("-C/x", "-t/x"), and every word of it that looks like a path ("..",
+// "../x", "/x" inside "alias.x=!cat /x"). It is a first filter only: the
+// sandbox is the boundary.
 func (g *Gate) Args(args []string) error {
 	for _, a := range args {
-		v := a
-		if strings.HasPrefix(v, "-") {
-			_, after, ok := strings.Cut(v, "=")
-			if !ok {
-				continue
+		for _, v := range pathWords(a) {
+			if _, err := g.Path("exec", v); err != nil {
+				return err
 			}
-			v = after
-		}
-		if !strings.Contains(v, "/") || strings.Contains(v, "://") {
-			continue
-		}
-		if _, err := g.Path("exec", v); err != nil {
-			return err
 		}
 	}
 	return nil
+}
+
+// pathWords returns the parts of arg that could name a path.
+func pathWords(arg string) []string {
+	var out []string
+	add := func(v string) {
+		if v == "" || strings.Contains(v, "://") || slices.Contains(out, v) {
+			return
+		}
+		if v == ".." || strings.Contains(v, "/") {
+			out = append(out, v)
+		}
+	}
+	if !strings.HasPrefix(arg, "-") {
+		add(arg)
+	} else if len(arg) > 2 && arg[1] != '-' {
+		add(arg[2:]) // -C/x
+	}
+	for _, w := range strings.FieldsFunc(arg, func(r rune) bool {
+		return unicode.IsSpace(r) || strings.ContainsRune("=:,;'\"!`()<>|&$", r)
+	}) {
+		if strings.HasPrefix(w, "-") && len(w) > 2 && w[1] != '-' {
+			w = w[2:]
+		}
+		add(w)
+	}
+	return out
 }
 
 // Host checks that http_fetch may reach u.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/bmatcuk/doublestar/v4"
 
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/store"
 )
 
@@ -58,12 +59,28 @@ type State interface {
 
 // Env is what tools work with for one agent.
 type Env struct {
-	Gate    *Gate
+	Gate *Gate
+	// Sandbox confines the exec tool's programs; its Dir and Tmp are set
+	// from the workspace. The zero value is the strictest sandbox.
+	Sandbox sandbox.Policy
 	AgentID string
 	Spawner Spawner
 	State   State
 	// Approved is set for a call a human has approved.
 	Approved bool
+}
+
+// sandbox is the exec tool's sandbox, in the workspace.
+func (e *Env) sandbox() sandbox.Policy {
+	sb := e.Sandbox
+	if sb.Mode == "" {
+		sb = sandbox.Policy{Mode: sandbox.Enforce, Network: sandbox.NetNone}
+	}
+	if sb.Mode != sandbox.Off {
+		sb.Dir = e.Gate.Workspace()
+		sb.Tmp = filepath.Join(sb.Dir, ".tmp")
+	}
+	return sb
 }
 
 // Result limits, so one call cannot flood the model's context.
@@ -156,7 +173,7 @@ func Call(ctx context.Context, env *Env, name string, args json.RawMessage) (str
 	case "grep":
 		return grep(ctx, env.Gate, a.Pattern, a.Path, a.Glob)
 	case "exec":
-		return execTool(ctx, env.Gate, env.AgentID, a.Command, a.Args, a.Shell, a.Env)
+		return execTool(ctx, env.Gate, env.sandbox(), env.AgentID, a.Command, a.Args, a.Shell, a.Env)
 	case "http_fetch":
 		return httpFetch(ctx, env.Gate, a.URL, a.Method, a.Body)
 	case "spawn_agent":
