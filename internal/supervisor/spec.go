@@ -19,18 +19,18 @@ import (
 // Spec says what an agent is. Durations are Go duration strings ("10s");
 // Defaults fills every omitted field, and the record keeps the result.
 type Spec struct {
-	Kind     string            `json:"kind"`
-	Name     string            `json:"name"`
-	Command  string            `json:"command,omitempty"`
-	Args     []string          `json:"args,omitempty"`
-	Env      map[string]string `json:"env,omitempty"`
+	Kind    string            `json:"kind"`
+	Name    string            `json:"name"`
+	Command string            `json:"command,omitempty"`
+	Args    []string          `json:"args,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
 	// SecretEnv names variables whose values are read, at each start, from
 	// secrets/env/NAME; they are never stored, shown or logged.
-	SecretEnv []string `json:"secret_env,omitempty"`
-	Dir       string   `json:"dir"`
-	Priority string            `json:"priority"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Restart  Restart           `json:"restart"`
+	SecretEnv []string          `json:"secret_env,omitempty"`
+	Dir       string            `json:"dir"`
+	Priority  string            `json:"priority"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Restart   Restart           `json:"restart"`
 	// StopSignal is sent to the process group on kill, before SIGKILL.
 	StopSignal string `json:"stop_signal"`
 	// StopTimeout is the grace between StopSignal and SIGKILL.

@@ -63,7 +63,7 @@ type Options struct {
 	Home string
 	// SecretsDir holds env/NAME, the values of secret variables.
 	SecretsDir string
-	Defaults SpecDefaults
+	Defaults   SpecDefaults
 	// Retain ended agents, at most this many and none older than RetainFor.
 	Retain    int
 	RetainFor time.Duration
