@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/supervisor"
 )
@@ -64,7 +65,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 	}
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var sbe *sandbox.InvalidError
 	switch {
+	case errors.As(err, &sbe):
+		writeError(w, http.StatusBadRequest, sbe.Error(), sbe.Field)
 	case errors.As(err, &te):
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s: must be %s (got %s)", te.Field, jsonKind(te.Type.Kind().String()), te.Value), te.Field)
 	case errors.As(err, &se):

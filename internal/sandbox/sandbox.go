@@ -7,6 +7,8 @@
 package sandbox
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -72,6 +74,52 @@ func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
 
 func invalid(field, format string, a ...any) error {
 	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// UnmarshalJSON decodes s strictly: an unknown key is an *InvalidError
+// naming it ("sandbox.colour").
+func (s *Spec) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Mode    string          `json:"mode"`
+		Read    []string        `json:"read"`
+		Write   []string        `json:"write"`
+		Network string          `json:"network"`
+		Limits  json.RawMessage `json:"limits"`
+	}
+	if err := strictJSON(b, &v, "sandbox."); err != nil {
+		return err
+	}
+	var l Limits
+	if len(v.Limits) > 0 && string(v.Limits) != "null" {
+		if err := strictJSON(v.Limits, &l, "sandbox.limits."); err != nil {
+			return err
+		}
+	}
+	*s = Spec{Mode: v.Mode, Read: v.Read, Write: v.Write, Network: v.Network, Limits: l}
+	return nil
+}
+
+func strictJSON(b []byte, v any, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return invalid(prefix+name, "unknown field (fields: %s)", known[prefix])
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return invalid(prefix+te.Field, "must be %s (got %s)", te.Type.Kind(), te.Value)
+	}
+	return invalid(strings.TrimSuffix(prefix, "."), "%v", err)
+}
+
+var known = map[string]string{
+	"sandbox.":        "mode, read, write, network, limits",
+	"sandbox.limits.": "memory_mb, cpu_seconds, open_files, processes, file_size_mb",
 }
 
 // Validate checks s; errors name the field under prefix ("sandbox.").
@@ -183,7 +231,7 @@ func Widening(d, s Spec, home string) []string {
 	}
 	df := d.Limits.fields()
 	for i, f := range s.Limits.fields() {
-		if f.v != 0 && (df[i].v == 0 || f.v > df[i].v) {
+		if df[i].v != 0 && f.v > df[i].v { // 0 in the defaults is none: any value narrows it
 			w = append(w, "limits."+f.name)
 		}
 	}
@@ -248,6 +296,17 @@ func (p Policy) Readable(dir string) bool {
 	}
 	for _, r := range slices.Concat(SystemRead, p.Read, p.Write, []string{p.Dir}) {
 		if r != "" && within(dir, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// SystemReadable reports whether path is in the system directories every
+// sandboxed program may read.
+func SystemReadable(path string) bool {
+	for _, d := range SystemRead {
+		if within(path, d) {
 			return true
 		}
 	}

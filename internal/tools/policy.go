@@ -330,7 +330,7 @@ func (g *Gate) Args(args []string) error {
 func pathWords(arg string) []string {
 	var out []string
 	add := func(v string) {
-		if v == "" || strings.Contains(v, "://") || slices.Contains(out, v) {
+		if v == "" || v == "/dev/null" || strings.Contains(v, "://") || slices.Contains(out, v) {
 			return
 		}
 		if v == ".." || strings.Contains(v, "/") {
