@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -82,11 +83,44 @@ type ProviderError struct {
 	Message  string
 }
 
+// Error is scrubbed of anything that looks like a credential: it becomes
+// an agent's reason, an event and a log line.
 func (e *ProviderError) Error() string {
+	msg := Scrub(e.Message)
 	if e.Status > 0 {
-		return fmt.Sprintf("provider %s: HTTP %d: %s", e.Provider, e.Status, e.Message)
+		return fmt.Sprintf("provider %s: HTTP %d: %s", e.Provider, e.Status, msg)
 	}
-	return fmt.Sprintf("provider %s: %s", e.Provider, e.Message)
+	return fmt.Sprintf("provider %s: %s", e.Provider, msg)
+}
+
+// credentialRe matches what looks like a credential in a message: bearer
+// and basic authorizations, provider keys (sk-..., sk-ant-...), oxios
+// tokens, and key=value pairs whose key says what they are.
+var credentialRe = regexp.MustCompile(`(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}|\b(sk|oxs|xai|gsk|pk|rk)[-_][A-Za-z0-9._-]{8,}|\b(api[-_]?key|token|secret|password|authorization)(["']?\s*[:=]\s*["']?)(?:(?:bearer|basic)\s+)?[^\s"'&,]{6,}`)
+
+// keys are the configured provider keys, scrubbed wherever they appear.
+var keys sync.Map
+
+// Scrub replaces what looks like a credential in s, and every configured
+// provider key, with [REDACTED].
+func Scrub(s string) string {
+	keys.Range(func(k, _ any) bool {
+		s = strings.ReplaceAll(s, k.(string), "[REDACTED]")
+		return true
+	})
+	return credentialRe.ReplaceAllStringFunc(s, func(m string) string {
+		if sub := credentialRe.FindStringSubmatch(m); sub[3] != "" {
+			return sub[3] + sub[4] + "[REDACTED]"
+		}
+		return "[REDACTED]"
+	})
+}
+
+// rememberKey makes Scrub redact key.
+func rememberKey(key string) {
+	if len(key) >= 8 {
+		keys.Store(key, struct{}{})
+	}
 }
 
 // Providers are the provider names a model id may start with.

@@ -163,6 +163,7 @@ func (rt *Runtime) provider(name string) (Provider, error) {
 	if c.APIKey == "" && keyEnv[name] != "" {
 		c.APIKey = os.Getenv(keyEnv[name])
 	}
+	rememberKey(c.APIKey)
 	var p Provider
 	switch name {
 	case "openai":

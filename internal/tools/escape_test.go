@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,5 +102,45 @@ func TestExecArgumentsAreChecked(t *testing.T) {
 	}
 	if out, err := call(t, e, "exec", map[string]any{"command": "echo shell", "shell": true}); err != nil || !strings.Contains(out, "shell") {
 		t.Errorf("shell mode: %q %v", out, err)
+	}
+}
+
+// The argument filter's two flaws: a short option with its path joined
+// was not checked, and a word with a '/' inside a longer argument (or a
+// bare "..") was judged relative to the workspace. The sandbox is the
+// boundary; this is the cheap first filter.
+func TestExecArgsFilter(t *testing.T) {
+	ws := t.TempDir()
+	g, err := NewGate(ws, Policy{Exec: ExecPolicy{Allow: []string{"git"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-C/etc", "x"},
+		{"-t/tmp", "a.txt"},
+		{"-c", "alias.x=!cat /etc/passwd", "x"},
+		{"-c", "alias.x=!id; cat ../OTHER/secrets/admin.token", "x"},
+		{"-la", ".."},
+		{"--git-dir=../other/.git", "log"},
+		{"core.fsmonitor=sh -c 'cat /root/x'"},
+	} {
+		if err := g.Args(args); err == nil {
+			t.Errorf("ESCAPE: %q passed the argument filter", args)
+		} else if strings.Contains(err.Error(), "resolves to") {
+			t.Errorf("the denial discloses where a path resolves: %v", err)
+		}
+	}
+	for _, args := range [][]string{
+		{"status"}, {"log", "--format=%H %s", "-n", "3"}, {"-C", "sub", "status"}, {"diff", "a/b.txt", "./c"},
+		{"clone", "https://example.com/x.git"}, {"status", "2>/dev/null"},
+	} {
+		if err := g.Args(args); err != nil {
+			t.Errorf("%q denied: %v", args, err)
+		}
+	}
+	// /proc/self resolves to the daemon's PID: a denial must not say it.
+	_, err = g.Path("read_file", "/proc/self/environ")
+	if err == nil || strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Errorf("/proc/self/environ: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -326,6 +327,10 @@ func (g *Gate) Args(args []string) error {
 	return nil
 }
 
+// urlRe matches URLs, which are not paths (a host's rules are the network
+// policy's).
+var urlRe = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]*`)
+
 // pathWords returns the parts of arg that could name a path.
 func pathWords(arg string) []string {
 	var out []string
@@ -342,7 +347,7 @@ func pathWords(arg string) []string {
 	} else if len(arg) > 2 && arg[1] != '-' {
 		add(arg[2:]) // -C/x
 	}
-	for _, w := range strings.FieldsFunc(arg, func(r rune) bool {
+	for _, w := range strings.FieldsFunc(urlRe.ReplaceAllString(arg, " "), func(r rune) bool {
 		return unicode.IsSpace(r) || strings.ContainsRune("=:,;'\"!`()<>|&$", r)
 	}) {
 		if strings.HasPrefix(w, "-") && len(w) > 2 && w[1] != '-' {
