@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/daemon"
 )
 
@@ -216,6 +217,7 @@ func (a *app) doctor() []finding {
 			cancel()
 		}
 	}
+	doctorSandbox(cfg, add)
 	prov, _, _ := agent.SplitModel(cfg.Agent.DefaultModel)
 	for _, p := range []struct{ name, key, env string }{
 		{"openai", cfg.Providers.OpenAI.APIKey, "OPENAI_API_KEY"},
@@ -251,4 +253,45 @@ func bytesHuman(n uint64) string {
 		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// doctorSandbox reports what the kernel offers the sandbox, and the
+// sandbox agents get by default.
+func doctorSandbox(cfg config.Config, add func(check, status, detail, fix string)) {
+	k := sandbox.Probe()
+	sb := cfg.Sandbox
+	switch {
+	case k.Landlock > 0:
+		add("sandbox", "ok", fmt.Sprintf("Landlock ABI %d: files, TCP (ABI 4+) and signals (ABI 6+) are confined", k.Landlock), "")
+	case sb.Mode == sandbox.Enforce:
+		add("sandbox", "fail", k.LandlockWhy+`: with sandbox.mode = "enforce" no agent will start`,
+			`use a kernel with Landlock (5.13+, "landlock" in the lsm= boot parameter), or set sandbox.mode = "best_effort" in the config (agents then run unconfined)`)
+	default:
+		add("sandbox", "warn", k.LandlockWhy+": agents run without filesystem confinement (sandbox.mode = \""+sb.Mode+"\")", "use a kernel with Landlock (5.13+)")
+	}
+	if k.NetNS {
+		add("sandbox", "ok", `network namespaces: network "none" and "loopback" are enforced by a namespace`, "")
+	} else {
+		add("sandbox", "warn", k.NetNSWhy+`: network "none" confines TCP only (Landlock), "loopback" cannot be enforced`, "run the daemon with CAP_SYS_ADMIN (e.g. as root) for network namespaces")
+	}
+	if k.Limits {
+		add("sandbox", "ok", "resource limits are set before an agent's first instruction", "")
+	} else {
+		add("sandbox", "fail", k.LimitsWhy, "allow ptrace of the daemon's own children (seccomp, Yama ptrace_scope < 3)")
+	}
+	add("sandbox", "warn", k.Cgroup+": memory and CPU are limited per process (RLIMIT_DATA, RLIMIT_CPU), not per agent", "no fix yet: oxios does not manage delegated cgroups")
+	if k.Root {
+		add("sandbox", "warn", "the daemon runs as root: the kernel exempts uid 0 from RLIMIT_NPROC, so only oxios's own count (every 250 ms) stops a fork bomb; agents run with no capabilities",
+			"run the daemon as a user (oxios service install --system --run-as USER)")
+	}
+	l := sb.Limits
+	add("sandbox", "ok", fmt.Sprintf("default: mode %s; network %s for process agents, %s for exec; limits memory %s, CPU %s, open files %s, processes %s, file size %s",
+		sb.Mode, sb.Network, sb.ExecNetwork, limit(l.MemoryMB, " MiB"), limit(l.CPUSeconds, " s"), limit(l.OpenFiles, ""), limit(l.Processes, ""), limit(l.FileSizeMB, " MiB")), "")
+}
+
+func limit(v int64, unit string) string {
+	if v == 0 {
+		return "none"
+	}
+	return fmt.Sprint(v) + unit
 }

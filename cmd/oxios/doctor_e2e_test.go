@@ -65,3 +65,32 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("a dead daemon and a bad config: %+v", by)
 	}
 }
+
+// oxios doctor reports the Landlock ABI, network namespaces, limits,
+// cgroups and the default sandbox; without Landlock in enforce mode it
+// fails and says how to fix it.
+func TestDoctorSandbox(t *testing.T) {
+	e := newEnv(t)
+	r := e.oxios("doctor", "-o", "json")
+	var fs []finding
+	json.Unmarshal([]byte(r.stdout), &fs)
+	var details []string
+	for _, f := range fs {
+		if f.Check == "sandbox" {
+			details = append(details, f.Status+" "+f.Detail)
+		}
+	}
+	all := strings.Join(details, "\n")
+	for _, want := range []string{"network namespaces", "cgroup v2", "default: mode enforce; network any for process agents, none for exec"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("doctor's sandbox findings lack %q:\n%s", want, all)
+		}
+	}
+	if abi := sandboxABI(); abi > 0 && !strings.Contains(all, "ok Landlock ABI") {
+		t.Errorf("doctor does not report Landlock ABI %d:\n%s", abi, all)
+	}
+	r = e.run([]string{"OXIOS_TEST_LANDLOCK_ABI=0"}, "doctor")
+	if r.code != 1 || !strings.Contains(r.stdout, `no agent will start`) || !strings.Contains(r.stdout, `best_effort`) {
+		t.Errorf("doctor without Landlock: %s", r)
+	}
+}

@@ -392,3 +392,5 @@ func TestSandboxEnforceWithoutLandlock(t *testing.T) {
 		t.Fatalf("best effort without Landlock: %s %q %+v", got.State, got.Reason, got.Sandbox)
 	}
 }
+
+func sandboxABI() int { return sandbox.Probe().Landlock }
