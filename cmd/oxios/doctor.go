@@ -17,8 +17,8 @@ import (
 	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/config"
-	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/sandbox"
 )
 
 // finding is one check of oxios doctor.

@@ -442,11 +442,11 @@ func TestScrub(t *testing.T) {
 	rememberKey("my-configured-key-123")
 	for in, want := range map[string]string{
 		"Incorrect API key provided: sk-proj-abcdefghijklmnop": "Incorrect API key provided: [REDACTED]",
-		"Authorization: Bearer abc.def.ghijklmnop":              "Authorization: [REDACTED]",
-		"bad token oxs_0123456789abcdef0123":                    "bad token [REDACTED]",
-		"key my-configured-key-123 is wrong":                    "key [REDACTED] is wrong",
-		`{"api_key": "zzzzzzzzzz"}`:                             `{"api_key": "[REDACTED]"}`,
-		"model gpt-4.1-mini not found":                          "model gpt-4.1-mini not found",
+		"Authorization: Bearer abc.def.ghijklmnop":             "Authorization: [REDACTED]",
+		"bad token oxs_0123456789abcdef0123":                   "bad token [REDACTED]",
+		"key my-configured-key-123 is wrong":                   "key [REDACTED] is wrong",
+		`{"api_key": "zzzzzzzzzz"}`:                            `{"api_key": "[REDACTED]"}`,
+		"model gpt-4.1-mini not found":                         "model gpt-4.1-mini not found",
 	} {
 		if got := (&ProviderError{Provider: "openai", Message: in}).Error(); got != "provider openai: "+want {
 			t.Errorf("%q -> %q, want %q", in, got, want)
