@@ -340,6 +340,7 @@ func (a *app) printRecord(r supervisor.Record) {
 	if r.NextStartAt != nil {
 		rows = append(rows, [2]string{"Next start", ts(r.NextStartAt)})
 	}
+	rows = append(rows, sandboxRows(r)...)
 	if r.Kind == supervisor.KindLLM {
 		cost := "-"
 		if r.Usage.CostUSD != nil {
@@ -680,4 +681,39 @@ func (a *app) schedulerCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// sandboxRows describe the sandbox the agent got at its latest start.
+func sandboxRows(r supervisor.Record) [][2]string {
+	sb := r.Sandbox
+	if sb == nil {
+		return nil
+	}
+	if sb.Mode == "off" {
+		return [][2]string{{"Sandbox", "off"}}
+	}
+	abi := "no Landlock"
+	if sb.Landlock > 0 {
+		abi = "Landlock ABI " + strconv.Itoa(sb.Landlock)
+	}
+	network := sb.Network
+	if sb.NetworkBy != "" {
+		network += " (by " + sb.NetworkBy + ")"
+	}
+	l := sb.Limits
+	var lim []string
+	for _, x := range []struct {
+		name string
+		v    int64
+		unit string
+	}{{"memory", l.MemoryMB, " MiB"}, {"CPU", l.CPUSeconds, " s"}, {"files", l.OpenFiles, ""}, {"processes", l.Processes, ""}, {"file size", l.FileSizeMB, " MiB"}} {
+		if x.v > 0 {
+			lim = append(lim, fmt.Sprintf("%s %d%s", x.name, x.v, x.unit))
+		}
+	}
+	rows := [][2]string{{"Sandbox", sb.Mode + ", " + abi}, {"Network", network}, {"Writes", strings.Join(sb.Write, ", ")}, {"Limits", strings.Join(lim, ", ")}}
+	for _, u := range sb.Unenforced {
+		rows = append(rows, [2]string{"Not enforced", u})
+	}
+	return rows
 }

@@ -74,6 +74,16 @@ export function mount(root, [id], ctx) {
       facts.push(["Model", r.model || r.spec.model], ["Goal", r.spec.goal], ["Steps", r.steps || 0],
         ["Tokens", `${num(u.tokens_in)} in, ${num(u.tokens_out)} out`], ["Cost", usd(u.cost_usd)], ["Tool calls", num(u.tool_calls)]);
     }
+    const sb = r.sandbox;
+    if (sb) {
+      const lim = sb.limits || {};
+      const limits = [["memory", lim.memory_mb, " MiB"], ["CPU", lim.cpu_seconds, " s"], ["files", lim.open_files, ""],
+        ["processes", lim.processes, ""], ["file size", lim.file_size_mb, " MiB"]].filter(([, v]) => v).map(([k, v, unit]) => `${k} ${v}${unit}`);
+      facts.push(["Sandbox", sb.mode === "off" ? "off" : `${sb.mode}, Landlock ABI ${sb.landlock_abi || "none"}`],
+        ["Network", sb.network + (sb.network_by ? ` (by ${sb.network_by})` : "")],
+        ["Writes", (sb.write || []).join(", ") || "-"], ["Limits", limits.join(", ") || "none"],
+        ["Not enforced", (sb.unenforced || []).join("; ") || "-"]);
+    }
     record.replaceChildren(h("dl", { class: "kv card" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
     if (r.kind === "process") {
       // (Re)start following the log when the agent runs again (a restart
