@@ -231,6 +231,22 @@ func TestSandboxProcessAgents(t *testing.T) {
 			t.Errorf("admin widening %s: %d %s", field, code, body)
 		}
 	}
+	// So is a dir that holds the home or lies in it, even through a symlink.
+	link := filepath.Join(t.TempDir(), "innocent")
+	os.Symlink(filepath.Join(e.home, "secrets"), link)
+	for _, dir := range []string{"/", e.home, filepath.Join(e.home, "secrets"), link, filepath.Join(e.home, "workspaces")} {
+		code, _, body := spawn(op, map[string]any{"command": "true", "dir": dir})
+		if code != 403 || !strings.Contains(body, `"field": "dir"`) {
+			t.Errorf("operator with dir %s: %d %s", dir, code, body)
+		}
+	}
+	code, _, body = spawn(op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{link}}})
+	if code != 403 {
+		t.Errorf("operator reading the secrets through a symlink: %d %s", code, body)
+	}
+	if code, _, body := spawn(op, map[string]any{"command": "true", "dir": t.TempDir()}); code != 201 {
+		t.Errorf("operator with its own dir: %d %s", code, body)
+	}
 	// Exec-tool network for an llm agent is widening too.
 	if code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "sandbox": map[string]any{"network": "any"}}); code != 403 || !strings.Contains(body, "sandbox.network") {
 		t.Errorf("operator widening exec network: %d %s", code, body)

@@ -150,7 +150,7 @@ func (s *Spec) Validate(prefix string) error {
 			if _, err := os.Stat(p); err != nil {
 				return invalid(field, "%s does not exist", p)
 			}
-			l.list[i] = filepath.Clean(p)
+			l.list[i] = Resolve(p)
 		}
 	}
 	return s.Limits.validate(prefix + "limits.")
@@ -224,7 +224,9 @@ func Widening(d, s Spec, home string) []string {
 	if s.Network != "" && netRank[s.Network] > netRank[d.Network] {
 		w = append(w, "network")
 	}
+	home = Resolve(home)
 	for i, p := range s.Read {
+		p = Resolve(p)
 		if home != "" && (within(p, home) || within(home, p)) {
 			w = append(w, fmt.Sprintf("read[%d]", i))
 		}
@@ -236,6 +238,18 @@ func Widening(d, s Spec, home string) []string {
 		}
 	}
 	return w
+}
+
+// Within reports whether p is dir or beneath it, by their names.
+func Within(p, dir string) bool { return within(p, dir) }
+
+// Resolve returns p with its symlinks resolved, or p cleaned when it
+// cannot be: a rule is applied to what a path names, not to its spelling.
+func Resolve(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
 }
 
 // within reports whether p is dir or beneath it.

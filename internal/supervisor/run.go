@@ -305,6 +305,9 @@ func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 // temporary directory.
 func (s Spec) SandboxPolicy(tmp string) sandbox.Policy {
 	sb := sandbox.Spec{Mode: sandbox.Enforce, Network: sandbox.NetAny}
+	if s.Kind == KindLLM {
+		sb.Network = sandbox.NetNone // a record from before sandboxes
+	}
 	if s.Sandbox != nil {
 		sb = *s.Sandbox
 	}

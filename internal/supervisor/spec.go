@@ -423,17 +423,26 @@ func defaultName(command string) string {
 	return name
 }
 
-// Widening lists the fields of spec's sandbox (as "sandbox.write") that
-// widen it beyond the configured defaults: an admin's decision.
+// Widening lists the fields of spec (as "sandbox.write") that widen its
+// sandbox beyond the configured defaults, an admin's decision: among them
+// a dir that holds the oxios home or lies in it (outside the agents'
+// workspaces), since an agent may write its dir.
 func (s *Supervisor) Widening(spec Spec) []string {
+	var out []string
+	if spec.Dir != "" && s.o.Home != "" && filepath.IsAbs(spec.Dir) {
+		dir := sandbox.Resolve(spec.Dir)
+		home, ws := sandbox.Resolve(s.o.Home), sandbox.Resolve(s.o.WorkspacesDir)
+		if (sandbox.Within(home, dir) || sandbox.Within(dir, home)) && !(sandbox.Within(dir, ws) && dir != ws) {
+			out = append(out, "dir")
+		}
+	}
 	if spec.Sandbox == nil {
-		return nil
+		return out
 	}
 	kind := spec.Kind
 	if kind == "" {
 		kind = KindProcess
 	}
-	var out []string
 	for _, f := range sandbox.Widening(s.o.Defaults.SandboxDefaults(kind), *spec.Sandbox, s.o.Home) {
 		out = append(out, "sandbox."+f)
 	}
