@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
@@ -160,4 +161,76 @@ func itoa(n int) string {
 		return string(rune('0'+n/1000)) + "k"
 	}
 	return string(rune('0'+n/100)) + "00"
+}
+
+// BenchmarkSandboxSpawn measures spawn to running with the default
+// sandbox (enforce: Landlock, no capabilities, rlimits at a ptrace stop)
+// and without one (mode off), alternating, so both are measured in the
+// same moments of the machine.
+func BenchmarkSandboxSpawn(b *testing.B) {
+	e := benchEnv(b, 1000)
+	ctx := context.Background()
+	lat := map[string][]time.Duration{}
+	modes := []string{sandbox.Off, sandbox.Enforce}
+	for b.Loop() {
+		for _, mode := range modes {
+			t0 := time.Now()
+			r, err := e.sup.Spawn(ctx, Spec{Command: "sleep", Args: []string{"3600"}, Sandbox: &sandbox.Spec{Mode: mode}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.pollRunning(b, r.ID, 0)
+			lat[mode] = append(lat[mode], time.Since(t0))
+			b.StopTimer()
+			e.sup.Kill(ctx, r.ID, 0)
+			b.StartTimer()
+		}
+	}
+	off, on := percentile(lat[sandbox.Off], 0.5), percentile(lat[sandbox.Enforce], 0.5)
+	b.ReportMetric(float64(off.Microseconds())/1000, "off-p50-ms")
+	b.ReportMetric(float64(percentile(lat[sandbox.Off], 0.99).Microseconds())/1000, "off-p99-ms")
+	b.ReportMetric(float64(on.Microseconds())/1000, "sandbox-p50-ms")
+	b.ReportMetric(float64(percentile(lat[sandbox.Enforce], 0.99).Microseconds())/1000, "sandbox-p99-ms")
+	b.ReportMetric(float64((on-off).Microseconds())/1000, "added-p50-ms")
+}
+
+// BenchmarkSandboxStart100 spawns 100 agents at once and measures the time
+// until all run, with the default sandbox and without, alternating rounds.
+func BenchmarkSandboxStart100(b *testing.B) {
+	total := map[string]time.Duration{}
+	for b.Loop() {
+		for _, mode := range []string{sandbox.Off, sandbox.Enforce} {
+			b.StopTimer()
+			e := benchEnv(b, 100)
+			b.StartTimer()
+			t0 := time.Now()
+			ids := make(chan string, 100)
+			var wg sync.WaitGroup
+			for w := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < 100; i += 8 {
+						r, err := e.sup.Spawn(context.Background(), Spec{Command: "sleep", Args: []string{"3600"}, Sandbox: &sandbox.Spec{Mode: mode}})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						ids <- r.ID
+					}
+				}()
+			}
+			wg.Wait()
+			close(ids)
+			for id := range ids {
+				e.pollRunning(b, id, 0)
+			}
+			total[mode] += time.Since(t0)
+			b.StopTimer()
+			e.close()
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(total[sandbox.Off].Milliseconds())/float64(b.N), "off-ms")
+	b.ReportMetric(float64(total[sandbox.Enforce].Milliseconds())/float64(b.N), "sandbox-ms")
 }
