@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
 	"github.com/oxios/oxios/internal/sandbox"
@@ -203,6 +205,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	}
 	steal := "cat ../../secrets/admin.token ../../secrets/audit.key; cat /proc/$PPID/environ; ls ../..; cat " + e.home + "/secrets/*; cat " + e.home + "/config.toml; ls /root /tmp"
 	code, rec, body := spawn(op, map[string]any{"command": "sh", "args": []string{"-c", steal}})
+	var logb []byte
 	if code != 201 {
 		t.Fatalf("operator spawn: %d %s", code, body)
 	}
@@ -210,7 +213,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	if rec.Sandbox == nil || rec.Sandbox.Mode != "enforce" || rec.Sandbox.Landlock == 0 || rec.Sandbox.Network != "any" {
 		t.Fatalf("record's sandbox: %+v", rec.Sandbox)
 	}
-	logb, _ := os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+	logb, _ = os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
 	if !strings.Contains(string(logb), "Permission denied") {
 		t.Fatalf("agent log: %s", logb)
 	}
@@ -219,7 +222,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	// Widening needs admin: 403 naming the field; admin may.
 	for field, sb := range map[string]map[string]any{
 		"sandbox.mode":             {"mode": "off"},
-		"sandbox.write":            {"write": []string{t.TempDir()}},
+		"sandbox.write[0]":         {"write": []string{t.TempDir()}},
 		"sandbox.read[0]":          {"read": []string{e.home}},
 		"sandbox.limits.memory_mb": {"limits": map[string]any{"memory_mb": 1 << 20}},
 	} {
@@ -244,8 +247,31 @@ func TestSandboxProcessAgents(t *testing.T) {
 	if code != 403 {
 		t.Errorf("operator reading the secrets through a symlink: %d %s", code, body)
 	}
-	if code, _, body := spawn(op, map[string]any{"command": "true", "dir": t.TempDir()}); code != 201 {
-		t.Errorf("operator with its own dir: %d %s", code, body)
+	// Any dir outside the default write paths is a write grant: admin's.
+	other := t.TempDir()
+	if code, _, body := spawn(op, map[string]any{"command": "true", "dir": other}); code != 403 || !strings.Contains(body, `"field": "dir"`) {
+		t.Errorf("operator with a dir of its choice: %d %s", code, body)
+	}
+	if code, _, body := spawn(e.token(), map[string]any{"command": "true", "dir": other}); code != 201 {
+		t.Errorf("admin with a dir of its choice: %d %s", code, body)
+	}
+	// The same rules hold for a cron job an operator creates.
+	code, body = e.post("/api/v1/cron", op, map[string]any{"name": "wide", "schedule": "@hourly", "spec": map[string]any{"command": "true", "dir": "/etc"}})
+	if code != 403 || !strings.Contains(body, `"field": "dir"`) {
+		t.Errorf("operator cron job with dir /etc: %d %s", code, body)
+	}
+	// An agent that leaves its process group (setsid) and keeps its
+	// environment dies with it.
+	code, rec, body = spawn(op, map[string]any{"command": "sh", "args": []string{"-c", "setsid sleep 300 & echo $!"}})
+	if code != 201 {
+		t.Fatal(code, body)
+	}
+	rec = e.waitEnded(rec.ID)
+	logb, _ = os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(logb))); err != nil {
+		t.Errorf("setsid agent: %q", logb)
+	} else {
+		waitGone(t, pid, 5*time.Second)
 	}
 	// Exec-tool network for an llm agent is widening too.
 	if code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "sandbox": map[string]any{"network": "any"}}); code != 403 || !strings.Contains(body, "sandbox.network") {

@@ -27,9 +27,12 @@ const maxSpecBody = 1 << 20
 // agentError maps supervisor errors to statuses, in one place.
 func agentError(w http.ResponseWriter, err error) {
 	var inv *supervisor.InvalidError
+	var fe *supervisor.ForbiddenError
 	switch {
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
+	case errors.As(err, &fe):
+		writeError(w, http.StatusForbidden, fe.Error(), fe.Field)
 	case errors.Is(err, supervisor.ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error(), "id")
 	case errors.Is(err, supervisor.ErrConflict):
@@ -108,10 +111,7 @@ func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
 	if !decodeJSON(w, r, maxSpecBody, &spec) {
 		return
 	}
-	if !s.mayWiden(w, r, svc.Agents, spec) {
-		return
-	}
-	rec, err := svc.Agents.Spawn(r.Context(), spec)
+	rec, err := svc.Agents.Spawn(asCaller(r), spec)
 	if err != nil {
 		agentError(w, err)
 		return
@@ -449,15 +449,13 @@ func (s *sseLines) flush() error {
 	return nil
 }
 
-// mayWiden refuses, with 403 naming the field, a spec whose sandbox goes
-// beyond the configured defaults from anyone but an admin.
-func (s *Server) mayWiden(w http.ResponseWriter, r *http.Request, agents *supervisor.Supervisor, spec supervisor.Spec) bool {
-	wide := agents.Widening(spec)
-	if len(wide) == 0 || principal(r).Role >= security.Admin {
-		return true
+// asCaller is r's context, marked Restricted unless an admin asks: only an
+// admin may widen an agent's sandbox.
+func asCaller(r *http.Request) context.Context {
+	if principal(r).Role >= security.Admin {
+		return r.Context()
 	}
-	writeError(w, http.StatusForbidden, fmt.Sprintf("%s: widening the sandbox beyond the configured defaults needs the admin role (%s)", wide[0], strings.Join(wide, ", ")), wide[0])
-	return false
+	return supervisor.Restricted(r.Context())
 }
 
 // shown is rec as r's principal may see it: a viewer sees the names of

@@ -378,10 +378,6 @@ func (s *Server) system(w http.ResponseWriter, r *http.Request) {
 // authenticated requires "Authorization: Bearer <token>" on every request.
 func (s *Server) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if wait := s.fails.blocked(clientIP(r)); wait > 0 {
-			tooMany(w, wait)
-			return
-		}
 		auth := r.Header.Get("Authorization")
 		var p security.Principal
 		if auth != "" {
@@ -391,6 +387,13 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 				p, ok = s.Authenticate(strings.TrimSpace(token))
 			}
 			if !ok || p.Role < security.Viewer {
+				// Only wrong guesses are limited: a right token always
+				// passes, so a local agent spraying bad tokens at the API
+				// cannot lock the operators on the same address out.
+				if wait := s.fails.blocked(clientIP(r)); wait > 0 {
+					tooMany(w, wait)
+					return
+				}
 				s.authFailed(w, r, "invalid token")
 				return
 			}

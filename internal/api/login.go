@@ -128,10 +128,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if svc == nil || !checkQuery(w, r.URL.Query()) {
 		return
 	}
-	if wait := s.fails.blocked(clientIP(r)); wait > 0 {
-		tooMany(w, wait)
-		return
-	}
 	var req loginRequest
 	if !decodeJSON(w, r, 4<<10, &req) {
 		return
@@ -142,6 +138,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	p, ok := s.Authenticate(req.Token)
 	if !ok {
+		if wait := s.fails.blocked(clientIP(r)); wait > 0 {
+			tooMany(w, wait)
+			return
+		}
 		s.authFailed(w, r, "invalid token")
 		return
 	}

@@ -40,8 +40,12 @@ type Def struct {
 	// Spec is what each firing spawns.
 	Spec supervisor.Spec `json:"spec"`
 	// Source is "api" or "config"; config jobs are read-only through the API.
-	Source    string    `json:"source"`
-	CreatedAt time.Time `json:"created_at"`
+	Source string `json:"source"`
+	// Restricted is set for a job created by someone other than an admin:
+	// its firings may not widen the sandbox either (paths are judged again
+	// at each firing).
+	Restricted bool      `json:"restricted,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // Fired is one firing of a job.
@@ -154,7 +158,7 @@ type Spawner interface {
 	Get(id string) (supervisor.Record, error)
 	List(f supervisor.Filter, limit int, cursor string) ([]supervisor.Record, string)
 	// Check validates a spec as Spawn would (its model too).
-	Check(spec supervisor.Spec) error
+	Check(ctx context.Context, spec supervisor.Spec) error
 }
 
 // Publisher publishes events; *bus.Bus is one.
@@ -229,7 +233,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		if old, ok := s.defs[d.Name]; ok && old.Source == "api" {
 			s.log.Warn("a cron job of the config file hides one created through the API", "job", d.Name)
 		}
-		if err := o.Agents.Check(d.Spec); err != nil {
+		if err := o.Agents.Check(context.Background(), d.Spec); err != nil {
 			s.log.Error("a cron job of the config file has a spec that cannot spawn; its firings will fail", "job", d.Name, "err", err)
 		}
 		s.defs[d.Name] = &d
@@ -383,6 +387,9 @@ func (s *Service) spawn(ctx context.Context, d Def, f Firing) (string, error) {
 	if spec.Name == "" {
 		spec.Name = d.Name
 	}
+	if d.Restricted {
+		ctx = supervisor.Restricted(ctx)
+	}
 	r, err := s.o.Agents.Spawn(ctx, spec)
 	if err != nil {
 		return "", err
@@ -464,10 +471,11 @@ func (s *Service) Create(ctx context.Context, d Def) (Status, error) {
 	if _, err := d.Validate(s.o.Defaults); err != nil {
 		return Status{}, err
 	}
-	if err := s.o.Agents.Check(d.Spec); err != nil {
+	if err := s.o.Agents.Check(ctx, d.Spec); err != nil {
 		return Status{}, specError(err)
 	}
 	d.Source, d.CreatedAt = "api", s.runner.Now().UTC()
+	d.Restricted = supervisor.IsRestricted(ctx)
 	s.wmu.Lock()
 	s.mu.Lock()
 	_, taken := s.defs[d.Name]

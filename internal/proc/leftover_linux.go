@@ -154,3 +154,40 @@ func ByEnv(key string) map[string][]Tagged {
 	}
 	return out
 }
+
+// killTagged SIGKILLs the processes started at or after since (a start
+// time) whose environment holds tag ("OXIOS_AGENT_ID=<id>"): those of an
+// agent that left its process group (setsid, a double fork) and kept its
+// environment. It returns how many it killed.
+func killTagged(tag string, since uint64) int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil || tag == "" {
+		return 0
+	}
+	want := []byte(tag)
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		st, ok := readStat(pid)
+		if !ok || st.zombie || st.start < since {
+			continue // older than the agent: not its
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, entry := range bytes.Split(b, []byte{0}) {
+			if bytes.Equal(entry, want) {
+				if cur, ok := readStat(pid); ok && cur.start == st.start {
+					syscall.Kill(pid, syscall.SIGKILL)
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
+}

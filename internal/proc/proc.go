@@ -36,6 +36,9 @@ type Spec struct {
 	LogMaxFiles int
 	// Sandbox confines the process (see internal/sandbox); nil: none.
 	Sandbox *sandbox.Policy
+	// Tag is an entry of Env ("OXIOS_AGENT_ID=<id>"): when the process
+	// exits, what carries it and left the group is killed too.
+	Tag string
 }
 
 // Exit is how a process ended: an exit code, or the signal that killed it.
@@ -72,6 +75,7 @@ type Process struct {
 	copied chan struct{}
 	log    *logfile.File
 	limits sandbox.Limits
+	tag    string
 	// overLimit is set when the process group reached its process limit.
 	overLimit atomic.Bool
 	stopWatch func()
@@ -113,7 +117,7 @@ func Start(s Spec) (*Process, error) {
 		return nil, err
 	}
 	pw.Close() // the child has its copy
-	p := &Process{PID: cmd.Process.Pid, Sandbox: eff, cmd: cmd, done: make(chan struct{}), copied: make(chan struct{}), log: log, limits: eff.Limits}
+	p := &Process{PID: cmd.Process.Pid, Sandbox: eff, cmd: cmd, done: make(chan struct{}), copied: make(chan struct{}), log: log, limits: eff.Limits, tag: s.Tag}
 	p.StartTime, _ = StartTime(p.PID)
 	p.stopWatch = func() {}
 	if n := eff.Limits.Processes; n > 0 {
@@ -156,6 +160,9 @@ func (p *Process) wait() {
 	// What the process left in its group dies with it, so no orphan outlives
 	// its agent. The group id cannot have been reused: members still hold it.
 	syscall.Kill(-p.PID, syscall.SIGKILL)
+	if p.tag != "" {
+		killTagged(p.tag, p.StartTime)
+	}
 	p.stopWatch()
 	if p.overLimit.Load() {
 		p.exit.Limit = sandbox.ProcessLimitReason(p.limits.Processes)

@@ -201,34 +201,43 @@ func (d Spec) Merge(s Spec) Spec {
 	if s.Network != "" {
 		out.Network = s.Network
 	}
-	out.Read = append(slices.Clone(d.Read), s.Read...)
-	out.Write = append(slices.Clone(d.Write), s.Write...)
+	out.Read = uniq(slices.Concat(d.Read, s.Read))
+	out.Write = uniq(slices.Concat(d.Write, s.Write))
 	out.Limits = d.Limits.Over(s.Limits)
 	return out
 }
 
-// Widening lists the fields of s that widen the sandbox beyond the
-// defaults d: a weaker mode, extra write paths, a wider network, higher or
-// lifted limits, and read paths that reach into home (the daemon's own
-// files). Giving any of them is an admin's decision.
-func Widening(d, s Spec, home string) []string {
+// Widening lists the fields of s (as given, paths resolved) that widen
+// the sandbox beyond the defaults d: a weaker mode, a wider network, a
+// higher limit, a read path not already readable by default, a write path
+// not already writable by default. Giving any of them is an admin's
+// decision.
+func Widening(d, s Spec) []string {
 	var w []string
 	rank := map[string]int{Off: 0, BestEffort: 1, Enforce: 2}
 	if s.Mode != "" && rank[s.Mode] < rank[d.Mode] {
 		w = append(w, "mode")
 	}
-	if len(s.Write) > 0 {
-		w = append(w, "write")
-	}
 	netRank := map[string]int{NetNone: 0, NetLoopback: 1, NetAny: 2}
 	if s.Network != "" && netRank[s.Network] > netRank[d.Network] {
 		w = append(w, "network")
 	}
-	home = Resolve(home)
+	covered := func(p string, dirs []string) bool {
+		for _, dir := range dirs {
+			if within(p, Resolve(dir)) {
+				return true
+			}
+		}
+		return false
+	}
 	for i, p := range s.Read {
-		p = Resolve(p)
-		if home != "" && (within(p, home) || within(home, p)) {
+		if !covered(p, slices.Concat(SystemRead, d.Read, d.Write)) {
 			w = append(w, fmt.Sprintf("read[%d]", i))
+		}
+	}
+	for i, p := range s.Write {
+		if !covered(p, d.Write) {
+			w = append(w, fmt.Sprintf("write[%d]", i))
 		}
 	}
 	df := d.Limits.fields()
@@ -325,4 +334,14 @@ func SystemReadable(path string) bool {
 		}
 	}
 	return false
+}
+
+func uniq(l []string) []string {
+	out := l[:0:0]
+	for _, v := range l {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }

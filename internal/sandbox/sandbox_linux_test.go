@@ -259,3 +259,45 @@ func TestEnforceWithoutLandlock(t *testing.T) {
 		t.Fatalf("best effort without Landlock records %+v", eff)
 	}
 }
+
+// /etc is readable but for its secrets, which uid 0 would own.
+func TestEtcSecrets(t *testing.T) {
+	needLandlock(t)
+	dir, _ := box(t)
+	out, _ := run(t, policy(dir), "/bin/sh", "-c", "cat /etc/passwd >/dev/null && echo PASSWD; cat /etc/shadow /etc/gshadow; ls /etc/ssl/private; cat /etc/ssh/ssh_host_*_key")
+	if !strings.Contains(out, "PASSWD") {
+		t.Fatalf("/etc/passwd unreadable: %q", out)
+	}
+	if strings.Contains(out, "root:") || strings.Contains(out, "PRIVATE KEY") {
+		t.Fatalf("ESCAPE: read a secret of /etc: %q", out)
+	}
+}
+
+// An agent that replaced its temporary directory with a symlink out gets
+// a real directory again; one whose working directory is now reached
+// through a symlink does not start.
+func TestSymlinkedOwnPaths(t *testing.T) {
+	needLandlock(t)
+	dir, secretFile := box(t)
+	p := policy(dir)
+	os.Symlink(filepath.Dir(secretFile), p.Tmp)
+	out, _ := run(t, p, "/bin/sh", "-c", `cat "$TMPDIR/admin.token"; ls -la "$TMPDIR"`)
+	if strings.Contains(out, secret) || strings.Contains(out, "admin.token\n") {
+		t.Fatalf("ESCAPE: through a symlinked TMPDIR: %q", out)
+	}
+	if fi, err := os.Lstat(p.Tmp); err != nil || !fi.IsDir() {
+		t.Fatalf("TMPDIR is not a real directory again: %v %v", fi, err)
+	}
+	link := filepath.Join(filepath.Dir(dir), "link")
+	os.Symlink(filepath.Dir(secretFile), link)
+	q := policy(link)
+	q.Tmp = ""
+	cmd := exec.Command("/bin/true")
+	if _, err := Start(cmd, q); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("a working directory reached through a symlink: %v", err)
+	}
+	q.Dir, q.Read = dir, []string{link}
+	if _, err := Start(exec.Command("/bin/true"), q); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("a read path reached through a symlink: %v", err)
+	}
+}

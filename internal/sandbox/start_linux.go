@@ -164,6 +164,8 @@ type plan struct {
 	loUp   bool // with its loopback up
 	tcp    bool // Landlock denies TCP bind and connect
 	limits bool
+	// notApplied is what best_effort could not apply at the start.
+	notApplied []string
 }
 
 // Prepare decides what of p this kernel can apply: the sandbox the program
@@ -250,12 +252,18 @@ func Start(cmd *exec.Cmd, p Policy) (Effective, error) {
 		return eff, cmd.Start()
 	}
 	if p.Tmp != "" {
+		// The agent may have replaced it (with a symlink out, say): it is
+		// made again, a real directory, and opened without following links.
+		if fi, err := os.Lstat(p.Tmp); err == nil && (fi.Mode()&os.ModeSymlink != 0 || !fi.IsDir()) {
+			os.Remove(p.Tmp)
+		}
 		if err := os.MkdirAll(p.Tmp, 0o700); err != nil {
 			return eff, fmt.Errorf("create the private temporary directory: %w", err)
 		}
 	}
-	// Rule paths are opened before the thread is confined.
-	return eff, onThread(func() error { return pl.start(cmd) })
+	err = onThread(func() error { return pl.start(cmd) })
+	eff.Unenforced = append(eff.Unenforced, pl.notApplied...)
+	return eff, err
 }
 
 // start confines the calling thread, which must be locked and must die
@@ -273,7 +281,12 @@ func (pl *plan) start(cmd *exec.Cmd) error {
 		}
 	}
 	if pl.k.Root {
-		dropCapabilities(pl.k.lastCap)
+		if err := dropCapabilities(pl.k.lastCap); err != nil {
+			if pl.p.Mode == Enforce {
+				return &UnavailableError{Why: "capabilities: " + err.Error()}
+			}
+			pl.notApplied = append(pl.notApplied, "capabilities: "+err.Error())
+		}
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return &UnavailableError{Why: "no_new_privs: " + err.Error()}
@@ -283,6 +296,7 @@ func (pl *plan) start(cmd *exec.Cmd) error {
 			if pl.p.Mode == Enforce {
 				return &UnavailableError{Why: "Landlock: " + err.Error()}
 			}
+			pl.notApplied = append(pl.notApplied, "filesystem: Landlock: "+err.Error())
 		}
 	}
 	if cmd.SysProcAttr == nil {
@@ -317,9 +331,23 @@ func (pl *plan) landlock() error {
 		return fmt.Errorf("create ruleset: %w", err)
 	}
 	defer unix.Close(fd)
-	add := func(path string, access uint64) error {
-		f, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
-		if errors.Is(err, unix.ENOENT) {
+	// add grants access beneath path. The system's paths are opened as
+	// they are (/bin may be a link to /usr/bin); the agent's own and the
+	// spec's are stored resolved, and opened without following any link,
+	// so that one an agent put in their place since is refused, not
+	// followed out of the sandbox.
+	add := func(path string, access uint64, own bool) error {
+		var f int
+		var err error
+		if own {
+			f, err = unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
+			if errors.Is(err, unix.ELOOP) {
+				return fmt.Errorf("%s is now reached through a symlink; give the path it names", path)
+			}
+		} else {
+			f, err = unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+		}
+		if errors.Is(err, unix.ENOENT) && !own {
 			return nil // a system directory this machine does not have
 		}
 		if err != nil {
@@ -338,23 +366,28 @@ func (pl *plan) landlock() error {
 		}
 		return nil
 	}
-	for _, d := range slices.Concat(SystemRead, pl.p.Read) {
-		if err := add(d, readExec); err != nil {
+	for _, d := range systemPaths() {
+		if err := add(d, readExec, false); err != nil {
+			return err
+		}
+	}
+	for _, d := range pl.p.Read {
+		if err := add(d, readExec, true); err != nil {
 			return err
 		}
 	}
 	for _, d := range []string{"/proc", "/sys"} {
-		if err := add(d, readOnly); err != nil {
+		if err := add(d, readOnly, false); err != nil {
 			return err
 		}
 	}
 	for _, d := range devRW {
-		if err := add(d, ll.AccessFSReadFile|ll.AccessFSWriteFile|ll.AccessFSTruncate|ll.AccessFSIoctlDev); err != nil {
+		if err := add(d, ll.AccessFSReadFile|ll.AccessFSWriteFile|ll.AccessFSTruncate|ll.AccessFSIoctlDev, false); err != nil {
 			return err
 		}
 	}
 	for _, d := range devRO {
-		if err := add(d, ll.AccessFSReadFile); err != nil {
+		if err := add(d, ll.AccessFSReadFile, false); err != nil {
 			return err
 		}
 	}
@@ -362,7 +395,7 @@ func (pl *plan) landlock() error {
 		if d == "" {
 			continue
 		}
-		if err := add(d, fs); err != nil {
+		if err := add(d, fs, true); err != nil {
 			return err
 		}
 	}
@@ -373,17 +406,20 @@ func (pl *plan) landlock() error {
 // the calling thread, so that what it executes runs with no capabilities
 // even as root (it keeps its own until then, for the namespace and the
 // limits).
-func dropCapabilities(lastCap int) {
+func dropCapabilities(lastCap int) error {
 	for c := 0; c <= lastCap; c++ {
-		unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
 	}
 	unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	if unix.Capget(&hdr, &data[0]) == nil {
-		data[0].Inheritable, data[1].Inheritable = 0, 0
-		unix.Capset(&hdr, &data[0])
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
 	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	return unix.Capset(&hdr, &data[0])
 }
 
 // loopbackUp brings up lo in the calling thread's network namespace.

@@ -282,7 +282,7 @@ func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 	p, err := proc.Start(proc.Spec{
 		Command: path, Args: spec.Args, Env: env, Dir: spec.Dir,
 		LogPath: s.LogPath(a.id), LogMaxSize: s.o.LogMaxSize, LogMaxFiles: s.o.LogMaxFiles,
-		Sandbox: &pol,
+		Sandbox: &pol, Tag: "OXIOS_AGENT_ID=" + a.id,
 	})
 	if err != nil {
 		var pe *fs.PathError

@@ -56,6 +56,12 @@ type Spec struct {
 	// programs; omitted fields keep the configured defaults, which
 	// Normalize fills in.
 	Sandbox *sandbox.Spec `json:"sandbox,omitempty"`
+
+	// given is the sandbox as the spec gave it (paths resolved), before
+	// Normalize merged the defaults in: what widening is judged on.
+	given sandbox.Spec
+	// dirGiven reports that Dir was given, not the default workspace.
+	dirGiven bool
 }
 
 // SpecBudget is an llm agent's own budget. Zero limits are none.
@@ -287,6 +293,7 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 			}
 			return err
 		}
+		s.given = *s.Sandbox
 		sb = sb.Merge(*s.Sandbox)
 	}
 	if sb.Mode == "" {
@@ -306,7 +313,8 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 		if fi, err := os.Stat(s.Dir); err != nil || !fi.IsDir() {
 			return invalid("dir", "%s is not an existing directory", s.Dir)
 		}
-		s.Dir = filepath.Clean(s.Dir)
+		// Resolved once: the sandbox is judged and applied on what it names.
+		s.Dir, s.dirGiven = sandbox.Resolve(s.Dir), true
 	}
 	p, err := scheduler.ParsePriority(s.Priority)
 	if err != nil {
@@ -423,28 +431,28 @@ func defaultName(command string) string {
 	return name
 }
 
-// Widening lists the fields of spec (as "sandbox.write") that widen its
-// sandbox beyond the configured defaults, an admin's decision: among them
-// a dir that holds the oxios home or lies in it (outside the agents'
-// workspaces), since an agent may write its dir.
-func (s *Supervisor) Widening(spec Spec) []string {
+// widening lists the fields of a normalized spec that widen its sandbox
+// beyond the configured defaults, an admin's decision: a weaker mode, a
+// wider network, higher limits, a read or write path the defaults do not
+// cover, and a dir (which the agent may write) outside the default write
+// paths.
+func (s *Supervisor) widening(spec Spec) []string {
+	d := s.o.Defaults.SandboxDefaults(spec.Kind)
 	var out []string
-	if spec.Dir != "" && s.o.Home != "" && filepath.IsAbs(spec.Dir) {
-		dir := sandbox.Resolve(spec.Dir)
-		home, ws := sandbox.Resolve(s.o.Home), sandbox.Resolve(s.o.WorkspacesDir)
-		if (sandbox.Within(home, dir) || sandbox.Within(dir, home)) && !(sandbox.Within(dir, ws) && dir != ws) {
-			out = append(out, "dir")
-		}
+	if spec.dirGiven && !covered(spec.Dir, d.Write) {
+		out = append(out, "dir")
 	}
-	if spec.Sandbox == nil {
-		return out
-	}
-	kind := spec.Kind
-	if kind == "" {
-		kind = KindProcess
-	}
-	for _, f := range sandbox.Widening(s.o.Defaults.SandboxDefaults(kind), *spec.Sandbox, s.o.Home) {
+	for _, f := range sandbox.Widening(d, spec.given) {
 		out = append(out, "sandbox."+f)
 	}
 	return out
+}
+
+func covered(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if sandbox.Within(p, sandbox.Resolve(d)) {
+			return true
+		}
+	}
+	return false
 }

@@ -76,6 +76,28 @@ type Options struct {
 	Budgets Admitter
 }
 
+// ForbiddenError is a spec its caller may not give; Field names what.
+type ForbiddenError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ForbiddenError) Error() string { return e.Field + ": " + e.Msg }
+
+type restrictedKey struct{}
+
+// Restricted marks ctx as a caller who may not widen an agent's sandbox
+// beyond the configured defaults (anyone but an admin).
+func Restricted(ctx context.Context) context.Context {
+	return context.WithValue(ctx, restrictedKey{}, true)
+}
+
+// IsRestricted reports whether ctx was marked by Restricted.
+func IsRestricted(ctx context.Context) bool {
+	v, _ := ctx.Value(restrictedKey{}).(bool)
+	return v
+}
+
 // NotFoundError is something other than an agent that does not exist (a
 // cron job, a budget); it matches ErrNotFound.
 type NotFoundError struct{ What string }
@@ -178,6 +200,10 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
+	}
+	// Workspaces are granted to sandboxes by their resolved path.
+	if ws, err := filepath.EvalSymlinks(o.WorkspacesDir); err == nil {
+		o.WorkspacesDir = ws
 	}
 	kv, err := o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   Bucket,
@@ -311,13 +337,21 @@ func (s *Supervisor) publish(id, typ string, data any) {
 	}
 }
 
-// Check validates spec as Spawn would, without spawning it.
-func (s *Supervisor) Check(spec Spec) error { return s.check(&spec) }
+// Check validates spec as Spawn would (for the caller in ctx), without
+// spawning it.
+func (s *Supervisor) Check(ctx context.Context, spec Spec) error { return s.check(ctx, &spec) }
 
-// check validates spec and fills its defaults.
-func (s *Supervisor) check(spec *Spec) error {
+// check validates spec and fills its defaults; a caller marked Restricted
+// in ctx may not widen its sandbox. Paths are resolved once, here, and
+// the widening is judged on what is then stored.
+func (s *Supervisor) check(ctx context.Context, spec *Spec) error {
 	if err := spec.Normalize(s.o.Defaults); err != nil {
 		return err
+	}
+	if IsRestricted(ctx) {
+		if w := s.widening(*spec); len(w) > 0 {
+			return &ForbiddenError{Field: w[0], Msg: fmt.Sprintf("widening the sandbox beyond the configured defaults needs the admin role (%s)", strings.Join(w, ", "))}
+		}
 	}
 	if spec.Kind == KindLLM {
 		if s.o.LLM == nil {
@@ -333,7 +367,7 @@ func (s *Supervisor) check(spec *Spec) error {
 // Spawn validates spec, persists a queued record and submits it to the
 // scheduler. It returns at once; the agent starts when admitted.
 func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
-	if err := s.check(&spec); err != nil {
+	if err := s.check(ctx, &spec); err != nil {
 		return Record{}, err
 	}
 	id, err := uuid.NewV7()
