@@ -157,9 +157,12 @@ func ByEnv(key string) map[string][]Tagged {
 
 // killTagged SIGKILLs the processes started at or after since (a start
 // time) whose environment holds tag ("OXIOS_AGENT_ID=<id>"): those of an
-// agent that left its process group (setsid, a double fork) and kept its
-// environment. It returns how many it killed.
-func killTagged(tag string, since uint64) int {
+// agent (led by pid) that left its process group (setsid, a double fork)
+// and kept its environment. Only PIDs above the agent's are looked at:
+// its descendants got theirs after it, unless the PID counter wrapped
+// meanwhile (pid_max is 4 million on 64-bit Linux). It returns how many it
+// killed.
+func killTagged(tag string, pid0 int, since uint64) int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil || tag == "" {
 		return 0
@@ -168,7 +171,7 @@ func killTagged(tag string, since uint64) int {
 	n := 0
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil || pid <= pid0 || pid == os.Getpid() {
 			continue
 		}
 		st, ok := readStat(pid)

@@ -55,7 +55,7 @@ func Probe() Kernel {
 }
 
 func probe() Kernel {
-	k := Kernel{Root: os.Geteuid() == 0, lastCap: 40}
+	k := Kernel{Root: os.Geteuid() == 0}
 	if v, err := ll.LandlockGetABIVersion(); err != nil {
 		k.LandlockWhy = "Landlock is not available on this kernel (" + err.Error() + ")"
 	} else {
@@ -67,11 +67,6 @@ func probe() Kernel {
 			if n == 0 {
 				k.LandlockWhy = "Landlock is not available on this kernel (forced by " + ForceABIEnv + ")"
 			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			k.lastCap = n
 		}
 	}
 	k.NetNS, k.NetNSWhy = probeNetNS()
@@ -281,7 +276,7 @@ func (pl *plan) start(cmd *exec.Cmd) error {
 		}
 	}
 	if pl.k.Root {
-		if err := dropCapabilities(pl.k.lastCap); err != nil {
+		if err := dropCapabilities(); err != nil {
 			if pl.p.Mode == Enforce {
 				return &UnavailableError{Why: "capabilities: " + err.Error()}
 			}
@@ -331,24 +326,15 @@ func (pl *plan) landlock() error {
 		return fmt.Errorf("create ruleset: %w", err)
 	}
 	defer unix.Close(fd)
-	// add grants access beneath path. The system's paths are opened as
-	// they are (/bin may be a link to /usr/bin); the agent's own and the
-	// spec's are stored resolved, and opened without following any link,
-	// so that one an agent put in their place since is refused, not
-	// followed out of the sandbox.
-	add := func(path string, access uint64, own bool) error {
-		var f int
-		var err error
-		if own {
-			f, err = unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
-			if errors.Is(err, unix.ELOOP) {
-				return fmt.Errorf("%s is now reached through a symlink; give the path it names", path)
-			}
-		} else {
-			f, err = unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
-		}
-		if errors.Is(err, unix.ENOENT) && !own {
-			return nil // a system directory this machine does not have
+	// add grants access beneath path: the agent's own and the spec's
+	// paths, stored resolved and opened without following any link, so
+	// that one an agent put in their place since is refused, not followed
+	// out of the sandbox. (The system's paths are opened as they are: /bin
+	// may be a link to /usr/bin.)
+	add := func(path string, access uint64) error {
+		f, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
+		if errors.Is(err, unix.ELOOP) {
+			return fmt.Errorf("%s is now reached through a symlink; give the path it names", path)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
@@ -366,28 +352,17 @@ func (pl *plan) landlock() error {
 		}
 		return nil
 	}
-	for _, d := range systemPaths() {
-		if err := add(d, readExec, false); err != nil {
-			return err
+	sys, err := systemRules()
+	if err != nil {
+		return err
+	}
+	for _, r := range sys {
+		if err := ll.LandlockAddPathBeneathRule(fd, &ll.PathBeneathAttr{AllowedAccess: r.access & fs, ParentFd: r.fd}, 0); err != nil {
+			return fmt.Errorf("system path: %w", err)
 		}
 	}
 	for _, d := range pl.p.Read {
-		if err := add(d, readExec, true); err != nil {
-			return err
-		}
-	}
-	for _, d := range []string{"/proc", "/sys"} {
-		if err := add(d, readOnly, false); err != nil {
-			return err
-		}
-	}
-	for _, d := range devRW {
-		if err := add(d, ll.AccessFSReadFile|ll.AccessFSWriteFile|ll.AccessFSTruncate|ll.AccessFSIoctlDev, false); err != nil {
-			return err
-		}
-	}
-	for _, d := range devRO {
-		if err := add(d, ll.AccessFSReadFile, false); err != nil {
+		if err := add(d, readExec); err != nil {
 			return err
 		}
 	}
@@ -395,30 +370,24 @@ func (pl *plan) landlock() error {
 		if d == "" {
 			continue
 		}
-		if err := add(d, fs, true); err != nil {
+		if err := add(d, fs); err != nil {
 			return err
 		}
 	}
 	return ll.LandlockRestrictSelf(fd, 0)
 }
 
-// dropCapabilities empties the bounding, inheritable and ambient sets of
-// the calling thread, so that what it executes runs with no capabilities
-// even as root (it keeps its own until then, for the namespace and the
-// limits).
-func dropCapabilities(lastCap int) error {
-	for c := 0; c <= lastCap; c++ {
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
-		}
+// dropCapabilities empties every capability set of the calling thread
+// (permitted, effective, inheritable, ambient). With no_new_privs, what it
+// executes then gets none either, even as root: the kernel gives an exec
+// no more than the permitted set it had, so setuid programs and file
+// capabilities grant nothing.
+func dropCapabilities() error {
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+		return fmt.Errorf("clear the ambient capabilities: %w", err)
 	}
-	unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return err
-	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
 	return unix.Capset(&hdr, &data[0])
 }
 
