@@ -95,7 +95,16 @@ func BenchmarkFirstRestart(b *testing.B) {
 // that moment.
 func BenchmarkStartMany(b *testing.B) {
 	for _, n := range []int{100, 1000} {
-		b.Run(itoa(n), func(b *testing.B) {
+		for _, mode := range []string{sandbox.Enforce, sandbox.Off} {
+			b.Run(itoa(n)+"-"+mode, func(b *testing.B) { startMany(b, n, mode) })
+		}
+	}
+}
+
+// startMany is one StartMany case: n agents with the sandbox in mode.
+func startMany(b *testing.B, n int, mode string) {
+	{
+		{
 			var total, bare time.Duration
 			for b.Loop() {
 				b.StopTimer()
@@ -110,7 +119,7 @@ func BenchmarkStartMany(b *testing.B) {
 					go func() {
 						defer wg.Done()
 						for i := w; i < n; i += 8 {
-							r, err := e.sup.Spawn(context.Background(), Spec{Command: "sleep", Args: []string{"3600"}})
+							r, err := e.sup.Spawn(context.Background(), Spec{Command: "sleep", Args: []string{"3600"}, Sandbox: &sandbox.Spec{Mode: mode}})
 							if err != nil {
 								b.Error(err)
 								return
@@ -132,7 +141,7 @@ func BenchmarkStartMany(b *testing.B) {
 			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-all-running")
 			b.ReportMetric(float64(bare.Milliseconds())/float64(b.N), "ms-bare")
 			b.ReportMetric(float64(total)/float64(bare), "x-bare")
-		})
+		}
 	}
 }
 
