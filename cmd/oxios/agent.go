@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -51,6 +53,8 @@ func (a *app) agentSpawnCmd() *cobra.Command {
 		dir               string
 		kind, goal        string
 		llm               llmFlags
+		sb                sandboxFlags
+		secretEnv         []string
 	)
 	cmd := &cobra.Command{
 		Use:   "spawn [flags] -- COMMAND [ARG...]",
@@ -59,12 +63,16 @@ func (a *app) agentSpawnCmd() *cobra.Command {
 at once; the agent starts when the scheduler admits it. With --wait, the
 command waits for the agent to end and exits like 'oxios agent wait'.
 
-The agent's environment is --env plus PATH, HOME, LANG, OXIOS_AGENT_ID and
-OXIOS_URL; nothing else of the daemon's environment reaches it. Without
---dir it runs in its own workspace, $OXIOS_HOME/workspaces/<id>.`,
+The agent's environment is --env and --secret-env plus PATH, HOME, LANG,
+TMPDIR, OXIOS_AGENT_ID and OXIOS_URL; nothing else of the daemon's
+environment reaches it. Without --dir it runs in its own workspace,
+$OXIOS_HOME/workspaces/<id>. It runs in a sandbox (see the README's
+"Sandbox"): --sandbox, --network, --read, --write and the limits narrow
+the configured one; widening it needs the admin role.`,
 		Example: `  oxios agent spawn --name web --restart always -- python3 agent.py
   oxios agent spawn --restart on-failure --max-restarts 3 --env MODE=fast -- ./worker.sh
-  oxios agent spawn --timeout 10m --priority high --label team=search --wait -- make index`,
+  oxios agent spawn --timeout 10m --priority high --label team=search --wait -- make index
+  oxios agent spawn --network none --memory-mb 512 --max-procs 64 --secret-env API_KEY -- python3 job.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if kind == supervisor.KindLLM {
 				if len(args) > 0 {
@@ -78,6 +86,8 @@ OXIOS_URL; nothing else of the daemon's environment reaches it. Without
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Sandbox = sb.spec(cmd)
+			spec.SecretEnv = secretEnv
 			switch kind {
 			case supervisor.KindLLM:
 				return a.spawnLLM(cmd, goal, llm, spec, wait)
@@ -137,7 +147,49 @@ OXIOS_URL; nothing else of the daemon's environment reaches it. Without
 	f.StringSliceVar(&llm.allowExec, "allow-exec", nil, "llm: programs the exec tool may run")
 	f.StringSliceVar(&llm.allowHost, "allow-host", nil, "llm: hosts http_fetch may reach")
 	f.StringSliceVar(&llm.allowPath, "allow-path", nil, "llm: path globs the file tools may touch (default: the workspace)")
+	f.StringArrayVar(&secretEnv, "secret-env", nil, "variable NAME whose value is read from $OXIOS_HOME/secrets/env/NAME at each start (repeatable)")
+	sb.flags(f)
 	return cmd
+}
+
+// sandboxFlags are agent spawn's sandbox flags.
+type sandboxFlags struct {
+	mode, network                      string
+	read, write                        []string
+	memory, cpu, files, procs, fileMax int64
+}
+
+func (s *sandboxFlags) flags(f *pflag.FlagSet) {
+	f.StringVar(&s.mode, "sandbox", "", "sandbox mode: enforce, best_effort or off (default: sandbox.mode)")
+	f.StringVar(&s.network, "network", "", "network: none, loopback or any (default: any for process agents, none for exec)")
+	f.StringArrayVar(&s.read, "read", nil, "absolute path the agent may also read (repeatable)")
+	f.StringArrayVar(&s.write, "write", nil, "absolute path the agent may also write (repeatable)")
+	f.Int64Var(&s.memory, "memory-mb", 0, "memory limit in MiB (RLIMIT_DATA; default: sandbox.limits)")
+	f.Int64Var(&s.cpu, "cpu-seconds", 0, "CPU time limit in seconds")
+	f.Int64Var(&s.files, "open-files", 0, "open files limit")
+	f.Int64Var(&s.procs, "max-procs", 0, "processes (and threads) limit")
+	f.Int64Var(&s.fileMax, "file-size-mb", 0, "largest file it may write, in MiB")
+}
+
+// spec is the sandbox the flags ask for, nil when none was given.
+func (s *sandboxFlags) spec(cmd *cobra.Command) *sandbox.Spec {
+	given := false
+	for _, n := range []string{"sandbox", "network", "read", "write", "memory-mb", "cpu-seconds", "open-files", "max-procs", "file-size-mb"} {
+		given = given || cmd.Flags().Changed(n)
+	}
+	if !given {
+		return nil
+	}
+	abs := func(l []string) []string {
+		for i, p := range l {
+			if a, err := filepath.Abs(p); err == nil {
+				l[i] = a
+			}
+		}
+		return l
+	}
+	return &sandbox.Spec{Mode: s.mode, Network: s.network, Read: abs(s.read), Write: abs(s.write),
+		Limits: sandbox.Limits{MemoryMB: s.memory, CPUSeconds: s.cpu, OpenFiles: s.files, Processes: s.procs, FileSizeMB: s.fileMax}}
 }
 
 // spawnLLM spawns an llm agent from agent spawn's flags.
@@ -156,6 +208,7 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base supervi
 	if err != nil {
 		return err
 	}
+	spec.Sandbox = base.Sandbox // for its exec tool's programs
 	if ls, _ := cmd.Flags().GetStringArray("label"); len(ls) > 0 {
 		if spec.Labels, err = keyValues("--label", ls); err != nil {
 			return err

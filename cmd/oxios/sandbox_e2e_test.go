@@ -140,6 +140,7 @@ func TestSandboxExecEscapes(t *testing.T) {
 		exec("gh3", "git", "-C", "gh", "config", "--list", "--local"),
 		exec("gh1", "git", "-C", "gh", "status"),
 		exec("gh2", "git", "-C", "gh", "x"),
+		exec("setsid", "env", "sh", "-c", "setsid sleep 300 >/dev/null 2>&1 & echo PID=$!"),
 		agenttest.Call("r1", "read_file", map[string]string{"path": "loot.tar"}),
 		agenttest.Call("r2", "read_file", map[string]string{"path": "loot2.tar"}),
 	}
@@ -180,6 +181,13 @@ func TestSandboxExecEscapes(t *testing.T) {
 	}
 	if !strings.Contains(results.String(), "core.fsmonitor=") || !strings.Contains(results.String(), "Permission denied") {
 		t.Errorf("git did not run in the sandbox:\n%s", results.String())
+	}
+	// A program that left the exec call's process group died with the call.
+	_, after, _ := strings.Cut(results.String(), "PID=")
+	if pid, err := strconv.Atoi(strings.Fields(after + " x")[0]); err != nil {
+		t.Errorf("the setsid call printed no PID:\n%s", results.String())
+	} else {
+		waitGone(t, pid, 5*time.Second)
 	}
 }
 
@@ -272,6 +280,30 @@ func TestSandboxProcessAgents(t *testing.T) {
 		t.Errorf("setsid agent: %q", logb)
 	} else {
 		waitGone(t, pid, 5*time.Second)
+	}
+	// An llm agent's policy, too, is only the admin's to widen.
+	for field, policy := range map[string]map[string]any{
+		"policy.paths.allow[0]":   {"paths": map[string]any{"allow": []string{"/**"}}},
+		"policy.exec.env[0]":      {"exec": map[string]any{"env": []string{"OPENAI_API_KEY"}}},
+		"policy.exec.allow[0]":    {"exec": map[string]any{"allow": []string{"sh"}}},
+		"policy.network.allow[0]": {"network": map[string]any{"allow": []string{"example.com"}}},
+	} {
+		code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "policy": policy})
+		if code != 403 || !strings.Contains(body, `"field": "`+field+`"`) {
+			t.Errorf("operator widening %s: %d %s", field, code, body)
+		}
+	}
+	if code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "policy": map[string]any{"paths": map[string]any{"allow": []string{"src/**"}}}}); code != 201 {
+		t.Errorf("operator narrowing the paths to the workspace: %d %s", code, body)
+	}
+	// /etc's secrets are not granted by the system directories.
+	for _, p := range []string{"/etc/shadow", "/etc", "/etc/ssl/private"} {
+		if code, _, body := spawn(op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{p}}}); code != 403 {
+			t.Errorf("operator reading %s: %d %s", p, code, body)
+		}
+	}
+	if code, _, body := spawn(op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{"/etc/hostname"}}}); code != 201 {
+		t.Errorf("operator reading /etc/hostname: %d %s", code, body)
 	}
 	// Exec-tool network for an llm agent is widening too.
 	if code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "sandbox": map[string]any{"network": "any"}}); code != 403 || !strings.Contains(body, "sandbox.network") {
@@ -371,6 +403,24 @@ func TestSandboxProcessAgents(t *testing.T) {
 		}
 	}
 
+	// The CLI's flags narrow the sandbox; agent get shows what it got.
+	r = e.oxios("agent", "spawn", "--network", "none", "--memory-mb", "64", "--max-procs", "32", "--wait", "--", "sh", "-c", "ulimit -n")
+	if r.code != 0 {
+		t.Fatalf("agent spawn with sandbox flags: %s", r)
+	}
+	list := e.oxios("agent", "list", "-o", "json")
+	var recs []supervisor.Record
+	json.Unmarshal([]byte(list.stdout), &recs)
+	got := e.oxios("agent", "get", recs[0].ID)
+	for _, want := range []string{"enforce, Landlock ABI", "none (by", "memory 64 MiB", "processes 32"} {
+		if !strings.Contains(got.stdout, want) {
+			t.Errorf("agent get lacks %q:\n%s", want, got.stdout)
+		}
+	}
+	if r := e.oxios("agent", "spawn", "--memory-mb", "-5", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "sandbox.limits.memory_mb") {
+		t.Errorf("a negative limit from the CLI: %s", r)
+	}
+
 	// A viewer sees env names, not values; secret_env values are never shown.
 	os.MkdirAll(filepath.Join(e.home, "secrets", "env"), 0o700)
 	os.WriteFile(filepath.Join(e.home, "secrets", "env", "API_KEY"), []byte("sk-secretenv-0123456789\n"), 0o600)
@@ -436,3 +486,40 @@ func TestSandboxEnforceWithoutLandlock(t *testing.T) {
 }
 
 func sandboxABI() int { return sandbox.Probe().Landlock }
+
+// An llm agent whose workspace was swapped for a link (by a program of
+// its own, or of another agent that can write there) does not start
+// again: following the link would hand the file tools and the sandbox
+// the place it points to.
+func TestSandboxWorkspaceSwappedForALink(t *testing.T) {
+	needLandlock(t)
+	e := newEnv(t)
+	llm := agenttest.New(t, e2eKey, agenttest.Reply{Text: "done"}, agenttest.Reply{Text: "done"})
+	e.startWithModel(llm)
+	e.stopAtEnd()
+	d := filepath.Join(t.TempDir(), "ws")
+	os.MkdirAll(d, 0o700)
+	code, body := e.post("/api/v1/agents", e.token(), map[string]any{"kind": "llm", "goal": "x", "dir": d})
+	var rec supervisor.Record
+	json.Unmarshal([]byte(body), &rec)
+	if code != 201 {
+		t.Fatal(code, body)
+	}
+	if rec = e.waitEnded(rec.ID); rec.State != supervisor.Succeeded {
+		t.Fatalf("first run: %s %q", rec.State, rec.Reason)
+	}
+	os.Rename(d, d+".old")
+	os.Symlink(e.home, d)
+	if r := e.oxios("agent", "restart", rec.ID); r.code != 0 {
+		t.Fatal(r)
+	}
+	rec = e.waitAgent(rec.ID, func(r supervisor.Record) bool {
+		return r.State.Terminal() && r.Restarts == 0 && r.Reason != "completed"
+	})
+	if rec.State != supervisor.Failed || !strings.Contains(rec.Reason, "is now reached through a symlink") {
+		t.Fatalf("restart through a swapped workspace: %s %q", rec.State, rec.Reason)
+	}
+	if llm.Count() != 1 {
+		t.Errorf("the model was called %d times; the swapped run must not start", llm.Count())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
 )
@@ -253,6 +255,14 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	gate, err := tools.NewGate(spec.Dir, policy)
 	if err != nil {
 		return p, err
+	}
+	// The workspace was stored resolved at spawn: if it now resolves
+	// elsewhere, a link was put in its place, and following it would hand
+	// the file tools and the sandbox another directory.
+	if spec.Sandbox == nil || spec.Sandbox.Mode != sandbox.Off {
+		if gate.Workspace() != filepath.Clean(spec.Dir) {
+			return p, &sandbox.UnavailableError{Why: spec.Dir + " is now reached through a symlink; give the path it names"}
+		}
 	}
 	env := &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: rt.spawner(), State: rt.o.State}
 	system := fmt.Sprintf(builtinSystem, gate.Workspace())

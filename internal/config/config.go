@@ -81,6 +81,7 @@ func (c *Config) SpecDefaults() supervisor.SpecDefaults {
 		Timeout:     c.Agent.Timeout.Duration,
 		Sandbox:     sandbox.Spec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.Network, Limits: lim},
 		ExecSandbox: sandbox.Spec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.ExecNetwork, Limits: lim},
+		Policy:      c.ToolsPolicy(),
 	}
 }
 

@@ -155,23 +155,31 @@ func ByEnv(key string) map[string][]Tagged {
 	return out
 }
 
-// killTagged SIGKILLs the processes started at or after since (a start
+// KillTagged SIGKILLs the processes started at or after since (a start
 // time) whose environment holds tag ("OXIOS_AGENT_ID=<id>"): those of an
-// agent (led by pid) that left its process group (setsid, a double fork)
-// and kept its environment. Only PIDs above the agent's are looked at:
-// its descendants got theirs after it, unless the PID counter wrapped
-// meanwhile (pid_max is 4 million on 64-bit Linux). It returns how many it
-// killed.
-func killTagged(tag string, pid0 int, since uint64) int {
+// agent (led by pid0) that left its process group (setsid, a double fork)
+// and kept its environment. Only PIDs handed out after pid0 are looked at
+// (reading every process costs too much at every exit): those above it,
+// and, when the PID counter has wrapped since, those up to the last one
+// given. A counter that went all the way round past pid0 again hides
+// the ones below. It returns how many it killed.
+func KillTagged(tag string, pid0 int, since uint64) int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil || tag == "" {
 		return 0
 	}
+	last := pid0
+	if b, err := os.ReadFile("/proc/sys/kernel/ns_last_pid"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			last = n
+		}
+	}
+	wrapped := last < pid0
 	want := []byte(tag)
 	n := 0
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid <= pid0 || pid == os.Getpid() {
+		if err != nil || pid == os.Getpid() || pid <= pid0 && !(wrapped && pid <= last) {
 			continue
 		}
 		st, ok := readStat(pid)

@@ -22,4 +22,5 @@ func Terminate(procs []Tagged, sig syscall.Signal, grace time.Duration) int { re
 // ByEnv cannot read other processes' environments here and finds none.
 func ByEnv(key string) map[string][]Tagged { return nil }
 
-func killTagged(tag string, pid0 int, since uint64) int { return 0 }
+// KillTagged cannot read other processes' environments here.
+func KillTagged(tag string, pid0 int, since uint64) int { return 0 }

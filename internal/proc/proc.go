@@ -161,7 +161,7 @@ func (p *Process) wait() {
 	// its agent. The group id cannot have been reused: members still hold it.
 	syscall.Kill(-p.PID, syscall.SIGKILL)
 	if p.tag != "" {
-		killTagged(p.tag, p.PID, p.StartTime)
+		KillTagged(p.tag, p.PID, p.StartTime)
 	}
 	p.stopWatch()
 	if p.overLimit.Load() {

@@ -6,31 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 )
-
-// etcSecret are what of /etc a program never reads, even as uid 0 (whose
-// files these are): password hashes, sudo rules, SSH host keys and TLS
-// private keys. /etc is granted entry by entry without them.
-func etcSecret(dir, name string) bool {
-	switch dir {
-	case "/etc":
-		switch name {
-		case "shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "security", "ssh", "ssl":
-			return true
-		}
-	case "/etc/ssh":
-		return strings.HasPrefix(name, "ssh_host_") && strings.HasSuffix(name, "_key")
-	case "/etc/ssl":
-		return name == "private"
-	}
-	return false
-}
 
 var etcCache struct {
 	mu    sync.Mutex

@@ -38,7 +38,12 @@ func LimitReason(ps *os.ProcessState, l Limits) string {
 	}
 	// The kernel reports no allocation failure; a failed program whose
 	// peak resident memory came within a quarter of the limit ran into it.
-	if l.MemoryMB > 0 && ru.Maxrss*1024 >= l.MemoryMB<<20*3/4 {
+	// A child forked by vfork (as Go does) is reported with the peak of
+	// the parent it shared memory with until its exec, so only a peak
+	// above the daemon's own is the program's.
+	var self syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	if l.MemoryMB > 0 && ru.Maxrss*1024 >= l.MemoryMB<<20*3/4 && ru.Maxrss > self.Maxrss {
 		return fmt.Sprintf("memory limit %d MiB reached", l.MemoryMB)
 	}
 	return ""

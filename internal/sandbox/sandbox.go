@@ -231,7 +231,7 @@ func Widening(d, s Spec) []string {
 		return false
 	}
 	for i, p := range s.Read {
-		if !covered(p, slices.Concat(SystemRead, d.Read, d.Write)) {
+		if !SystemGrants(p) && !covered(p, slices.Concat(d.Read, d.Write)) {
 			w = append(w, fmt.Sprintf("read[%d]", i))
 		}
 	}
@@ -325,6 +325,25 @@ func (p Policy) Readable(dir string) bool {
 	return false
 }
 
+// SystemGrants reports whether every sandbox already grants reading p:
+// it lies in a system directory, and, under /etc, not in one of the
+// secrets a root daemon withholds (shadow, sudoers, SSH host keys, ...).
+// /etc itself is not granted whole.
+func SystemGrants(p string) bool {
+	rel, err := filepath.Rel("/etc", p)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return SystemReadable(p)
+	}
+	parts := strings.Split(rel, "/")
+	if rel == "." || etcSecret("/etc", parts[0]) && !(parts[0] == "ssh" || parts[0] == "ssl") {
+		return false
+	}
+	if parts[0] == "ssh" || parts[0] == "ssl" {
+		return len(parts) > 1 && !etcSecret("/etc/"+parts[0], parts[1])
+	}
+	return true
+}
+
 // SystemReadable reports whether path is in the system directories every
 // sandboxed program may read.
 func SystemReadable(path string) bool {
@@ -344,4 +363,22 @@ func uniq(l []string) []string {
 		}
 	}
 	return out
+}
+
+// etcSecret are what of /etc a program never reads, even as uid 0 (whose
+// files these are): password hashes, sudo rules, SSH host keys and TLS
+// private keys. /etc is granted entry by entry without them.
+func etcSecret(dir, name string) bool {
+	switch dir {
+	case "/etc":
+		switch name {
+		case "shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "security", "ssh", "ssl":
+			return true
+		}
+	case "/etc/ssh":
+		return strings.HasPrefix(name, "ssh_host_") && strings.HasSuffix(name, "_key")
+	case "/etc/ssl":
+		return name == "private"
+	}
+	return false
 }

@@ -152,6 +152,9 @@ type SpecDefaults struct {
 	// of an llm agent's exec-tool programs.
 	Sandbox     sandbox.Spec
 	ExecSandbox sandbox.Spec
+	// Policy is the configured policy of llm agents' tools, which only an
+	// admin may widen in a spec.
+	Policy tools.Policy
 }
 
 // SandboxDefaults returns the configured sandbox of an agent of kind.
@@ -444,6 +447,9 @@ func (s *Supervisor) widening(spec Spec) []string {
 	}
 	for _, f := range sandbox.Widening(d, spec.given) {
 		out = append(out, "sandbox."+f)
+	}
+	if spec.Policy != nil {
+		out = append(out, tools.Widening(s.o.Defaults.Policy, *spec.Policy)...)
 	}
 	return out
 }

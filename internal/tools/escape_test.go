@@ -3,6 +3,7 @@ package tools
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -142,5 +143,39 @@ func TestExecArgsFilter(t *testing.T) {
 	_, err = g.Path("read_file", "/proc/self/environ")
 	if err == nil || strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
 		t.Errorf("/proc/self/environ: %v", err)
+	}
+}
+
+// The file tools run in the daemon: a directory of the workspace swapped
+// for a symlink out between the check and the open (a program of the
+// agent racing with renameat2) must not be followed.
+func TestFileToolsDoNotFollowASwappedLink(t *testing.T) {
+	root := t.TempDir()
+	ws, outside := filepath.Join(root, "ws"), filepath.Join(root, "outside")
+	os.MkdirAll(filepath.Join(ws, "real"), 0o700)
+	os.MkdirAll(outside, 0o700)
+	os.WriteFile(filepath.Join(ws, "real", "f"), []byte("mine"), 0o600)
+	os.WriteFile(filepath.Join(outside, "f"), []byte("secret"), 0o600)
+	g, _ := NewGate(ws, Policy{})
+	read, err := g.Path("read_file", "real/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write, _ := g.Path("write_file", "real/new/x")
+	// The swap, after the check.
+	os.Rename(filepath.Join(ws, "real"), filepath.Join(ws, "real.old"))
+	os.Symlink(outside, filepath.Join(ws, "real"))
+	if f, err := openRegular(read); err == nil {
+		b, _ := io.ReadAll(f)
+		t.Fatalf("ESCAPE: read %q through a swapped link", b)
+	}
+	if err := mkdirAllNoFollow(filepath.Dir(write), 0o755); err == nil {
+		t.Fatal("ESCAPE: made a directory through a swapped link")
+	}
+	if err := writeNoFollow(filepath.Join(filepath.Dir(read), "g"), []byte("x"), 0o644); err == nil {
+		t.Fatal("ESCAPE: wrote through a swapped link")
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Fatalf("ESCAPE: the outside directory holds %v", entries)
 	}
 }

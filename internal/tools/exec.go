@@ -2,6 +2,7 @@ package tools
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/sandbox"
 )
 
@@ -106,8 +108,11 @@ func execTool(ctx context.Context, g *Gate, sb sandbox.Policy, agentID, command 
 	// while it runs, the next boot finds and stops it. git reads no
 	// configuration but the repository's own (which runs, if at all,
 	// inside the sandbox).
+	// OXIOS_EXEC_ID marks this call's processes: what left the group
+	// (setsid) is found by it and killed when the call ends.
+	callTag := "OXIOS_EXEC_ID=" + rand.Text()
 	vars := []string{"PATH=" + sandboxPath(sb), "HOME=" + g.Workspace(), "LANG=C.UTF-8", "OXIOS_AGENT_ID=" + agentID,
-		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null"}
+		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", callTag}
 	if sb.Mode != sandbox.Off {
 		vars = append(vars, "TMPDIR="+sb.Tmp, "TMP="+sb.Tmp, "TEMP="+sb.Tmp)
 	}
@@ -137,6 +142,7 @@ func execTool(ctx context.Context, g *Gate, sb sandbox.Policy, agentID, command 
 		return "", fmt.Errorf("cannot run %s: %v", command, errors.Unwrap(err))
 	}
 	pgid := cmd.Process.Pid
+	start, _ := proc.StartTime(pgid)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	timer := time.NewTimer(timeout)
@@ -150,7 +156,8 @@ func execTool(ctx context.Context, g *Gate, sb sandbox.Policy, agentID, command 
 	case <-ctx.Done():
 		stopped = "killed: the agent stopped"
 	}
-	syscall.Kill(-pgid, syscall.SIGKILL) // the group, grandchildren included
+	syscall.Kill(-pgid, syscall.SIGKILL)  // the group, grandchildren included
+	proc.KillTagged(callTag, pgid, start) // and what left it
 	if stopped != "" {
 		<-done
 		if ctx.Err() != nil {

@@ -462,3 +462,71 @@ func escapeMeta(p string) string {
 	}
 	return b.String()
 }
+
+// Widening lists the fields of over (a spec's policy) that widen the
+// configured policy d, an admin's decision: a path glob that reaches out
+// of the workspace and is not one of d's, fewer denied paths, a program,
+// an environment variable or a host d does not allow, a shell d does not
+// allow, a longer timeout or more output, and fewer tools that ask.
+func Widening(d, over Policy) []string {
+	var w []string
+	for i, pat := range over.Paths.Allow {
+		if !inWorkspace(pat) && !slices.Contains(d.Paths.Allow, pat) {
+			w = append(w, fmt.Sprintf("policy.paths.allow[%d]", i))
+		}
+	}
+	if over.Paths.Deny != nil {
+		for _, pat := range d.Paths.Deny {
+			if !slices.Contains(over.Paths.Deny, pat) {
+				w = append(w, "policy.paths.deny")
+				break
+			}
+		}
+	}
+	for i, a := range over.Exec.Allow {
+		if !slices.Contains(d.Exec.Allow, a) {
+			w = append(w, fmt.Sprintf("policy.exec.allow[%d]", i))
+		}
+	}
+	if over.Exec.Shell != nil && *over.Exec.Shell && (d.Exec.Shell == nil || !*d.Exec.Shell) {
+		w = append(w, "policy.exec.shell")
+	}
+	for i, e := range over.Exec.Env {
+		if !slices.Contains(d.Exec.Env, e) {
+			w = append(w, fmt.Sprintf("policy.exec.env[%d]", i))
+		}
+	}
+	if over.Exec.Timeout != "" {
+		o, _ := time.ParseDuration(over.Exec.Timeout)
+		if dd, err := time.ParseDuration(d.Exec.Timeout); err == nil && dd > 0 && o > dd {
+			w = append(w, "policy.exec.timeout")
+		}
+	}
+	if over.Exec.MaxOutputKB > 0 && d.Exec.MaxOutputKB > 0 && over.Exec.MaxOutputKB > d.Exec.MaxOutputKB {
+		w = append(w, "policy.exec.max_output_kb")
+	}
+	for i, h := range over.Network.Allow {
+		if !slices.Contains(d.Network.Allow, h) {
+			w = append(w, fmt.Sprintf("policy.network.allow[%d]", i))
+		}
+	}
+	if over.Ask != nil {
+		for _, t := range d.Ask {
+			if !slices.Contains(over.Ask, t) {
+				w = append(w, "policy.ask")
+				break
+			}
+		}
+	}
+	return w
+}
+
+// inWorkspace reports whether a path glob stays inside the workspace: it
+// is relative and does not climb out with "..".
+func inWorkspace(pat string) bool {
+	if filepath.IsAbs(pat) {
+		return false
+	}
+	c := filepath.ToSlash(filepath.Clean(pat))
+	return c != ".." && !strings.HasPrefix(c, "../") && !strings.Contains(c, "/../")
+}

@@ -225,10 +225,10 @@ func writeFile(g *Gate, path, content string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := mkdirAllNoFollow(filepath.Dir(p), 0o755); err != nil {
 		return "", cleanErr(err, path)
 	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+	if err := writeNoFollow(p, []byte(content), 0o644); err != nil {
 		return "", cleanErr(err, path)
 	}
 	return fmt.Sprintf("wrote %d bytes to %s", len(content), path), nil
@@ -242,7 +242,13 @@ func editFile(g *Gate, path, old, new string) (string, error) {
 	if old == "" {
 		return "", errors.New("old must not be empty")
 	}
-	b, err := os.ReadFile(p)
+	f, err := openRegular(p)
+	if err != nil {
+		return "", cleanErr(err, path)
+	}
+	fi, _ := f.Stat()
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return "", cleanErr(err, path)
 	}
@@ -253,12 +259,11 @@ func editFile(g *Gate, path, old, new string) (string, error) {
 	default:
 		return "", fmt.Errorf("old text occurs %d times in %s; include more context to make it unique", n, path)
 	}
-	fi, _ := os.Stat(p)
 	mode := os.FileMode(0o644)
 	if fi != nil {
 		mode = fi.Mode().Perm()
 	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), mode); err != nil {
+	if err := writeNoFollow(p, []byte(strings.Replace(string(b), old, new, 1)), mode); err != nil {
 		return "", cleanErr(err, path)
 	}
 	return "edited " + path, nil
@@ -272,10 +277,16 @@ func listDir(g *Gate, path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ents, err := os.ReadDir(p)
+	d, err := openNoFollow(p, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return "", cleanErr(err, path)
 	}
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return "", cleanErr(err, path)
+	}
+	slices.SortFunc(ents, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
 	var b strings.Builder
 	for i, e := range ents {
 		if i == maxEntries {
@@ -399,7 +410,7 @@ func cleanErr(err error, path string) error {
 // openRegular opens p for reading only if it is a regular file. The open
 // does not block, so a FIFO planted in the workspace cannot hang a tool.
 func openRegular(p string) (*os.File, error) {
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openNoFollow(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -416,4 +427,15 @@ func openRegular(p string) (*os.File, error) {
 		return nil, &fs.PathError{Op: "read", Path: p, Err: errors.New("not a regular file")}
 	}
 	return f, nil
+}
+
+// writeNoFollow writes b to p (created with perm, or truncated), opened
+// without following symlinks.
+func writeNoFollow(p string, b []byte, perm os.FileMode) error {
+	f, err := openNoFollow(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	return errors.Join(err, f.Close())
 }
