@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -76,6 +77,7 @@ type Process struct {
 	log    *logfile.File
 	limits sandbox.Limits
 	tag    string
+	tail   tailBuffer // the end of the output, for LimitReason
 	// overLimit is set when the process group reached its process limit.
 	overLimit atomic.Bool
 	stopWatch func()
@@ -131,7 +133,11 @@ func Start(s Spec) (*Process, error) {
 		// A small buffer: a thousand agents must not cost 32 MB of copy
 		// buffers. The wrappers keep io from choosing its own.
 		buf := make([]byte, 4<<10)
-		io.CopyBuffer(struct{ io.Writer }{log}, struct{ io.Reader }{pr}, buf) // ends when every holder of the pipe has exited
+		w := io.Writer(log)
+		if p.limits.MemoryMB > 0 {
+			w = io.MultiWriter(log, &p.tail)
+		}
+		io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{pr}, buf) // ends when every holder of the pipe has exited
 		pr.Close()
 	}()
 	go p.wait()
@@ -167,7 +173,15 @@ func (p *Process) wait() {
 	if p.overLimit.Load() {
 		p.exit.Limit = sandbox.ProcessLimitReason(p.limits.Processes)
 	} else {
-		p.exit.Limit = sandbox.LimitReason(p.cmd.ProcessState, p.limits)
+		// The last output is still in the pipe: what it said decides a
+		// memory limit, so wait a little for it (the group is dead).
+		if p.limits.MemoryMB > 0 && !p.exit.Success() {
+			select {
+			case <-p.copied:
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		p.exit.Limit = sandbox.LimitReason(p.cmd.ProcessState, p.limits, p.tail.bytes())
 	}
 	go func() { <-p.copied; p.log.Close() }()
 	close(p.done)
@@ -212,4 +226,26 @@ func (p *Process) Stop(sig syscall.Signal, grace time.Duration) (killed bool) {
 func (p *Process) Exit() Exit {
 	<-p.done
 	return p.exit
+}
+
+// tailBuffer keeps the last 4 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > 8<<10 {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-4<<10:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tailBuffer) bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...)
 }

@@ -1,16 +1,23 @@
 package sandbox
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"syscall"
 )
 
+// outOfMemory are what programs print when an allocation fails: Python,
+// C and C++, Node.js, Go, Java, Rust.
+var outOfMemory = [][]byte{[]byte("MemoryError"), []byte("Cannot allocate memory"), []byte("out of memory"),
+	[]byte("std::bad_alloc"), []byte("OutOfMemoryError"), []byte("memory allocation of")}
+
 // LimitReason says which of the limits l a program that ended as ps ran
 // into ("" for none it can tell): CPU time and file size by the signal the
-// kernel sends, memory by a peak resident size near the limit in a program
-// that failed.
-func LimitReason(ps *os.ProcessState, l Limits) string {
+// kernel sends; memory, of which the kernel reports nothing, by a failed
+// program that said it ran out (tail is the end of its output) or whose
+// peak resident size came within a quarter of the limit.
+func LimitReason(ps *os.ProcessState, l Limits, tail []byte) string {
 	if ps == nil {
 		return ""
 	}
@@ -41,9 +48,16 @@ func LimitReason(ps *os.ProcessState, l Limits) string {
 	// A child forked by vfork (as Go does) is reported with the peak of
 	// the parent it shared memory with until its exec, so only a peak
 	// above the daemon's own is the program's.
+	if l.MemoryMB == 0 {
+		return ""
+	}
 	var self syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
-	if l.MemoryMB > 0 && ru.Maxrss*1024 >= l.MemoryMB<<20*3/4 && ru.Maxrss > self.Maxrss {
+	said := false
+	for _, m := range outOfMemory {
+		said = said || bytes.Contains(tail, m)
+	}
+	if said || ru.Maxrss*1024 >= l.MemoryMB<<20*3/4 && ru.Maxrss > self.Maxrss {
 		return fmt.Sprintf("memory limit %d MiB reached", l.MemoryMB)
 	}
 	return ""

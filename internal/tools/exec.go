@@ -43,6 +43,13 @@ func (c *capped) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// tail is the end of what was kept.
+func (c *capped) tail() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf[max(0, len(c.buf)-4<<10):]
+}
+
 func (c *capped) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -171,7 +178,7 @@ func execTool(ctx context.Context, g *Gate, sb sandbox.Policy, agentID, command 
 		code = ee.ExitCode()
 	}
 	status := fmt.Sprintf("exit code %d", code)
-	if why := sandbox.LimitReason(cmd.ProcessState, sb.Limits); why != "" {
+	if why := sandbox.LimitReason(cmd.ProcessState, sb.Limits, out.tail()); why != "" {
 		status += " (" + why + ")"
 	}
 	return status + "\n" + out.String(), nil
