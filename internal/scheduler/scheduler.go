@@ -246,6 +246,13 @@ func (s *Scheduler) dispatchLocked() []Ticket {
 		q := s.queues[p]
 		kept := q[:0]
 		for i, t := range q {
+			if _, holds := s.holders[t.ID]; holds {
+				// An id holds one slot however many tickets it has (a
+				// parent reacquiring after several sub-agents): this one
+				// is served by the slot it already holds.
+				run = append(run, t)
+				continue
+			}
 			if len(s.holders) >= s.limits.MaxRunning || !s.rateAllowsLocked() {
 				kept = append(kept, q[i:]...)
 				break

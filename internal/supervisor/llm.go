@@ -205,8 +205,8 @@ func (s *Supervisor) SpawnSub(ctx context.Context, parentID, goal, name, model s
 	// one again before it goes on: with every slot held by parents, their
 	// sub-agents could otherwise never start.
 	prio, _ := scheduler.ParsePriority(parent.Spec.Priority)
-	s.o.Scheduler.Release(parentID)
-	defer s.o.Scheduler.Reacquire(ctx, parentID, prio, true)
+	s.lend(parentID)
+	defer s.unlend(ctx, parentID, prio)
 	child, err := s.Spawn(ctx, Spec{Kind: KindLLM, Name: name, Goal: goal, Model: model, Dir: parent.Spec.Dir,
 		Policy: parent.Spec.Policy, Sandbox: parent.Spec.Sandbox, Priority: parent.Spec.Priority, Parent: parentID, Labels: labels})
 	if err != nil {
@@ -245,4 +245,31 @@ func (s *Supervisor) awaitSub(ctx context.Context, parentID, childID string) (st
 		return "", fmt.Errorf("sub-agent %s %s: %s", child.ID, r.State, r.Reason)
 	}
 	return r.Output, nil
+}
+
+// lend gives up parentID's slot while it waits for a sub-agent. Parallel
+// spawn_agent calls of one answer lend it once: the first gives it up, the
+// last to end takes it back (unlend).
+func (s *Supervisor) lend(parentID string) {
+	s.lendMu.Lock()
+	defer s.lendMu.Unlock()
+	if s.lent[parentID] == 0 {
+		s.o.Scheduler.Release(parentID)
+	}
+	s.lent[parentID]++
+}
+
+// unlend ends one lend of parentID's slot; the last one queues the parent
+// for a slot again and waits for it.
+func (s *Supervisor) unlend(ctx context.Context, parentID string, prio scheduler.Priority) {
+	s.lendMu.Lock()
+	s.lent[parentID]--
+	last := s.lent[parentID] <= 0
+	if last {
+		delete(s.lent, parentID)
+	}
+	s.lendMu.Unlock()
+	if last {
+		s.o.Scheduler.Reacquire(ctx, parentID, prio, true)
+	}
 }

@@ -138,6 +138,10 @@ type Supervisor struct {
 	runs   sync.WaitGroup // every goroutine that runs or recovers an agent
 	sweep  chan struct{}
 	swept  chan struct{} // closed when the retention loop has ended
+
+	// lent counts, per parent, the spawn_agent calls it lent its slot to.
+	lendMu sync.Mutex
+	lent   map[string]int
 }
 
 // agent is the in-memory side of one record.
@@ -214,7 +218,7 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
-	s := &Supervisor{o: o, kv: kv, log: o.Logger, agents: map[string]*agent{},
+	s := &Supervisor{o: o, kv: kv, log: o.Logger, agents: map[string]*agent{}, lent: map[string]int{},
 		sweep: make(chan struct{}, 1), swept: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.grace.Store(int64(time.Hour))
