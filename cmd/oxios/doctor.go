@@ -281,7 +281,7 @@ func doctorSandbox(cfg config.Config, add func(check, status, detail, fix string
 	}
 	add("sandbox", "warn", k.Cgroup+": memory and CPU are limited per process (RLIMIT_DATA, RLIMIT_CPU), not per agent", "no fix yet: oxios does not manage delegated cgroups")
 	if k.Root {
-		add("sandbox", "warn", "the daemon runs as root: the kernel exempts uid 0 from RLIMIT_NPROC, so only oxios's own count (every 250 ms) stops a fork bomb; agents run with no capabilities",
+		add("sandbox", "warn", "the daemon runs as root: agents run as uid 0 (with no capabilities), so a unix socket such as /run/docker.sock is theirs to connect to (Landlock does not confine that before ABI 9), and the kernel exempts uid 0 from RLIMIT_NPROC, so only oxios's own count (every 250 ms) stops a fork bomb",
 			"run the daemon as a user (oxios service install --system --run-as USER)")
 	}
 	l := sb.Limits

@@ -41,11 +41,11 @@ type Def struct {
 	Spec supervisor.Spec `json:"spec"`
 	// Source is "api" or "config"; config jobs are read-only through the API.
 	Source string `json:"source"`
-	// Restricted is set for a job created by someone other than an admin:
-	// its firings may not widen the sandbox either (paths are judged again
-	// at each firing).
-	Restricted bool      `json:"restricted,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	// ByAdmin is set for a job an admin created through the API: only its
+	// firings (and those of the config file's jobs) may widen the sandbox;
+	// the others are judged again at each firing, paths included.
+	ByAdmin   bool      `json:"by_admin,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Fired is one firing of a job.
@@ -387,7 +387,7 @@ func (s *Service) spawn(ctx context.Context, d Def, f Firing) (string, error) {
 	if spec.Name == "" {
 		spec.Name = d.Name
 	}
-	if d.Restricted {
+	if !d.ByAdmin && d.Source != "config" {
 		ctx = supervisor.Restricted(ctx)
 	}
 	r, err := s.o.Agents.Spawn(ctx, spec)
@@ -475,7 +475,7 @@ func (s *Service) Create(ctx context.Context, d Def) (Status, error) {
 		return Status{}, specError(err)
 	}
 	d.Source, d.CreatedAt = "api", s.runner.Now().UTC()
-	d.Restricted = supervisor.IsRestricted(ctx)
+	d.ByAdmin = !supervisor.IsRestricted(ctx)
 	s.wmu.Lock()
 	s.mu.Lock()
 	_, taken := s.defs[d.Name]

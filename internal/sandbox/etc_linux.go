@@ -14,10 +14,14 @@ import (
 )
 
 var etcCache struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // guards mtime and paths
 	mtime [3]time.Time
 	paths []string
+	// rw guards rules: held for reading while a start adds them, so that
+	// their descriptors are closed only when no start uses them.
+	rw    sync.RWMutex
 	rules []sysRule
+	of    []string // the paths rules were made from
 }
 
 // sysRule is a system path, opened once (O_PATH), and the access it
@@ -27,20 +31,38 @@ type sysRule struct {
 	access uint64
 }
 
-// systemRules are the rules every sandbox has — the system paths (read
-// and execute), /proc and /sys (read), the devices — with their files
-// opened once and kept: opening some 150 paths at each start would cost
-// more than the rest of the sandbox. They are made again when /etc
-// changes; the old descriptors are closed a minute later, when no start
-// can still be using them.
-func systemRules() ([]sysRule, error) {
-	paths := systemPaths()
+// withSystemRules calls f with the rules every sandbox has — the system
+// paths (read and execute), /proc and /sys (read), the devices — whose
+// files are opened once and kept: opening some 150 paths at each start
+// would cost more than the rest of the sandbox. They are made again when
+// /etc changes, once no start is using the old ones.
+func withSystemRules(f func([]sysRule) error) error {
 	c := &etcCache
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rules != nil && slices.Equal(paths, c.paths) {
-		return c.rules, nil
+	for {
+		paths := systemPaths()
+		c.rw.RLock()
+		if c.rules != nil && slices.Equal(paths, c.of) {
+			defer c.rw.RUnlock()
+			return f(c.rules)
+		}
+		c.rw.RUnlock()
+		c.rw.Lock()
+		if !(c.rules != nil && slices.Equal(paths, c.of)) {
+			rules, err := openSystemRules(paths)
+			if err != nil {
+				c.rw.Unlock()
+				return err
+			}
+			for _, r := range c.rules {
+				unix.Close(r.fd)
+			}
+			c.rules, c.of = rules, paths
+		}
+		c.rw.Unlock()
 	}
+}
+
+func openSystemRules(paths []string) ([]sysRule, error) {
 	var rules []sysRule
 	add := func(path string, access uint64) error {
 		f, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
@@ -80,15 +102,6 @@ func systemRules() ([]sysRule, error) {
 		}
 		return nil, err
 	}
-	if old := c.rules; old != nil {
-		time.AfterFunc(time.Minute, func() {
-			for _, r := range old {
-				unix.Close(r.fd)
-			}
-		})
-	}
-	c.rules = rules
-	c.paths = paths
 	return rules, nil
 }
 

@@ -311,6 +311,21 @@ func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailab
 // execute: the system's programs, libraries and configuration.
 var SystemRead = []string{"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"}
 
+// Path is path (a PATH value) without the directories a program under p
+// cannot read; the system's directories when none is left.
+func (p Policy) Path(path string) string {
+	var keep []string
+	for _, d := range filepath.SplitList(path) {
+		if d != "" && p.Readable(d) {
+			keep = append(keep, d)
+		}
+	}
+	if len(keep) == 0 {
+		return "/usr/local/bin:/usr/bin:/bin"
+	}
+	return strings.Join(keep, ":")
+}
+
 // Readable reports whether dir is one a program under p may read: for
 // keeping only such entries of PATH.
 func (p Policy) Readable(dir string) bool {

@@ -146,7 +146,9 @@ func handledFS(abi int) uint64 {
 
 // devices every program may use: read-write ones and read-only ones.
 var (
-	devRW = []string{"/dev/null", "/dev/tty", "/dev/full"}
+	// Not /dev/tty: agents share the daemon's session, and its terminal
+	// (oxios start --foreground) would take their keystrokes (TIOCSTI).
+	devRW = []string{"/dev/null", "/dev/full"}
 	devRO = []string{"/dev/zero", "/dev/urandom", "/dev/random"}
 )
 
@@ -159,9 +161,17 @@ type plan struct {
 	loUp   bool // with its loopback up
 	tcp    bool // Landlock denies TCP bind and connect
 	limits bool
-	// notApplied is what best_effort could not apply at the start.
+	// notApplied is what best_effort could not apply at the start;
+	// unconfined, that Landlock was not applied at all.
 	notApplied []string
+	unconfined bool
 }
+
+// ownPathError is a path of the agent's own or of its spec that could not
+// be granted.
+type ownPathError struct{ err error }
+
+func (e *ownPathError) Error() string { return e.err.Error() }
 
 // Prepare decides what of p this kernel can apply: the sandbox the program
 // will get, and, in enforce mode, an *UnavailableError when something
@@ -224,8 +234,8 @@ func prepare(p Policy) (*plan, Effective, error) {
 			return nil, eff, &UnavailableError{Why: strings.Join(missing, "; ")}
 		}
 		eff.Unenforced = append(missing, eff.Unenforced...)
-		if k.Landlock == 0 && (p.Network == NetNone || p.Network == NetLoopback) && eff.NetworkBy == "" {
-			eff.Network = NetAny
+		if eff.NetworkBy == "" {
+			eff.Network = NetAny // nothing enforces what was asked
 		}
 		if !pl.limits {
 			eff.Limits = Limits{}
@@ -257,7 +267,13 @@ func Start(cmd *exec.Cmd, p Policy) (Effective, error) {
 		}
 	}
 	err = onThread(func() error { return pl.start(cmd) })
-	eff.Unenforced = append(eff.Unenforced, pl.notApplied...)
+	eff.Unenforced = append(pl.notApplied, eff.Unenforced...)
+	if pl.unconfined {
+		eff.Landlock, eff.Read, eff.Write = 0, nil, nil
+		if eff.NetworkBy == "landlock" {
+			eff.Network, eff.NetworkBy = NetAny, ""
+		}
+	}
 	return eff, err
 }
 
@@ -275,23 +291,27 @@ func (pl *plan) start(cmd *exec.Cmd) error {
 			}
 		}
 	}
-	if pl.k.Root {
-		if err := dropCapabilities(); err != nil {
-			if pl.p.Mode == Enforce {
-				return &UnavailableError{Why: "capabilities: " + err.Error()}
-			}
-			pl.notApplied = append(pl.notApplied, "capabilities: "+err.Error())
+	// Always, not only as root: a daemon given ambient capabilities
+	// (CAP_SYS_ADMIN for namespaces, say) must not pass them on.
+	if err := dropCapabilities(); err != nil {
+		if pl.p.Mode == Enforce {
+			return &UnavailableError{Why: "capabilities: " + err.Error()}
 		}
+		pl.notApplied = append(pl.notApplied, "capabilities: "+err.Error())
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return &UnavailableError{Why: "no_new_privs: " + err.Error()}
 	}
 	if pl.abi > 0 {
 		if err := pl.landlock(); err != nil {
-			if pl.p.Mode == Enforce {
+			// A granted path that is gone or now a link is the agent's
+			// doing, not the kernel's: no mode starts the program then.
+			var pe *ownPathError
+			if pl.p.Mode == Enforce || errors.As(err, &pe) {
 				return &UnavailableError{Why: "Landlock: " + err.Error()}
 			}
 			pl.notApplied = append(pl.notApplied, "filesystem: Landlock: "+err.Error())
+			pl.unconfined = true
 		}
 	}
 	if cmd.SysProcAttr == nil {
@@ -334,10 +354,10 @@ func (pl *plan) landlock() error {
 	add := func(path string, access uint64) error {
 		f, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_NO_SYMLINKS})
 		if errors.Is(err, unix.ELOOP) {
-			return fmt.Errorf("%s is now reached through a symlink; give the path it names", path)
+			return &ownPathError{fmt.Errorf("%s is now reached through a symlink; give the path it names", path)}
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return &ownPathError{fmt.Errorf("%s: %w", path, err)}
 		}
 		defer unix.Close(f)
 		var st unix.Stat_t
@@ -352,14 +372,16 @@ func (pl *plan) landlock() error {
 		}
 		return nil
 	}
-	sys, err := systemRules()
+	err = withSystemRules(func(sys []sysRule) error {
+		for _, r := range sys {
+			if err := ll.LandlockAddPathBeneathRule(fd, &ll.PathBeneathAttr{AllowedAccess: r.access & fs, ParentFd: r.fd}, 0); err != nil {
+				return fmt.Errorf("system path: %w", err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	for _, r := range sys {
-		if err := ll.LandlockAddPathBeneathRule(fd, &ll.PathBeneathAttr{AllowedAccess: r.access & fs, ParentFd: r.fd}, 0); err != nil {
-			return fmt.Errorf("system path: %w", err)
-		}
 	}
 	for _, d := range pl.p.Read {
 		if err := add(d, readExec); err != nil {
@@ -446,12 +468,20 @@ func release(pid int, lims []rlimit) error {
 	if !ws.Stopped() {
 		return fmt.Errorf("the program did not stop at exec (%v)", ws)
 	}
+	// The exec's SIGTRAP is ours; another signal that stopped it first
+	// (sent to its group meanwhile) is delivered when it is let go. Limits
+	// set at that stop hold across the exec still to come.
+	sig := 0
+	if s := ws.StopSignal(); s != unix.SIGTRAP {
+		sig = int(s)
+	}
 	for _, l := range lims {
 		cur := unix.Rlimit{}
 		if err := unix.Prlimit(pid, l.res, nil, &cur); err != nil {
 			return err
 		}
-		v, hard := min(l.v, cur.Max), min(l.v, cur.Max) // never above what the daemon itself has
+		v := min(l.v, cur.Max) // never above what the daemon itself has
+		hard := v
 		if l.res == unix.RLIMIT_CPU && hard < cur.Max {
 			hard++ // SIGXCPU at the limit, SIGKILL a second later if ignored
 		}
@@ -459,7 +489,7 @@ func release(pid int, lims []rlimit) error {
 			return err
 		}
 	}
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(pid), 0, 0, 0, 0)
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(pid), 0, uintptr(sig), 0, 0)
 	if e != 0 {
 		return e
 	}

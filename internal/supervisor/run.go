@@ -324,14 +324,8 @@ func (s Spec) SandboxPolicy(tmp string) sandbox.Policy {
 // OXIOS_AGENT_ID and OXIOS_URL (no credential). Nothing else of the
 // daemon's environment reaches an agent.
 func (s *Supervisor) environ(r Record, pol sandbox.Policy) ([]string, error) {
-	var path []string
-	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
-		if d != "" && pol.Readable(d) {
-			path = append(path, d)
-		}
-	}
 	vars := map[string]string{
-		"PATH": strings.Join(path, ":"),
+		"PATH": pol.Path(os.Getenv("PATH")),
 		"HOME": os.Getenv("HOME"),
 		"LANG": os.Getenv("LANG"),
 	}

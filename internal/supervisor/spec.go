@@ -289,6 +289,11 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 	}
 	sb := d.SandboxDefaults(s.Kind)
 	if s.Sandbox != nil {
+		// Validate resolves paths in place: not in a spec shared with
+		// another record (a parent's, for its sub-agent).
+		own := *s.Sandbox
+		own.Read, own.Write = slices.Clone(own.Read), slices.Clone(own.Write)
+		s.Sandbox = &own
 		if err := s.Sandbox.Validate("sandbox."); err != nil {
 			var inv *sandbox.InvalidError
 			if errors.As(err, &inv) {
@@ -444,6 +449,9 @@ func (s *Supervisor) widening(spec Spec) []string {
 	var out []string
 	if spec.dirGiven && !covered(spec.Dir, d.Write) {
 		out = append(out, "dir")
+	}
+	if len(spec.SecretEnv) > 0 {
+		out = append(out, "secret_env") // whoever reads the agent's log would read the secret
 	}
 	for _, f := range sandbox.Widening(d, spec.given) {
 		out = append(out, "sandbox."+f)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
@@ -74,6 +75,26 @@ type Options struct {
 	OnEnd func(Record)
 	// Budgets, if set, admit each run of an llm agent.
 	Budgets Admitter
+}
+
+// homeOutsideSandboxes refuses a home that every sandbox may read or
+// write (one in /opt, say): its secrets would be every agent's.
+func homeOutsideSandboxes(o Options) error {
+	if o.Home == "" {
+		return nil
+	}
+	home := sandbox.Resolve(o.Home)
+	for _, d := range []sandbox.Spec{o.Defaults.Sandbox, o.Defaults.ExecSandbox} {
+		if d.Mode == sandbox.Off {
+			continue
+		}
+		for _, dir := range slices.Concat(sandbox.SystemRead, d.Read, d.Write) {
+			if sandbox.Within(home, sandbox.Resolve(dir)) {
+				return fmt.Errorf("the oxios home %s lies in %s, which every agent's sandbox may read: move it (for example to /var/lib/oxios) or take %s out of [sandbox]", o.Home, dir, dir)
+			}
+		}
+	}
+	return nil
 }
 
 // ForbiddenError is a spec its caller may not give; Field names what.
@@ -208,6 +229,9 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	// Workspaces are granted to sandboxes by their resolved path.
 	if ws, err := filepath.EvalSymlinks(o.WorkspacesDir); err == nil {
 		o.WorkspacesDir = ws
+	}
+	if err := homeOutsideSandboxes(o); err != nil {
+		return nil, err
 	}
 	kv, err := o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   Bucket,
@@ -626,6 +650,8 @@ func (s *Supervisor) remove(ctx context.Context, a *agent, reason string) error 
 	}
 	if a.rec.DefaultDir && filepath.Dir(a.rec.Spec.Dir) == filepath.Clean(s.o.WorkspacesDir) {
 		os.RemoveAll(a.rec.Spec.Dir)
+	} else {
+		os.RemoveAll(filepath.Join(s.o.WorkspacesDir, a.id)) // its private TMPDIR
 	}
 	s.publish(a.id, "agent.deleted", map[string]string{"reason": reason})
 	return nil

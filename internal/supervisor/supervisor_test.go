@@ -843,3 +843,19 @@ func startOrphan(t *testing.T, id string) <-chan struct{} {
 	t.Cleanup(func() { orphan.Process.Kill(); <-reaped })
 	return reaped
 }
+
+// A home that every sandbox may read would give its secrets to every
+// agent: the supervisor does not open on it.
+func TestHomeOutsideSandboxes(t *testing.T) {
+	d := SpecDefaults{Sandbox: sandbox.Spec{Mode: sandbox.Enforce, Read: []string{"/srv/data"}}, ExecSandbox: sandbox.Spec{Mode: sandbox.Enforce}}
+	for home, ok := range map[string]bool{"/opt/oxios": false, "/srv/data/oxios": false, "/usr/local/oxios": false, "/var/lib/oxios": true, t.TempDir(): true} {
+		err := homeOutsideSandboxes(Options{Home: home, Defaults: d})
+		if (err == nil) != ok {
+			t.Errorf("home %s: %v", home, err)
+		}
+	}
+	d.Sandbox.Mode, d.ExecSandbox.Mode = sandbox.Off, sandbox.Off
+	if err := homeOutsideSandboxes(Options{Home: "/opt/oxios", Defaults: d}); err != nil {
+		t.Errorf("with every sandbox off: %v", err)
+	}
+}

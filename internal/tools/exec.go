@@ -184,20 +184,8 @@ func execTool(ctx context.Context, g *Gate, sb sandbox.Policy, agentID, command 
 	return status + "\n" + out.String(), nil
 }
 
-// sandboxPath is the daemon's PATH without the directories the sandbox
-// does not let a program read.
-func sandboxPath(sb sandbox.Policy) string {
-	var keep []string
-	for _, d := range filepath.SplitList(os.Getenv("PATH")) {
-		if d != "" && sb.Readable(d) {
-			keep = append(keep, d)
-		}
-	}
-	if len(keep) == 0 {
-		return "/usr/local/bin:/usr/bin:/bin"
-	}
-	return strings.Join(keep, ":")
-}
+// sandboxPath is the daemon's PATH without what the sandbox cannot read.
+func sandboxPath(sb sandbox.Policy) string { return sb.Path(os.Getenv("PATH")) }
 
 // httpFetch fetches an allowed URL; redirects are checked against the
 // policy too.

@@ -19,6 +19,11 @@ import (
 // openNoFollow opens p, which must hold no symlink.
 func openNoFollow(p string, flags int, perm os.FileMode) (*os.File, error) {
 	fd, err := unix.Openat2(unix.AT_FDCWD, p, &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Mode: uint64(perm), Resolve: unix.RESOLVE_NO_SYMLINKS})
+	if errors.Is(err, unix.ENOSYS) {
+		// Before Linux 5.6 (and so without Landlock): the last component
+		// at least is not followed.
+		fd, err = unix.Open(p, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, uint32(perm))
+	}
 	if errors.Is(err, unix.ELOOP) {
 		return nil, &os.PathError{Op: "open", Path: p, Err: errors.New("a symlink appeared in the path since it was checked")}
 	}

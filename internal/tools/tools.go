@@ -431,9 +431,18 @@ func openRegular(p string) (*os.File, error) {
 
 // writeNoFollow writes b to p (created with perm, or truncated), opened
 // without following symlinks.
+// The open does not block and the file must be a regular one, so a FIFO
+// planted in the workspace cannot hang a tool.
 func writeNoFollow(p string, b []byte, perm os.FileMode) error {
-	f, err := openNoFollow(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	f, err := openNoFollow(p, os.O_WRONLY|os.O_CREATE|syscall.O_NONBLOCK, perm)
 	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return &fs.PathError{Op: "write", Path: p, Err: errors.New("not a regular file")}
+	}
+	if err := f.Truncate(0); err != nil {
 		return err
 	}
 	_, err = f.Write(b)
