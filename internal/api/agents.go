@@ -24,6 +24,9 @@ import (
 
 const maxSpecBody = 1 << 20
 
+// bodyReadTimeout is how long a request body may take to arrive.
+var bodyReadTimeout = 10 * time.Second
+
 // agentError maps supervisor errors to statuses, in one place.
 func agentError(w http.ResponseWriter, err error) {
 	var inv *supervisor.InvalidError
@@ -47,6 +50,9 @@ func agentError(w http.ResponseWriter, err error) {
 // decodeJSON reads one JSON object of at most limit bytes into v, strictly:
 // unknown fields and trailing data are errors naming what is wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	// A body sent slowly, or never finished, must not hold a connection
+	// and a goroutine for ever.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -109,6 +115,10 @@ func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
 	}
 	var spec supervisor.Spec
 	if !decodeJSON(w, r, maxSpecBody, &spec) {
+		return
+	}
+	if spec.Parent != "" {
+		writeError(w, http.StatusBadRequest, "parent: is set by oxios for the sub-agents of spawn_agent and cannot be given", "parent")
 		return
 	}
 	rec, err := svc.Agents.Spawn(asCaller(r), spec)

@@ -39,6 +39,7 @@ func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
 	if svc == nil || !checkQuery(w, r.URL.Query()) {
 		return
 	}
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -38,12 +38,24 @@ type failCount struct {
 
 func newFailures() *failures { return &failures{by: map[string]*failCount{}, now: time.Now} }
 
+// clientIP is the client a request counts against: its address, with all
+// of loopback one client (127.3.x.y is not another machine) and an IPv6
+// address by its /64 (one host has them all).
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	ip := net.ParseIP(host)
+	switch {
+	case ip == nil:
+		return host
+	case ip.IsLoopback():
+		return "loopback"
+	case ip.To4() == nil:
+		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return ip.String()
 }
 
 // blocked returns how long ip must wait, or 0.

@@ -148,6 +148,7 @@ func (s *Server) statePut(w http.ResponseWriter, r *http.Request) {
 		}
 		create = true
 	}
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody+1))
 	if err != nil {
 		var mbe *http.MaxBytesError

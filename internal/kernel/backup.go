@@ -351,7 +351,8 @@ func stage(src, live string) (string, error) {
 		os.Remove(out.Name())
 		return "", err
 	}
-	if err := out.Chmod(0o600); err == nil {
+	err = out.Chmod(0o600)
+	if err == nil {
 		err = out.Sync() // on disk before the rename makes it the live file
 	}
 	if err != nil {
