@@ -99,10 +99,22 @@ func TestRunGoal(t *testing.T) {
 // asks for a gated tool, the agent waits, the daemon dies and comes back,
 // the approval is still pending and the agent waits on it again (resumed
 // from its checkpoint), and an operator's approval lets it finish.
+//
+// The second case stops the daemon gracefully, with arguments spaced as a
+// real model sends them: the resumed run re-encodes them, and the approval
+// was keyed on their text, so it made a second one and the agent waited
+// on that until its timeout (issue 15.2).
 func TestApprovalSurvivesSIGKILL(t *testing.T) {
+	compact := agenttest.Call("w1", "write_file", map[string]string{"path": "out.txt", "content": "approved"})
+	spaced := agenttest.ToolCall{ID: "w1", Name: "write_file", Args: json.RawMessage(`{"path": "out.txt",  "content": "approved"}`)}
+	t.Run("sigkill", func(t *testing.T) { approvalAcrossRestart(t, compact, true) })
+	t.Run("stop with spaced arguments", func(t *testing.T) { approvalAcrossRestart(t, spaced, false) })
+}
+
+func approvalAcrossRestart(t *testing.T, call agenttest.ToolCall, kill bool) {
 	e := newEnv(t)
 	llm := agenttest.New(t, e2eKey,
-		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("w1", "write_file", map[string]string{"path": "out.txt", "content": "approved"})}},
+		agenttest.Reply{Calls: []agenttest.ToolCall{call}},
 		agenttest.Reply{Text: "done"},
 	)
 	os.MkdirAll(e.home, 0o700)
@@ -139,7 +151,11 @@ func TestApprovalSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("approval %+v, %d model calls", before, llm.Count())
 	}
 
-	syscall.Kill(pid, syscall.SIGKILL)
+	if kill {
+		syscall.Kill(pid, syscall.SIGKILL)
+	} else if r := e.oxios("stop"); r.code != 0 {
+		t.Fatalf("stop: %s", r)
+	}
 	waitGone(t, pid, 5*time.Second)
 	e.startWithModel(llm)
 	after := waiting()

@@ -150,11 +150,29 @@ func (m *Manager) Close() {
 
 // ID is the approval id of an agent's tool call: from the agent, the
 // call's place in the run (step and index, which a run resumed after a
-// daemon restart repeats) and what is called — never from the provider's
-// call id, which some servers leave empty or reuse.
+// daemon restart repeats) and what is called, its arguments taken as
+// parsed JSON (a resumed run re-encodes them: spacing and key order must
+// not make it another call) — never from the provider's call id, which
+// some servers leave empty or reuse.
 func ID(agentID, position, tool, args string) string {
-	h := sha256.Sum256([]byte(agentID + "\x00" + position + "\x00" + tool + "\x00" + args))
+	h := sha256.Sum256([]byte(agentID + "\x00" + position + "\x00" + tool + "\x00" + canonical(args)))
 	return hex.EncodeToString(h[:16])
+}
+
+// canonical is JSON text in one form: compact, object keys sorted,
+// numbers as written. Text that is not JSON is kept as it is.
+func canonical(args string) string {
+	dec := json.NewDecoder(strings.NewReader(args))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return args
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return args
+	}
+	return string(b)
 }
 
 func (m *Manager) get(id string) (stored, bool) {
