@@ -113,12 +113,11 @@ the configured one; widening it needs the admin role.`,
 				if spec.Dir, err = filepath.Abs(dir); err != nil {
 					return usageError("--dir: %v", err)
 				}
-			}
-			// A relative command with a slash is meant from here, like a shell's.
-			if strings.Contains(spec.Command, "/") && !filepath.IsAbs(spec.Command) && spec.Dir == "" {
-				if abs, err := filepath.Abs(spec.Command); err == nil {
-					spec.Command = abs
-				}
+			} else if here, why := callersDir(spec.Command, spec.Args); here != "" {
+				// python3 agent.py, ./worker.sh: meant from here, as a
+				// shell (and PM2) would run them.
+				spec.Dir = here
+				fmt.Fprintf(a.stderr, "dir: %s (%s is here; --dir to choose another)\n", here, why)
 			}
 			return a.spawn(spec, wait)
 		},
@@ -496,6 +495,8 @@ func (a *app) waitFor(c *client.Client, id string, timeout time.Duration) error 
 	}
 	sp.done()
 	if interrupted.Err() != nil {
+		// Waiting ends, the agent does not: say so, and how to stop it.
+		fmt.Fprintf(a.stderr, "stopped waiting; agent %s keeps running (oxios agent kill %s stops it)\n", id, id)
 		return &exitError{code: exitInterrupted}
 	}
 	if !r.State.Terminal() {
@@ -769,4 +770,22 @@ func sandboxRows(r supervisor.Record) [][2]string {
 		rows = append(rows, [2]string{"Not enforced", u})
 	}
 	return rows
+}
+
+// callersDir is the caller's working directory when the command or an
+// argument is a relative path to something in it, and that path.
+func callersDir(command string, args []string) (string, string) {
+	here, err := os.Getwd()
+	if err != nil {
+		return "", ""
+	}
+	for _, p := range append([]string{command}, args...) {
+		if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, "-") || (p == command && !strings.Contains(p, "/")) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(here, p)); err == nil {
+			return here, p
+		}
+	}
+	return "", ""
 }

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -240,4 +244,91 @@ func (e *env) logPath(id string) string { return filepath.Join(e.home, "logs", "
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
+}
+
+// runIn runs the CLI from dir, as a user in that directory would.
+func (e *env) runIn(dir string, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("run oxios %v: %v", args, err)
+	}
+	return r
+}
+
+// The README's headline example, run as written from the directory that
+// holds agent.py (issue 15.8: it ran in an empty workspace, could not find
+// agent.py and hit its restart limit).
+func TestHeadlineExampleFromItsDirectory(t *testing.T) {
+	if _, err := lookPathIn("python3"); err != nil {
+		t.Skip("python3 is not installed in the system directories")
+	}
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+	proj := t.TempDir()
+	os.WriteFile(filepath.Join(proj, "agent.py"), []byte("import os\nprint('hello from', os.getcwd())\nopen('ran.txt', 'w').write('yes')\n"), 0o644)
+	os.WriteFile(filepath.Join(proj, "worker.sh"), []byte("#!/bin/sh\necho worker ran\n"), 0o755)
+	r := e.runIn(proj, "agent", "spawn", "--name", "web", "--restart", "on-failure", "--wait", "--", "python3", "agent.py")
+	if r.code != 0 || !strings.Contains(r.stderr, "dir: "+proj) {
+		t.Fatalf("headline example: %s", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(proj, "ran.txt")); string(b) != "yes" {
+		t.Fatalf("agent.py did not run in %s", proj)
+	}
+	if r := e.runIn(proj, "agent", "spawn", "--wait", "--", "./worker.sh"); r.code != 0 {
+		t.Fatalf("./worker.sh from its directory: %s", r)
+	}
+	// Without a relative path to run, the agent gets its own workspace.
+	if r := e.runIn(proj, "agent", "spawn", "--wait", "--", "true"); r.code != 0 || strings.Contains(r.stderr, "dir:") {
+		t.Fatalf("a plain command: %s", r)
+	}
+}
+
+// Ctrl-C on agent spawn --wait ends the wait, not the agent, and says so
+// with how to stop it (issue 15.8: it left without a word).
+func TestSpawnWaitInterrupted(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+	cmd := exec.Command(binary, "agent", "spawn", "--name", "long", "--wait", "--", "sleep", "60")
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	deadline := time.Now().Add(15 * time.Second)
+	for id == "" {
+		var recs []supervisor.Record
+		json.Unmarshal([]byte(e.oxios("agent", "list", "--name", "long", "-o", "json").stdout), &recs)
+		if len(recs) == 1 && recs[0].State == supervisor.Running {
+			id = recs[0].ID
+		} else if time.Now().After(deadline) {
+			t.Fatal("the agent did not run")
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "keeps running (oxios agent kill "+id+" stops it)") {
+		t.Fatalf("interrupted wait: %v\n%s", err, errb.String())
+	}
+	if rec := e.agent(id); rec.State != supervisor.Running {
+		t.Fatalf("the agent is %s", rec.State)
+	}
 }

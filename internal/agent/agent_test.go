@@ -320,7 +320,7 @@ func TestMissingKey(t *testing.T) {
 	llm := agenttest.New(t, testKey)
 	s := newStack(t, llm, func(o *Options) { o.Providers["openai"] = ProviderConfig{BaseURL: llm.URL + "/v1"} })
 	r := s.run(supervisor.Spec{Goal: "hi"})
-	if r.State != supervisor.Failed || !strings.HasPrefix(r.Reason, "OPENAI_API_KEY is not set") {
+	if r.State != supervisor.Failed || !strings.Contains(r.Reason, "OPENAI_API_KEY is not set in the daemon's environment") {
 		t.Fatalf("%s %q", r.State, r.Reason)
 	}
 }
