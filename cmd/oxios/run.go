@@ -130,6 +130,10 @@ func (a *app) follow(c *client.Client, id string) error {
 					mark, status = col.yellow("!"), " error"
 				}
 				fmt.Fprintf(a.stderr, "%s %s %s%s (%vms)\n", mark, d["tool"], truncateArgs(args[fmt.Sprint(d["call_id"])]), status, d["duration_ms"])
+			case "approval.requested":
+				// The run is waiting on a human: say who, for what, and how.
+				fmt.Fprintf(a.stderr, "%s %s %s waits for approval %s: oxios approvals approve %s (or reject)\n",
+					col.yellow("?"), d["tool"], truncateArgs(fmt.Sprint(d["args"])), d["id"], d["id"])
 			case "agent.succeeded", "agent.failed", "agent.killed":
 				return errEnded
 			}

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -183,4 +186,65 @@ func approvalAcrossRestart(t *testing.T, call agenttest.ToolCall, kill bool) {
 	if r := e.oxios("audit", "verify"); r.code != 0 {
 		t.Fatalf("audit verify: %s", r)
 	}
+}
+
+// oxios run says when a call waits for approval, with its id and the
+// command that approves it (issue 15.8: it printed nothing).
+func TestRunSaysItWaitsForApproval(t *testing.T) {
+	e := newEnv(t)
+	llm := agenttest.New(t, e2eKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("w1", "write_file", map[string]string{"path": "out.txt", "content": "ok"})}},
+		agenttest.Reply{Text: "done"},
+	)
+	os.MkdirAll(e.home, 0o700)
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[policy]\nask = [\"write_file\"]\n"), 0o600)
+	e.startWithModel(llm)
+	e.stopAtEnd()
+	cmd := exec.Command(binary, "run", "write out.txt")
+	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
+	var out syncBuffer
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var id string
+	deadline := time.Now().Add(15 * time.Second)
+	for id == "" {
+		if _, after, ok := strings.Cut(out.String(), "oxios approvals approve "); ok {
+			id = strings.Fields(after)[0]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no approval line: %q", out.String())
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(out.String(), "? write_file") {
+		t.Errorf("the line does not name the tool: %q", out.String())
+	}
+	if r := e.oxios("approvals", "approve", id); r.code != 0 {
+		t.Fatal(r)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run after the approval: %v\n%s", err, out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to write from a process's copier and
+// read from the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
