@@ -20,7 +20,8 @@ import (
 )
 
 func (a *app) backupCmd() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "backup FILE",
 		Short: "Take an online backup of the daemon into a tar.gz",
 		Long: `Backup asks the running daemon for a backup and writes it to FILE: every
@@ -28,7 +29,8 @@ stream (the event log, the audit trail, every bucket: agents, state, cron
 jobs, budgets, tokens, ...) as the server's own consistent snapshot, taken
 one after the other while the daemon runs, plus the config file and the
 secrets (FILE is written 0600: it holds them). The download is checked
-before FILE is written; a backup that fails leaves no FILE behind.`,
+before FILE is written; a backup that fails leaves no FILE behind. An
+existing FILE is kept unless --force.`,
 		Example: "  oxios backup /var/backups/oxios-$(date +%F).tar.gz",
 		Args:    exactArgs(1, "a file to write"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,6 +39,10 @@ before FILE is written; a backup that fails leaves no FILE behind.`,
 				return err
 			}
 			dst := args[0]
+			if _, err := os.Lstat(dst); err == nil && !force {
+				return usageError("%s exists; give --force to replace it", dst)
+			}
+			removeStalePartials(dst)
 			tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*")
 			if err != nil {
 				return usageError("cannot write %s: %v", dst, err)
@@ -87,6 +93,20 @@ before FILE is written; a backup that fails leaves no FILE behind.`,
 			fmt.Fprintf(a.stdout, "backup written to %s: %d streams, %d messages, %s\n", dst, len(man.Streams), msgs, bytesHuman(uint64(n.Load())))
 			return nil
 		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "replace FILE if it exists")
+	return cmd
+}
+
+// removeStalePartials removes what a killed backup to dst left beside it
+// (.NAME.partial-*, the secrets included) once nothing has written to it
+// for ten minutes.
+func removeStalePartials(dst string) {
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".partial-*"))
+	for _, f := range stale {
+		if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) >= 10*time.Minute {
+			os.Remove(f)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oxios/oxios/internal/supervisor"
 )
@@ -138,4 +139,37 @@ func listDir(t *testing.T, dir string) string {
 		return nil
 	})
 	return b.String()
+}
+
+// What killed backups leave is cleaned up: the daemon's snapshot files in
+// the home at boot, the CLI's partial archive at the next backup to the
+// same file; and an existing FILE is kept without --force (issue 15.7).
+func TestBackupLeftovers(t *testing.T) {
+	e := newEnv(t)
+	os.MkdirAll(e.home, 0o700)
+	snap := filepath.Join(e.home, ".backup-123456")
+	os.WriteFile(snap, []byte("secret snapshot"), 0o600)
+	e.start()
+	e.stopAtEnd()
+	if _, err := os.Stat(snap); err == nil {
+		t.Error("a killed backup's snapshot file survived the boot")
+	}
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "b.tar.gz")
+	partial := filepath.Join(dir, ".b.tar.gz.partial-999")
+	os.WriteFile(partial, []byte("secrets"), 0o600)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(partial, old, old)
+	if r := e.oxios("backup", dst); r.code != 0 {
+		t.Fatal(r)
+	}
+	if _, err := os.Stat(partial); err == nil {
+		t.Error("a killed backup's partial archive survived the next backup")
+	}
+	if r := e.oxios("backup", dst); r.code != 2 || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("backup over an existing file: %s", r)
+	}
+	if r := e.oxios("backup", "--force", dst); r.code != 0 {
+		t.Errorf("backup --force: %s", r)
+	}
 }

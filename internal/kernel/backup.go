@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/backbone"
@@ -33,7 +34,20 @@ func ownStream(name string) bool {
 
 // backupTo writes an online backup to w: each stream's consistent snapshot,
 // one after the other, then the config file and the secrets.
+// removeStaleBackups removes the snapshot files of backups in the home not
+// written to for olderThan (0: all of them): those of a backup the daemon
+// was killed during. One still being written is fresher than a minute.
+func (k *Kernel) removeStaleBackups(olderThan time.Duration) {
+	stale, _ := filepath.Glob(filepath.Join(k.opts.Home.Dir, ".backup-*"))
+	for _, f := range stale {
+		if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) >= olderThan {
+			os.Remove(f)
+		}
+	}
+}
+
 func (k *Kernel) backupTo(ctx context.Context, bb *backbone.Backbone, trail *audit.Log, w io.Writer) error {
+	k.removeStaleBackups(10 * time.Minute)
 	// Audited first, so that the entry is in the archive's trail.
 	if _, err := trail.Append(ctx, audit.Entry{Actor: "node:" + k.node, Action: "backup.created", Resource: "backup"}); err != nil {
 		return err

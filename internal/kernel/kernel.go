@@ -493,6 +493,9 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 
 // boot starts parts in order and returns those that started.
 func (k *Kernel) boot(ctx context.Context, parts []part) ([]part, error) {
+	// A daemon killed during a backup left its snapshot files (secrets
+	// included) in the home; none is being written before boot.
+	k.removeStaleBackups(0)
 	var booted []part
 	for _, p := range parts {
 		if ctx.Err() != nil {
