@@ -43,7 +43,7 @@ func (a *app) configCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, path, err := a.loadConfig(h)
+			cfg, path, err := a.settings(h)
 			if err != nil {
 				return err
 			}

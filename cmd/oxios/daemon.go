@@ -184,7 +184,7 @@ gone, and also when it was not running.`,
 			if err != nil {
 				return err
 			}
-			cfg, _, err := a.loadConfig(h)
+			cfg, _, err := a.settings(h)
 			if err != nil {
 				return err
 			}
@@ -281,7 +281,7 @@ func (a *app) status() error {
 	if err != nil {
 		return err
 	}
-	cfg, _, err := a.loadConfig(h)
+	cfg, _, err := a.settings(h)
 	if err != nil {
 		return err
 	}

@@ -771,3 +771,32 @@ func TestUnreachableBackbone(t *testing.T) {
 	}
 	e.assertNoDaemonFrom(r)
 }
+
+// A typo in config.toml while the daemon runs: every command that talks
+// to it or reads its state goes on with a warning naming the key; only
+// start, reload and config validate refuse the file (issue 15.8: stop,
+// status, agent list, dashboard and config show all exited 2).
+func TestConfigTypoDoesNotCostTheDaemon(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[daemon]\nstop_timout = \"5s\"\n"), 0o600)
+	for _, args := range [][]string{{"status"}, {"agent", "list"}, {"dashboard", "--print"}, {"config", "show"}, {"events", "--since", "0"}} {
+		r := e.oxios(args...)
+		if r.code != 0 || !strings.Contains(r.stderr, "warning:") || !strings.Contains(r.stderr, "stop_timout") {
+			t.Errorf("oxios %v with a typo: %s", args, r)
+		}
+	}
+	if r := e.oxios("config", "validate"); r.code != 2 || !strings.Contains(r.stderr, "stop_timout") {
+		t.Errorf("config validate: %s", r)
+	}
+	if r := e.oxios("reload"); r.code == 0 || !strings.Contains(r.stdout+r.stderr, "stop_timout") {
+		t.Errorf("reload: %s", r)
+	}
+	if r := e.oxios("stop"); r.code != 0 {
+		t.Fatalf("stop with a typo: %s", r)
+	}
+	if r := e.oxios("start"); r.code != 2 || !strings.Contains(r.stderr, "stop_timout") {
+		t.Errorf("start with a typo: %s", r)
+	}
+}

@@ -22,7 +22,17 @@ configuration stays.`,
 		Example: "  oxios config validate && oxios reload\n  oxios reload -o json",
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client()
+			// Refused here, as the daemon would: reload is one of the
+			// commands an invalid file stops.
+			h, err := a.home()
+			if err != nil {
+				return err
+			}
+			cfg, _, err := a.loadConfig(h)
+			if err != nil {
+				return err
+			}
+			c, err := a.clientFor(h, cfg)
 			if err != nil {
 				return err
 			}

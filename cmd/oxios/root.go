@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -114,6 +115,25 @@ func (a *app) loadConfig(h config.Home) (config.Config, string, error) {
 	return cfg, path, nil
 }
 
+// settings is loadConfig for the commands that talk to a daemon or read
+// its state: an invalid file is a warning naming the key, and they go on
+// with the defaults, so that a typo cannot cost the owner their daemon.
+// Only start, reload (the daemon refuses it) and config validate refuse
+// an invalid file.
+func (a *app) settings(h config.Home) (config.Config, string, error) {
+	cfg, path, err := a.loadConfig(h)
+	if err == nil || (a.configPath != "" && errors.Is(statErr(path), os.ErrNotExist)) {
+		return cfg, path, err
+	}
+	fmt.Fprintf(a.stderr, "warning: %v (this command goes on with the defaults; oxios start and reload refuse the file)\n", strings.TrimPrefix(err.Error(), "oxios: "))
+	return config.DefaultConfig(), path, nil
+}
+
+func statErr(path string) error {
+	_, err := os.Stat(path)
+	return err
+}
+
 // daemonURL finds the running daemon's API: $OXIOS_URL, else the address
 // the daemon wrote into its PID file, else api.listen from the config.
 func (a *app) daemonURL(h config.Home, cfg config.Config) string {
@@ -133,7 +153,7 @@ func (a *app) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, _, err := a.loadConfig(h)
+	cfg, _, err := a.settings(h)
 	if err != nil {
 		return nil, err
 	}
