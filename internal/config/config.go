@@ -412,7 +412,7 @@ var hints = map[string]string{
 	"policy.exec.shell":            "must be true or false",
 	"policy.exec.env":              "must be a list of environment variable names",
 	"policy.exec.timeout":          `must be a duration string such as "60s"`,
-	"policy.exec.max_output_kb":    "must be a whole number from 1 to 65536",
+	"policy.exec.max_output_kb":    "must be a whole number from 1 to 1024",
 	"policy.network.allow":         `must be a list of hosts such as ["api.github.com", "*.example.com"]`,
 	"policy.ask":                   "must be a list of tool names",
 	"policy.ask_timeout":           `must be a duration string such as "30m" ("0s": never)`,
@@ -688,8 +688,8 @@ func (c *Config) validateLLM() error {
 	if d := c.Policy.Exec.Timeout.Duration; d <= 0 {
 		return &Error{Key: "policy.exec.timeout", Msg: fmt.Sprintf("must be more than 0s (got %s)", d)}
 	}
-	if n := c.Policy.Exec.MaxOutputKB; n < 1 || n > 65536 {
-		return &Error{Key: "policy.exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to 65536 (got %d)", n)}
+	if n := c.Policy.Exec.MaxOutputKB; n < 1 || n > tools.MaxOutputKB {
+		return &Error{Key: "policy.exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to %d (got %d)", tools.MaxOutputKB, n)}
 	}
 	return nil
 }

@@ -179,3 +179,19 @@ func TestFileToolsDoNotFollowASwappedLink(t *testing.T) {
 		t.Fatalf("ESCAPE: the outside directory holds %v", entries)
 	}
 }
+
+// One huge result cannot take the daemon's memory: output past the cap is
+// counted, not kept, and the cap has a hard ceiling (issue 15.4).
+func TestExecOutputIsBounded(t *testing.T) {
+	if err := (Policy{Exec: ExecPolicy{MaxOutputKB: 64 << 10}}).Validate("policy."); err == nil || !strings.Contains(err.Error(), "policy.exec.max_output_kb: must be from 1 to 1024") {
+		t.Fatalf("max_output_kb 65536: %v", err)
+	}
+	e, _ := env(t, Policy{Exec: ExecPolicy{Allow: []string{"yes"}, MaxOutputKB: MaxOutputKB, Timeout: "2s"}})
+	out, err := Call(context.Background(), e, "exec", json.RawMessage(`{"command": "yes", "args": ["0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqr"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) > MaxOutputKB<<10+200 || !strings.Contains(out, "[output truncated: ") {
+		t.Fatalf("a 50 MB result: %d bytes, ending %q", len(out), out[max(0, len(out)-80):])
+	}
+}

@@ -117,8 +117,8 @@ func (p Policy) Validate(prefix string) error {
 			return &InvalidError{Field: prefix + "exec.timeout", Msg: fmt.Sprintf("must be a duration from 1ms to 24h such as \"60s\" (got %q)", p.Exec.Timeout)}
 		}
 	}
-	if p.Exec.MaxOutputKB < 0 || p.Exec.MaxOutputKB > 64<<10 {
-		return &InvalidError{Field: prefix + "exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to 65536 (got %d)", p.Exec.MaxOutputKB)}
+	if p.Exec.MaxOutputKB < 0 || p.Exec.MaxOutputKB > MaxOutputKB {
+		return &InvalidError{Field: prefix + "exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to %d (got %d)", MaxOutputKB, p.Exec.MaxOutputKB)}
 	}
 	for i, h := range p.Network.Allow {
 		if h == "" || strings.ContainsAny(h, "/ ") {
@@ -137,6 +137,12 @@ func (p Policy) Validate(prefix string) error {
 	}
 	return nil
 }
+
+// MaxOutputKB is the most of a program's output that is kept, in KiB: what
+// reaches the model, the checkpoints and the record is copied several
+// times, and one 50 MB result once took the daemon from 56 MB to 554 MB.
+// What goes past it is counted, never held.
+const MaxOutputKB = 1024
 
 // InvalidError is a policy that cannot be used; Field names what is wrong.
 type InvalidError struct {
