@@ -74,6 +74,10 @@ func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("only custom.* events can be published through the API (got %q)", req.Type), "type")
 			return
 		}
+		if d := bytes.TrimSpace(req.Data); len(d) > 0 && d[0] != '{' && string(d) != "null" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("data: must be a JSON object (got %.40s)", d), "data")
+			return
+		}
 		evs[i] = bus.Event{Type: req.Type, AgentID: req.AgentID, Data: req.Data}
 	}
 	if len(evs) == 0 {

@@ -66,3 +66,27 @@ func TestParentCannotBeGiven(t *testing.T) {
 		t.Fatalf("spawn with a parent: %d %s", r.status, r.body)
 	}
 }
+
+// Keys the docs refuse are refused, and event data is an object (issue
+// 15.9).
+func TestKeysAndEventDataTheDocsRefuse(t *testing.T) {
+	srv, _ := daemonAPI(t, "1s", time.Minute)
+	for _, key := range []string{"%2Fabs", "a%2F", "a%2F%2Fb", "a%2F.b"} {
+		r := call(t, "PUT", srv.URL+"/api/v1/state/app/"+key, `{"x": 1}`)
+		if r.status != 400 || !strings.Contains(r.body, `"field": "key"`) {
+			t.Errorf("key %q: %d %s", key, r.status, r.body)
+		}
+	}
+	if r := call(t, "PUT", srv.URL+"/api/v1/state/app/a/b.c", `{"x": 1}`); r.status != 200 && r.status != 201 {
+		t.Errorf("a valid key with '/': %d %s", r.status, r.body)
+	}
+	for _, data := range []string{`"a string"`, `[1, 2]`, `42`} {
+		r := call(t, "POST", srv.URL+"/api/v1/events", `{"type": "custom.x", "data": `+data+`}`)
+		if r.status != 400 || !strings.Contains(r.body, `"field": "data"`) {
+			t.Errorf("event data %s: %d %s", data, r.status, r.body)
+		}
+	}
+	if r := call(t, "POST", srv.URL+"/api/v1/events", `{"type": "custom.x", "data": {"ok": true}}`); r.status != 201 {
+		t.Errorf("event data object: %d %s", r.status, r.body)
+	}
+}

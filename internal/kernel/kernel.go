@@ -363,7 +363,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				if err != nil {
 					return err
 				}
-				return k.auditConfig(ctx, bb.JS, trail)
+				return k.auditConfig(ctx, bb.JS, bb.Replicas, trail)
 			},
 			stop: func(context.Context) error { return nil },
 		},
@@ -642,14 +642,16 @@ func (k *Kernel) configSummary() map[string]any {
 // file differs from the one the last boot of this node read. The file's
 // hash is kept in the internal bucket "nodes", which the API does not
 // expose.
-func (k *Kernel) auditConfig(ctx context.Context, js jetstream.JetStream, trail *audit.Log) error {
+func (k *Kernel) auditConfig(ctx context.Context, js jetstream.JetStream, replicas int, trail *audit.Log) error {
 	b, err := os.ReadFile(k.opts.ConfigPath)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil // unreadable here: the config was read at start, nothing to compare
 	}
 	sum := sha256.Sum256(b)
 	hash := hex.EncodeToString(sum[:])
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "nodes", History: 1, Storage: jetstream.FileStorage})
+	// Replicated like every bucket: on a cluster, an R1 bucket lost with its
+	// server would keep every daemon from booting (issue 15.9).
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "nodes", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)})
 	if err != nil {
 		return fmt.Errorf("bucket nodes: %w", err)
 	}

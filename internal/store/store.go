@@ -63,8 +63,11 @@ func ValidateNamespace(ns string) error {
 
 // ValidateKey checks a key.
 func ValidateKey(key string) error {
-	if len(key) == 0 || len(key) > maxKeyLen || !keyRe.MatchString(key) {
-		return &InvalidError{Field: "key", Msg: fmt.Sprintf("must be 1 to %d characters: letters, digits, '-', '_', '=', '/' and '.' (not first, last or doubled) (got %q)", maxKeyLen, key)}
+	// '/' separates, like '.': not first, last or doubled either.
+	slashes := strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") || strings.Contains(key, "//") ||
+		strings.Contains(key, "/.") || strings.Contains(key, "./")
+	if len(key) == 0 || len(key) > maxKeyLen || !keyRe.MatchString(key) || slashes {
+		return &InvalidError{Field: "key", Msg: fmt.Sprintf("must be 1 to %d characters: letters, digits, '-', '_', '=', '/' and '.' ('/' and '.' not first, last, doubled or together) (got %q)", maxKeyLen, key)}
 	}
 	return nil
 }
