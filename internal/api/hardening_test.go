@@ -90,3 +90,25 @@ func TestKeysAndEventDataTheDocsRefuse(t *testing.T) {
 		t.Errorf("event data object: %d %s", r.status, r.body)
 	}
 }
+
+// Values that are JSON by the grammar but that readers choke on (jq,
+// JavaScript) are refused, naming the value (issue 15.9).
+func TestValuesReadersChokeOn(t *testing.T) {
+	srv, _ := daemonAPI(t, "1s", time.Minute)
+	for name, v := range map[string]string{
+		"huge number":    `{"n": 1e999}`,
+		"invalid UTF-8":  "{\"s\": \"\xff\xfe\"}",
+		"lone surrogate": `{"s": "\ud800"}`,
+		"low surrogate":  `["\udc00"]`,
+	} {
+		r := call(t, "PUT", srv.URL+"/api/v1/state/app/k", v)
+		if r.status != 400 || !strings.Contains(r.body, `"field": "value"`) {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	for name, v := range map[string]string{"a pair": `{"s": "\ud83d\ude00"}`, "escaped backslash": `{"s": "\\ud800"}`, "big but fine": `{"n": 1e308}`} {
+		if r := call(t, "PUT", srv.URL+"/api/v1/state/app/k", v); r.status != 200 && r.status != 201 {
+			t.Errorf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+}

@@ -5,15 +5,18 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -249,7 +252,63 @@ func checkValue(v []byte) error {
 	if !json.Valid(v) {
 		return &InvalidError{Field: "value", Msg: "must be valid JSON"}
 	}
+	// Valid JSON text that readers choke on (jq, JavaScript): text that
+	// is not UTF-8, a lone UTF-16 surrogate escape, a number no float64
+	// holds.
+	if !utf8.Valid(v) {
+		return &InvalidError{Field: "value", Msg: "must be UTF-8 text"}
+	}
+	if loneSurrogate(v) {
+		return &InvalidError{Field: "value", Msg: "must not hold a lone UTF-16 surrogate escape such as \\ud800"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return &InvalidError{Field: "value", Msg: fmt.Sprintf("number %.40s is out of the range of a 64-bit float", n)}
+			}
+		}
+	}
 	return nil
+}
+
+// loneSurrogate reports a \uD800-\uDFFF escape that is not a high one
+// followed by a low one.
+func loneSurrogate(v []byte) bool {
+	for i := 0; i+6 <= len(v); i++ {
+		if v[i] != '\\' {
+			continue
+		}
+		if v[i+1] != 'u' {
+			i++ // an escaped character, \\ included
+			continue
+		}
+		r, err := strconv.ParseUint(string(v[i+2:i+6]), 16, 16)
+		if err != nil {
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r < 0xDC00: // high: a low must follow
+			if i+12 > len(v) || v[i+6] != '\\' || v[i+7] != 'u' {
+				return true
+			}
+			lo, err := strconv.ParseUint(string(v[i+8:i+12]), 16, 16)
+			if err != nil || lo < 0xDC00 || lo > 0xDFFF {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
 }
 
 // Get returns the document's latest revision.
