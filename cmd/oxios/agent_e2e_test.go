@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -249,22 +248,7 @@ func readFile(p string) string {
 // runIn runs the CLI from dir, as a user in that directory would.
 func (e *env) runIn(dir string, args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("run oxios %v: %v", args, err)
-	}
-	return r
+	return e.runFrom(dir, nil, args...)
 }
 
 // The README's headline example, run as written from the directory that

@@ -94,9 +94,16 @@ func (r result) String() string {
 // environment do not leak in.
 func (e *env) run(extraEnv []string, args ...string) result {
 	e.t.Helper()
+	return e.runFrom("", extraEnv, args...)
+}
+
+// runFrom runs the CLI from dir ("": the test's own directory).
+func (e *env) runFrom(dir string, extraEnv []string, args ...string) result {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
 	cmd.Env = append(cmd.Env, extraEnv...)
 	var out, errb bytes.Buffer
