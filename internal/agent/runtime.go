@@ -173,7 +173,7 @@ func (rt *Runtime) provider(name string) (Provider, error) {
 			c.BaseURL = os.Getenv("OPENAI_BASE_URL")
 		}
 		if c.APIKey == "" {
-			return nil, fmt.Errorf("the daemon has no OpenAI key: OPENAI_API_KEY is not set in the daemon's environment (the CLI's shell is not the daemon's), nor providers.openai.api_key in config.toml; set it there, or in the service's environment, and restart the daemon")
+			return nil, fmt.Errorf("the daemon has no OpenAI key: OPENAI_API_KEY is not set in the daemon's environment (the CLI's shell is not the daemon's), nor providers.openai.api_key in config.toml; set it there, or in $OXIOS_HOME/secrets/daemon.env, which the service unit reads, and restart the daemon")
 		}
 		p = newOpenAI("openai", c, max(rt.o.MaxRetries, 0))
 	case "ollama":
@@ -186,7 +186,7 @@ func (rt *Runtime) provider(name string) (Provider, error) {
 		p = newOpenAI("ollama", c, max(rt.o.MaxRetries, 0))
 	case "anthropic":
 		if c.APIKey == "" {
-			return nil, fmt.Errorf("the daemon has no Anthropic key: ANTHROPIC_API_KEY is not set in the daemon's environment (the CLI's shell is not the daemon's), nor providers.anthropic.api_key in config.toml; set it there, or in the service's environment, and restart the daemon")
+			return nil, fmt.Errorf("the daemon has no Anthropic key: ANTHROPIC_API_KEY is not set in the daemon's environment (the CLI's shell is not the daemon's), nor providers.anthropic.api_key in config.toml; set it there, or in $OXIOS_HOME/secrets/daemon.env, which the service unit reads, and restart the daemon")
 		}
 		p = newAnthropic(c, max(rt.o.MaxRetries, 0))
 	default:

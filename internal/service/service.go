@@ -118,6 +118,8 @@ func Unit(o Options) (string, error) {
 	line("NotifyAccess=main")
 	line("ExecStart=%s", strings.Join(exec, " "))
 	line("Environment=%s", envQuote("OXIOS_HOME", o.Home))
+	line("# Variables the daemon needs, e.g. OPENAI_API_KEY=..., one per line (0600).")
+	line("EnvironmentFile=-%s", strings.ReplaceAll(filepath.Join(o.Home, "secrets", "daemon.env"), "%", "%%"))
 	line("ExecReload=/bin/kill -HUP $MAINPID")
 	line("Restart=on-failure")
 	if o.SystemdVersion >= 254 {
