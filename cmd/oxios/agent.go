@@ -37,8 +37,54 @@ exponential backoff when it exits.`,
 		Args: noArgs,
 	}
 	cmd.AddCommand(a.agentSpawnCmd(), a.agentListCmd(), a.agentGetCmd(), a.agentWaitCmd(),
-		a.agentKillCmd(), a.agentRestartCmd(), a.agentLogsCmd(), a.agentRmCmd())
+		a.agentKillCmd(), a.agentRestartCmd(), a.agentLogsCmd(), a.agentOutputCmd(), a.agentRmCmd())
 	return cmd
+}
+
+func (a *app) agentOutputCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "output ID",
+		Short: "Print the whole output of an llm agent",
+		Long: `Output prints an llm agent's whole final answer (or, while it runs, its latest
+text). Its record (agent get) holds only the first 64 KiB of it.`,
+		Example: "  oxios agent output 0193e2a4-...\n  oxios agent output 0193e2a4-... > answer.md",
+		Args:    exactArgs(1, "an agent ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := a.printOutput(c, args[0]); err != nil {
+				return apiError(err)
+			}
+			return nil
+		},
+	}
+}
+
+// printOutput writes agent id's whole output to stdout, ending in a newline.
+func (a *app) printOutput(c *client.Client, id string) error {
+	w := &lastByte{w: a.stdout}
+	if _, err := c.AgentOutput(context.Background(), id, w); err != nil {
+		return err
+	}
+	if w.last != 0 && w.last != '\n' {
+		fmt.Fprintln(a.stdout)
+	}
+	return nil
+}
+
+// lastByte is a writer that remembers the last byte written.
+type lastByte struct {
+	w    io.Writer
+	last byte
+}
+
+func (l *lastByte) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		l.last = p[len(p)-1]
+	}
+	return l.w.Write(p)
 }
 
 func (a *app) agentSpawnCmd() *cobra.Command {
@@ -414,6 +460,9 @@ func (a *app) printRecord(r supervisor.Record) {
 		}
 		if r.Output != "" {
 			fmt.Fprintf(a.stdout, "\n%s\n", r.Output)
+		}
+		if r.OutputTruncated {
+			fmt.Fprintf(a.stdout, "[the first %d of %d bytes; the whole: oxios agent output %s]\n", len(r.Output), r.OutputBytes, r.ID)
 		}
 		return
 	}

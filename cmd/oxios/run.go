@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -163,8 +164,15 @@ func (a *app) follow(c *client.Client, id string) error {
 	}
 	if a.output == "json" {
 		printJSON(a.stdout, r)
+	} else if r.OutputTruncated {
+		if err := a.printOutput(c, id); err != nil {
+			return apiError(err)
+		}
 	} else if r.Output != "" {
-		fmt.Fprintln(a.stdout, r.Output)
+		fmt.Fprint(a.stdout, r.Output)
+		if !strings.HasSuffix(r.Output, "\n") {
+			fmt.Fprintln(a.stdout)
+		}
 	}
 	switch r.State {
 	case supervisor.Succeeded:

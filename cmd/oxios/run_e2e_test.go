@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -247,4 +248,70 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A final answer larger than the backbone's largest message (issue 15.3):
+// its record write failed, yet wait and the API said succeeded, and after a
+// restart the agent was failed and the answer gone. The record now holds
+// its first 64 KiB; the whole is in the outputs bucket, printed by run,
+// served at /output, kept across a restart and deleted with the agent.
+func TestLargeOutputIsStoredWhole(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 10 MB answer through a daemon restart")
+	}
+	e := newEnv(t)
+	var b strings.Builder
+	for i := 0; b.Len() < 10<<20; i++ {
+		fmt.Fprintf(&b, "line %07d of a long answer\n", i)
+	}
+	answer := b.String()
+	llm := agenttest.New(t, e2eKey, agenttest.Reply{Text: answer})
+	pid := e.startWithModel(llm)
+	e.stopAtEnd()
+	t0 := time.Now()
+	r := e.oxios("run", "answer at length")
+	t.Logf("run took %s", time.Since(t0))
+	if r.code != 0 || r.stdout != answer {
+		t.Fatalf("run: exit %d, %d bytes of output (want %d): %.300s", r.code, len(r.stdout), len(answer), r.stderr)
+	}
+	var recs []supervisor.Record
+	if l := e.oxios("agent", "list", "-o", "json"); json.Unmarshal([]byte(l.stdout), &recs) != nil || len(recs) != 1 {
+		t.Fatalf("agent list: %.500s", l)
+	}
+	rec := recs[0]
+	check := func(when string, rec supervisor.Record) {
+		t.Helper()
+		if rec.State != supervisor.Succeeded || !rec.OutputTruncated || rec.OutputBytes != int64(len(answer)) ||
+			len(rec.Output) != supervisor.OutputPreview || !strings.HasPrefix(answer, rec.Output) {
+			t.Fatalf("%s: record %s %q, truncated %v, %d of %d bytes", when, rec.State, rec.Reason, rec.OutputTruncated, len(rec.Output), rec.OutputBytes)
+		}
+		code, body := e.get("/api/v1/agents/"+rec.ID+"/output", e.token())
+		if code != 200 || body != answer {
+			t.Fatalf("%s: GET output: %d, %d bytes (want %d)", when, code, len(body), len(answer))
+		}
+	}
+	check("after run", rec)
+	if g := e.oxios("agent", "get", rec.ID); !strings.Contains(g.stdout, "oxios agent output "+rec.ID) {
+		t.Fatalf("agent get does not say the output is cut: %.300s", g.stdout[max(0, len(g.stdout)-300):])
+	}
+
+	if r := e.oxios("stop"); r.code != 0 {
+		t.Fatalf("stop: %s", r)
+	}
+	waitGone(t, pid, 10*time.Second)
+	t0 = time.Now()
+	e.startWithModel(llm)
+	t.Logf("restart took %s", time.Since(t0))
+	check("after a restart", e.agent(rec.ID))
+	if o := e.oxios("agent", "output", rec.ID); o.code != 0 || o.stdout != answer {
+		t.Fatalf("agent output: exit %d, %d bytes", o.code, len(o.stdout))
+	}
+
+	// Deleted with its agent.
+	if r := e.oxios("agent", "rm", rec.ID); r.code != 0 {
+		t.Fatalf("rm: %s", r)
+	}
+	if code, body := e.get("/api/v1/agents/"+rec.ID+"/output", e.token()); code != 404 {
+		t.Fatalf("output of a deleted agent: %d %.200s", code, body)
+	}
 }

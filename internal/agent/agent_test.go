@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
@@ -48,6 +49,7 @@ type stack struct {
 	llm       *agenttest.Server
 	approvals *approval.Manager
 	budgets   *budget.Service
+	js        jetstream.JetStream
 }
 
 func newStack(t *testing.T, llm *agenttest.Server, mod func(*Options)) *stack {
@@ -132,7 +134,7 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 		defer cancel()
 		sup.Close(ctx)
 	})
-	return &stack{t: t, sup: sup, rt: rt, bus: b, approvals: apv, budgets: bud}
+	return &stack{t: t, sup: sup, rt: rt, bus: b, approvals: apv, budgets: bud, js: bb.JS}
 }
 
 func (s *stack) run(spec supervisor.Spec) supervisor.Record {

@@ -329,6 +329,29 @@ func (s *Server) untilStopping(ctx context.Context) (context.Context, context.Ca
 	return ctx, cancel
 }
 
+// agentOutput serves the whole output of an llm agent, as text: the record
+// holds at most its first supervisor.OutputPreview bytes.
+func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	if svc == nil || !checkQuery(w, r.URL.Query()) {
+		return
+	}
+	out, size, err := svc.Agents.Output(r.Context(), r.PathValue("id"))
+	if err != nil {
+		agentError(w, err)
+		return
+	}
+	defer out.Close()
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, out); err != nil {
+		s.Logger.Warn("send an agent's output", "agent", r.PathValue("id"), "err", err)
+	}
+}
+
 // LogLines is the answer of GET /api/v1/agents/{id}/logs.
 type LogLines struct {
 	Lines []string `json:"lines"`

@@ -167,6 +167,7 @@ func (s *Server) routes() []route {
 		{"POST /api/v1/agents/{id}/kill", o, s.agentKill},
 		{"POST /api/v1/agents/{id}/restart", o, s.agentRestart},
 		{"GET /api/v1/agents/{id}/logs", v, s.agentLogs},
+		{"GET /api/v1/agents/{id}/output", v, s.agentOutput},
 		{"GET /api/v1/scheduler", v, s.schedulerGet},
 		{"GET /api/v1/audit", a, s.auditList},
 		{"GET /api/v1/audit/verify", a, s.auditVerify},

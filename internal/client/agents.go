@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -114,6 +115,19 @@ func (c *Client) Scheduler(ctx context.Context) (scheduler.Snapshot, error) {
 	var s scheduler.Snapshot
 	err := c.do(ctx, http.MethodGet, "/api/v1/scheduler", nil, &s)
 	return s, err
+}
+
+// AgentOutput copies the whole output of an llm agent into w (its record
+// holds the start of it).
+func (c *Client) AgentOutput(ctx context.Context, id string, w io.Writer) (int64, error) {
+	hc := *c.http
+	hc.Timeout = 0 // ctx bounds it: an output may be large
+	resp, err := c.rawWith(ctx, &hc, http.MethodGet, agentPath(id, "/output"), nil, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(w, resp.Body)
 }
 
 // AgentLogs returns the last n lines of the agent's log.

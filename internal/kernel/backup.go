@@ -17,6 +17,7 @@ import (
 	"github.com/oxios/oxios/internal/backup"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/fileutil"
+	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/version"
 )
 
@@ -26,6 +27,9 @@ var ownBuckets = []string{"agents", "state", "tokens", "sessions", "approvals", 
 
 func ownStream(name string) bool {
 	if strings.HasPrefix(name, "OXIOS_") {
+		return true
+	}
+	if name == "OBJ_"+supervisor.OutputsBucket {
 		return true
 	}
 	b, ok := strings.CutPrefix(name, "KV_")

@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/sandbox"
@@ -109,9 +113,17 @@ func (s *Supervisor) startLLM(a *agent, resume bool) (task, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.rec.OutputTruncated { // the whole output of the run before
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.outputs.Delete(dctx, a.id); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			s.log.Warn("delete the output of the previous run", "agent", a.id, "err", err)
+		}
+		dcancel()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &llmTask{cancel: cancel, done: make(chan struct{})}
-	a.rec.Model, a.rec.Output, a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = a.rec.Spec.Model, "", 0, nil, Usage{}
+	a.rec.Model, a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = a.rec.Spec.Model, 0, nil, Usage{}
+	a.setOutput("")
 	rec := a.rec
 	go func() {
 		defer close(t.done)
@@ -136,7 +148,11 @@ func (s *Supervisor) progress(a *agent, p Progress) {
 	if len(p.ToolCalls) > MaxToolCalls {
 		p.ToolCalls = p.ToolCalls[len(p.ToolCalls)-MaxToolCalls:]
 	}
-	a.rec.Output, a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = p.Output, p.Steps, p.ToolCalls, p.Usage
+	for i := range p.ToolCalls {
+		p.ToolCalls[i].Error = Clip(p.ToolCalls[i].Error, maxCallText)
+	}
+	a.rec.Steps, a.rec.ToolCalls, a.rec.Usage = p.Steps, p.ToolCalls, p.Usage
+	a.setOutput(p.Output)
 	// Readers see every step at once; the bucket gets at most one write a
 	// second of a running loop (its end is always written), so a long run
 	// does not rewrite its growing record at every step.
@@ -146,6 +162,68 @@ func (s *Supervisor) progress(a *agent, p Progress) {
 	}
 	a.lastProgress = time.Now()
 	s.save(a, "", nil)
+}
+
+// setOutput makes out the run's latest output: whole in memory, its start
+// in the record. The caller holds a.mu.
+func (a *agent) setOutput(out string) {
+	if len(out) > MaxOutput {
+		cut := len(out) - MaxOutput
+		out = Clip(out, MaxOutput) + fmt.Sprintf("\n[output cut: %d more bytes]", cut)
+	}
+	a.output = out
+	a.rec.Output, a.rec.OutputBytes, a.rec.OutputTruncated = Clip(out, OutputPreview), int64(len(out)), len(out) > OutputPreview
+}
+
+// storeOutput puts the whole output of a's ended run in the outputs bucket
+// when its record holds only the start of it. An output that cannot be
+// stored fails the agent, saying so: nobody is told of an answer that is
+// not kept. The caller holds a.mu.
+func (s *Supervisor) storeOutput(a *agent, st State, reason string) (State, string) {
+	out := a.output
+	a.output = ""
+	if !a.rec.OutputTruncated {
+		return st, reason
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.outputs.PutBytes(ctx, a.id, []byte(out)); err != nil {
+		s.log.Error("store an agent's output", "agent", a.id, "bytes", len(out), "err", err)
+		return Failed, fmt.Sprintf("its output (%d bytes) could not be stored: %v", len(out), err)
+	}
+	return st, reason
+}
+
+// Output returns the whole output of agent id: of its ended run as stored,
+// or the latest text of its running one.
+func (s *Supervisor) Output(ctx context.Context, id string) (io.ReadCloser, int64, error) {
+	a, err := s.get(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	a.mu.Lock()
+	live, out := !a.rec.State.Terminal(), a.output
+	a.mu.Unlock()
+	r := a.snap.Load()
+	if live && out != "" {
+		return io.NopCloser(strings.NewReader(out)), int64(len(out)), nil
+	}
+	if !r.OutputTruncated {
+		return io.NopCloser(strings.NewReader(r.Output)), int64(len(r.Output)), nil
+	}
+	obj, err := s.outputs.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, 0, &NotFoundError{What: "the whole output of agent " + id}
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the output of agent %s: %w", id, err)
+	}
+	info, err := obj.Info()
+	if err != nil {
+		obj.Close()
+		return nil, 0, fmt.Errorf("read the output of agent %s: %w", id, err)
+	}
+	return obj, int64(info.Size), nil
 }
 
 // waiting moves a running llm agent to waiting_approval and back.

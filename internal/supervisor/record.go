@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"time"
+	"unicode/utf8"
 
 	"github.com/oxios/oxios/internal/sandbox"
 )
@@ -67,11 +68,17 @@ type Record struct {
 	// Model, Output, Steps and ToolCalls describe a language-model agent's
 	// run: the model it used, its final (or, if it failed, latest) text,
 	// the loop steps taken and every tool call.
-	Model     string     `json:"model,omitempty"`
-	Output    string     `json:"output,omitempty"`
-	Steps     int        `json:"steps,omitempty"`
-	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
-	Spec      Spec       `json:"spec"`
+	Model string `json:"model,omitempty"`
+	// Output is at most OutputPreview bytes of the text: the start of it
+	// when OutputTruncated, and the whole is served by Supervisor.Output
+	// (GET /api/v1/agents/{id}/output) from the outputs bucket.
+	Output string `json:"output,omitempty"`
+	// OutputBytes is the size of the whole output.
+	OutputBytes     int64      `json:"output_bytes,omitempty"`
+	OutputTruncated bool       `json:"output_truncated,omitempty"`
+	Steps           int        `json:"steps,omitempty"`
+	ToolCalls       []ToolCall `json:"tool_calls,omitempty"`
+	Spec            Spec       `json:"spec"`
 	// RecentRestarts are the times of the automatic restarts still inside
 	// the restart window, for the intensity limit across daemon restarts.
 	RecentRestarts []time.Time `json:"recent_restarts,omitempty"`
@@ -101,5 +108,31 @@ type ToolCall struct {
 
 // MaxToolCalls is how many tool calls a record keeps (the latest ones).
 const MaxToolCalls = 500
+
+// Bounds on what one record holds, so that every record fits in one
+// message of the backbone: a record that cannot be written would be a state
+// nobody can rely on.
+const (
+	// OutputPreview is how much of an llm agent's output the record keeps.
+	OutputPreview = 64 << 10
+	// MaxOutput is the most of an output that is stored (in the outputs
+	// bucket); beyond it the output is cut, and says so.
+	MaxOutput = 64 << 20
+	// maxReason and maxCallText bound a record's reason and each tool
+	// call's error text.
+	maxReason   = 2 << 10
+	maxCallText = 1 << 10
+)
+
+// Clip returns s cut to at most n bytes, at a character boundary.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 func ptr[T any](v T) *T { return &v }

@@ -139,11 +139,18 @@ type Admitter interface {
 // Bucket is the key/value bucket of agent records.
 const Bucket = "agents"
 
+// OutputsBucket is the object store of the outputs too large for a record.
+const OutputsBucket = "outputs"
+
 // Supervisor runs agents. Create it with Open.
 type Supervisor struct {
-	o   Options
-	kv  jetstream.KeyValue
-	log *slog.Logger
+	o       Options
+	kv      jetstream.KeyValue
+	outputs jetstream.ObjectStore
+	log     *slog.Logger
+	// maxRecord is the largest record written: under the backbone's
+	// largest message, with room for its headers.
+	maxRecord int
 
 	ctx    context.Context // ends runs at Close
 	cancel context.CancelFunc
@@ -181,8 +188,14 @@ type agent struct {
 	wake    chan struct{}
 	started bool // the current run has been admitted
 	gone    bool // deleted
+	// endPending: the run has ended, but its end is not stored yet; done
+	// is closed once it is.
+	endPending bool
 	// lastProgress is when an llm run's progress was last written.
 	lastProgress time.Time
+	// output is the whole latest output of the running llm loop, of which
+	// the record holds the start; it goes to the outputs bucket at the end.
+	output string
 }
 
 type killRequest struct {
@@ -242,8 +255,20 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
-	s := &Supervisor{o: o, kv: kv, log: o.Logger, agents: map[string]*agent{}, lent: map[string]int{},
-		sweep: make(chan struct{}, 1), swept: make(chan struct{})}
+	outputs, err := o.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      OutputsBucket,
+		Description: "outputs of llm agents too large for their records",
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", OutputsBucket, err)
+	}
+	s := &Supervisor{o: o, kv: kv, outputs: outputs, log: o.Logger, agents: map[string]*agent{}, lent: map[string]int{},
+		sweep: make(chan struct{}, 1), swept: make(chan struct{}), maxRecord: 1<<20 - 64<<10}
+	if mp := o.JS.Conn().MaxPayload(); mp > 128<<10 {
+		s.maxRecord = int(mp) - 64<<10
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.grace.Store(int64(time.Hour))
 	recs, err := s.load(ctx)
@@ -336,7 +361,7 @@ func (s *Supervisor) save(a *agent, typ string, data any) error {
 	if s.halted.Load() {
 		return ErrClosed
 	}
-	b, err := json.Marshal(a.rec)
+	b, err := s.marshal(a)
 	if err != nil {
 		return err
 	}
@@ -351,6 +376,29 @@ func (s *Supervisor) save(a *agent, typ string, data any) error {
 		s.publish(a.id, typ, data)
 	}
 	return nil
+}
+
+// marshal encodes a's record, within the largest record: a record over it
+// keeps fewer of its tool calls (the latest), then less of its output. The
+// caller holds a.mu.
+func (s *Supervisor) marshal(a *agent) ([]byte, error) {
+	for {
+		b, err := json.Marshal(a.rec)
+		if err != nil || len(b) <= s.maxRecord {
+			return b, err
+		}
+		switch r := &a.rec; {
+		case len(r.ToolCalls) > 0:
+			r.ToolCalls = r.ToolCalls[len(r.ToolCalls)/2:]
+			if len(r.ToolCalls) == 1 {
+				r.ToolCalls = nil
+			}
+		case len(r.Output) > 4<<10:
+			r.Output, r.OutputTruncated = Clip(r.Output, 4<<10), true
+		default:
+			return nil, fmt.Errorf("the record of agent %s is %d bytes, over the backbone's limit of %d", a.id, len(b), s.maxRecord)
+		}
+	}
 }
 
 func (s *Supervisor) publish(id, typ string, data any) {
@@ -546,6 +594,7 @@ func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (
 	case a.gone:
 		a.mu.Unlock()
 		return Record{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
+	case a.endPending: // it has ended; wait until that is stored
 	case a.rec.State.Terminal():
 		a.mu.Unlock()
 		return Record{}, fmt.Errorf("agent %s has already ended (%s): %w", id, a.rec.State, ErrConflict)
@@ -554,7 +603,7 @@ func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (
 		a.mu.Unlock()
 		return *a.snap.Load(), nil
 	}
-	if a.kill == nil {
+	if a.kill == nil && !a.endPending {
 		a.kill = &killRequest{reason: "kill requested", grace: grace}
 	}
 	a.poke()
@@ -582,6 +631,8 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("agent %s: %w", id, ErrNotFound)
 	case a.rec.State == Queued:
 		return Record{}, fmt.Errorf("agent %s is queued and has not started yet: %w", id, ErrConflict)
+	case a.endPending:
+		return Record{}, fmt.Errorf("agent %s has ended, but the backbone has not yet taken its record; try again: %w", id, ErrConflict)
 	case a.rec.State.Terminal():
 		if s.isClosed() {
 			return Record{}, ErrClosed
@@ -637,6 +688,14 @@ func (s *Supervisor) remove(ctx context.Context, a *agent, reason string) error 
 	if a.gone {
 		return nil
 	}
+	if a.endPending {
+		return fmt.Errorf("agent %s has ended, but the backbone has not yet taken its record; try again: %w", a.id, ErrConflict)
+	}
+	if a.rec.OutputTruncated {
+		if err := s.outputs.Delete(ctx, a.id); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return fmt.Errorf("delete the output of agent %s: %w", a.id, err)
+		}
+	}
 	if err := s.kv.Purge(ctx, a.id); err != nil {
 		return fmt.Errorf("delete agent %s: %w", a.id, err)
 	}
@@ -668,20 +727,55 @@ func (s *Supervisor) Scheduler() scheduler.Snapshot { return s.o.Scheduler.Snaps
 // end moves a to a terminal state, publishes its one terminal event and
 // frees its slot. The caller holds a.mu.
 func (s *Supervisor) end(a *agent, st State, reason string) {
+	if a.rec.Kind == KindLLM {
+		st, reason = s.storeOutput(a, st, reason)
+	}
 	now := time.Now().UTC()
+	reason = Clip(reason, maxReason)
 	a.rec.State, a.rec.Reason, a.rec.EndedAt = st, reason, &now
 	a.rec.PID, a.rec.ProcStart, a.rec.NextStartAt = 0, 0, nil
 	data := map[string]any{"reason": reason, "exit_code": a.rec.ExitCode, "signal": a.rec.Signal, "restarts": a.rec.Restarts}
-	if err := s.save(a, "agent."+string(st), data); err != nil && !s.halted.Load() {
-		// The run has ended whether or not its record could be written:
-		// readers and the event log still learn it, exactly once.
-		a.publishSnap()
-		s.publish(a.id, "agent."+string(st), data)
-	}
-	close(a.done)
+	// Readers learn the end only once it is stored: a failed write is
+	// tried again while the daemon runs, and until then readers keep the
+	// last stored record. If it never is (the daemon stops first), the
+	// next boot recovers the agent from that record. The slot is freed
+	// after the end's event, which keeps the event log's running count
+	// within the limits.
+	err := s.save(a, "agent."+string(st), data)
 	metrics.Exits.WithLabelValues(a.rec.Kind, string(st)).Inc()
 	a.kill, a.restart = nil, false
 	s.o.Scheduler.Release(a.id)
+	if err != nil && !s.halted.Load() && s.ctx.Err() == nil {
+		a.endPending = true
+		go s.storeEnd(a, "agent."+string(st), data)
+		return
+	}
+	s.ended(a)
+}
+
+// storeEnd writes a's end until the backbone takes it or the supervisor
+// closes.
+func (s *Supervisor) storeEnd(a *agent, typ string, data any) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		select {
+		case <-time.After(wait):
+		case <-s.ctx.Done():
+		}
+		a.mu.Lock()
+		if s.ctx.Err() != nil || s.halted.Load() || s.save(a, typ, data) == nil {
+			a.endPending = false
+			s.ended(a)
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+	}
+}
+
+// ended closes a's run once its end is stored (or will never be). The
+// caller holds a.mu.
+func (s *Supervisor) ended(a *agent) {
+	close(a.done)
 	if s.o.OnEnd != nil && !s.halted.Load() {
 		go s.o.OnEnd(a.rec)
 	}

@@ -859,3 +859,72 @@ func TestHomeOutsideSandboxes(t *testing.T) {
 		t.Errorf("with every sandbox off: %v", err)
 	}
 }
+
+// An end that cannot be stored is not reported (issue 15.3: wait and the
+// API said succeeded while the record write had failed, and after a
+// restart the agent was failed). Readers keep the last stored record while
+// the write is tried again; once the backbone takes it, the end is
+// reported, once.
+func TestEndIsReportedOnlyOnceStored(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	dir := t.TempDir()
+	spec := sh("while [ ! -e go ]; do sleep 0.01; done")
+	spec.Dir = dir
+	r := e.spawn(spec)
+	r = e.waitState(r.ID, Running)
+
+	ctx := context.Background()
+	stream, err := e.bb.JS.Stream(ctx, "KV_"+Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	setMax := func(n int32) {
+		t.Helper()
+		cfg.MaxMsgSize = n
+		if _, err := e.bb.JS.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setMax(64) // no record fits
+	os.WriteFile(filepath.Join(dir, "go"), nil, 0o600)
+	waitGone(t, r.PID)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got, _ := e.sup.Get(r.ID); got.State.Terminal() {
+			t.Fatalf("the agent is reported %s, which was never stored", got.State)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	got, err := e.sup.Wait(wctx, r.ID)
+	cancel()
+	if err != nil || got.State.Terminal() {
+		t.Fatalf("wait returned %s (%v) for an end that was not stored", got.State, err)
+	}
+	if n := countType(e.events(r.ID), "agent.succeeded"); n != 0 {
+		t.Fatalf("%d agent.succeeded events for an end not stored", n)
+	}
+
+	setMax(-1)
+	if got := e.wait(r.ID); got.State != Succeeded {
+		t.Fatalf("after the backbone took it: %s %q", got.State, got.Reason)
+	}
+	kv, _ := e.bb.JS.KeyValue(ctx, Bucket)
+	ent, err := kv.Get(ctx, r.ID)
+	var stored Record
+	if err != nil || json.Unmarshal(ent.Value(), &stored) != nil || stored.State != Succeeded {
+		t.Fatalf("stored record: %v %s", err, stored.State)
+	}
+	if n := countType(e.events(r.ID), "agent.succeeded"); n != 1 {
+		t.Fatalf("%d agent.succeeded events", n)
+	}
+}
+
+func countType(evs []bus.Event, typ string) int {
+	n := 0
+	for _, ev := range evs {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
+}

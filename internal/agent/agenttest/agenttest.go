@@ -169,9 +169,14 @@ func (f *Server) openai(w http.ResponseWriter, r *http.Request) {
 		fl.Flush()
 	}
 	chunk(map[string]any{"role": "assistant", "content": ""}, nil, nil)
-	// Text in small pieces, as a model streams it.
+	// Text in small pieces, as a model streams it (a long text in larger
+	// ones, or the client's decoding of millions of chunks is the test).
+	piece := 4
+	if len(rep.Text) > 64<<10 {
+		piece = 16 << 10
+	}
 	for len(rep.Text) > 0 {
-		n := min(len(rep.Text), 4)
+		n := min(len(rep.Text), piece)
 		chunk(map[string]any{"content": rep.Text[:n]}, nil, nil)
 		rep.Text = rep.Text[n:]
 	}

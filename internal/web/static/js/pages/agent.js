@@ -144,6 +144,8 @@ export function mount(root, [id], ctx) {
     });
     detail.replaceChildren(
       h("h2", {}, "Output"), r.output ? h("pre", { class: "output", id: "agent-output" }, r.output) : h("p", { class: "muted" }, "No output yet."),
+      r.output_truncated ? h("p", { class: "muted", id: "agent-output-cut" }, `Only the start is shown: the output is ${num(r.output_bytes)} bytes. `,
+        h("a", { href: `/api/v1/agents/${encodeURIComponent(r.id)}/output`, target: "_blank", rel: "noopener" }, "The whole output")) : null,
       h("h2", {}, "Timeline"), items.length ? h("ol", { class: "timeline", id: "agent-timeline" }, items) : h("p", { class: "muted" }, "No steps yet."));
   }
 
