@@ -101,10 +101,18 @@ func (a *app) auditVerifyCmd() *cobra.Command {
 			if a.output == "json" {
 				printJSON(a.stdout, v)
 			} else if v.OK {
-				fmt.Fprintf(a.stdout, "audit trail intact: %d entries verified\n", v.Entries)
+				fmt.Fprintf(a.stdout, "audit trail intact: %d entries verified, up to its signed head (%d)\n", v.Entries, v.Head)
+			} else {
+				for _, d := range v.Damage {
+					fmt.Fprintln(a.stdout, d)
+				}
 			}
 			if !v.OK {
-				return failure(fmt.Errorf("audit trail broken at entry %d: %s", v.FirstBroken, v.Reason))
+				missing := ""
+				if v.Missing > 0 {
+					missing = fmt.Sprintf(" (%d entries missing in all)", v.Missing)
+				}
+				return failure(fmt.Errorf("audit trail broken at entry %d: %s%s", v.FirstBroken, v.Reason, missing))
 			}
 			return nil
 		},

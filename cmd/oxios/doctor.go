@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/agent"
+	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
@@ -175,6 +177,25 @@ func (a *app) doctor() []finding {
 				add("storage", "fail", "not ready: "+strings.TrimSpace(body), "oxios logs -n 50")
 			default:
 				add("storage", "ok", "every part is ready", "")
+			}
+			var rd api.Readiness
+			if code == 200 && json.Unmarshal([]byte(body), &rd) == nil {
+				for _, d := range rd.Damaged {
+					add("damage", "fail", d, "oxios audit verify; see the README's Audit section")
+				}
+			}
+		}
+		if ac, err := a.clientFor(h, cfg); err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			v, err := ac.AuditVerify(ctx)
+			cancel()
+			switch {
+			case err != nil:
+				add("audit", "warn", "could not verify the audit trail: "+err.Error(), "oxios audit verify")
+			case !v.OK:
+				add("audit", "fail", fmt.Sprintf("broken at entry %d: %s (%d entries missing in all)", v.FirstBroken, v.Reason, v.Missing), "oxios audit verify lists every break; see the README's Audit section")
+			default:
+				add("audit", "ok", fmt.Sprintf("%d entries verify, up to the signed head", v.Entries), "")
 			}
 		}
 	}

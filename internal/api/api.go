@@ -36,6 +36,9 @@ import (
 type PartStatus struct {
 	Name  string `json:"name"`
 	State string `json:"state"` // starting, ready, stopping, stopped, failed
+	// Damage is what is wrong with a part that runs on regardless (an
+	// audit trail whose tail was cut, say).
+	Damage string `json:"damage,omitempty"`
 }
 
 // Readiness is the body of /readyz.
@@ -44,6 +47,8 @@ type Readiness struct {
 	PID      int          `json:"pid"`
 	Parts    []PartStatus `json:"parts"`
 	NotReady []string     `json:"not_ready,omitempty"`
+	// Damaged lists the parts that are ready but damaged, with why.
+	Damaged []string `json:"damaged,omitempty"`
 }
 
 // System is the body of GET /api/v1/system.

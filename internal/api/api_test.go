@@ -23,9 +23,9 @@ func newServer(t *testing.T, ready *atomic.Bool) *httptest.Server {
 		},
 		Readiness: func() Readiness {
 			if ready.Load() {
-				return Readiness{Ready: true, PID: 7, Parts: []PartStatus{{"http", "ready"}, {"store", "ready"}}}
+				return Readiness{Ready: true, PID: 7, Parts: []PartStatus{{Name: "http", State: "ready"}, {Name: "store", State: "ready"}}}
 			}
-			return Readiness{PID: 7, Parts: []PartStatus{{"http", "ready"}, {"store", "starting"}}, NotReady: []string{"store"}}
+			return Readiness{PID: 7, Parts: []PartStatus{{Name: "http", State: "ready"}, {Name: "store", State: "starting"}}, NotReady: []string{"store"}}
 		},
 		System: func() System { return System{Node: "n1", PID: 7} },
 	})

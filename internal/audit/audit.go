@@ -28,6 +28,23 @@ import (
 // Stream is the JetStream stream of the audit trail.
 const Stream = "OXIOS_AUDIT"
 
+// HeadBucket holds the trail's signed head: the sequence and MAC of its
+// newest entry, signed with the audit key, outside the stream. Verify
+// compares the chain with it, so a tail cut from the stream is reported
+// with how many entries are missing.
+const HeadBucket = "audit_head"
+
+const headKey = "head"
+
+// DamagedAction is the entry a daemon appends when it opens a trail that
+// is damaged (its tail cut, its last entry unreadable): what it found, and
+// where the chain goes on from.
+const DamagedAction = "audit.damaged"
+
+// HeadCreatedAction is the entry a daemon appends when it signs the head
+// of a trail that had none (one from before signed heads).
+const HeadCreatedAction = "audit.head_created"
+
 const subject = "oxios.audit"
 
 // Entry is one audited action.
@@ -45,15 +62,26 @@ type Entry struct {
 	MAC  string `json:"mac"`
 }
 
+// Head is the signed head of the trail.
+type Head struct {
+	Seq uint64 `json:"seq"`
+	MAC string `json:"mac"`
+	Sig string `json:"sig"`
+}
+
 // Log is the audit trail.
 type Log struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	heads  jetstream.KeyValue
 	key    []byte
 
 	mu      sync.Mutex // serializes appends from this process
 	lastSeq uint64
 	lastMAC string
+	headRev uint64 // revision of the head last read or written
+	// damage is what Open found wrong with the trail ("" if nothing).
+	damage string
 }
 
 // Open creates or opens the audit stream, with the key at keyPath
@@ -77,11 +105,185 @@ func Open(ctx context.Context, js jetstream.JetStream, keyPath string, replicas 
 	if err != nil {
 		return nil, fmt.Errorf("audit stream: %w", err)
 	}
-	l := &Log{js: js, stream: st, key: key}
-	if err := l.loadLast(ctx); err != nil {
+	heads, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   HeadBucket,
+		History:  1,
+		Storage:  jetstream.FileStorage,
+		Replicas: replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", HeadBucket, err)
+	}
+	l := &Log{js: js, stream: st, heads: heads, key: key}
+	if err := l.open(ctx); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// Damage is what Open found wrong with the trail, or "": a tail missing
+// against the signed head, an unreadable last entry, a head that does not
+// verify. The daemon runs on; the damage is noted in the trail
+// (DamagedAction) and reported by readiness, doctor and Verify.
+func (l *Log) Damage() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.damage
+}
+
+// open reads the end of the chain and its signed head, and checks the
+// one against the other. A damaged trail is noted, not refused: the
+// daemon's other parts must not be lost with it.
+func (l *Log) open(ctx context.Context) error {
+	// The head first: it is written after its entry, so it is never ahead
+	// of a stream read after it, even with other writers.
+	head, headErr := l.readHead(ctx)
+	if headErr != nil && !errors.Is(headErr, errNoHead) && !errors.Is(headErr, errBadHead) {
+		return headErr
+	}
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	l.lastSeq, l.lastMAC = last, ""
+	var why []string
+	lost := uint64(0)
+	if info.State.Msgs > 0 {
+		e, err := l.entryAt(ctx, last)
+		switch {
+		case err == nil:
+			l.lastMAC = e.MAC
+		case errors.Is(err, errUnreadable):
+			why = append(why, fmt.Sprintf("its last entry (%d) cannot be read", last))
+			if headErr == nil && head.Seq == last {
+				l.lastMAC = head.MAC // the chain goes on from what the head signed
+			}
+		default:
+			return err
+		}
+	}
+	switch {
+	case errors.Is(headErr, errBadHead):
+		why = append(why, "its signed head does not verify (it was changed)")
+	case errors.Is(headErr, errNoHead):
+		if last > 0 && len(why) == 0 {
+			// A trail from before signed heads: sign what is there, and
+			// say so in the trail (the head cannot vouch for its past).
+			if _, err := l.append(ctx, Entry{Actor: "oxios", Action: HeadCreatedAction, Resource: "audit", Outcome: "ok",
+				Detail: map[string]any{"stream_last": last}}, true); err != nil {
+				return fmt.Errorf("sign the audit trail's head: %w", err)
+			}
+		}
+	case head.Seq > last:
+		lost = head.Seq - last
+		why = append(why, fmt.Sprintf("%d entries are missing at its end: the stream ends at %d, its signed head is at %d", lost, last, head.Seq))
+	case head.Seq > 0:
+		if e, err := l.entryAt(ctx, head.Seq); err == nil && e.MAC != head.MAC {
+			why = append(why, fmt.Sprintf("its entry %d is not the one its signed head names", head.Seq))
+		}
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	l.damage = "the audit trail is damaged: " + strings.Join(why, "; ")
+	// Noted in the trail itself, signed, chained onto the last entry that
+	// can be trusted; the head is then reset to it, so that what follows
+	// verifies from here on and Verify can tell the damage apart.
+	detail := map[string]any{"reason": strings.Join(why, "; "), "stream_last": last}
+	if headErr == nil {
+		detail["head_seq"] = head.Seq
+	}
+	if lost > 0 {
+		detail["lost"] = lost
+	}
+	if _, err := l.append(ctx, Entry{Actor: "oxios", Action: DamagedAction, Resource: "audit", Outcome: "failed", Detail: detail}, true); err != nil {
+		return fmt.Errorf("note the audit trail's damage: %w", err)
+	}
+	return nil
+}
+
+var (
+	errNoHead     = errors.New("the audit trail has no signed head")
+	errBadHead    = errors.New("the audit trail's signed head does not verify")
+	errUnreadable = errors.New("the audit entry cannot be read")
+)
+
+// headSig signs a head's sequence and MAC.
+func (l *Log) headSig(seq uint64, mac string) string {
+	h := hmac.New(sha256.New, l.key)
+	fmt.Fprintf(h, "oxios audit head\x00%d\x00%s", seq, mac)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// readHead returns the signed head, errNoHead or errBadHead.
+func (l *Log) readHead(ctx context.Context) (Head, error) {
+	var h Head
+	e, err := l.heads.Get(ctx, headKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		l.headRev = 0
+		return h, errNoHead
+	}
+	if err != nil {
+		return h, fmt.Errorf("read the audit trail's head: %w", err)
+	}
+	l.headRev = e.Revision()
+	if json.Unmarshal(e.Value(), &h) != nil || !hmac.Equal([]byte(h.Sig), []byte(l.headSig(h.Seq, h.MAC))) {
+		return h, errBadHead
+	}
+	return h, nil
+}
+
+// putHead moves the signed head to (seq, mac): forward only, unless force,
+// and by compare-and-set, so that several writers on one trail (a
+// cluster) never move it back.
+func (l *Log) putHead(ctx context.Context, seq uint64, mac string, force bool) error {
+	b, _ := json.Marshal(Head{Seq: seq, MAC: mac, Sig: l.headSig(seq, mac)})
+	for attempt := 0; attempt < 100; attempt++ {
+		var rev uint64
+		var err error
+		if l.headRev == 0 {
+			rev, err = l.heads.Create(ctx, headKey, b)
+		} else {
+			rev, err = l.heads.Update(ctx, headKey, b, l.headRev)
+		}
+		if err == nil {
+			l.headRev = rev
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return fmt.Errorf("write the audit trail's head: %w", err)
+		}
+		cur, rerr := l.readHead(ctx)
+		if rerr != nil && !errors.Is(rerr, errNoHead) && !errors.Is(rerr, errBadHead) {
+			return rerr
+		}
+		if rerr == nil && cur.Seq >= seq && !force {
+			return nil // another writer has signed a newer entry
+		}
+	}
+	return errors.New("write the audit trail's head: too many concurrent writers")
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// entryAt reads the entry at seq; errUnreadable if it is gone or garbled.
+func (l *Log) entryAt(ctx context.Context, seq uint64) (Entry, error) {
+	var e Entry
+	m, err := l.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return e, errUnreadable
+	}
+	if err != nil {
+		return e, fmt.Errorf("read audit entry %d: %w", seq, err)
+	}
+	if json.Unmarshal(m.Data, &e) != nil {
+		return e, errUnreadable
+	}
+	return e, nil
 }
 
 // loadKey reads the audit key, creating it on first use.
@@ -130,24 +332,17 @@ func (l *Log) LastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// loadLast reads the end of the chain, after another writer appended.
 func (l *Log) loadLast(ctx context.Context) error {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return err
 	}
-	l.lastSeq, l.lastMAC = info.State.LastSeq, ""
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	m, err := l.stream.GetMsg(ctx, info.State.LastSeq)
+	e, err := l.entryAt(ctx, info.State.LastSeq)
 	if err != nil {
-		return fmt.Errorf("read the last audit entry: %w", err)
+		return err
 	}
-	var e Entry
-	if err := json.Unmarshal(m.Data, &e); err != nil {
-		return fmt.Errorf("the last audit entry (%d) is unreadable: %w", info.State.LastSeq, err)
-	}
-	l.lastMAC = e.MAC
+	l.lastSeq, l.lastMAC = info.State.LastSeq, e.MAC
 	return nil
 }
 
@@ -187,6 +382,24 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.chain(ctx, e, false)
+}
+
+// append is Append for Open, which holds no lock yet, with the head reset
+// to the new entry if forceHead.
+func (l *Log) append(ctx context.Context, e Entry, forceHead bool) (Entry, error) {
+	if !forceHead {
+		return l.Append(ctx, e)
+	}
+	b, _ := json.Marshal(e.Detail)
+	e.Detail = nil
+	json.Unmarshal(b, &e.Detail)
+	return l.chain(ctx, e, true)
+}
+
+// chain links e onto the end and then signs the head (reset to e if
+// forceHead). The caller holds l.mu.
+func (l *Log) chain(ctx context.Context, e Entry, forceHead bool) (Entry, error) {
 	for attempt := 0; ; attempt++ {
 		e.Seq, e.Prev, e.Time = l.lastSeq+1, l.lastMAC, time.Now().UTC()
 		e.MAC = l.mac(e)
@@ -197,10 +410,14 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 		_, err = l.js.Publish(ctx, subject, b, jetstream.WithExpectLastSequence(l.lastSeq))
 		if err == nil {
 			l.lastSeq, l.lastMAC = e.Seq, e.MAC
+			// The entry is stored whether or not its head is: a head that
+			// could not be written catches up at the next append, and
+			// until then it is behind the chain, which Verify accepts
+			// (it only reports a chain shorter than its head).
+			_ = l.putHead(ctx, e.Seq, e.MAC, forceHead)
 			return e, nil
 		}
-		var apiErr *jetstream.APIError
-		if attempt < 200 && errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if attempt < 200 && isWrongSequence(err) {
 			// Another writer got there first: chain onto its entry. A short
 			// random pause keeps two busy writers from starving each other.
 			select {
@@ -252,7 +469,7 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 	if f.After == ^uint64(0) {
 		return nil, nil
 	}
-	err := l.each(ctx, f.After+1, func(e Entry, _ []byte) bool {
+	_, err := l.each(ctx, f.After+1, func(_ uint64, e Entry, _ []byte) bool {
 		if f.match(e) {
 			out = append(out, e)
 		}
@@ -261,50 +478,54 @@ func (l *Log) List(ctx context.Context, f Filter) ([]Entry, error) {
 	return out, err
 }
 
-// each calls fn with every entry from sequence from, in order, until fn
-// returns false.
-func (l *Log) each(ctx context.Context, from uint64, fn func(e Entry, raw []byte) bool) error {
+// each calls fn with every entry from sequence from (and its sequence in
+// the stream), in order, until fn returns false. It returns the sequence
+// of the stream's last entry when it began: entries up to it that could
+// not be read were not passed to fn.
+func (l *Log) each(ctx context.Context, from uint64, fn func(seq uint64, e Entry, raw []byte) bool) (uint64, error) {
 	info, err := l.stream.Info(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	last := info.State.LastSeq
 	if from < 1 {
 		from = 1
 	}
-	if from > last {
-		return nil
+	if from > last || info.State.Msgs == 0 {
+		return last, nil
 	}
 	cons, err := l.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
 	if err != nil {
-		return err
+		return last, err
 	}
 	for {
+		// A short wait once the stream is drained: entries the index
+		// counts but the store lost never come.
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return err
+			return last, err
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
 			md, err := m.Metadata()
 			if err != nil {
-				return err
+				return last, err
 			}
 			var e Entry
 			if json.Unmarshal(m.Data(), &e) != nil {
 				e = Entry{Seq: md.Sequence.Stream, Action: "(unreadable)"}
 			}
-			if !fn(e, m.Data()) || md.Sequence.Stream >= last {
-				return nil
+			if !fn(md.Sequence.Stream, e, m.Data()) || md.Sequence.Stream >= last {
+				return last, nil
 			}
 		}
-		if err := batch.Error(); err != nil {
-			return err
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return last, err
 		}
 		if n == 0 {
-			return fmt.Errorf("the audit stream ended before sequence %d", last)
+			return last, nil
 		}
 	}
 }
@@ -316,44 +537,97 @@ type Verdict struct {
 	// FirstBroken is the first entry that does not verify (0 when OK).
 	FirstBroken uint64 `json:"first_broken,omitempty"`
 	Reason      string `json:"reason,omitempty"`
+	// Missing counts the entries known to be lost: gaps in the stream, a
+	// tail cut short of the signed head, losses noted by DamagedAction.
+	Missing uint64 `json:"missing,omitempty"`
+	// Head is the sequence of the signed head.
+	Head uint64 `json:"head,omitempty"`
+	// Damage lists every break found, oldest first (Reason is the first).
+	Damage []string `json:"damage,omitempty"`
 }
 
-// Verify walks the whole chain and names the first entry whose sequence,
-// link to the previous entry or MAC is wrong.
+// Verify walks the whole chain and compares its end with the signed head.
+// It names the first entry whose sequence, link to the previous entry or
+// MAC is wrong, counts what is missing, and goes on past each break from
+// the next entry that is signed, so that damage noted by the daemon
+// (DamagedAction) and what was appended after it are told apart.
 func (l *Log) Verify(ctx context.Context) (Verdict, error) {
 	var v Verdict
-	expect, prev := uint64(1), ""
-	info, err := l.stream.Info(ctx)
-	if err != nil {
-		return v, err
+	head, headErr := l.readHead(ctx) // before the stream: never ahead of it
+	if headErr != nil && !errors.Is(headErr, errNoHead) && !errors.Is(headErr, errBadHead) {
+		return v, headErr
 	}
-	if info.State.FirstSeq > 1 && info.State.Msgs > 0 {
-		return Verdict{FirstBroken: 1, Reason: fmt.Sprintf("entries 1 to %d are missing", info.State.FirstSeq-1)}, nil
+	broken := func(seq, missing uint64, why string) {
+		if v.FirstBroken == 0 {
+			v.FirstBroken, v.Reason = seq, why
+		}
+		v.Missing += missing
+		v.Damage = append(v.Damage, fmt.Sprintf("entry %d: %s", seq, why))
 	}
-	err = l.each(ctx, 1, func(e Entry, raw []byte) bool {
+	expect, prev, resync := uint64(1), "", false
+	headMAC := ""
+	last, err := l.each(ctx, 1, func(seq uint64, e Entry, raw []byte) bool {
 		v.Entries++
+		if seq > expect {
+			if expect == seq-1 {
+				broken(expect, 1, fmt.Sprintf("entry %d is missing", expect))
+			} else {
+				broken(expect, seq-expect, fmt.Sprintf("entries %d to %d are missing", expect, seq-1))
+			}
+			resync = true
+		}
+		expect = seq + 1
 		var why string
 		switch {
 		case e.Action == "(unreadable)":
 			why = "the entry is not valid JSON"
-		case e.Seq != expect:
-			why = fmt.Sprintf("it says sequence %d, expected %d (an entry is missing or out of place)", e.Seq, expect)
-		case e.Prev != prev:
-			why = "its link to the previous entry does not match"
 		case !hmac.Equal([]byte(l.mac(e)), []byte(e.MAC)):
 			why = "its MAC does not match its content (it was changed)"
 		case !bytes.Equal(canonical(raw), canonical(mustJSON(e))):
 			why = "it holds data outside the signed fields"
+		case e.Seq != seq:
+			why = fmt.Sprintf("it says sequence %d but is stored at %d (an entry is missing or out of place)", e.Seq, seq)
+		case e.Prev != prev && !resync:
+			why = "its link to the previous entry does not match"
 		}
 		if why != "" {
-			v.FirstBroken, v.Reason = expect, why
-			return false
+			broken(seq, 0, why)
+			resync = true
+			return true
 		}
-		expect, prev = expect+1, e.MAC
+		if e.Action == DamagedAction {
+			lost, _ := e.Detail["lost"].(float64)
+			reason, _ := e.Detail["reason"].(string)
+			broken(seq, uint64(lost), "the daemon found the trail damaged and noted it here: "+reason)
+		}
+		if seq == head.Seq {
+			headMAC = e.MAC
+		}
+		prev, resync = e.MAC, false
 		return true
 	})
 	if err != nil {
 		return v, err
+	}
+	if expect <= last {
+		broken(expect, last-expect+1, fmt.Sprintf("entries %d to %d cannot be read", expect, last))
+		expect = last + 1
+	}
+	switch {
+	case errors.Is(headErr, errBadHead):
+		broken(expect, 0, "the signed head does not verify (it was changed)")
+	case errors.Is(headErr, errNoHead):
+		if v.Entries > 0 {
+			broken(expect, 0, "the signed head is missing")
+		}
+	default:
+		v.Head = head.Seq
+		if head.Seq >= expect {
+			n := head.Seq - expect + 1
+			broken(expect, n, fmt.Sprintf("%d entries are missing at the end: the chain ends at %d, its signed head is at %d", n, expect-1, head.Seq))
+		} else if headMAC != head.MAC && head.Seq > 0 {
+			broken(head.Seq, 0, "it is not the entry the signed head names")
+		}
 	}
 	v.OK = v.FirstBroken == 0
 	return v, nil

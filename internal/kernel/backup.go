@@ -23,7 +23,7 @@ import (
 
 // ownBuckets are oxios's key/value buckets; with OXIOS_* streams they are
 // what a backup holds (an external NATS account may hold other streams).
-var ownBuckets = []string{"agents", "state", "tokens", "sessions", "approvals", "checkpoints", "nodes", "budgets", "cron"}
+var ownBuckets = []string{"agents", "state", "tokens", "sessions", "approvals", "checkpoints", "nodes", "budgets", "cron", audit.HeadBucket}
 
 func ownStream(name string) bool {
 	if strings.HasPrefix(name, "OXIOS_") {

@@ -80,6 +80,7 @@ type Kernel struct {
 	mu     sync.Mutex
 	states map[string]string // part name -> state
 	order  []string
+	damage map[string]string // part name -> what is wrong with it, while it runs
 	ready  bool
 
 	// What a reload changes (see reload.go), set as the parts boot.
@@ -160,7 +161,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 	}()
 
-	k := &Kernel{opts: o, started: time.Now(), node: o.Config.NodeName(), states: map[string]string{}}
+	k := &Kernel{opts: o, started: time.Now(), node: o.Config.NodeName(), states: map[string]string{}, damage: map[string]string{}}
 	logFile, err := openLog(o)
 	if err != nil {
 		return err
@@ -363,6 +364,12 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				if err != nil {
 					return err
 				}
+				if d := trail.Damage(); d != "" {
+					// The daemon runs on; readiness, doctor and audit
+					// verify say what is wrong.
+					k.log.Error(d)
+					k.setDamage("audit", d)
+				}
 				return k.auditConfig(ctx, bb.JS, bb.Replicas, trail)
 			},
 			stop: func(context.Context) error { return nil },
@@ -539,13 +546,23 @@ func (k *Kernel) setState(name, state string) {
 	k.states[name] = state
 }
 
+// setDamage records what is wrong with a part that runs on regardless.
+func (k *Kernel) setDamage(name, damage string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.damage[name] = damage
+}
+
 func (k *Kernel) readiness() api.Readiness {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	r := api.Readiness{Ready: k.ready, PID: os.Getpid()}
 	for _, name := range k.order {
 		st := k.states[name]
-		r.Parts = append(r.Parts, api.PartStatus{Name: name, State: st})
+		r.Parts = append(r.Parts, api.PartStatus{Name: name, State: st, Damage: k.damage[name]})
+		if d := k.damage[name]; d != "" {
+			r.Damaged = append(r.Damaged, name+": "+d)
+		}
 		if st != "ready" {
 			r.NotReady = append(r.NotReady, name)
 		}
