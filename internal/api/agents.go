@@ -50,9 +50,8 @@ func agentError(w http.ResponseWriter, err error) {
 // decodeJSON reads one JSON object of at most limit bytes into v, strictly:
 // unknown fields and trailing data are errors naming what is wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
-	// A body sent slowly, or never finished, must not hold a connection
-	// and a goroutine for ever.
-	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	// A body sent slowly, or never finished, is cut at bodyReadTimeout
+	// (readDeadline).
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -342,6 +341,7 @@ func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer out.Close()
+	keepOpen(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Content-Length", strconv.FormatInt(size, 10))
@@ -408,6 +408,7 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	metrics.SSEClients.Inc()
 	defer metrics.SSEClients.Dec()
+	keepOpen(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -112,6 +113,10 @@ type Server struct {
 	stopOnce sync.Once
 	fails    *failures
 	links    *loginLinks
+	// guard caps the connections not yet authenticated; authFails
+	// coalesces the audit entries of failed authentications.
+	guard     *connGuard
+	authFails *authFailures
 }
 
 // New returns the daemon's HTTP handler.
@@ -119,7 +124,8 @@ func New(o Options) *Server {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
 	}
-	s := &Server{Options: o, stopping: make(chan struct{}), fails: newFailures(), links: newLoginLinks()}
+	s := &Server{Options: o, stopping: make(chan struct{}), fails: newFailures(), links: newLoginLinks(),
+		guard: &connGuard{pending: list.New()}, authFails: &authFailures{by: map[string]*authFailWindow{}}}
 	v1 := http.NewServeMux()
 	for _, rt := range s.routes() {
 		v1.HandleFunc(rt.pattern, instrument(rt.pattern, s.allow(rt.role, rt.handler)))
@@ -135,7 +141,7 @@ func New(o Options) *Server {
 	// Prometheus scrapes with a token too (authorization.credentials_file).
 	root.Handle("GET /metrics", s.authenticated(instrument("GET /metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{ErrorLog: nil}).ServeHTTP)))
 	root.Handle("/", web.Handler())
-	s.handler = s.recoverer(root)
+	s.handler = s.recoverer(readDeadline(root))
 	return s
 }
 
@@ -294,7 +300,12 @@ func (s *Server) Attach(svc *Services) { s.services.Store(svc) }
 
 // Stop ends long-lived responses, so a graceful HTTP shutdown does not
 // wait for event streams that never end by themselves.
-func (s *Server) Stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.stopAuthFailures()
+	})
+}
 
 // svc returns the attached services, or answers 503 and returns nil.
 func (s *Server) svc(w http.ResponseWriter) *Services {
@@ -360,6 +371,7 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(r, audit.Entry{Action: "backup.requested", Resource: "backup"})
+	keepOpen(w)
 	bw := &firstWrite{ResponseWriter: w}
 	if err := s.Backup(r.Context(), bw); err != nil {
 		s.Logger.Error("backup", "err", err)
@@ -403,6 +415,7 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 				s.authFailed(w, r, "invalid token")
 				return
 			}
+			trustConn(r)
 		} else if sp, present, ok, err := s.sessionPrincipal(r); present {
 			if err != nil {
 				w.Header().Set("Retry-After", "1")
@@ -422,6 +435,7 @@ func (s *Server) authenticated(next http.Handler) http.Handler {
 				return
 			}
 			p = sp
+			trustConn(r)
 			r = r.WithContext(context.WithValue(r.Context(), viaSessionKey{}, true))
 		} else {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="oxios"`)

@@ -12,14 +12,19 @@ import (
 // audit appends an entry to the audit trail. The action it records has
 // happened (or been refused), so a failure is logged, not returned.
 func (s *Server) audit(r *http.Request, e audit.Entry) {
+	if e.Actor == "" {
+		e.Actor = principal(r).Name
+	}
+	s.auditEntry(context.WithoutCancel(r.Context()), e)
+}
+
+// auditEntry appends e, logging a failure.
+func (s *Server) auditEntry(ctx context.Context, e audit.Entry) {
 	svc := s.services.Load()
 	if svc == nil || svc.Audit == nil {
 		return
 	}
-	if e.Actor == "" {
-		e.Actor = principal(r).Name
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := svc.Audit.Append(ctx, e); err != nil {
 		s.Logger.Error("audit", "action", e.Action, "err", err)

@@ -100,6 +100,8 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 	t.Cleanup(approvals.Close)
 	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens, Sessions: sessions, Approvals: approvals, Budgets: budgets, Cron: jobs})
 	srv := httptest.NewUnstartedServer(s)
+	srv.Listener = s.Listen(srv.Listener)
+	srv.Config.ConnContext = s.ConnContext
 	srv.Config.RegisterOnShutdown(s.Stop)
 	srv.Start()
 	t.Cleanup(func() { s.Stop(); srv.Close() })

@@ -153,6 +153,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	defer sub.Close()
 	metrics.SSEClients.Inc()
 	defer metrics.SSEClients.Dec()
+	keepOpen(w)
 
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

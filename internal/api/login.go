@@ -104,8 +104,8 @@ func tooMany(w http.ResponseWriter, wait time.Duration) {
 // authFailed answers a failed authentication: counted, logged, audited.
 func (s *Server) authFailed(w http.ResponseWriter, r *http.Request, msg string) {
 	s.fails.fail(clientIP(r))
-	s.Logger.Warn("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path)
-	s.audit(r, audit.Entry{Actor: "remote:" + r.RemoteAddr, Action: "auth.failed", Resource: r.Method + " " + r.URL.Path, Outcome: "denied"})
+	s.Logger.Warn("authentication failed", "remote", r.RemoteAddr, "path", clip(r.URL.Path, maxAuditedResource))
+	s.auditAuthFailure(r)
 	w.Header().Set("WWW-Authenticate", `Bearer realm="oxios", error="invalid_token"`)
 	writeError(w, http.StatusUnauthorized, msg, "")
 }
@@ -157,6 +157,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.authFailed(w, r, "invalid token")
 		return
 	}
+	trustConn(r)
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	id, exp, err := svc.Sessions.Open(ctx, p)

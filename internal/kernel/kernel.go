@@ -274,10 +274,11 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(k.log.Handler(), slog.LevelWarn),
+		ConnContext:       handler.ConnContext,
 	}
 	srv.RegisterOnShutdown(handler.Stop)
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(handler.Listen(ln)) }()
 	return srv, handler, serveErr, nil
 }
 

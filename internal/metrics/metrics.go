@@ -30,6 +30,7 @@ var (
 	SSEClients      = gauge("oxios_sse_clients", "Open Server-Sent Events streams (events and log follows).")
 
 	HTTPRequests = counterVec("oxios_http_requests_total", "API requests, by route and status code.", "route", "code")
+	HTTPEvicted  = counter("oxios_http_unauthenticated_evicted_total", "Connections without a valid token closed to make room, past the cap on such connections.")
 	HTTPLatency  = histogramVec("oxios_http_request_duration_seconds", "API request latency (streams excluded).", []float64{.001, .005, .01, .05, .1, .5, 1, 5}, "route")
 )
 
