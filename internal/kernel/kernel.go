@@ -529,12 +529,27 @@ func (k *Kernel) shutdown(parts []part) {
 		p := parts[i]
 		k.setState(p.name, "stopping")
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := p.stop(ctx)
+		err := stopWithin(ctx, p.stop)
 		cancel()
 		if err != nil {
 			k.log.Warn("part did not stop cleanly", "part", p.name, "err", err, "deadline", timeout)
 		}
 		k.setState(p.name, "stopped")
+	}
+}
+
+// stopWithin runs stop, but returns at ctx's deadline if stop has not
+// returned by then (a close that waits on the backbone during a leader
+// election, say): shutdown goes on to the next part, and the backbone's
+// close, last, ends what is left waiting on it.
+func stopWithin(ctx context.Context, stop func(context.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- stop(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("still stopping at the deadline; going on without it: %w", ctx.Err())
 	}
 }
 
