@@ -280,7 +280,7 @@ func (a *app) spawn(spec supervisor.Spec, wait bool) error {
 		return printJSON(a.stdout, r)
 	}
 	if r.State == supervisor.Queued && r.QueuePosition > 0 {
-		fmt.Fprintf(a.stdout, "%s\tqueued at position %d\n", r.ID, r.QueuePosition)
+		fmt.Fprintf(a.stdout, "%s\t%s (position %d)\n", r.ID, r.QueueReason, r.QueuePosition)
 	} else {
 		fmt.Fprintln(a.stdout, r.ID)
 	}
@@ -348,7 +348,11 @@ func (a *app) agentListCmd() *cobra.Command {
 				if r.PID > 0 {
 					pid = strconv.Itoa(r.PID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Name, paintState(col, r.State), pid, r.Restarts, age(r.CreatedAt), r.Reason)
+				reason := r.Reason
+				if r.QueueReason != "" {
+					reason = r.QueueReason
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Name, paintState(col, r.State), pid, r.Restarts, age(r.CreatedAt), reason)
 			}
 			return tw.Flush()
 		},
@@ -433,7 +437,7 @@ func (a *app) printRecord(r supervisor.Record) {
 		{"Exit", exit}, {"Created", ts(&r.CreatedAt)}, {"Started", ts(r.StartedAt)}, {"Ended", ts(r.EndedAt)},
 	}
 	if r.QueuePosition > 0 {
-		rows = append(rows, [2]string{"Queue position", strconv.Itoa(r.QueuePosition)})
+		rows = append(rows, [2]string{"Queue position", strconv.Itoa(r.QueuePosition) + ", " + r.QueueReason})
 	}
 	if r.NextStartAt != nil {
 		rows = append(rows, [2]string{"Next start", ts(r.NextStartAt)})

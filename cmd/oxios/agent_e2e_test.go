@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/proc"
+	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -314,5 +317,69 @@ func TestSpawnWaitInterrupted(t *testing.T) {
 	}
 	if rec := e.agent(id); rec.State != supervisor.Running {
 		t.Fatalf("the agent is %s", rec.State)
+	}
+}
+
+// With the default config, 300 process agents run at once (issue 15.8: the
+// default max_running of 256 queued the 257th without a word, where PM2
+// and supervisord run 300); with a cap set, a queued agent says which
+// limit it waits for, at spawn and in the list.
+func TestDefaultCapDoesNotSurprise(t *testing.T) {
+	if testing.Short() {
+		t.Skip("300 processes")
+	}
+	e := newEnv(t)
+	e.start()
+	e.stopAtEnd()
+	const n = 300
+	tok := e.token()
+	for i := range n {
+		body := fmt.Sprintf(`{"name": "s%d", "command": "sleep", "args": ["60"]}`, i)
+		req, _ := http.NewRequest("POST", "http://"+e.listen+"/api/v1/agents", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("spawn %d: %d", i, resp.StatusCode)
+		}
+	}
+	var sched scheduler.Snapshot
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		json.Unmarshal([]byte(e.oxios("scheduler", "-o", "json").stdout), &sched)
+		if sched.Running == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sched.Running != n || sched.QueuedTotal != 0 || sched.Limits.MaxRunning < n {
+		t.Fatalf("with the default cap: %d running, %d queued, limit %d", sched.Running, sched.QueuedTotal, sched.Limits.MaxRunning)
+	}
+	var recs []supervisor.Record
+	json.Unmarshal([]byte(e.oxios("agent", "list", "--limit", "1000", "-o", "json").stdout), &recs)
+	ids := []string{"agent", "kill"}
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	if r := e.oxios(ids...); r.code != 0 {
+		t.Fatalf("kill: %.500s", r)
+	}
+
+	// A cap that is set: the agent past it says why it waits.
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[scheduler]\nmax_running = 2\n"), 0o600)
+	if r := e.oxios("reload"); r.code != 0 {
+		t.Fatalf("reload: %s", r)
+	}
+	e.spawnJSON("--", "sleep", "60")
+	e.spawnJSON("--", "sleep", "60")
+	r := e.oxios("agent", "spawn", "--", "sleep", "60")
+	if r.code != 0 || !strings.Contains(r.stdout, "queued: 2 of 2 running (position 1)") {
+		t.Fatalf("spawn past the cap: %s", r)
+	}
+	if l := e.oxios("agent", "list", "--state", "queued"); !strings.Contains(l.stdout, "queued: 2 of 2 running") {
+		t.Fatalf("agent list: %s", l)
 	}
 }

@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "oxios")
-	args := []string{"build", "-o", binary}
+	// As a plain go build in the checkout does, whatever GOFLAGS says.
+	args := []string{"build", "-buildvcs=auto", "-o", binary}
 	if raceBuild {
 		args = append(args, "-race")
 	}
@@ -659,6 +660,13 @@ func TestVersionAndHelp(t *testing.T) {
 	var v map[string]string
 	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v["version"] == "" || v["go_version"] == "" {
 		t.Fatalf("version -o json: %s", r)
+	}
+	// Built in a git checkout, the binary names its commit (issue 15.8:
+	// "commit unknown").
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		if want := strings.TrimSpace(string(head))[:12]; !strings.HasPrefix(v["commit"], want) {
+			t.Errorf("version says commit %q; the checkout is at %s", v["commit"], want)
+		}
 	}
 	for _, c := range [][]string{{}, {"start"}, {"stop"}, {"restart"}, {"status"}, {"logs"}, {"version"}, {"config"}, {"config", "path"}, {"config", "show"}, {"config", "validate"},
 		{"state"}, {"state", "get"}, {"state", "put"}, {"state", "list"}, {"state", "delete"}, {"events"}} {

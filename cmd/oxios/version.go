@@ -20,6 +20,9 @@ func (a *app) versionCmd() *cobra.Command {
 				return printJSON(a.stdout, v)
 			}
 			fmt.Fprintf(a.stdout, "oxios %s (commit %s, %s, %s)\n", v.Version, v.Commit, v.GoVersion, v.Platform)
+			if v.Commit == "unknown" {
+				fmt.Fprintln(a.stderr, "the commit is unknown: this binary was built outside a git checkout, or with -buildvcs=false (see: go env GOFLAGS)")
+			}
 			return nil
 		},
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/sandbox"
@@ -211,10 +212,37 @@ type PolicyNetwork struct {
 	Allow []string `toml:"allow"`
 }
 
+// EffectiveMaxRunning is MaxRunning, or when it is 0 what this machine
+// allows the daemon: a quarter of its open-file limit (an agent's pipes,
+// log and process handle) less some for the daemon itself, and half the
+// user's process limit, between 64 and 100000. A cap nobody set should
+// not be what stops the 257th agent.
+func (s Scheduler) EffectiveMaxRunning() int {
+	if s.MaxRunning > 0 {
+		return s.MaxRunning
+	}
+	return MachineMaxRunning()
+}
+
+// MachineMaxRunning is the cap on running agents derived from this
+// process's limits (see EffectiveMaxRunning).
+func MachineMaxRunning() int {
+	n := uint64(100000)
+	var l unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &l) == nil && l.Cur != unix.RLIM_INFINITY {
+		n = min(n, (max(l.Cur, 512)-256)/4)
+	}
+	if unix.Getrlimit(unix.RLIMIT_NPROC, &l) == nil && l.Cur != unix.RLIM_INFINITY {
+		n = min(n, l.Cur/2)
+	}
+	return int(max(n, 64))
+}
+
 // Scheduler configures admission: how many agents run at once and how fast
 // new ones start.
 type Scheduler struct {
-	// MaxRunning is the most agents (of any kind) running at once.
+	// MaxRunning is the most agents (of any kind) running at once; 0 (the
+	// default) derives it from the machine (EffectiveMaxRunning).
 	MaxRunning int `toml:"max_running"`
 	// MaxRunningLLM is the most language-model agents running at once.
 	MaxRunningLLM int `toml:"max_running_llm"`
@@ -302,7 +330,7 @@ func DefaultConfig() Config {
 		Backbone:  Backbone{Replicas: 1},
 		Store:     Store{Sync: "1s"},
 		Events:    Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
-		Scheduler: Scheduler{MaxRunning: 256, MaxRunningLLM: 8},
+		Scheduler: Scheduler{MaxRunningLLM: 8},
 		Agent:     Agent{DefaultModel: "openai/gpt-4.1-mini", MaxSteps: 50, Timeout: Duration{10 * time.Minute}},
 		Providers: Providers{Ollama: Provider{BaseURL: "http://127.0.0.1:11434/v1"}},
 		Policy: Policy{
@@ -619,7 +647,7 @@ func (c *Config) Validate() error {
 		v        int
 		min, max int
 	}{
-		{"scheduler.max_running", c.Scheduler.MaxRunning, 1, 100000},
+		{"scheduler.max_running", c.Scheduler.MaxRunning, 0, 100000},
 		{"scheduler.max_running_llm", c.Scheduler.MaxRunningLLM, 1, 100000},
 		{"scheduler.spawns_per_minute", c.Scheduler.SpawnsPerMinute, 0, 1000000},
 		{"agents.log_max_mb", c.Agents.LogMaxMB, 1, 10240},

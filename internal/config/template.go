@@ -59,8 +59,11 @@ max_age = "168h"
 max_mb = 1024
 
 [scheduler]
-# Most agents running at once, of every kind; more wait in the queue.
-max_running = 256
+# Most agents running at once, of every kind; more wait in the queue, and
+# say why. 0 derives it from the machine: a quarter of the daemon's
+# open-file limit and half the user's process limit (oxios scheduler shows
+# the number).
+max_running = 0
 # Most language-model agents running at once (they also count above).
 max_running_llm = 8
 # Most agents started in any 60 seconds (new spawns and manual restarts);

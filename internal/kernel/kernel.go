@@ -416,7 +416,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					Logger:      k.log,
 				})
 				sched := scheduler.New(scheduler.Limits{
-					MaxRunning:      cfg.Scheduler.MaxRunning,
+					MaxRunning:      cfg.Scheduler.EffectiveMaxRunning(),
 					MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
 					SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
 				})
@@ -654,7 +654,7 @@ func (k *Kernel) configSummary() map[string]any {
 		"store_sync":           c.Store.Sync,
 		"events_max_age":       c.Events.MaxAge.String(),
 		"events_max_mb":        c.Events.MaxMB,
-		"max_running":          c.Scheduler.MaxRunning,
+		"max_running":          c.Scheduler.EffectiveMaxRunning(),
 		"max_running_llm":      c.Scheduler.MaxRunningLLM,
 		"spawns_per_minute":    c.Scheduler.SpawnsPerMinute,
 		"agents_retain":        c.Agents.Retain,

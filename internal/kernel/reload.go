@@ -85,7 +85,7 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	cur.Agents.Retain, cur.Agents.RetainFor = next.Agents.Retain, next.Agents.RetainFor
 	l.cfg = cur
 
-	l.sched.SetLimits(scheduler.Limits{MaxRunning: cur.Scheduler.MaxRunning, MaxRunningLLM: cur.Scheduler.MaxRunningLLM,
+	l.sched.SetLimits(scheduler.Limits{MaxRunning: cur.Scheduler.EffectiveMaxRunning(), MaxRunningLLM: cur.Scheduler.MaxRunningLLM,
 		SpawnsPerMinute: cur.Scheduler.SpawnsPerMinute})
 	l.llm.SetPolicy(cur.ToolsPolicy())
 	l.level.UnmarshalText([]byte(cur.Log.Level))

@@ -188,17 +188,47 @@ func (s *Scheduler) Cancel(id string) bool {
 
 // Positions returns the 1-based place in the queue of every waiting id.
 func (s *Scheduler) Positions() map[string]int {
+	pos := map[string]int{}
+	for id, w := range s.Waiting() {
+		pos[id] = w.Position
+	}
+	return pos
+}
+
+// Wait is where a queued ticket stands and why it waits.
+type Wait struct {
+	Position int
+	// Why names the limit it waits for: "256 of 256 running", "8 of 8
+	// llm agents running", "60 of 60 starts in the last minute".
+	Why string
+}
+
+// Waiting returns, for each queued id, its place and why it waits.
+func (s *Scheduler) Waiting() map[string]Wait {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pos := map[string]int{}
+	out := map[string]Wait{}
 	n := 0
+	full := len(s.holders) >= s.limits.MaxRunning
+	rated := s.limits.SpawnsPerMinute > 0 && len(s.starts) >= s.limits.SpawnsPerMinute
 	for p := Critical; p >= Low; p-- {
 		for _, t := range s.queues[p] {
 			n++
-			pos[t.ID] = n
+			var why string
+			switch {
+			case full:
+				why = fmt.Sprintf("%d of %d running", len(s.holders), s.limits.MaxRunning)
+			case rated:
+				why = fmt.Sprintf("%d of %d starts in the last minute", len(s.starts), s.limits.SpawnsPerMinute)
+			case t.LLM && s.llm >= s.limits.MaxRunningLLM:
+				why = fmt.Sprintf("%d of %d llm agents running", s.llm, s.limits.MaxRunningLLM)
+			default:
+				why = "about to start"
+			}
+			out[t.ID] = Wait{Position: n, Why: why}
 		}
 	}
-	return pos
+	return out
 }
 
 // Snapshot returns the limits, the running counts and the queue.

@@ -221,3 +221,36 @@ func TestParsePriority(t *testing.T) {
 		}
 	}
 }
+
+// A queued ticket says which limit it waits for (issue 15.8: the 257th
+// agent waited without a word).
+func TestWaitingSaysWhy(t *testing.T) {
+	s := New(Limits{MaxRunning: 2, MaxRunningLLM: 1})
+	defer s.Close()
+	r := newRecorder()
+	s.Submit(r.ticket("llm1", Normal, true))
+	r.next(t)
+	s.Submit(r.ticket("llm2", Normal, true)) // the llm slot is taken
+	r.none(t)
+	if w := s.Waiting()["llm2"]; w.Position != 1 || w.Why != "1 of 1 llm agents running" {
+		t.Fatalf("llm2: %+v", w)
+	}
+	s.Submit(r.ticket("p1", Normal, false)) // takes the last slot
+	r.next(t)
+	s.Submit(r.ticket("p2", Normal, false))
+	r.none(t)
+	w := s.Waiting()
+	if w["p2"].Why != "2 of 2 running" || w["llm2"].Why != "2 of 2 running" || w["p2"].Position != 2 {
+		t.Fatalf("waiting: %+v", w)
+	}
+
+	rs := New(Limits{MaxRunning: 10, MaxRunningLLM: 1, SpawnsPerMinute: 1})
+	defer rs.Close()
+	rs.Submit(r.ticket("a", Normal, false))
+	r.next(t)
+	rs.Submit(r.ticket("b", Normal, false))
+	r.none(t)
+	if w := rs.Waiting()["b"]; w.Why != "1 of 1 starts in the last minute" {
+		t.Fatalf("rate-limited: %+v", w)
+	}
+}

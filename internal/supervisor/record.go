@@ -58,10 +58,13 @@ type Record struct {
 	Signal   string `json:"signal,omitempty"`
 	// QueuePosition is the 1-based place in the scheduler's queue while
 	// queued. It is not stored.
-	QueuePosition int        `json:"queue_position,omitempty"`
-	CreatedAt     time.Time  `json:"created_at"`
-	StartedAt     *time.Time `json:"started_at"`
-	EndedAt       *time.Time `json:"ended_at"`
+	QueuePosition int `json:"queue_position,omitempty"`
+	// QueueReason says, while queued, which limit the agent waits for
+	// ("queued: 256 of 256 running"). It is not stored.
+	QueueReason string     `json:"queue_reason,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	EndedAt     *time.Time `json:"ended_at"`
 	// NextStartAt is when an agent in backoff starts again.
 	NextStartAt *time.Time `json:"next_start_at,omitempty"`
 	Usage       Usage      `json:"usage"`

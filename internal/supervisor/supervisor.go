@@ -475,7 +475,7 @@ func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
 	s.submit(a)
 	metrics.Spawns.WithLabelValues(spec.Kind).Inc()
 	out := a.rec
-	out.QueuePosition = s.o.Scheduler.Positions()[a.id]
+	s.queued(&out, nil)
 	return out, nil
 }
 
@@ -498,10 +498,22 @@ func (s *Supervisor) Get(id string) (Record, error) {
 		return Record{}, err
 	}
 	r := *a.snap.Load()
-	if r.State == Queued {
-		r.QueuePosition = s.o.Scheduler.Positions()[id]
-	}
+	s.queued(&r, nil)
 	return r, nil
+}
+
+// queued fills in where a queued agent stands and why it waits (from
+// waiting, or the scheduler if nil).
+func (s *Supervisor) queued(r *Record, waiting map[string]scheduler.Wait) {
+	if r.State != Queued {
+		return
+	}
+	if waiting == nil {
+		waiting = s.o.Scheduler.Waiting()
+	}
+	if w, ok := waiting[r.ID]; ok {
+		r.QueuePosition, r.QueueReason = w.Position, "queued: "+w.Why
+	}
 }
 
 // Filter selects agents in List. Empty fields match everything.
@@ -548,16 +560,14 @@ func (s *Supervisor) List(f Filter, limit int, cursor string) (recs []Record, ne
 		all = all[:limit]
 		next = all[limit-1].ID
 	}
-	var pos map[string]int
+	var waiting map[string]scheduler.Wait
 	recs = make([]Record, len(all))
 	for i, r := range all {
 		recs[i] = *r
-		if r.State == Queued {
-			if pos == nil {
-				pos = s.o.Scheduler.Positions()
-			}
-			recs[i].QueuePosition = pos[r.ID]
+		if r.State == Queued && waiting == nil {
+			waiting = s.o.Scheduler.Waiting()
 		}
+		s.queued(&recs[i], waiting)
 	}
 	return recs, next
 }
@@ -655,7 +665,7 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 		a.poke()
 	}
 	r := a.rec
-	r.QueuePosition = s.o.Scheduler.Positions()[id]
+	s.queued(&r, nil)
 	return r, nil
 }
 

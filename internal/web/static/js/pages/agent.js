@@ -63,7 +63,7 @@ export function mount(root, [id], ctx) {
       actions(r));
     const u = r.usage || {};
     const facts = [
-      ["ID", h("code", {}, r.id)], ["Kind", r.kind], ["State", badge(r.state)], ["Reason", r.reason || "-"],
+      ["ID", h("code", {}, r.id)], ["Kind", r.kind], ["State", badge(r.state)], ["Reason", r.queue_reason || r.reason || "-"],
       ["Node", r.node], ["Created", time(r.created_at)], ["Started", time(r.started_at)], ["Ended", time(r.ended_at)],
       ["Restarts", r.restarts], ["Priority", r.spec.priority], ["Labels", Object.entries(r.spec.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") || "-"],
     ];

@@ -74,7 +74,7 @@ export function mount(root, _params, ctx) {
         ["Name", (a) => a.name],
         ["Kind", (a) => a.kind],
         ["State", (a) => badge(a.state)],
-        ["Reason", (a) => a.reason, "wrap"],
+        ["Reason", (a) => a.queue_reason || a.reason, "wrap"],
         ["Created", (a) => ago(a.created_at)],
         ["Restarts", (a) => a.restarts],
         ["Actions", (a) => [
