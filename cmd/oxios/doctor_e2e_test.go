@@ -59,7 +59,7 @@ func TestDoctor(t *testing.T) {
 
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitGone(t, pid, 5*time.Second)
-	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[scheduler]\nmax_running = 0\n"), 0o600)
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[scheduler]\nmax_running = -1\n"), 0o600)
 	by = findings(1)
 	if !has(by["daemon"], "fail", "stale PID file", "oxios start") || !has(by["config"], "fail", "scheduler.max_running", "config validate") {
 		t.Fatalf("a dead daemon and a bad config: %+v", by)

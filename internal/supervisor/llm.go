@@ -182,7 +182,9 @@ func (a *agent) setOutput(out string) {
 func (s *Supervisor) storeOutput(a *agent, st State, reason string) (State, string) {
 	out := a.output
 	a.output = ""
-	if !a.rec.OutputTruncated {
+	if !a.rec.OutputTruncated || out == "" {
+		// Short enough for the record; or no run since the stored one
+		// (restarted, then cancelled while queued), whose output stays.
 		return st, reason
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

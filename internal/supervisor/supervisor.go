@@ -396,7 +396,7 @@ func (s *Supervisor) marshal(a *agent) ([]byte, error) {
 		case len(r.Output) > 4<<10:
 			r.Output, r.OutputTruncated = Clip(r.Output, 4<<10), true
 		default:
-			return nil, fmt.Errorf("the record of agent %s is %d bytes, over the backbone's limit of %d", a.id, len(b), s.maxRecord)
+			return nil, &InvalidError{Field: "spec", Msg: fmt.Sprintf("the agent's record would be %d bytes, over the backbone's largest message (%d); shorten its env, args, goal or labels", len(b), s.maxRecord)}
 		}
 	}
 }

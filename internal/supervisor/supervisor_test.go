@@ -928,3 +928,21 @@ func countType(evs []bus.Event, typ string) int {
 	}
 	return n
 }
+
+// A spec whose record would not fit in one backbone message is a 400-style
+// error naming the spec, and nothing is kept (issue 15.3: records the
+// store cannot hold).
+func TestSpecTooLargeForARecord(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	e.sup.maxRecord = 16 << 10 // as on a backbone with small messages
+	spec := sh("true")
+	spec.Env = map[string]string{"BIG": strings.Repeat("x", 32<<10)}
+	_, err := e.sup.Spawn(context.Background(), spec)
+	var inv *InvalidError
+	if !errors.As(err, &inv) || inv.Field != "spec" {
+		t.Fatalf("spawn: %v", err)
+	}
+	if recs, _ := e.sup.List(Filter{}, 0, ""); len(recs) != 0 {
+		t.Fatalf("%d records kept", len(recs))
+	}
+}
