@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	ll "github.com/oxios/oxios/internal/sandbox/landlock"
 	"golang.org/x/sys/unix"
 )
 

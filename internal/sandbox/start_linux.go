@@ -14,7 +14,7 @@ import (
 	"sync"
 	"syscall"
 
-	ll "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	ll "github.com/oxios/oxios/internal/sandbox/landlock"
 	"golang.org/x/sys/unix"
 )
 
