@@ -422,7 +422,10 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := s.untilStopping(r.Context())
 	defer cancel()
+	watched := make(chan struct{})
+	defer func() { cancel(); <-watched }() // the watcher ends with the stream
 	go func() {
+		defer close(watched)
 		// Once the agent has ended (or is deleted), drain what is left of
 		// its output and end the stream.
 		rec, err := svc.Agents.Wait(ctx, id)

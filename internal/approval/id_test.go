@@ -14,7 +14,7 @@ func TestIDIsOnTheParsedArguments(t *testing.T) {
 			t.Errorf("%s has the same id", other)
 		}
 	}
-	if ID("ag", "1.0", "exec", "not json") != ID("ag", "1.0", "exec", "not json") {
+	if x, y := ID("ag", "1.0", "exec", "not json"), ID("ag", "1.0", "exec", "not json"); x != y {
 		t.Error("text that is not JSON is not stable")
 	}
 }

@@ -22,13 +22,6 @@ func (c *Client) CreateLoginLink(ctx context.Context) (LoginLink, error) {
 	return out, err
 }
 
-// Overview is what the dashboard's first page shows.
-func (c *Client) Overview(ctx context.Context) (api.Overview, error) {
-	var out api.Overview
-	err := c.do(ctx, http.MethodGet, "/api/v1/overview", nil, &out)
-	return out, err
-}
-
 // Reload has the daemon read its config file again and apply what it can.
 func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
 	var out api.ReloadResult

@@ -13,13 +13,6 @@ import (
 	"github.com/oxios/oxios/internal/bus"
 )
 
-// Publish publishes a custom.* event and returns it as stored.
-func (c *Client) Publish(ctx context.Context, typ, agentID string, data json.RawMessage) (bus.Event, error) {
-	var ev bus.Event
-	err := c.do(ctx, http.MethodPost, "/api/v1/events", map[string]any{"type": typ, "agent_id": agentID, "data": data}, &ev)
-	return ev, err
-}
-
 // EventsOptions select events to stream.
 type EventsOptions struct {
 	Types []string

@@ -117,10 +117,16 @@ func Run(ctx context.Context, o Options) (err error) {
 	// refused with a log line (the file is read at boot anyway).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var kernel atomic.Pointer[Kernel]
+	hupDone, hupStop := make(chan struct{}), make(chan struct{})
 	go func() {
-		for range hup {
+		defer close(hupDone)
+		for {
+			select {
+			case <-hupStop:
+				return
+			case <-hup:
+			}
 			k := kernel.Load()
 			if k == nil {
 				continue
@@ -131,6 +137,8 @@ func Run(ctx context.Context, o Options) (err error) {
 			}
 		}
 	}()
+	// The SIGHUP loop ends with Run (a reload under way is waited for).
+	defer func() { signal.Stop(hup); close(hupStop); <-hupDone }()
 
 	tuneGC()
 	if err := os.MkdirAll(o.Home.Dir, 0o700); err != nil {

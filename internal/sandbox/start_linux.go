@@ -35,8 +35,7 @@ type Kernel struct {
 	Root bool `json:"root"`
 	// Cgroup says why cgroup v2 limits are not used ("" never: oxios
 	// does not manage cgroups yet).
-	Cgroup  string `json:"cgroup"`
-	lastCap int
+	Cgroup string `json:"cgroup"`
 }
 
 var (

@@ -164,8 +164,12 @@ type Supervisor struct {
 	agents map[string]*agent
 	closed bool
 	runs   sync.WaitGroup // every goroutine that runs or recovers an agent
-	sweep  chan struct{}
-	swept  chan struct{} // closed when the retention loop has ended
+	// hooks counts the OnEnd calls under way; none starts once
+	// hooksClosed (set by Close when every run has ended).
+	hooks       sync.WaitGroup
+	hooksClosed bool
+	sweep       chan struct{}
+	swept       chan struct{} // closed when the retention loop has ended
 
 	// lent counts, per parent, the spawn_agent calls it lent its slot to.
 	lendMu sync.Mutex
@@ -327,7 +331,17 @@ func (s *Supervisor) Close(ctx context.Context) {
 	}
 	s.cancel()
 	done := make(chan struct{})
-	go func() { s.runs.Wait(); <-s.swept; close(done) }()
+	go func() {
+		s.runs.Wait()
+		<-s.swept
+		// Then the OnEnd hooks of the runs that ended: none starts after
+		// this, so none runs against the parts that close after us.
+		s.mu.Lock()
+		s.hooksClosed = true
+		s.mu.Unlock()
+		s.hooks.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -787,7 +801,19 @@ func (s *Supervisor) storeEnd(a *agent, typ string, data any) {
 func (s *Supervisor) ended(a *agent) {
 	close(a.done)
 	if s.o.OnEnd != nil && !s.halted.Load() {
-		go s.o.OnEnd(a.rec)
+		rec := a.rec
+		s.mu.Lock()
+		if s.hooksClosed { // the daemon is past stopping its agents
+			s.mu.Unlock()
+			s.log.Warn("an agent ended after its supervisor closed; its end hook is skipped", "agent", a.id)
+		} else {
+			s.hooks.Add(1)
+			s.mu.Unlock()
+			go func() {
+				defer s.hooks.Done()
+				s.o.OnEnd(rec)
+			}()
+		}
 	}
 	select {
 	case s.sweep <- struct{}{}:

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -944,5 +945,42 @@ func TestSpecTooLargeForARecord(t *testing.T) {
 	}
 	if recs, _ := e.sup.List(Filter{}, 0, ""); len(recs) != 0 {
 		t.Fatalf("%d records kept", len(recs))
+	}
+}
+
+// Close waits for the OnEnd hooks of the runs that ended (issue 16.4: a
+// late hook ran against the approvals manager closed after the
+// supervisor).
+func TestCloseWaitsForEndHooks(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	e.close()
+	var hooked atomic.Bool
+	ended := make(chan struct{})
+	sup, err := Open(context.Background(), Options{
+		JS: e.bb.JS, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: "test",
+		WorkspacesDir: filepath.Join(e.home, "workspaces"), LogDir: filepath.Join(e.home, "logs", "agents"),
+		Defaults: SpecDefaults{StopTimeout: 2 * time.Second}, Retain: 1000, RetainFor: time.Hour,
+		OnEnd: func(Record) {
+			close(ended)
+			time.Sleep(300 * time.Millisecond) // slow work, such as abandoning approvals
+			hooked.Store(true)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sup.Spawn(context.Background(), sh("true")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hook was not called")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sup.Close(ctx)
+	if !hooked.Load() {
+		t.Fatal("Close returned while an end hook was still running")
 	}
 }
