@@ -128,3 +128,33 @@ func TestApprovals(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A provider that reuses tool-call ids (per-response numbering, or none)
+// does not let one approval approve a later call with other arguments.
+func TestApprovalIsPerCall(t *testing.T) {
+	llm := agenttest.New(t, testKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("call_0", "write_file", map[string]string{"path": "a.txt", "content": "ok"})}},
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("call_0", "write_file", map[string]string{"path": "evil.txt", "content": "pwned"})}},
+		agenttest.Reply{Text: "done"})
+	s := newStack(t, llm, nil)
+	dir := t.TempDir()
+	r, err := s.sup.Spawn(context.Background(), askSpec(dir, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.waitPending(r.ID)
+	if _, err := s.approvals.Decide(context.Background(), a.ID, true, "tester", "a.txt is fine"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(dir, "evil.txt")); err == nil {
+			t.Fatalf("evil.txt written without any approval; approvals: %+v", s.approvals.List("", r.ID))
+		}
+		if len(s.approvals.List(approval.Pending, r.ID)) == 1 {
+			return // asked again: good
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("neither asked nor written")
+}

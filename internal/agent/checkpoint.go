@@ -49,22 +49,6 @@ func OpenCheckpoints(ctx context.Context, js jetstream.JetStream, replicas int) 
 // message, with room for the headers.
 const maxCheckpoint = backbone.MaxPayload - 64<<10
 
-// save writes a checkpoint. If it cannot, the older one is dropped: a run
-// must never be resumed from a step it has gone past.
-func (c *Checkpoints) save(ctx context.Context, id string, cp checkpoint) error {
-	b, err := json.Marshal(cp)
-	if err == nil && len(b) > maxCheckpoint {
-		err = fmt.Errorf("the conversation (%d bytes) is too large to checkpoint (at most %d)", len(b), maxCheckpoint)
-	}
-	if err == nil {
-		_, err = c.kv.Put(ctx, id, b)
-	}
-	if err != nil {
-		c.Delete(context.WithoutCancel(ctx), id)
-	}
-	return err
-}
-
 func (c *Checkpoints) load(ctx context.Context, id string) (checkpoint, bool) {
 	var cp checkpoint
 	e, err := c.kv.Get(ctx, id)

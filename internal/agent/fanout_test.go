@@ -50,3 +50,17 @@ func TestParallelSubAgentsReturnTheirSlots(t *testing.T) {
 		})
 	}
 }
+
+// With max_running_llm=1 a sub-agent still starts: the parent lends it its
+// slot while it waits.
+func TestSubAgentWithOneLLMSlot(t *testing.T) {
+	llm := agenttest.New(t, testKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("s", "spawn_agent", map[string]string{"goal": "say 42"})}},
+		agenttest.Reply{Text: "42"},
+		agenttest.Reply{Text: "The sub-agent said 42."})
+	s := newStackWith(t, llm, nil, 1)
+	r := s.run(supervisor.Spec{Goal: "delegate", Timeout: "3s"})
+	if r.State != supervisor.Succeeded {
+		t.Errorf("parent %s %q; model requests %d", r.State, r.Reason, llm.Count())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -761,10 +762,7 @@ func TestRestartRacingDelete(t *testing.T) {
 	a.mu.Lock()
 	done := make(chan error)
 	go func() { _, err := e.sup.Restart(context.Background(), r.ID); done <- err }()
-	// Restart has found the agent and waits for its lock (a test cannot
-	// observe that; if it has not got there yet it finds no agent, which
-	// is as good).
-	time.Sleep(20 * time.Millisecond)
+	waitBlocked(t, "supervisor.(*Supervisor).Restart") // it has found the agent and waits for its lock
 	if err := e.sup.remove(context.Background(), a, "deleted"); err != nil {
 		t.Fatal(err)
 	}
@@ -982,5 +980,22 @@ func TestCloseWaitsForEndHooks(t *testing.T) {
 	sup.Close(ctx)
 	if !hooked.Load() {
 		t.Fatal("Close returned while an end hook was still running")
+	}
+}
+
+// waitBlocked polls until a goroutine in fn waits for a mutex.
+func waitBlocked(t *testing.T, fn string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		var b strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&b, 2)
+		for _, g := range strings.Split(b.String(), "\n\n") {
+			if strings.Contains(g, fn) && strings.Contains(g, "sync.(*Mutex).Lock") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine in %s waits for a lock", fn)
+		}
 	}
 }

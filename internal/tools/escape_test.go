@@ -43,25 +43,23 @@ func TestWorkspaceNameIsNotAGlob(t *testing.T) {
 	}
 }
 
-// grep (and read_file) on a FIFO in the workspace ignores ctx: the agent
-// cannot be killed.
+// grep (and read_file) on a FIFO in the workspace would block for ever,
+// ignoring ctx, and the agent could not be killed: the FIFO is skipped, so
+// grep returns by itself.
 func TestFIFOCannotHangATool(t *testing.T) {
 	e, ws := env(t, Policy{})
 	if err := syscall.Mkfifo(filepath.Join(ws, "pipe"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		Call(ctx, e, "grep", json.RawMessage(`{"pattern":"x"}`))
+		Call(context.Background(), e, "grep", json.RawMessage(`{"pattern":"x"}`))
 		close(done)
 	}()
-	time.Sleep(200 * time.Millisecond)
-	cancel()
 	select {
 	case <-done:
 	case <-time.After(3 * time.Second):
-		t.Error("grep still blocked 3s after its context was cancelled")
+		t.Error("grep still blocked on a FIFO after 3s")
 		// unblock it
 		f, _ := os.OpenFile(filepath.Join(ws, "pipe"), os.O_WRONLY, 0)
 		f.Close()

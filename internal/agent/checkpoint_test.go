@@ -2,46 +2,13 @@ package agent
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
-	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
-	"strings"
 )
-
-// A provider that reuses tool-call ids (per-response numbering, or none)
-// does not let one approval approve a later call with other arguments.
-func TestApprovalIsPerCall(t *testing.T) {
-	llm := agenttest.New(t, testKey,
-		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("call_0", "write_file", map[string]string{"path": "a.txt", "content": "ok"})}},
-		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("call_0", "write_file", map[string]string{"path": "evil.txt", "content": "pwned"})}},
-		agenttest.Reply{Text: "done"})
-	s := newStack(t, llm, nil)
-	dir := t.TempDir()
-	r, err := s.sup.Spawn(context.Background(), askSpec(dir, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := s.waitPending(r.ID)
-	if _, err := s.approvals.Decide(context.Background(), a.ID, true, "tester", "a.txt is fine"); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Join(dir, "evil.txt")); err == nil {
-			t.Fatalf("evil.txt written without any approval; approvals: %+v", s.approvals.List("", r.ID))
-		}
-		if len(s.approvals.List(approval.Pending, r.ID)) == 1 {
-			return // asked again: good
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("neither asked nor written")
-}
 
 // A manual restart of a running llm agent starts it over (the model is
 // asked again from the goal), rather than going on from its checkpoint.
@@ -58,11 +25,12 @@ func TestManualRestartStartsOver(t *testing.T) {
 	if _, err := s.sup.Restart(context.Background(), r.ID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
-	got, _ := s.sup.Get(r.ID)
-	t.Logf("after restart: state=%s steps=%d model calls %d -> %d", got.State, got.Steps, n, llm.Count())
-	if llm.Count() == n {
-		t.Fatalf("restart did not start the run over (no new model call); state %s", got.State)
+	// Started over, the run asks the model again from the goal.
+	for deadline := time.Now().Add(10 * time.Second); llm.Count() == n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			got, _ := s.sup.Get(r.ID)
+			t.Fatalf("restart did not start the run over (no new model call); state %s", got.State)
+		}
 	}
 }
 
@@ -78,14 +46,14 @@ func TestOversizeCheckpointDropsTheOldOne(t *testing.T) {
 	}
 	old := checkpoint{Messages: []Message{{Role: "user", Text: "goal"}, {Role: "assistant", ToolCalls: []ToolCall{{ID: "s1", Name: "exec"}}}}}
 	old.Progress.Steps = 1
-	if err := cps.save(ctx, "a", old); err != nil {
+	if err := cps.saveAsync("a", old)(); err != nil {
 		t.Fatal(err)
 	}
 	big := old
 	big.Messages = append(append([]Message{}, old.Messages...), Message{Role: "tool", Results: []ToolResult{{CallID: "s1", Content: strings.Repeat("x", 3<<20)}}},
 		Message{Role: "assistant", ToolCalls: []ToolCall{{ID: "s9", Name: "exec"}}})
 	big.Progress.Steps = 9
-	if err := cps.save(ctx, "a", big); err == nil {
+	if err := cps.saveAsync("a", big)(); err == nil {
 		t.Fatal("a checkpoint over the largest message was saved")
 	}
 	if cp, ok := cps.load(ctx, "a"); ok {
