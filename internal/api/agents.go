@@ -27,26 +27,6 @@ const maxSpecBody = 1 << 20
 // bodyReadTimeout is how long a request body may take to arrive.
 var bodyReadTimeout = 10 * time.Second
 
-// agentError maps supervisor errors to statuses, in one place.
-func agentError(w http.ResponseWriter, err error) {
-	var inv *supervisor.InvalidError
-	var fe *supervisor.ForbiddenError
-	switch {
-	case errors.As(err, &inv):
-		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
-	case errors.As(err, &fe):
-		writeError(w, http.StatusForbidden, fe.Error(), fe.Field)
-	case errors.Is(err, supervisor.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error(), "id")
-	case errors.Is(err, supervisor.ErrConflict):
-		writeError(w, http.StatusConflict, strings.TrimSuffix(err.Error(), ": "+supervisor.ErrConflict.Error()), "")
-	case errors.Is(err, supervisor.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "the daemon is shutting down", "")
-	default:
-		writeError(w, http.StatusInternalServerError, err.Error(), "")
-	}
-}
-
 // decodeJSON reads one JSON object of at most limit bytes into v, strictly:
 // unknown fields and trailing data are errors naming what is wrong.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
@@ -122,7 +102,7 @@ func (s *Server) agentSpawn(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := svc.Agents.Spawn(asCaller(r), spec)
 	if err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	detail := map[string]any{"kind": rec.Kind, "name": rec.Name}
@@ -224,7 +204,7 @@ func (s *Server) agentGet(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := svc.Agents.Get(r.PathValue("id"))
 	if err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, shown(r, rec))
@@ -248,7 +228,7 @@ func (s *Server) agentWait(w http.ResponseWriter, r *http.Request) {
 	defer cancelTimeout()
 	rec, err := svc.Agents.Wait(ctx, r.PathValue("id"))
 	if err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, shown(r, rec))
@@ -271,7 +251,7 @@ func (s *Server) agentKill(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	rec, err := svc.Agents.Kill(ctx, r.PathValue("id"), grace)
 	if err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "agent.kill", Resource: "agent/" + rec.ID, Detail: map[string]any{"state": rec.State}})
@@ -285,7 +265,7 @@ func (s *Server) agentRestart(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := svc.Agents.Restart(r.Context(), r.PathValue("id"))
 	if err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "agent.restart", Resource: "agent/" + rec.ID})
@@ -298,7 +278,7 @@ func (s *Server) agentDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := svc.Agents.Delete(r.Context(), r.PathValue("id")); err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "agent.delete", Resource: "agent/" + r.PathValue("id")})
@@ -337,7 +317,7 @@ func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) {
 	}
 	out, size, err := svc.Agents.Output(r.Context(), r.PathValue("id"))
 	if err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	defer out.Close()
@@ -368,7 +348,7 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if _, err := svc.Agents.Get(id); err != nil {
-		agentError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	n, ok := intParam(w, q.Get("lines"), "lines", 100, 0, 100000)
@@ -387,7 +367,7 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 	path := svc.Agents.LogPath(id)
 	lines, err := logfile.Tail(path, n)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "read the agent's log: "+err.Error(), "")
+		s.fail(w, r, fmt.Errorf("read the agent's log: %w", err))
 		return
 	}
 	if lines == nil {

@@ -374,11 +374,11 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request) {
 	keepOpen(w)
 	bw := &firstWrite{ResponseWriter: w}
 	if err := s.Backup(r.Context(), bw); err != nil {
-		s.Logger.Error("backup", "err", err)
 		if !bw.started {
-			writeError(w, http.StatusServiceUnavailable, "backup failed: "+err.Error(), "")
+			s.fail(w, r, fmt.Errorf("backup: %w", err))
 			return
 		}
+		s.Logger.Error("backup", "err", err)
 		panic(http.ErrAbortHandler) // the client sees a broken download, not a short one
 	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"github.com/oxios/oxios/internal/security"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/oxios/oxios/internal/security"
 )
 
 const token = "oxs_test-token"

@@ -2,24 +2,12 @@ package api
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/oxios/oxios/internal/approval"
 )
-
-func approvalError(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, approval.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error(), "id")
-	case errors.Is(err, approval.ErrNotPending):
-		writeError(w, http.StatusConflict, err.Error(), "id")
-	default:
-		writeError(w, http.StatusInternalServerError, err.Error(), "")
-	}
-}
 
 func (s *Server) approvalList(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)
@@ -48,7 +36,7 @@ func (s *Server) approvalGet(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := svc.Approvals.Get(r.PathValue("id"))
 	if err != nil {
-		approvalError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, a)
@@ -80,7 +68,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 	}
 	a, err := svc.Approvals.Decide(r.Context(), r.PathValue("id"), approve, principal(r).Name, d.Reason)
 	if err != nil {
-		approvalError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, a)

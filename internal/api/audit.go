@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -77,7 +78,7 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 		}
 		last, err := svc.Audit.LastSeq(r.Context())
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, "read the audit trail: "+err.Error(), "")
+			s.fail(w, r, fmt.Errorf("read the audit trail: %w", err))
 			return
 		}
 		f.After = last - min(last, uint64(n))
@@ -85,7 +86,7 @@ func (s *Server) auditList(w http.ResponseWriter, r *http.Request) {
 	f.Limit = limit
 	items, err := svc.Audit.List(r.Context(), f)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "read the audit trail: "+err.Error(), "")
+		s.fail(w, r, fmt.Errorf("read the audit trail: %w", err))
 		return
 	}
 	out := auditList{Items: items}
@@ -105,7 +106,7 @@ func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request) {
 	}
 	v, err := svc.Audit.Verify(r.Context())
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "read the audit trail: "+err.Error(), "")
+		s.fail(w, r, fmt.Errorf("read the audit trail: %w", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, v)

@@ -30,7 +30,7 @@ func (s *Server) budgetGet(w http.ResponseWriter, r *http.Request) {
 	}
 	st, err := svc.Budgets.Get(r.PathValue("name"))
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -49,7 +49,7 @@ func (s *Server) budgetSet(w http.ResponseWriter, r *http.Request) {
 	st, err := svc.Budgets.Set(r.Context(), budget.Budget{Name: name, Window: b.Window,
 		Limits: budget.Limits{Tokens: b.Tokens, CostUSD: b.CostUSD, Calls: b.Calls}})
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "budget.set", Resource: "budget:" + name,
@@ -65,12 +65,12 @@ func (s *Server) budgetReset(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	before, err := svc.Budgets.Get(name)
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	st, err := svc.Budgets.Reset(r.Context(), name)
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "budget.reset", Resource: "budget:" + name,
@@ -85,7 +85,7 @@ func (s *Server) budgetDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	if err := svc.Budgets.Delete(r.Context(), name); err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "budget.deleted", Resource: "budget:" + name})

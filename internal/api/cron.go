@@ -1,24 +1,12 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/supervisor"
 )
-
-// nameError is agentError for things named in the path (cron jobs,
-// budgets): a missing one is a 404 naming the field "name".
-func nameError(w http.ResponseWriter, err error) {
-	var nf *supervisor.NotFoundError
-	if errors.As(err, &nf) {
-		writeError(w, http.StatusNotFound, err.Error(), "name")
-		return
-	}
-	agentError(w, err)
-}
 
 // cronBody is what POST /api/v1/cron takes.
 type cronBody struct {
@@ -50,7 +38,7 @@ func (s *Server) cronGet(w http.ResponseWriter, r *http.Request) {
 	}
 	j, err := svc.Cron.Get(r.PathValue("name"))
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	j.Spec = shownSpec(r, j.Spec)
@@ -70,7 +58,7 @@ func (s *Server) cronCreate(w http.ResponseWriter, r *http.Request) {
 		Enabled: b.Enabled == nil || *b.Enabled, Spec: b.Spec}
 	j, err := svc.Cron.Create(asCaller(r), d)
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "cron.created", Resource: "cron:" + j.Name,
@@ -85,7 +73,7 @@ func (s *Server) cronDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	name := r.PathValue("name")
 	if err := svc.Cron.Delete(r.Context(), name); err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "cron.deleted", Resource: "cron:" + name})
@@ -103,7 +91,7 @@ func (s *Server) cronSetEnabled(w http.ResponseWriter, r *http.Request, on bool)
 	name := r.PathValue("name")
 	j, err := svc.Cron.SetEnabled(r.Context(), name, on)
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	action := "cron.disabled"
@@ -124,7 +112,7 @@ func (s *Server) cronTrigger(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	run, err := svc.Cron.Trigger(r.Context(), name)
 	if err != nil {
-		nameError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "cron.triggered", Resource: "cron:" + name, Detail: map[string]any{"action": run.Action, "agent_id": run.AgentID}})

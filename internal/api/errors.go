@@ -1,8 +1,19 @@
 package api
 
 import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
+
+	"github.com/oxios/oxios/internal/approval"
+	"github.com/oxios/oxios/internal/oxios"
+	"github.com/oxios/oxios/internal/security"
+	"github.com/oxios/oxios/internal/store"
+	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // ErrorBody is the error envelope every /api/ error is sent in:
@@ -41,11 +52,90 @@ func writeError(w http.ResponseWriter, status int, message, field string) {
 	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message, Field: field}})
 }
 
+// writeJSON answers v as JSON. It is encoded before anything is sent, so
+// that a value that cannot be is a 500 envelope, not half a body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		status, b = http.StatusInternalServerError, bytes.Buffer{}
+		json.NewEncoder(&b).Encode(ErrorBody{Error: ErrorDetail{Code: codes[status], Message: "the answer could not be encoded as JSON"}})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
+	w.Write(b.Bytes())
+}
+
+// docError names the document a store error is about.
+type docError struct {
+	doc string
+	err error
+}
+
+func (e *docError) Error() string { return e.doc + ": " + e.err.Error() }
+func (e *docError) Unwrap() error { return e.err }
+
+// inDoc wraps a store error with its document (ns/key), for its message.
+func inDoc(err error, doc string) error { return &docError{doc: doc, err: err} }
+
+// fail answers err: the one place where what went wrong becomes a status.
+// Bad input names its field (400), then what does not exist (404), what
+// the state does not allow (409, 412), what the caller may not (403), a
+// daemon shutting down (503). Anything else is a 500 whose message says
+// only where the daemon's log has it: an internal error's text (a path, a
+// backbone's answer) is not the client's to read.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		inv *oxios.InvalidError
+		fe  *supervisor.ForbiddenError
+		big *store.TooLargeError
+		nf  *supervisor.NotFoundError
+		doc *docError
+	)
+	switch {
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
+	case errors.As(err, &fe):
+		writeError(w, http.StatusForbidden, fe.Error(), fe.Field)
+	case errors.As(err, &big):
+		writeError(w, http.StatusRequestEntityTooLarge, big.Error(), "value")
+	case errors.As(err, &nf):
+		writeError(w, http.StatusNotFound, nf.Error(), "name")
+	case errors.Is(err, store.ErrNotFound):
+		if errors.As(err, &doc) {
+			writeError(w, http.StatusNotFound, "no document "+doc.doc, "")
+		} else {
+			writeError(w, http.StatusNotFound, "no such document", "")
+		}
+	case errors.Is(err, supervisor.ErrNotFound), errors.Is(err, approval.ErrNotFound), errors.Is(err, security.ErrNoToken):
+		writeError(w, http.StatusNotFound, err.Error(), "id")
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusPreconditionFailed, "revision mismatch: the document has changed (If-Match)", "If-Match")
+	case errors.Is(err, store.ErrExists):
+		writeError(w, http.StatusPreconditionFailed, "the document already exists (If-None-Match: *)", "If-None-Match")
+	case errors.Is(err, supervisor.ErrConflict):
+		writeError(w, http.StatusConflict, strings.TrimSuffix(err.Error(), ": "+supervisor.ErrConflict.Error()), "")
+	case errors.Is(err, approval.ErrNotPending):
+		writeError(w, http.StatusConflict, err.Error(), "id")
+	case errors.Is(err, security.ErrExists):
+		writeError(w, http.StatusConflict, err.Error(), "name")
+	case errors.Is(err, supervisor.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "the daemon is shutting down", "")
+	case errors.Is(err, oxios.ErrStarting):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, oxios.ErrStarting.Error(), "")
+	default:
+		id := requestID()
+		s.Logger.Error("request failed", "request_id", id, "method", r.Method, "path", clip(r.URL.Path, maxAuditedResource), "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error; the daemon's log has it under request_id "+id, "")
+	}
+}
+
+// requestID is a short random id that ties a 500 to its log line.
+func requestID() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

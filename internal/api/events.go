@@ -23,15 +23,6 @@ type publishRequest struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-func busError(w http.ResponseWriter, err error) {
-	var inv *bus.InvalidError
-	if errors.As(err, &inv) {
-		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
-		return
-	}
-	writeError(w, http.StatusInternalServerError, "event log error: "+err.Error(), "")
-}
-
 // eventPublish serves POST /api/v1/events: one event as an object, or up
 // to bus.MaxBatch as an array (stored in order, all or none validated).
 func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +77,7 @@ func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := svc.Bus.PublishBatch(r.Context(), evs)
 	if err != nil {
-		busError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	if batch {
@@ -115,7 +106,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Agent = q.Get("agent")
 	if err := bus.ValidateFilter(f); err != nil {
-		busError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	var opts bus.SubscribeOptions
@@ -147,7 +138,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	}
 	sub, err := svc.Bus.Subscribe(r.Context(), f, opts)
 	if err != nil {
-		busError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	defer sub.Close()

@@ -162,7 +162,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	id, exp, err := svc.Sessions.Open(ctx, p)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, "open a session: "+err.Error(), "")
+		s.fail(w, r, fmt.Errorf("open a session: %w", err))
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", Expires: exp, HttpOnly: true,

@@ -20,35 +20,6 @@ import (
 // maxBody bounds request bodies: a 1 MiB value plus room for nothing else.
 const maxBody = store.MaxValueSize
 
-// storeError maps store errors to statuses, in one place.
-func storeError(w http.ResponseWriter, err error) {
-	storeErrorFor(w, err, "")
-}
-
-// storeErrorFor is storeError naming the document (ns/key) in messages.
-func storeErrorFor(w http.ResponseWriter, err error, doc string) {
-	var inv *store.InvalidError
-	var big *store.TooLargeError
-	switch {
-	case errors.As(err, &inv):
-		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
-	case errors.As(err, &big):
-		writeError(w, http.StatusRequestEntityTooLarge, big.Error(), "value")
-	case errors.Is(err, store.ErrNotFound):
-		if doc == "" {
-			writeError(w, http.StatusNotFound, "no such document", "")
-		} else {
-			writeError(w, http.StatusNotFound, "no document "+doc, "")
-		}
-	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusPreconditionFailed, "revision mismatch: the document has changed (If-Match)", "If-Match")
-	case errors.Is(err, store.ErrExists):
-		writeError(w, http.StatusPreconditionFailed, "the document already exists (If-None-Match: *)", "If-None-Match")
-	default:
-		writeError(w, http.StatusInternalServerError, "storage error: "+err.Error(), "")
-	}
-}
-
 // checkQuery rejects query parameters the route does not know.
 func checkQuery(w http.ResponseWriter, q url.Values, allowed ...string) bool {
 	for k := range q {
@@ -99,7 +70,7 @@ func (s *Server) stateGet(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := svc.State.Get(r.Context(), r.PathValue("ns"), r.PathValue("key"))
 	if err != nil {
-		storeErrorFor(w, err, r.PathValue("ns")+"/"+r.PathValue("key"))
+		s.fail(w, r, inDoc(err, r.PathValue("ns")+"/"+r.PathValue("key")))
 		return
 	}
 	w.Header().Set("ETag", etag(e.Revision))
@@ -125,11 +96,11 @@ func (s *Server) statePut(w http.ResponseWriter, r *http.Request) {
 	ns, key := r.PathValue("ns"), r.PathValue("key")
 	// Validate names before reading a body we may not need.
 	if err := store.ValidateNamespace(ns); err != nil {
-		storeError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	if err := store.ValidateKey(key); err != nil {
-		storeError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	ifRev, ok := ifMatch(w, r)
@@ -173,7 +144,7 @@ func (s *Server) statePut(w http.ResponseWriter, r *http.Request) {
 		rev, err = svc.State.Put(r.Context(), ns, key, body)
 	}
 	if err != nil {
-		storeError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.publish(r, svc, "state.put", map[string]any{"namespace": ns, "key": key, "revision": rev})
@@ -196,7 +167,7 @@ func (s *Server) stateDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := svc.State.Delete(r.Context(), ns, key, ifRev); err != nil {
-		storeErrorFor(w, err, ns+"/"+key)
+		s.fail(w, r, inDoc(err, ns+"/"+key))
 		return
 	}
 	s.publish(r, svc, "state.deleted", map[string]any{"namespace": ns, "key": key})
@@ -227,7 +198,7 @@ func (s *Server) stateList(w http.ResponseWriter, r *http.Request) {
 	}
 	items, next, err := svc.State.List(r.Context(), r.PathValue("ns"), q.Get("prefix"), limit, q.Get("cursor"))
 	if err != nil {
-		storeError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	if items == nil {

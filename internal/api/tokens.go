@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -23,20 +22,6 @@ type tokenRequest struct {
 type TokenCreated struct {
 	Token  security.Token `json:"token"`
 	Secret string         `json:"secret"`
-}
-
-func tokenError(w http.ResponseWriter, err error) {
-	var inv *security.InvalidError
-	switch {
-	case errors.As(err, &inv):
-		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
-	case errors.Is(err, security.ErrExists):
-		writeError(w, http.StatusConflict, err.Error(), "name")
-	case errors.Is(err, security.ErrNoToken):
-		writeError(w, http.StatusNotFound, err.Error(), "id")
-	default:
-		writeError(w, http.StatusInternalServerError, err.Error(), "")
-	}
 }
 
 func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +54,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	secret, tok, err := svc.Tokens.Create(r.Context(), req.Name, role, exp)
 	if err != nil {
-		tokenError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "token.create", Resource: "token/" + tok.ID, Detail: map[string]any{"name": tok.Name, "role": tok.Role.String()}})
@@ -91,7 +76,7 @@ func (s *Server) tokenRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := svc.Tokens.Revoke(r.Context(), r.PathValue("id"))
 	if err != nil {
-		tokenError(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.audit(r, audit.Entry{Action: "token.revoke", Resource: "token/" + tok.ID, Detail: map[string]any{"name": tok.Name}})

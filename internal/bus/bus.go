@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oxios/oxios/internal/metrics"
@@ -39,12 +41,7 @@ type Event struct {
 const GapType = "bus.gap"
 
 // InvalidError is bad input; Field names what is wrong.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+type InvalidError = oxios.InvalidError
 
 var (
 	typeRe  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}\.[a-z0-9_-]{1,64}$`)

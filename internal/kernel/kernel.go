@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oxios/oxios/internal/agent"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oxios/oxios/internal/api"
@@ -271,7 +272,7 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 			bb, trail := k.live.bb, k.live.trail
 			k.mu.Unlock()
 			if bb == nil {
-				return errors.New("the daemon is still starting")
+				return oxios.ErrStarting
 			}
 			return k.backupTo(ctx, bb, trail, w)
 		},

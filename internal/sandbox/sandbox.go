@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Modes of a sandbox.
@@ -65,12 +67,7 @@ type Limits struct {
 }
 
 // InvalidError is a sandbox spec that cannot be used; Field names what.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+type InvalidError = oxios.InvalidError
 
 func invalid(field, format string, a ...any) error {
 	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}

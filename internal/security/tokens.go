@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -88,9 +90,7 @@ var (
 )
 
 // InvalidError is bad input; Field names it.
-type InvalidError struct{ Field, Msg string }
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+type InvalidError = oxios.InvalidError
 
 var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 

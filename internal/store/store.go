@@ -18,6 +18,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -34,12 +36,7 @@ var (
 )
 
 // InvalidError is bad input: Field names what is wrong.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+type InvalidError = oxios.InvalidError
 
 // TooLargeError is a value over MaxValueSize.
 type TooLargeError struct{ Size int }

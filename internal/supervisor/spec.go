@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/tools"
@@ -115,12 +117,7 @@ const (
 )
 
 // InvalidError is a spec that cannot run; Field names the offending field.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+type InvalidError = oxios.InvalidError
 
 func invalid(field, format string, a ...any) error {
 	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}

@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/bmatcuk/doublestar/v4"
 )
 
@@ -145,12 +147,7 @@ func (p Policy) Validate(prefix string) error {
 const MaxOutputKB = 1024
 
 // InvalidError is a policy that cannot be used; Field names what is wrong.
-type InvalidError struct {
-	Field string
-	Msg   string
-}
-
-func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
+type InvalidError = oxios.InvalidError
 
 // Denied is a call the policy does not allow. It goes back to the model as
 // the tool's error, so that it can adapt.
