@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/backbone"
@@ -79,7 +81,7 @@ func (c *Checkpoints) saveAsync(id string, cp checkpoint) func() error {
 			case <-fut.Ok():
 				return nil
 			case err = <-fut.Err():
-			case <-time.After(10 * time.Second):
+			case <-time.After(oxios.BackboneTimeout):
 				err = errors.New("checkpoint not confirmed")
 			}
 		}

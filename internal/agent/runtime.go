@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
@@ -543,7 +545,7 @@ func (rt *Runtime) auditDenial(agentID string, d *tools.Denied) {
 	if d.Rule == "ask" {
 		action = "policy.ask"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := rt.o.Audit.Append(ctx, audit.Entry{Actor: "agent:" + agentID, Action: action, Resource: d.Tool + ":" + d.Target,
 		Outcome: "denied", Detail: map[string]any{"rule": d.Rule, "reason": d.Reason}}); err != nil {
@@ -589,7 +591,7 @@ func (e *events) flush() {
 	pending := e.pending
 	e.pending = nil
 	e.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	for _, p := range pending {
 		if ev, err := p.Wait(ctx); err != nil {

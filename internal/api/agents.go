@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/metrics"
@@ -25,7 +27,7 @@ import (
 const maxSpecBody = 1 << 20
 
 // bodyReadTimeout is how long a request body may take to arrive.
-var bodyReadTimeout = 10 * time.Second
+var bodyReadTimeout = oxios.RequestReadTimeout
 
 // decodeJSON reads one JSON object of at most limit bytes into v, strictly:
 // unknown fields and trailing data are errors naming what is wrong.

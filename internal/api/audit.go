@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/audit"
 )
 
@@ -25,7 +27,7 @@ func (s *Server) auditEntry(ctx context.Context, e audit.Entry) {
 	if svc == nil || svc.Audit == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := svc.Audit.Append(ctx, e); err != nil {
 		s.Logger.Error("audit", "action", e.Action, "err", err)

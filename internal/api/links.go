@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/web"
@@ -157,7 +159,7 @@ func (s *Server) loginLink(w http.ResponseWriter, r *http.Request) {
 		linkPage(w, "")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), oxios.BackboneTimeout)
 	defer cancel()
 	id, exp, err := svc.Sessions.Open(ctx, p)
 	if err != nil {

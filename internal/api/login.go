@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/security"
 )
@@ -158,7 +160,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	trustConn(r)
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), oxios.BackboneTimeout)
 	defer cancel()
 	id, exp, err := svc.Sessions.Open(ctx, p)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/store"
@@ -212,7 +214,7 @@ func (s *Server) stateList(w http.ResponseWriter, r *http.Request) {
 func (s *Server) publish(r *http.Request, svc *Services, typ string, data any) {
 	b, _ := json.Marshal(data)
 	// The write is done: its event must not be lost because the client left.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := svc.Bus.Publish(ctx, bus.Event{Type: typ, Data: b}); err != nil {
 		s.Logger.Error("publish event", "type", typ, "err", err)

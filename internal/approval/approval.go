@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/audit"
@@ -343,7 +345,7 @@ func (m *Manager) publish(typ string, a Approval) {
 		return
 	}
 	b, _ := json.Marshal(map[string]any{"id": a.ID, "tool": a.Tool, "args": a.Args, "state": a.State, "decided_by": a.DecidedBy, "reason": a.Reason})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	m.bus.Publish(ctx, bus.Event{Type: typ, AgentID: a.AgentID, Data: b})
 }
@@ -352,7 +354,7 @@ func (m *Manager) record(e audit.Entry) {
 	if m.audit == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	m.audit.Append(ctx, e)
 }

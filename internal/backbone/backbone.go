@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,7 +97,7 @@ func Open(ctx context.Context, o Options) (*Backbone, error) {
 	}
 	b.JS = js
 	// Fail at boot, with a clear message, when JetStream is not there.
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	actx, cancel := context.WithTimeout(ctx, oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := js.AccountInfo(actx); err != nil {
 		b.Close()

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats.go"
 )
 
@@ -82,7 +84,7 @@ func Snapshot(ctx context.Context, nc *nats.Conn, stream string, w io.Writer) (S
 	}
 	defer sub.Unsubscribe()
 	req, _ := json.Marshal(map[string]any{"deliver_subject": inbox, "no_consumers": true})
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, oxios.BackboneTimeout)
 	resp, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.SNAPSHOT."+stream, req)
 	cancel()
 	if err != nil {
@@ -125,7 +127,7 @@ func Snapshot(ctx context.Context, nc *nats.Conn, stream string, w io.Writer) (S
 
 // Restore recreates a stream (which must not exist) from its snapshot.
 func Restore(ctx context.Context, nc *nats.Conn, s Stream, r io.Reader) error {
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, oxios.BackboneTimeout)
 	resp, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.RESTORE."+s.Name, s.Meta)
 	cancel()
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -503,7 +505,7 @@ func (r *reader) unfiltered() bool {
 // at most one batch in flight, so a slow deliver holds nothing up but itself.
 func (r *reader) run(ctx context.Context, deliver deliverFunc) error {
 	failures := 0
-	wait := 10 * time.Second
+	wait := oxios.FetchWait
 	if r.idleEnds {
 		wait = 2 * time.Second
 	}

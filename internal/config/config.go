@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/pelletier/go-toml/v2"
 	"golang.org/x/sys/unix"
 
@@ -322,7 +324,7 @@ func DefaultConfig() Config {
 	return Config{
 		API: API{Listen: "127.0.0.1:4200"},
 		Daemon: Daemon{
-			StopTimeout:     Duration{10 * time.Second},
+			StopTimeout:     Duration{oxios.StopTimeout},
 			ReadyTimeout:    Duration{15 * time.Second},
 			ShutdownTimeout: Duration{5 * time.Second},
 		},
@@ -342,7 +344,7 @@ func DefaultConfig() Config {
 		Sandbox: Sandbox{Mode: sandbox.Enforce, Network: sandbox.NetAny, ExecNetwork: sandbox.NetNone, Read: []string{}, Write: []string{},
 			Limits: SandboxLimits{MemoryMB: 4096, OpenFiles: 4096, Processes: 4096}},
 		Agents: Agents{
-			StopTimeout: Duration{10 * time.Second},
+			StopTimeout: Duration{oxios.StopTimeout},
 			LogMaxMB:    10,
 			LogMaxFiles: 3,
 			Retain:      1000,

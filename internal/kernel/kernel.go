@@ -280,7 +280,7 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 	})
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: oxios.RequestReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(k.log.Handler(), slog.LevelWarn),
 		ConnContext:       handler.ConnContext,
@@ -451,7 +451,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 						if r.Kind != supervisor.KindLLM {
 							return // only llm runs ask for approvals and keep checkpoints
 						}
-						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 						defer cancel()
 						approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
 						checkpoints.Delete(ctx, r.ID)

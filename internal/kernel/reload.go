@@ -10,7 +10,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/oxios/oxios/internal/oxios"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pelletier/go-toml/v2"
@@ -98,7 +99,7 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	b, _ := os.ReadFile(k.opts.ConfigPath)
 	sum := sha256.Sum256(b)
 	hash := hex.EncodeToString(sum[:])
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	actx, cancel := context.WithTimeout(ctx, oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := trail.Append(actx, audit.Entry{Actor: "node:" + k.node, Action: "config.reloaded", Resource: "config",
 		Detail: map[string]any{"path": k.opts.ConfigPath, "sha256": hash, "applied": res.Applied, "restart_needed": res.RestartNeeded}}); err != nil {

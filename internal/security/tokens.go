@@ -238,7 +238,7 @@ func (t *Tokens) flushUsed() {
 		}
 	}
 	t.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	for _, s := range writes {
 		b, _ := json.Marshal(s)

@@ -313,6 +313,9 @@ func (s *Store) Get(ctx context.Context, ns, key string) (Entry, error) {
 	if err := check(ns, key); err != nil {
 		return Entry{}, err
 	}
+	if err := ctx.Err(); err != nil { // served from memory, but not to a caller gone
+		return Entry{}, err
+	}
 	s.mu.RLock()
 	c, ok := s.cache[bucketKey(ns, key)]
 	s.mu.RUnlock()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/proc"
@@ -114,7 +116,7 @@ func (s *Supervisor) startLLM(a *agent, resume bool) (task, error) {
 		return nil, err
 	}
 	if a.rec.OutputTruncated { // the whole output of the run before
-		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		dctx, dcancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 		if err := s.outputs.Delete(dctx, a.id); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			s.log.Warn("delete the output of the previous run", "agent", a.id, "err", err)
 		}
@@ -316,7 +318,7 @@ func (s *Supervisor) awaitSub(ctx context.Context, parentID, childID string) (st
 		return "", err
 	}
 	if ctx.Err() != nil {
-		kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		kctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 		defer cancel()
 		s.Kill(kctx, child.ID, 0)
 		return "", ctx.Err()

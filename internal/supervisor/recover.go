@@ -71,15 +71,15 @@ func (s *Supervisor) resume(a *agent, tagged []proc.Tagged) {
 		// A language-model run goes on from its last checkpoint.
 		a.rec.State = Running
 		a.mu.Unlock()
-		s.run(a, "daemon restart")
+		s.run(a, recovery)
 		return
 	case r.Kind != KindProcess || r.Spec.Restart.Policy == Never:
 		a.rec.ExitCode, a.rec.Signal = nil, ""
 		s.end(a, Failed, "interrupted")
 	default:
-		s.publish(a.id, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "daemon restart"})
+		s.publish(a.id, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": recovery.reason})
 		a.mu.Unlock()
-		s.run(a, "daemon restart")
+		s.run(a, recovery)
 		return
 	}
 	a.mu.Unlock()

@@ -28,41 +28,54 @@ const (
 	shutdown              // the daemon is stopping
 )
 
+// start says why a run (re)starts: the reason its record shows, and
+// whether it is the daemon's recovery, at boot, of a run that was going
+// when it stopped (admitted already; an llm run goes on from its
+// checkpoint).
+type start struct {
+	reason    string
+	recovered bool
+}
+
+// recovery is the start of a run recovered at boot.
+var recovery = start{reason: "daemon restart", recovered: true}
+
 // run is the one goroutine that owns an admitted run of agent a, from
-// starting to its end. reason says why it (re)starts.
-func (s *Supervisor) run(a *agent, reason string) {
+// starting to its end. why says why it (re)starts.
+func (s *Supervisor) run(a *agent, why start) {
 	defer s.runs.Done()
 	for {
-		// A run resumed after a daemon restart is already admitted; its
-		// next model call is checked against the budgets.
-		if reason != "daemon restart" && !s.admit(a) {
+		// A recovered run is already admitted; its next model call is
+		// checked against the budgets.
+		if !why.recovered && !s.admit(a) {
 			return
 		}
-		t, ok := s.launch(a, reason)
+		t, ok := s.launch(a, why)
 		if !ok {
 			return
 		}
 		c, exit := s.supervise(a, t)
-		why, final := exit.String(), false
+		ended, final := exit.String(), false
 		if exit.Limit != "" {
-			why = exit.Limit
+			ended = exit.Limit
 		}
 		if lt, isLLM := t.(*llmTask); isLLM {
-			why = lt.reason()
+			ended = lt.reason()
 			// A budget limit is not cured by running again.
 			final = errors.Is(lt.err, ErrBudget)
 		}
-		var next time.Duration
-		if next, reason, ok = s.after(a, c, exit, why, final); !ok {
+		next, reason, ok := s.after(a, c, exit, ended, final)
+		if !ok {
 			return
 		}
+		why = start{reason: reason}
 		if next > 0 {
 			var cut bool
 			if ok, cut = s.backoff(a, next); !ok {
 				return
 			}
 			if cut {
-				reason = "restart requested"
+				why.reason = "restart requested"
 			}
 		}
 	}
@@ -203,7 +216,7 @@ func (s *Supervisor) killedWaiting(a *agent) bool {
 
 // launch starts a's process and records it running. It reports false when
 // the run ended instead (killed before it started, or unable to start).
-func (s *Supervisor) launch(a *agent, reason string) (task, bool) {
+func (s *Supervisor) launch(a *agent, why start) (task, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.started = true
@@ -220,8 +233,8 @@ func (s *Supervisor) launch(a *agent, reason string) (task, bool) {
 	}
 	a.restart = false
 	a.rec.State, a.rec.NextStartAt = Starting, nil
-	if reason != "" {
-		a.rec.Reason = reason
+	if why.reason != "" {
+		a.rec.Reason = why.reason
 	}
 	// Starting is shown but not written: the write that matters is the one
 	// with the PID, right after the fork. A process started just before the
@@ -232,7 +245,7 @@ func (s *Supervisor) launch(a *agent, reason string) (task, bool) {
 	var err error
 	pid, start := 0, uint64(0)
 	if a.rec.Kind == KindLLM {
-		t, err = s.startLLM(a, reason == "daemon restart")
+		t, err = s.startLLM(a, why.recovered)
 	} else {
 		var p *proc.Process
 		if p, err = s.startProcess(a); err == nil {

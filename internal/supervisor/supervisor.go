@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
+
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -371,6 +373,11 @@ func (s *Supervisor) get(id string) (*agent, error) {
 }
 
 // save writes a's record and publishes typ with data. The caller holds a.mu.
+//
+// The write is bounded by oxios.BackboneTimeout (a.mu is held meanwhile),
+// never by a caller's context: a write abandoned half way may still land,
+// and a record stored but reported as failed would run at the next boot.
+// Callers with a context check it before they write.
 func (s *Supervisor) save(a *agent, typ string, data any) error {
 	if s.halted.Load() {
 		return ErrClosed
@@ -379,7 +386,7 @@ func (s *Supervisor) save(a *agent, typ string, data any) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := s.kv.Put(ctx, a.id, b); err != nil {
 		s.log.Error("write agent record", "agent", a.id, "state", a.rec.State, "err", err)
@@ -420,7 +427,7 @@ func (s *Supervisor) publish(id, typ string, data any) {
 		return
 	}
 	b, _ := json.Marshal(data)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
 	if _, err := s.o.Bus.Publish(ctx, bus.Event{Type: typ, AgentID: id, Data: b}); err != nil {
 		s.log.Error("publish event", "type", typ, "agent", id, "err", err)
@@ -480,6 +487,12 @@ func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
 	}
 	s.agents[a.id] = a
 	s.mu.Unlock()
+	if err := ctx.Err(); err != nil { // the caller has gone: nothing is written
+		s.mu.Lock()
+		delete(s.agents, a.id)
+		s.mu.Unlock()
+		return Record{}, err
+	}
 	if err := s.save(a, "agent.spawned", map[string]any{"name": spec.Name, "kind": spec.Kind, "priority": spec.Priority}); err != nil {
 		s.mu.Lock()
 		delete(s.agents, a.id)
@@ -501,7 +514,7 @@ func (s *Supervisor) submit(a *agent) {
 		if !s.begin() {
 			return
 		}
-		go s.run(a, "")
+		go s.run(a, start{})
 	}})
 }
 
@@ -665,6 +678,9 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 		a.rec.State, a.rec.Reason = Queued, "restart requested"
 		a.rec.EndedAt, a.rec.ExitCode, a.rec.Signal, a.rec.StartedAt = nil, nil, "", nil
 		a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
+		if err := ctx.Err(); err != nil { // the caller has gone: nothing changes
+			return Record{}, err
+		}
 		if err := s.save(a, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "restart requested"}); err != nil {
 			a.rec = prev // still ended, as stored
 			a.publishSnap()

@@ -999,3 +999,24 @@ func waitBlocked(t *testing.T, fn string) {
 		}
 	}
 }
+
+// Spawn and Restart heed their context (issue 16.5): a caller that has
+// gone gets its context's error and nothing is written.
+func TestSpawnAndRestartHeedTheirContext(t *testing.T) {
+	e := newEnv(t, scheduler.Limits{})
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.sup.Spawn(gone, sh("true")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("spawn with a cancelled context: %v", err)
+	}
+	if recs, _ := e.sup.List(Filter{}, 0, ""); len(recs) != 0 {
+		t.Fatalf("%d agents after a cancelled spawn", len(recs))
+	}
+	r := e.wait(e.spawn(sh("true")).ID)
+	if _, err := e.sup.Restart(gone, r.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("restart with a cancelled context: %v", err)
+	}
+	if got, _ := e.sup.Get(r.ID); got.State != Succeeded {
+		t.Fatalf("after a cancelled restart: %s", got.State)
+	}
+}
