@@ -24,6 +24,7 @@ import (
 //
 //	go test -run '^$' -bench StartToReady -benchtime 20x ./cmd/oxios
 func BenchmarkStartToReady(b *testing.B) {
+	needBinary(b)
 	home := filepath.Join(b.TempDir(), "home")
 	listen := freeAddr(b)
 	envv := append(cleanEnv(), "OXIOS_HOME="+home)
@@ -89,6 +90,7 @@ func vmRSS(b *testing.B, pid int) int {
 //
 //	go test -run '^$' -bench ThousandAgents -benchtime 1x ./cmd/oxios
 func BenchmarkThousandAgents(b *testing.B) {
+	needBinary(b)
 	const n = 1000
 	var envv []string
 	defer func() { // whatever happens below, no daemon is left running
@@ -195,4 +197,11 @@ func cpuTicks(b *testing.B, pid int) int {
 	u, _ := strconv.Atoi(f[11])
 	s, _ := strconv.Atoi(f[12])
 	return u + s
+}
+
+// needBinary skips a benchmark under -short, where the binary is not built.
+func needBinary(b *testing.B) {
+	if binary == "" {
+		b.Skip("needs the built binary (not built with -short)")
+	}
 }

@@ -240,11 +240,11 @@ func (a *app) doctor() []finding {
 	}
 	doctorSandbox(cfg, add)
 	prov, _, _ := agent.SplitModel(cfg.Agent.DefaultModel)
-	for _, p := range []struct{ name, key, env string }{
-		{"openai", cfg.Providers.OpenAI.APIKey, "OPENAI_API_KEY"},
-		{"anthropic", cfg.Providers.Anthropic.APIKey, "ANTHROPIC_API_KEY"},
+	for _, p := range []struct{ name, key string }{
+		{"openai", cfg.Providers.OpenAI.APIKey},
+		{"anthropic", cfg.Providers.Anthropic.APIKey},
 	} {
-		has := p.key != "" || os.Getenv(p.env) != ""
+		has := agent.HasKey(p.name, p.key)
 		if daemonHas != nil {
 			has = daemonHas[p.name]
 		}
@@ -253,7 +253,7 @@ func (a *app) doctor() []finding {
 			add("providers", "ok", p.name+": an API key is set", "")
 		case prov == p.name:
 			add("providers", "warn", fmt.Sprintf("%s: no API key, and agent.default_model (%s) uses it: llm agents will fail", p.name, cfg.Agent.DefaultModel),
-				fmt.Sprintf("set %s in the daemon's environment, or providers.%s.api_key in %s (0600)", p.env, p.name, path))
+				fmt.Sprintf("set %s in the daemon's environment, or providers.%s.api_key in %s (0600)", agent.KeyEnv[p.name], p.name, path))
 		default:
 			add("providers", "ok", p.name+": no API key (not the default model's provider)", "")
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +28,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// No test that needs the binary runs (newEnv skips them), so it
+		// is not built.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "oxios-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -153,8 +153,16 @@ func (rt *Runtime) Resumable(ctx context.Context, rec supervisor.Record) bool {
 	return ok
 }
 
-// keyEnv is each provider's API key variable.
-var keyEnv = map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+// KeyEnv is each provider's API key variable, read from the daemon's
+// environment when the config gives no key: the one map of it (the kernel
+// and doctor say whether a key is set from it).
+var KeyEnv = map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+// HasKey reports whether provider has a key: configured, or in this
+// process's environment.
+func HasKey(provider, configured string) bool {
+	return configured != "" || (KeyEnv[provider] != "" && os.Getenv(KeyEnv[provider]) != "")
+}
 
 // provider returns the client of a provider, made on first use.
 func (rt *Runtime) provider(name string) (Provider, error) {
@@ -164,8 +172,8 @@ func (rt *Runtime) provider(name string) (Provider, error) {
 		return p, nil
 	}
 	c := rt.o.Providers[name]
-	if c.APIKey == "" && keyEnv[name] != "" {
-		c.APIKey = os.Getenv(keyEnv[name])
+	if c.APIKey == "" && KeyEnv[name] != "" {
+		c.APIKey = os.Getenv(KeyEnv[name])
 	}
 	rememberKey(c.APIKey)
 	var p Provider

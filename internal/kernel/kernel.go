@@ -650,8 +650,7 @@ func (k *Kernel) configSummary() map[string]any {
 	}
 	var providers []string
 	for name, p := range map[string]config.Provider{"openai": c.Providers.OpenAI, "anthropic": c.Providers.Anthropic} {
-		env := map[string]string{"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}[name]
-		if p.APIKey != "" || os.Getenv(env) != "" {
+		if agent.HasKey(name, p.APIKey) {
 			providers = append(providers, name)
 		}
 	}
