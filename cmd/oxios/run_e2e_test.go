@@ -315,3 +315,70 @@ func TestLargeOutputIsStoredWhole(t *testing.T) {
 		t.Fatalf("output of a deleted agent: %d %.200s", code, body)
 	}
 }
+
+// A run recovered at boot while it was in a spawn_agent call (issue 16.3:
+// recovered runs started while the supervisor opened, before the kernel
+// handed the runtime its spawner, so the call found none). The daemon is
+// killed while the sub-agent waits for an approval; after the restart the
+// parent's call goes on with the same sub-agent, which an approval lets
+// finish, and the parent ends with the sub-agent's answer.
+func TestSubAgentAcrossSIGKILL(t *testing.T) {
+	e := newEnv(t)
+	llm := agenttest.New(t, e2eKey,
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("s1", "spawn_agent", map[string]string{"goal": "write sub.txt"})}},
+		agenttest.Reply{Calls: []agenttest.ToolCall{agenttest.Call("w1", "write_file", map[string]string{"path": "sub.txt", "content": "from the sub-agent"})}},
+		agenttest.Reply{Text: "sub done"},
+		agenttest.Reply{Text: "parent done"},
+	)
+	os.MkdirAll(e.home, 0o700)
+	os.WriteFile(filepath.Join(e.home, "config.toml"), []byte("[policy]\nask = [\"write_file\"]\n"), 0o600)
+	pid := e.startWithModel(llm)
+	e.stopAtEnd()
+	ws := t.TempDir()
+	r := e.oxios("agent", "spawn", "--kind", "llm", "--goal", "delegate", "--dir", ws, "-o", "json")
+	var parent supervisor.Record
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &parent) != nil {
+		t.Fatalf("spawn: %s", r)
+	}
+	pendingOne := func() approval.Approval {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var items []approval.Approval
+			json.Unmarshal([]byte(e.oxios("approvals", "list", "-o", "json").stdout), &items)
+			if len(items) == 1 {
+				return items[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d approvals pending", len(items))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	before := pendingOne()
+	syscall.Kill(pid, syscall.SIGKILL)
+	waitGone(t, pid, 5*time.Second)
+	e.startWithModel(llm)
+	after := pendingOne()
+	if after.ID != before.ID {
+		t.Fatalf("the sub-agent's approval changed across the restart: %s, then %s", before.ID, after.ID)
+	}
+	if r := e.oxios("approvals", "approve", after.ID); r.code != 0 {
+		t.Fatalf("approve: %s", r)
+	}
+	if r := e.oxios("agent", "wait", parent.ID, "--timeout", "30s"); r.code != 0 {
+		t.Fatalf("wait for the parent: %s", r)
+	}
+	got := e.agent(parent.ID)
+	for _, tc := range got.ToolCalls {
+		if tc.Error != "" {
+			t.Fatalf("the parent's %s failed after the restart: %s", tc.Name, tc.Error)
+		}
+	}
+	if got.Output != "parent done" {
+		t.Fatalf("the parent ended %s with %q", got.State, got.Output)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ws, "sub.txt")); string(b) != "from the sub-agent" {
+		t.Fatalf("sub.txt: %q", b)
+	}
+}

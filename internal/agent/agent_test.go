@@ -124,7 +124,6 @@ func newStackURL(t testing.TB, url string, mod func(*Options), maxLLM int) *stac
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt.SetSpawner(sup)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -71,7 +71,6 @@ type Options struct {
 	Policy  tools.Policy
 	Bus     Publisher
 	State   tools.State
-	Spawner tools.Spawner
 	Breaker *Breaker
 	// Audit, if set, records every policy denial.
 	Audit Auditor
@@ -117,20 +116,6 @@ func (rt *Runtime) SetPolicy(p tools.Policy) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.o.Policy = p
-}
-
-// SetSpawner sets what spawn_agent uses (the supervisor, made after the
-// runtime).
-func (rt *Runtime) SetSpawner(s tools.Spawner) {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	rt.o.Spawner = s
-}
-
-func (rt *Runtime) spawner() tools.Spawner {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	return rt.o.Spawner
 }
 
 // Check validates an llm spec's model at spawn.
@@ -274,7 +259,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 			return p, &sandbox.UnavailableError{Why: spec.Dir + " is now reached through a symlink; give the path it names"}
 		}
 	}
-	env := &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: rt.spawner(), State: rt.o.State}
+	env := &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: hooks.Spawner, State: rt.o.State}
 	system := fmt.Sprintf(builtinSystem, gate.Workspace())
 	if spec.System != "" {
 		system += "\n\n" + spec.System

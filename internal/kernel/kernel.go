@@ -461,7 +461,6 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					Logger:    k.log,
 				})
 				if err == nil {
-					llm.SetSpawner(agents)
 					k.registerGauges(agents, bb.JS)
 					k.mu.Lock()
 					k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js, k.live.bb = sched, llm, agents, trail, bb.JS, bb

@@ -42,6 +42,10 @@ type Hooks struct {
 	// Resume is set when the run goes on after a daemon restart (from a
 	// checkpoint); otherwise it starts over.
 	Resume bool
+	// Spawner runs the run's sub-agents (spawn_agent): the supervisor
+	// itself, handed to each run, so that the runtime needs no reference
+	// to it (and a run recovered while the supervisor opens has it too).
+	Spawner tools.Spawner
 }
 
 // Progress is what a language-model run has done so far.
@@ -130,7 +134,7 @@ func (s *Supervisor) startLLM(a *agent, resume bool) (task, error) {
 	go func() {
 		defer close(t.done)
 		defer cancel()
-		final, err := s.o.LLM.Run(ctx, rec, Hooks{Progress: func(p Progress) { s.progress(a, p) }, Waiting: func(w bool) { s.waiting(a, w) }, Resume: resume})
+		final, err := s.o.LLM.Run(ctx, rec, Hooks{Progress: func(p Progress) { s.progress(a, p) }, Waiting: func(w bool) { s.waiting(a, w) }, Resume: resume, Spawner: s})
 		s.progress(a, final)
 		t.err = err
 	}()
