@@ -61,6 +61,9 @@ type Options struct {
 
 // part is one piece of the daemon with a uniform lifecycle. Parts start in
 // list order and stop in reverse order.
+// part is one of the daemon's parts. stop must be safe to call after a
+// start that failed half way: boot calls it then, to close what that start
+// had opened (as Caddy's CleanerUpper after a failed provision).
 type part struct {
 	name  string
 	start func(ctx context.Context) error
@@ -323,7 +326,12 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				})
 				return err
 			},
-			stop: func(context.Context) error { return bb.Close() },
+			stop: func(context.Context) error {
+				if bb == nil {
+					return nil
+				}
+				return bb.Close()
+			},
 		},
 		{
 			name: "bus",
@@ -336,7 +344,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				})
 				return err
 			},
-			stop: func(context.Context) error { ev.Close(); return nil },
+			stop: func(context.Context) error { closeIf(ev); return nil },
 		},
 		{
 			name: "store",
@@ -344,7 +352,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				state, err = store.Open(ctx, bb.JS, store.Options{Bucket: "state", Replicas: bb.Replicas})
 				return err
 			},
-			stop: func(context.Context) error { state.Close(); return nil },
+			stop: func(context.Context) error { closeIf(state); return nil },
 		},
 		{
 			name: "tokens",
@@ -390,7 +398,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				budgets, err = budget.Open(ctx, bb.JS, bb.Replicas, k.node, ev, k.log)
 				return err
 			},
-			stop: func(context.Context) error { budgets.Close(); return nil },
+			stop: func(context.Context) error { closeIf(budgets); return nil },
 		},
 		{
 			// Recovers the agents an earlier daemon left unfinished.
@@ -469,8 +477,10 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 				return err
 			},
 			stop: func(ctx context.Context) error {
-				agents.Close(ctx)
-				approvals.Close()
+				if agents != nil {
+					agents.Close(ctx)
+				}
+				closeIf(approvals)
 				return nil
 			},
 		},
@@ -487,7 +497,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 					Bus: ev, Defaults: cfg.SpecDefaults(), Config: defs, Logger: k.log})
 				return err
 			},
-			stop: func(context.Context) error { jobs.Close(); return nil },
+			stop: func(context.Context) error { closeIf(jobs); return nil },
 		},
 		{
 			name: "http",
@@ -520,6 +530,13 @@ func (k *Kernel) boot(ctx context.Context, parts []part) ([]part, error) {
 		t := time.Now()
 		if err := p.start(ctx); err != nil {
 			k.setState(p.name, "failed")
+			// What the failed start had opened is closed now: shutdown
+			// stops only the parts that started.
+			sctx, cancel := context.WithTimeout(context.Background(), k.opts.Config.Daemon.ShutdownTimeout.Duration)
+			if cerr := stopWithin(sctx, p.stop); cerr != nil {
+				k.log.Warn("cleaning up a part that failed to start", "part", p.name, "err", cerr)
+			}
+			cancel()
 			return booted, fmt.Errorf("start %s: %w", p.name, err)
 		}
 		booted = append(booted, p)
@@ -543,6 +560,16 @@ func (k *Kernel) shutdown(parts []part) {
 			k.log.Warn("part did not stop cleanly", "part", p.name, "err", err, "deadline", timeout)
 		}
 		k.setState(p.name, "stopped")
+	}
+}
+
+// closeIf closes c if it was opened (a part's stop after a failed start).
+func closeIf[T any, P interface {
+	*T
+	Close()
+}](c P) {
+	if c != nil {
+		c.Close()
 	}
 }
 

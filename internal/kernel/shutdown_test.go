@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/config"
 )
 
@@ -40,4 +41,38 @@ func TestShutdownRespectsEachDeadline(t *testing.T) {
 	if err := stopWithin(context.Background(), func(context.Context) error { return errors.New("x") }); err == nil || err.Error() != "x" {
 		t.Fatalf("stopWithin passes the error on: %v", err)
 	}
+}
+
+// A part whose start fails is cleaned up at once (issue 16.3: approvals
+// stayed open when the checkpoints bucket could not be), the parts before
+// it are handed to shutdown, and none after it starts.
+func TestBootCleansUpAFailedPart(t *testing.T) {
+	var cfg config.Config
+	cfg.Daemon.ShutdownTimeout.Duration = time.Second
+	k := &Kernel{opts: Options{Config: cfg}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), states: map[string]string{}, damage: map[string]string{}}
+	var stopped, started []string
+	mk := func(name string, fail bool) part {
+		return part{name: name,
+			start: func(context.Context) error {
+				started = append(started, name)
+				if fail {
+					return errors.New("no bucket")
+				}
+				return nil
+			},
+			stop: func(context.Context) error { stopped = append(stopped, name); return nil }}
+	}
+	booted, err := k.boot(context.Background(), []part{mk("backbone", false), mk("supervisor", true), mk("http", false)})
+	if err == nil || err.Error() != "start supervisor: no bucket" {
+		t.Fatalf("boot: %v", err)
+	}
+	if len(booted) != 1 || booted[0].name != "backbone" || len(started) != 2 {
+		t.Fatalf("booted %d parts, started %v", len(booted), started)
+	}
+	if len(stopped) != 1 || stopped[0] != "supervisor" || k.states["supervisor"] != "failed" {
+		t.Fatalf("stopped %v, states %v", stopped, k.states)
+	}
+	// The parts' stops close only what was opened.
+	var never *bus.Bus
+	closeIf(never) // does not panic
 }
