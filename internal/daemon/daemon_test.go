@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,12 @@ import (
 
 	"github.com/oxios/oxios/internal/logfile"
 )
+
+func init() {
+	if os.Getenv("OXIOS_TEST_LINGER") != "" {
+		runtime.LockOSThread() // the main goroutine stays on the main thread
+	}
+}
 
 // TestMain lets the test binary play a daemon in a subprocess: with
 // OXIOS_TEST_HOLD set it takes the PID file at that path, says so on stdout,
@@ -32,6 +39,19 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "stderr after rotation")
 		fmt.Fprintln(os.Stdout, "stdout after rotation")
 		os.Exit(0)
+	}
+	if path := os.Getenv("OXIOS_TEST_LINGER"); path != "" {
+		// As a daemon killed while a thread is in an fsync: its main
+		// thread is gone (a zombie), the rest holds the lock a while.
+		if _, err := Acquire(path, "127.0.0.1:1"); err != nil {
+			os.Exit(1)
+		}
+		fmt.Println("held")
+		go func() {
+			time.Sleep(700 * time.Millisecond)
+			syscall.Exit(0) // exit_group: the rest goes
+		}()
+		syscall.RawSyscall(syscall.SYS_EXIT, 0, 0, 0) // this thread only: main, locked in init
 	}
 	if path := os.Getenv("OXIOS_TEST_HOLD"); path != "" {
 		if os.Getenv("OXIOS_TEST_STUBBORN") != "" {
@@ -324,3 +344,37 @@ func TestTransientLockHolderNeverNamesAnotherProcess(t *testing.T) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// A daemon killed a moment ago holds its lock until its last thread has
+// exited, though its main thread is already a zombie; start waits for it
+// rather than report it running (CI: "already running" right after a
+// SIGKILL, the old daemon's threads still in an fsync).
+func TestAKilledDaemonIsNotRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "oxios.pid")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "OXIOS_TEST_LINGER="+path, "GOGC=off", "GOMAXPROCS=4")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	if line, _ := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(line) != "held" {
+		t.Fatalf("the lingering daemon did not take the PID file: %q", line)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !exiting(cmd.Process.Pid); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the main thread did not exit")
+		}
+	}
+	if st, _, _, _ := readOnce(path); st.State != Running {
+		t.Fatalf("the lock was let go early (%s): the test shows nothing", st.State)
+	}
+	p, err := Acquire(path, "127.0.0.1:2")
+	if err != nil {
+		t.Fatalf("start right after the kill: %v", err)
+	}
+	p.Release()
+}

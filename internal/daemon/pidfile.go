@@ -69,6 +69,24 @@ type PIDFile struct {
 // lock: such a reader lets go within microseconds.
 const lockRetries = 5
 
+// exitWait is how long Acquire waits for a killed daemon to finish exiting.
+const exitWait = 10 * time.Second
+
+// exiting reports whether pid has exited as far as its main thread goes
+// (a zombie, or dead), while the rest of it may still be going.
+func exiting(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false // gone, or not Linux: the lock says the rest
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X')
+}
+
 // Acquire creates or takes over the PID file at path, locks it exclusively,
 // and writes the current PID and listen address into it. A stale file left
 // by a killed daemon is taken over. If another daemon holds the lock it
@@ -83,7 +101,11 @@ func Acquire(path, listen string) (*PIDFile, error) {
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			pid, _ := parse(f)
 			f.Close()
-			if attempt < lockRetries {
+			// A daemon killed a moment ago holds the lock until its last
+			// thread has exited (one in an fsync takes a while), though
+			// its main thread is already a zombie: wait for it, up to
+			// exitWait, rather than report it running.
+			if attempt < lockRetries || (exiting(pid) && attempt < lockRetries+int(exitWait/(10*time.Millisecond))) {
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
@@ -139,10 +161,18 @@ func (p *PIDFile) Release() error {
 // says who holds a lock (Linux /proc/locks), the PID is only reported once
 // it is the holder's; elsewhere the file must at least be non-empty.
 func ReadStatus(path string) (Status, error) {
+	dying := time.Now().Add(exitWait)
 	for attempt := 0; ; attempt++ {
 		st, dev, ino, err := readOnce(path)
 		if err != nil || st.State != Running {
 			return st, err
+		}
+		// A daemon killed a moment ago is not running, though its lock
+		// lasts until its last thread has exited: wait for that.
+		if exiting(st.PID) && time.Now().Before(dying) {
+			time.Sleep(10 * time.Millisecond)
+			attempt--
+			continue
 		}
 		holder, known := lockHolder(dev, ino)
 		if st.PID != 0 && (!known || holder == st.PID) {
