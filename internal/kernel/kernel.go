@@ -294,225 +294,276 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 	return srv, handler, serveErr, nil
 }
 
+// wiring holds what the parts open, for the parts after them.
+type wiring struct {
+	bb        *backbone.Backbone
+	state     *store.Store
+	ev        *bus.Bus
+	agents    *supervisor.Supervisor
+	trail     *audit.Log
+	sessions  *security.Sessions
+	approvals *approval.Manager
+	budgets   *budget.Service
+	jobs      *cron.Service
+}
+
 // parts lists the daemon's parts in boot order; shutdown runs it backwards,
 // so HTTP stops accepting requests first and the backbone closes last.
 func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
-	cfg := k.opts.Config
-	var (
-		bb        *backbone.Backbone
-		state     *store.Store
-		ev        *bus.Bus
-		agents    *supervisor.Supervisor
-		trail     *audit.Log
-		sessions  *security.Sessions
-		approvals *approval.Manager
-		budgets   *budget.Service
-		jobs      *cron.Service
-	)
-	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
+	w := &wiring{}
 	return []part{
-		{
-			name: "backbone",
-			start: func(ctx context.Context) (err error) {
-				bb, err = backbone.Open(ctx, backbone.Options{
-					URL:          cfg.Backbone.URL,
-					Credentials:  cfg.Backbone.Credentials,
-					DataDir:      k.opts.Home.DataDir(),
-					SyncAlways:   syncAlways,
-					SyncInterval: syncInterval,
-					Replicas:     cfg.Backbone.Replicas,
-					Name:         k.node,
-					Logger:       k.log,
-				})
-				return err
-			},
-			stop: func(context.Context) error {
-				if bb == nil {
-					return nil
-				}
-				return bb.Close()
-			},
+		k.backbonePart(w),
+		k.busPart(w),
+		k.storePart(w),
+		k.tokensPart(w),
+		k.auditPart(w),
+		k.budgetPart(w),
+		k.supervisorPart(w),
+		k.cronPart(w),
+		k.httpPart(w, handler, srv),
+	}
+}
+
+// backbonePart is the "backbone" part.
+func (k *Kernel) backbonePart(w *wiring) part {
+	cfg := k.opts.Config
+	syncAlways, syncInterval, _ := cfg.Store.SyncPolicy() // validated
+	return part{
+		name: "backbone",
+		start: func(ctx context.Context) (err error) {
+			w.bb, err = backbone.Open(ctx, backbone.Options{
+				URL:          cfg.Backbone.URL,
+				Credentials:  cfg.Backbone.Credentials,
+				DataDir:      k.opts.Home.DataDir(),
+				SyncAlways:   syncAlways,
+				SyncInterval: syncInterval,
+				Replicas:     cfg.Backbone.Replicas,
+				Name:         k.node,
+				Logger:       k.log,
+			})
+			return err
 		},
-		{
-			name: "bus",
-			start: func(ctx context.Context) (err error) {
-				ev, err = bus.Open(ctx, bb.JS, bus.Options{
-					Node:     k.node,
-					MaxAge:   cfg.Events.MaxAge.Duration,
-					MaxBytes: int64(cfg.Events.MaxMB) << 20,
-					Replicas: bb.Replicas,
-				})
-				return err
-			},
-			stop: func(context.Context) error { closeIf(ev); return nil },
-		},
-		{
-			name: "store",
-			start: func(ctx context.Context) (err error) {
-				state, err = store.Open(ctx, bb.JS, store.Options{Bucket: "state", Replicas: bb.Replicas})
-				return err
-			},
-			stop: func(context.Context) error { closeIf(state); return nil },
-		},
-		{
-			name: "tokens",
-			start: func(ctx context.Context) error {
-				t, err := security.OpenTokens(ctx, bb.JS, k.adminHash, bb.Replicas, k.log)
-				if err != nil {
-					return err
-				}
-				if sessions, err = security.OpenSessions(ctx, bb.JS, t, bb.Replicas); err != nil {
-					t.Close()
-					return err
-				}
-				k.tokens.Store(t)
+		stop: func(context.Context) error {
+			if w.bb == nil {
 				return nil
-			},
-			stop: func(context.Context) error {
-				if t := k.tokens.Load(); t != nil {
-					t.Close()
-				}
-				return nil
-			},
+			}
+			return w.bb.Close()
 		},
-		{
-			name: "audit",
-			start: func(ctx context.Context) (err error) {
-				trail, err = audit.Open(ctx, bb.JS, k.opts.Home.AuditKeyPath(), bb.Replicas)
-				if err != nil {
-					return err
-				}
-				if d := trail.Damage(); d != "" {
-					// The daemon runs on; readiness, doctor and audit
-					// verify say what is wrong.
-					k.log.Error(d)
-					k.setDamage("audit", d)
-				}
-				return k.auditConfig(ctx, bb.JS, bb.Replicas, trail)
-			},
-			stop: func(context.Context) error { return nil },
+	}
+}
+
+// busPart is the "bus" part.
+func (k *Kernel) busPart(w *wiring) part {
+	cfg := k.opts.Config
+	return part{
+		name: "bus",
+		start: func(ctx context.Context) (err error) {
+			w.ev, err = bus.Open(ctx, w.bb.JS, bus.Options{
+				Node:     k.node,
+				MaxAge:   cfg.Events.MaxAge.Duration,
+				MaxBytes: int64(cfg.Events.MaxMB) << 20,
+				Replicas: w.bb.Replicas,
+			})
+			return err
 		},
-		{
-			name: "budget",
-			start: func(ctx context.Context) (err error) {
-				budgets, err = budget.Open(ctx, bb.JS, bb.Replicas, k.node, ev, k.log)
+		stop: func(context.Context) error { closeIf(w.ev); return nil },
+	}
+}
+
+// storePart is the "store" part.
+func (k *Kernel) storePart(w *wiring) part {
+	return part{
+		name: "store",
+		start: func(ctx context.Context) (err error) {
+			w.state, err = store.Open(ctx, w.bb.JS, store.Options{Bucket: "state", Replicas: w.bb.Replicas})
+			return err
+		},
+		stop: func(context.Context) error { closeIf(w.state); return nil },
+	}
+}
+
+// tokensPart is the "tokens" part.
+func (k *Kernel) tokensPart(w *wiring) part {
+	return part{
+		name: "tokens",
+		start: func(ctx context.Context) error {
+			t, err := security.OpenTokens(ctx, w.bb.JS, k.adminHash, w.bb.Replicas, k.log)
+			if err != nil {
 				return err
-			},
-			stop: func(context.Context) error { closeIf(budgets); return nil },
-		},
-		{
-			// Recovers the agents an earlier daemon left unfinished.
-			name: "supervisor",
-			start: func(ctx context.Context) (err error) {
-				prices := map[string]agent.Price{}
-				for id, p := range cfg.Prices {
-					prices[id] = agent.Price{Input: p.Input, Output: p.Output}
-				}
-				approvals, err = approval.Open(ctx, bb.JS, bb.Replicas, ev, trail)
-				if err != nil {
-					return err
-				}
-				checkpoints, err := agent.OpenCheckpoints(ctx, bb.JS, bb.Replicas)
-				if err != nil {
-					return err
-				}
-				llm := agent.New(agent.Options{
-					Providers: map[string]agent.ProviderConfig{
-						"openai":    {BaseURL: cfg.Providers.OpenAI.BaseURL, APIKey: cfg.Providers.OpenAI.APIKey},
-						"anthropic": {BaseURL: cfg.Providers.Anthropic.BaseURL, APIKey: cfg.Providers.Anthropic.APIKey},
-						"ollama":    {BaseURL: cfg.Providers.Ollama.BaseURL, APIKey: cfg.Providers.Ollama.APIKey},
-					},
-					Prices:      prices,
-					Policy:      cfg.ToolsPolicy(),
-					Bus:         ev,
-					State:       state,
-					Audit:       trail,
-					Approvals:   approvals,
-					Checkpoints: checkpoints,
-					Budgets:     budgets,
-					Logger:      k.log,
-				})
-				sched := scheduler.New(scheduler.Limits{
-					MaxRunning:      cfg.Scheduler.EffectiveMaxRunning(),
-					MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
-					SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
-				})
-				agents, err = supervisor.Open(ctx, supervisor.Options{
-					JS:            bb.JS,
-					Replicas:      bb.Replicas,
-					Bus:           ev,
-					Scheduler:     sched,
-					Node:          k.node,
-					WorkspacesDir: k.opts.Home.WorkspacesDir(),
-					LogDir:        filepath.Join(k.opts.Home.LogDir(), "agents"),
-					LogMaxSize:    int64(cfg.Agents.LogMaxMB) << 20,
-					LogMaxFiles:   cfg.Agents.LogMaxFiles,
-					URL:           daemon.URL(k.opts.Listen),
-					Home:          k.opts.Home.Dir,
-					SecretsDir:    k.opts.Home.SecretsDir(),
-					Defaults:      cfg.SpecDefaults(),
-					LLM:           llm,
-					Budgets:       budgets,
-					// A run's end settles what it left: its pending
-					// approvals are rejected and its checkpoint dropped.
-					OnEnd: func(r supervisor.Record) {
-						if r.Kind != supervisor.KindLLM {
-							return // only llm runs ask for approvals and keep checkpoints
-						}
-						ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
-						defer cancel()
-						approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
-						checkpoints.Delete(ctx, r.ID)
-					},
-					Retain:    cfg.Agents.Retain,
-					RetainFor: cfg.Agents.RetainFor.Duration,
-					Logger:    k.log,
-				})
-				if err == nil {
-					k.registerGauges(agents, bb.JS)
-					k.mu.Lock()
-					k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js, k.live.bb = sched, llm, agents, trail, bb.JS, bb
-					k.mu.Unlock()
-				}
+			}
+			if w.sessions, err = security.OpenSessions(ctx, w.bb.JS, t, w.bb.Replicas); err != nil {
+				t.Close()
 				return err
-			},
-			stop: func(ctx context.Context) error {
-				if agents != nil {
-					agents.Close(ctx)
-				}
-				closeIf(approvals)
-				return nil
-			},
+			}
+			k.tokens.Store(t)
+			return nil
 		},
-		{
-			// Fires cron jobs; firings missed while the daemon was down
-			// catch up by their policy.
-			name: "cron",
-			start: func(ctx context.Context) error {
-				defs, err := cfg.CronJobs() // validated at load
-				if err != nil {
-					return err
-				}
-				jobs, err = cron.Open(ctx, cron.Options{JS: bb.JS, Replicas: bb.Replicas, Node: k.node, Agents: agents,
-					Bus: ev, Defaults: cfg.SpecDefaults(), Config: defs, Logger: k.log})
+		stop: func(context.Context) error {
+			if t := k.tokens.Load(); t != nil {
+				t.Close()
+			}
+			return nil
+		},
+	}
+}
+
+// auditPart is the "audit" part.
+func (k *Kernel) auditPart(w *wiring) part {
+	return part{
+		name: "audit",
+		start: func(ctx context.Context) (err error) {
+			w.trail, err = audit.Open(ctx, w.bb.JS, k.opts.Home.AuditKeyPath(), w.bb.Replicas)
+			if err != nil {
 				return err
-			},
-			stop: func(context.Context) error { closeIf(jobs); return nil },
+			}
+			if d := w.trail.Damage(); d != "" {
+				// The daemon runs on; readiness, doctor and audit
+				// verify say what is wrong.
+				k.log.Error(d)
+				k.setDamage("audit", d)
+			}
+			return k.auditConfig(ctx, w.bb.JS, w.bb.Replicas, w.trail)
 		},
-		{
-			name: "http",
-			// Already serving probes; now the backbone-backed routes too.
-			start: func(context.Context) error {
-				handler.Attach(&api.Services{State: state, Bus: ev, Agents: agents, Audit: trail, Tokens: k.tokens.Load(), Sessions: sessions, Approvals: approvals, Budgets: budgets, Cron: jobs})
-				return nil
-			},
-			stop: func(ctx context.Context) error {
-				if err := srv.Shutdown(ctx); err != nil {
-					srv.Close()
-					return err
-				}
-				return nil
-			},
+		stop: func(context.Context) error { return nil },
+	}
+}
+
+// budgetPart is the "budget" part.
+func (k *Kernel) budgetPart(w *wiring) part {
+	return part{
+		name: "budget",
+		start: func(ctx context.Context) (err error) {
+			w.budgets, err = budget.Open(ctx, w.bb.JS, w.bb.Replicas, k.node, w.ev, k.log)
+			return err
+		},
+		stop: func(context.Context) error { closeIf(w.budgets); return nil },
+	}
+}
+
+// supervisorPart is the "supervisor" part.
+func (k *Kernel) supervisorPart(w *wiring) part {
+	cfg := k.opts.Config
+	return part{
+		// Recovers the w.agents an earlier daemon left unfinished.
+		name: "supervisor",
+		start: func(ctx context.Context) (err error) {
+			prices := map[string]agent.Price{}
+			for id, p := range cfg.Prices {
+				prices[id] = agent.Price{Input: p.Input, Output: p.Output}
+			}
+			w.approvals, err = approval.Open(ctx, w.bb.JS, w.bb.Replicas, w.ev, w.trail)
+			if err != nil {
+				return err
+			}
+			checkpoints, err := agent.OpenCheckpoints(ctx, w.bb.JS, w.bb.Replicas)
+			if err != nil {
+				return err
+			}
+			llm := agent.New(agent.Options{
+				Providers: map[string]agent.ProviderConfig{
+					"openai":    {BaseURL: cfg.Providers.OpenAI.BaseURL, APIKey: cfg.Providers.OpenAI.APIKey},
+					"anthropic": {BaseURL: cfg.Providers.Anthropic.BaseURL, APIKey: cfg.Providers.Anthropic.APIKey},
+					"ollama":    {BaseURL: cfg.Providers.Ollama.BaseURL, APIKey: cfg.Providers.Ollama.APIKey},
+				},
+				Prices:      prices,
+				Policy:      cfg.ToolsPolicy(),
+				Bus:         w.ev,
+				State:       w.state,
+				Audit:       w.trail,
+				Approvals:   w.approvals,
+				Checkpoints: checkpoints,
+				Budgets:     w.budgets,
+				Logger:      k.log,
+			})
+			sched := scheduler.New(scheduler.Limits{
+				MaxRunning:      cfg.Scheduler.EffectiveMaxRunning(),
+				MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
+				SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
+			})
+			w.agents, err = supervisor.Open(ctx, supervisor.Options{
+				JS:            w.bb.JS,
+				Replicas:      w.bb.Replicas,
+				Bus:           w.ev,
+				Scheduler:     sched,
+				Node:          k.node,
+				WorkspacesDir: k.opts.Home.WorkspacesDir(),
+				LogDir:        filepath.Join(k.opts.Home.LogDir(), "agents"),
+				LogMaxSize:    int64(cfg.Agents.LogMaxMB) << 20,
+				LogMaxFiles:   cfg.Agents.LogMaxFiles,
+				URL:           daemon.URL(k.opts.Listen),
+				Home:          k.opts.Home.Dir,
+				SecretsDir:    k.opts.Home.SecretsDir(),
+				Defaults:      cfg.SpecDefaults(),
+				LLM:           llm,
+				Budgets:       w.budgets,
+				// A run's end settles what it left: its pending
+				// w.approvals are rejected and its checkpoint dropped.
+				OnEnd: func(r supervisor.Record) {
+					if r.Kind != supervisor.KindLLM {
+						return // only llm runs ask for w.approvals and keep checkpoints
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
+					defer cancel()
+					w.approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
+					checkpoints.Delete(ctx, r.ID)
+				},
+				Retain:    cfg.Agents.Retain,
+				RetainFor: cfg.Agents.RetainFor.Duration,
+				Logger:    k.log,
+			})
+			if err == nil {
+				k.registerGauges(w.agents, w.bb.JS)
+				k.mu.Lock()
+				k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js, k.live.bb = sched, llm, w.agents, w.trail, w.bb.JS, w.bb
+				k.mu.Unlock()
+			}
+			return err
+		},
+		stop: func(ctx context.Context) error {
+			if w.agents != nil {
+				w.agents.Close(ctx)
+			}
+			closeIf(w.approvals)
+			return nil
+		},
+	}
+}
+
+// cronPart is the "cron" part.
+func (k *Kernel) cronPart(w *wiring) part {
+	cfg := k.opts.Config
+	return part{
+		// Fires cron w.jobs; firings missed while the daemon was down
+		// catch up by their policy.
+		name: "cron",
+		start: func(ctx context.Context) error {
+			defs, err := cfg.CronJobs() // validated at load
+			if err != nil {
+				return err
+			}
+			w.jobs, err = cron.Open(ctx, cron.Options{JS: w.bb.JS, Replicas: w.bb.Replicas, Node: k.node, Agents: w.agents,
+				Bus: w.ev, Defaults: cfg.SpecDefaults(), Config: defs, Logger: k.log})
+			return err
+		},
+		stop: func(context.Context) error { closeIf(w.jobs); return nil },
+	}
+}
+
+// httpPart is the "http" part.
+func (k *Kernel) httpPart(w *wiring, handler *api.Server, srv *http.Server) part {
+	return part{
+		name: "http",
+		// Already serving probes; now the backbone-backed routes too.
+		start: func(context.Context) error {
+			handler.Attach(&api.Services{State: w.state, Bus: w.ev, Agents: w.agents, Audit: w.trail, Tokens: k.tokens.Load(), Sessions: w.sessions, Approvals: w.approvals, Budgets: w.budgets, Cron: w.jobs})
+			return nil
+		},
+		stop: func(ctx context.Context) error {
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+				return err
+			}
+			return nil
 		},
 	}
 }
