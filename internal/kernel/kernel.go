@@ -272,12 +272,12 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 		Reload:    k.reload,
 		Backup: func(ctx context.Context, w io.Writer) error {
 			k.mu.Lock()
-			bb, trail := k.live.bb, k.live.trail
+			parts := k.live.parts
 			k.mu.Unlock()
-			if bb == nil {
+			if parts == nil {
 				return oxios.ErrStarting
 			}
-			return k.backupTo(ctx, bb, trail, w)
+			return k.backupTo(ctx, parts.bb, parts.trail, w)
 		},
 		System: k.system,
 	})
@@ -305,6 +305,8 @@ type wiring struct {
 	approvals *approval.Manager
 	budgets   *budget.Service
 	jobs      *cron.Service
+	sched     *scheduler.Scheduler
+	llm       *agent.Runtime
 }
 
 // parts lists the daemon's parts in boot order; shutdown runs it backwards,
@@ -514,7 +516,8 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 			if err == nil {
 				k.registerGauges(w.agents, w.bb.JS)
 				k.mu.Lock()
-				k.live.sched, k.live.llm, k.live.agents, k.live.trail, k.live.js, k.live.bb = sched, llm, w.agents, w.trail, w.bb.JS, w.bb
+				w.sched, w.llm = sched, llm
+				k.live.parts = w
 				k.mu.Unlock()
 			}
 			return err

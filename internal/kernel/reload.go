@@ -13,16 +13,12 @@ import (
 
 	"github.com/oxios/oxios/internal/oxios"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/audit"
-	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/scheduler"
-	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // liveParts are what a reload changes, and the configuration in effect.
@@ -32,15 +28,13 @@ type liveParts struct {
 	// file is the config file as last read and boot as read at boot
 	// (both without --listen and other overrides): a reload applies what
 	// changed since the last read and names what differs from boot.
-	file   config.Config
-	boot   config.Config
-	level  *slog.LevelVar
-	sched  *scheduler.Scheduler
-	llm    *agent.Runtime
-	agents *supervisor.Supervisor
-	trail  *audit.Log
-	js     jetstream.JetStream
-	bb     *backbone.Backbone
+	file  config.Config
+	boot  config.Config
+	level *slog.LevelVar
+	// parts is what the parts opened, once the supervisor is up (a
+	// reload or a backup before that is refused): the same references,
+	// not copies of them.
+	parts *wiring
 }
 
 // liveKey reports whether a setting applies without a restart: scheduler
@@ -62,7 +56,7 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	}
 	k.mu.Lock()
 	l := &k.live
-	if l.sched == nil {
+	if l.parts == nil {
 		k.mu.Unlock()
 		return api.ReloadResult{}, errors.New("the daemon is still starting; reload once it is ready")
 	}
@@ -86,12 +80,12 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	cur.Agents.Retain, cur.Agents.RetainFor = next.Agents.Retain, next.Agents.RetainFor
 	l.cfg = cur
 
-	l.sched.SetLimits(scheduler.Limits{MaxRunning: cur.Scheduler.EffectiveMaxRunning(), MaxRunningLLM: cur.Scheduler.MaxRunningLLM,
+	l.parts.sched.SetLimits(scheduler.Limits{MaxRunning: cur.Scheduler.EffectiveMaxRunning(), MaxRunningLLM: cur.Scheduler.MaxRunningLLM,
 		SpawnsPerMinute: cur.Scheduler.SpawnsPerMinute})
-	l.llm.SetPolicy(cur.ToolsPolicy())
+	l.parts.llm.SetPolicy(cur.ToolsPolicy())
 	l.level.UnmarshalText([]byte(cur.Log.Level))
-	l.agents.SetRetention(cur.Agents.Retain, cur.Agents.RetainFor.Duration)
-	trail, js := l.trail, l.js
+	l.parts.agents.SetRetention(cur.Agents.Retain, cur.Agents.RetainFor.Duration)
+	trail, js := l.parts.trail, l.parts.bb.JS
 	k.mu.Unlock()
 
 	k.log.Info("configuration reloaded", "applied", res.Applied, "restart_needed", res.RestartNeeded)
