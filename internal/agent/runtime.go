@@ -233,41 +233,11 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	progress := hooks.Progress
 	spec := rec.Spec
 	p := supervisor.Progress{Model: spec.Model}
-	provName, model, err := SplitModel(spec.Model)
+	l, err := rt.prepare(rec, hooks)
 	if err != nil {
 		return p, err
 	}
-	prov, err := rt.provider(provName)
-	if err != nil {
-		return p, err
-	}
-	rt.mu.Lock()
-	policy := rt.o.Policy
-	rt.mu.Unlock()
-	if spec.Policy != nil {
-		policy = policy.Merge(*spec.Policy)
-	}
-	gate, err := tools.NewGate(spec.Dir, policy)
-	if err != nil {
-		return p, err
-	}
-	// The workspace was stored resolved at spawn: if it now resolves
-	// elsewhere, a link was put in its place, and following it would hand
-	// the file tools and the sandbox another directory.
-	if spec.Sandbox == nil || spec.Sandbox.Mode != sandbox.Off {
-		if gate.Workspace() != filepath.Clean(spec.Dir) {
-			return p, &sandbox.UnavailableError{Why: spec.Dir + " is now reached through a symlink; give the path it names"}
-		}
-	}
-	env := &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: hooks.Spawner, State: rt.o.State}
-	system := fmt.Sprintf(builtinSystem, gate.Workspace())
-	if spec.System != "" {
-		system += "\n\n" + spec.System
-	}
-	var defs []ToolDef
-	for _, d := range tools.Defs() {
-		defs = append(defs, ToolDef{Name: d.Name, Description: d.Description, Schema: d.Schema})
-	}
+	provName, model, prov, env, system, defs := l.provName, l.model, l.prov, l.env, l.system, l.defs
 	if rt.o.Budgets != nil {
 		// The run's end is recorded after its usage is stored.
 		defer func() {
@@ -303,15 +273,9 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 			// Resumed after a daemon restart: go on from the last step.
 			msgs, p, cost, first = cp.Messages, cp.Progress, cp.Cost, cp.Progress.Steps+1
 			progress(p)
-			if last := msgs[len(msgs)-1]; last.Role == "assistant" && len(last.ToolCalls) > 0 {
-				results, calls := rt.runTools(ctx, env, evs, waiting, p.Steps, last.ToolCalls)
-				p.ToolCalls = append(p.ToolCalls, calls...)
-				p.Usage.ToolCalls += int64(len(calls))
-				msgs = append(msgs, Message{Role: "tool", Results: results})
-				evs.flush()
-				progress(p)
-			} else if last.Role == "assistant" {
-				return p, nil // it had answered
+			var answered bool
+			if msgs, answered = rt.finishStep(ctx, env, evs, waiting, msgs, &p, progress); answered {
+				return p, nil
 			}
 			if ctx.Err() != nil {
 				return p, ctx.Err()
@@ -336,37 +300,15 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		resp, err := prov.Complete(ctx, Request{Model: model, System: system, Messages: msgs, Tools: defs, MaxTokens: 8192}, out.write)
 		out.flush()
 		rt.o.Breaker.Record(provName, err)
-		outcome := "ok"
-		if err != nil {
-			outcome = "error"
-			if ctx.Err() != nil {
-				outcome = "cancelled"
-			}
-		}
-		metrics.LLMRequests.WithLabelValues(provName, mlabel, outcome).Inc()
-		metrics.LLMLatency.WithLabelValues(provName, mlabel).Observe(time.Since(t0).Seconds())
+		rt.observe(ctx, provName, mlabel, t0, err)
 		if err != nil {
 			if ctx.Err() != nil {
 				return p, ctx.Err()
 			}
 			return p, err
 		}
-		metrics.LLMTokens.WithLabelValues(provName, mlabel, "in").Add(float64(resp.TokensIn))
-		metrics.LLMTokens.WithLabelValues(provName, mlabel, "out").Add(float64(resp.TokensOut))
 		p.Steps = step
-		p.Usage.LLMCalls++
-		p.Usage.TokensIn += resp.TokensIn
-		p.Usage.TokensOut += resp.TokensOut
-		var stepCost *float64
-		if priced {
-			c := float64(resp.TokensIn)*price.Input/1e6 + float64(resp.TokensOut)*price.Output/1e6
-			cost += c
-			stepCost, p.Usage.CostUSD = &c, ptr(cost)
-			metrics.LLMCost.WithLabelValues(provName, mlabel).Add(c)
-		}
-		if rt.o.Budgets != nil {
-			rt.o.Budgets.Spend(rec, p.Usage, supervisor.Usage{TokensIn: resp.TokensIn, TokensOut: resp.TokensOut, CostUSD: stepCost, LLMCalls: 1})
-		}
+		stepCost := rt.account(rec, &p, &cost, resp, price, priced, provName, mlabel)
 		evs.publish("llm.response", map[string]any{"step": step, "model": spec.Model, "tokens_in": resp.TokensIn,
 			"tokens_out": resp.TokensOut, "cost_usd": stepCost, "duration_ms": time.Since(t0).Milliseconds(), "tool_calls": len(resp.ToolCalls)})
 		if resp.Text != "" {
@@ -389,12 +331,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 				}
 			}
 		}
-		results, calls := rt.runTools(ctx, env, evs, waiting, step, resp.ToolCalls)
-		p.ToolCalls = append(p.ToolCalls, calls...)
-		p.Usage.ToolCalls += int64(len(calls))
-		msgs = append(msgs, Message{Role: "tool", Results: results})
-		evs.flush()
-		progress(p)
+		msgs, _ = rt.finishStep(ctx, env, evs, waiting, msgs, &p, progress)
 		if ctx.Err() != nil {
 			return p, ctx.Err()
 		}
@@ -402,6 +339,113 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// finishStep runs the tool calls of the last answer in msgs (for a
+// checkpoint's, those that may not have run before the daemon stopped:
+// they run again if they had) and adds their results. It reports whether
+// that answer was the final one.
+func (rt *Runtime) finishStep(ctx context.Context, env *tools.Env, evs *events, waiting *waitCount, msgs []Message, p *supervisor.Progress, progress func(supervisor.Progress)) ([]Message, bool) {
+	last := msgs[len(msgs)-1]
+	if last.Role != "assistant" {
+		return msgs, false
+	}
+	if len(last.ToolCalls) == 0 {
+		return msgs, true
+	}
+	results, calls := rt.runTools(ctx, env, evs, waiting, p.Steps, last.ToolCalls)
+	p.ToolCalls = append(p.ToolCalls, calls...)
+	p.Usage.ToolCalls += int64(len(calls))
+	msgs = append(msgs, Message{Role: "tool", Results: results})
+	evs.flush()
+	progress(*p)
+	return msgs, false
+}
+
+// observe counts a model call and times it.
+func (rt *Runtime) observe(ctx context.Context, provName, mlabel string, t0 time.Time, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+		if ctx.Err() != nil {
+			outcome = "cancelled"
+		}
+	}
+	metrics.LLMRequests.WithLabelValues(provName, mlabel, outcome).Inc()
+	metrics.LLMLatency.WithLabelValues(provName, mlabel).Observe(time.Since(t0).Seconds())
+}
+
+// account adds a response's usage (and cost, if the model is priced) to
+// p and *cost, to the metrics and to the budgets; it returns the step's
+// cost, nil when unpriced.
+func (rt *Runtime) account(rec supervisor.Record, p *supervisor.Progress, cost *float64, resp Response, price Price, priced bool, provName, mlabel string) *float64 {
+	metrics.LLMTokens.WithLabelValues(provName, mlabel, "in").Add(float64(resp.TokensIn))
+	metrics.LLMTokens.WithLabelValues(provName, mlabel, "out").Add(float64(resp.TokensOut))
+	p.Usage.LLMCalls++
+	p.Usage.TokensIn += resp.TokensIn
+	p.Usage.TokensOut += resp.TokensOut
+	var stepCost *float64
+	if priced {
+		c := float64(resp.TokensIn)*price.Input/1e6 + float64(resp.TokensOut)*price.Output/1e6
+		*cost += c
+		stepCost, p.Usage.CostUSD = &c, ptr(*cost)
+		metrics.LLMCost.WithLabelValues(provName, mlabel).Add(c)
+	}
+	if rt.o.Budgets != nil {
+		rt.o.Budgets.Spend(rec, p.Usage, supervisor.Usage{TokensIn: resp.TokensIn, TokensOut: resp.TokensOut, CostUSD: stepCost, LLMCalls: 1})
+	}
+	return stepCost
+}
+
+// loop is what a run works with, made once before its first step.
+type loop struct {
+	provName, model string
+	prov            Provider
+	env             *tools.Env
+	system          string
+	defs            []ToolDef
+}
+
+// prepare makes a run's provider client, its policy gate and tool
+// environment, its system prompt and its tool definitions.
+func (rt *Runtime) prepare(rec supervisor.Record, hooks supervisor.Hooks) (*loop, error) {
+	spec := rec.Spec
+	provName, model, err := SplitModel(spec.Model)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := rt.provider(provName)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	policy := rt.o.Policy
+	rt.mu.Unlock()
+	if spec.Policy != nil {
+		policy = policy.Merge(*spec.Policy)
+	}
+	gate, err := tools.NewGate(spec.Dir, policy)
+	if err != nil {
+		return nil, err
+	}
+	// The workspace was stored resolved at spawn: if it now resolves
+	// elsewhere, a link was put in its place, and following it would hand
+	// the file tools and the sandbox another directory.
+	if spec.Sandbox == nil || spec.Sandbox.Mode != sandbox.Off {
+		if gate.Workspace() != filepath.Clean(spec.Dir) {
+			return nil, &sandbox.UnavailableError{Why: spec.Dir + " is now reached through a symlink; give the path it names"}
+		}
+	}
+	l := &loop{provName: provName, model: model, prov: prov,
+		env:    &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: hooks.Spawner, State: rt.o.State},
+		system: fmt.Sprintf(builtinSystem, gate.Workspace())}
+	if spec.System != "" {
+		l.system += "\n\n" + spec.System
+	}
+	for _, d := range tools.Defs() {
+		l.defs = append(l.defs, ToolDef{Name: d.Name, Description: d.Description, Schema: d.Schema})
+	}
+	return l, nil
+}
 
 // runTools runs the calls of one response concurrently, each through the
 // policy gate, and returns their results in order.
