@@ -257,10 +257,8 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 	var cost float64
 	evs := &events{rt: rt, agentID: rec.ID}
 	defer evs.flush()
-	// saved waits for the last checkpoint handed to the bucket.
-	saved := func() {}
-	defer func() { saved() }()
-	var lastCheckpoint time.Time
+	cps := &checkpointing{rt: rt, id: rec.ID, wait: func() error { return nil }}
+	defer cps.done()
 	msgs := []Message{{Role: "user", Text: spec.Goal}}
 	first := 1
 	waiting := &waitCount{set: hooks.Waiting}
@@ -318,19 +316,7 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		if len(resp.ToolCalls) == 0 {
 			return p, nil
 		}
-		// A checkpoint at most once a second (it holds the whole, growing
-		// conversation), and always before a call waits for approval, so
-		// that the wait survives a restart.
-		if rt.o.Checkpoints != nil && (time.Since(lastCheckpoint) >= time.Second || needsApproval(env, resp.ToolCalls)) {
-			lastCheckpoint = time.Now()
-			saved()
-			wait := rt.o.Checkpoints.saveAsync(rec.ID, checkpoint{Messages: msgs, Progress: p, Cost: cost})
-			saved = func() {
-				if err := wait(); err != nil {
-					rt.o.Logger.Warn("checkpoint", "agent", rec.ID, "err", err)
-				}
-			}
-		}
+		cps.maybe(checkpoint{Messages: msgs, Progress: p, Cost: cost}, needsApproval(env, resp.ToolCalls))
 		msgs, _ = rt.finishStep(ctx, env, evs, waiting, msgs, &p, progress)
 		if ctx.Err() != nil {
 			return p, ctx.Err()
@@ -359,6 +345,35 @@ func (rt *Runtime) finishStep(ctx context.Context, env *tools.Env, evs *events, 
 	evs.flush()
 	progress(*p)
 	return msgs, false
+}
+
+// checkpointing hands a run's checkpoints to the bucket: at most once a
+// second (a checkpoint holds the whole, growing conversation), and always
+// before a call waits for approval, so that the wait survives a restart.
+// A run does not wait for one between steps, only for the one before it
+// and at its end.
+type checkpointing struct {
+	rt   *Runtime
+	id   string
+	last time.Time
+	wait func() error // the last one handed over, stored or not
+}
+
+func (c *checkpointing) maybe(cp checkpoint, force bool) {
+	if c.rt.o.Checkpoints == nil || (!force && time.Since(c.last) < time.Second) {
+		return
+	}
+	c.last = time.Now()
+	c.done()
+	c.wait = c.rt.o.Checkpoints.saveAsync(c.id, cp)
+}
+
+// done waits for the last checkpoint handed over.
+func (c *checkpointing) done() {
+	if err := c.wait(); err != nil {
+		c.rt.o.Logger.Warn("checkpoint", "agent", c.id, "err", err)
+	}
+	c.wait = func() error { return nil }
 }
 
 // observe counts a model call and times it.

@@ -89,14 +89,13 @@ func (s *Server) eventPublish(w http.ResponseWriter, r *http.Request) {
 
 // eventStream serves GET /api/v1/events as Server-Sent Events. Each event's
 // SSE id is its sequence, so a client that reconnects with Last-Event-ID
-// (or ?since=SEQ) gets exactly the events after it.
-func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
-	svc := s.svc(w)
+
+// eventQuery reads an event stream's filter (type, agent) and where it
+// starts and ends (since or Last-Event-ID, follow), or answers 400.
+func (s *Server) eventQuery(w http.ResponseWriter, r *http.Request) (bus.Filter, bus.SubscribeOptions, bool) {
 	q := r.URL.Query()
-	if svc == nil || !checkQuery(w, q, "type", "agent", "since", "follow") {
-		return
-	}
 	var f bus.Filter
+	var opts bus.SubscribeOptions
 	for _, t := range q["type"] {
 		for _, p := range strings.Split(t, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -107,16 +106,15 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 	f.Agent = q.Get("agent")
 	if err := bus.ValidateFilter(f); err != nil {
 		s.fail(w, r, err)
-		return
+		return f, opts, false
 	}
-	var opts bus.SubscribeOptions
 	since, hasSince, ok := seqParam(w, q.Get("since"), "since")
 	if !ok {
-		return
+		return f, opts, false
 	}
 	// Last-Event-ID (a reconnecting EventSource) wins over ?since.
 	if last, has, ok := seqParam(w, r.Header.Get("Last-Event-ID"), "Last-Event-ID"); !ok {
-		return
+		return f, opts, false
 	} else if has {
 		since, hasSince = last, true
 	}
@@ -129,6 +127,20 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 		opts = bus.SubscribeOptions{After: since, UntilCaughtUp: true}
 	default:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("follow must be true or false (got %q)", v), "follow")
+		return f, opts, false
+	}
+	return f, opts, true
+}
+
+// (or ?since=SEQ) gets exactly the events after it.
+func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
+	svc := s.svc(w)
+	q := r.URL.Query()
+	if svc == nil || !checkQuery(w, q, "type", "agent", "since", "follow") {
+		return
+	}
+	f, opts, ok := s.eventQuery(w, r)
+	if !ok {
 		return
 	}
 	fl, ok := w.(http.Flusher)
@@ -174,8 +186,9 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 				// Tell the client when the stream ended on a failure, so it
 				// does not take a partial answer for the whole.
 				if err := sub.Err(); err != nil {
-					s.Logger.Warn("event stream ended", "err", err)
-					msg, _ := json.Marshal(map[string]string{"message": err.Error()})
+					id := requestID()
+					s.Logger.Warn("event stream ended", "request_id", id, "err", err)
+					msg, _ := json.Marshal(map[string]string{"message": "the event stream failed; the daemon's log has it under request_id " + id})
 					fmt.Fprintf(bw, "event: error\ndata: %s\n\n", msg)
 				}
 				flush()
