@@ -260,6 +260,14 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 	if !nameRe.MatchString(s.Name) {
 		return invalid("name", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (got %q)", s.Name)
 	}
+	if err := s.checkEnv(); err != nil {
+		return err
+	}
+	return s.normalizeRest(d)
+}
+
+// checkEnv checks env and secret_env.
+func (s *Spec) checkEnv() error {
 	for k, v := range s.Env {
 		if !envKeyRe.MatchString(k) {
 			return invalid("env."+k, "is not a valid variable name (letters, digits and '_', not starting with a digit)")
@@ -284,6 +292,11 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 		}
 		seen[k] = true
 	}
+	return nil
+}
+
+// normalizeRest is normalizeCommon from the sandbox on.
+func (s *Spec) normalizeRest(d SpecDefaults) error {
 	sb := d.SandboxDefaults(s.Kind)
 	if s.Sandbox != nil {
 		// Validate resolves paths in place: not in a spec shared with
