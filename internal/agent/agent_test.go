@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/goleak"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/leaktest"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
@@ -28,10 +28,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(serveEnv) != "" {
 		serveForBenchmark() // a model server in its own process; never returns
 	}
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 const testKey = "sk-test-7f3a9c1e5b2d4a6f8e0c"

@@ -17,23 +17,17 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/leaktest"
 	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// nats-server's and nats.go's own background goroutines that end
-		// a little after their server closes.
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine.func1"),
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats.go.(*Conn).flusher"),
-	)
+	leaktest.VerifyTestMain(m)
 }
 
 // env is a supervisor on a real embedded backbone.
