@@ -451,7 +451,7 @@ func (rt *Runtime) prepare(rec supervisor.Record, hooks supervisor.Hooks) (*loop
 		}
 	}
 	l := &loop{provName: provName, model: model, prov: prov,
-		env:    &tools.Env{Gate: gate, Sandbox: spec.SandboxPolicy(""), AgentID: rec.ID, Spawner: hooks.Spawner, State: rt.o.State},
+		env:    &tools.Env{Gate: gate, Sandbox: supervisor.SandboxPolicy(spec, ""), AgentID: rec.ID, Spawner: hooks.Spawner, State: rt.o.State},
 		system: fmt.Sprintf(builtinSystem, gate.Workspace())}
 	if spec.System != "" {
 		l.system += "\n\n" + spec.System

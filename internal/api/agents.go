@@ -335,9 +335,7 @@ func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) {
 }
 
 // LogLines is the answer of GET /api/v1/agents/{id}/logs.
-type LogLines struct {
-	Lines []string `json:"lines"`
-}
+type LogLines = oxios.LogLines
 
 // agentLogs answers the last lines of an agent's log; with follow, it
 // streams them and then every new line as server-sent events (one line per

@@ -22,48 +22,24 @@ import (
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/cron"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/metrics"
-	"github.com/oxios/oxios/internal/version"
 	"github.com/oxios/oxios/internal/web"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// PartStatus is the readiness of one part of the daemon.
-type PartStatus struct {
-	Name  string `json:"name"`
-	State string `json:"state"` // starting, ready, stopping, stopped, failed
-	// Damage is what is wrong with a part that runs on regardless (an
-	// audit trail whose tail was cut, say).
-	Damage string `json:"damage,omitempty"`
-}
-
-// Readiness is the body of /readyz.
-type Readiness struct {
-	Ready    bool         `json:"ready"`
-	PID      int          `json:"pid"`
-	Parts    []PartStatus `json:"parts"`
-	NotReady []string     `json:"not_ready,omitempty"`
-	// Damaged lists the parts that are ready but damaged, with why.
-	Damaged []string `json:"damaged,omitempty"`
-}
-
-// System is the body of GET /api/v1/system.
-type System struct {
-	version.Info
-	Node          string    `json:"node"`
-	PID           int       `json:"pid"`
-	StartedAt     time.Time `json:"started_at"`
-	UptimeSeconds float64   `json:"uptime_seconds"`
-	Listen        string    `json:"listen"`
-	Home          string    `json:"home"`
-	// Config summarizes the running configuration (no secrets).
-	Config map[string]any `json:"config,omitempty"`
-}
+// The answers of the daemon's routes, defined in package oxios.
+type (
+	PartStatus = oxios.PartStatus
+	Readiness  = oxios.Readiness
+	System     = oxios.System
+)
 
 // Options are what the HTTP layer needs from the rest of the daemon.
 type Options struct {
@@ -82,12 +58,8 @@ type Options struct {
 	Backup func(ctx context.Context, w io.Writer) error
 }
 
-// ReloadResult says what a reload changed: the settings applied at once
-// and the changed ones that take effect only after a restart.
-type ReloadResult struct {
-	Applied       []string `json:"applied"`
-	RestartNeeded []string `json:"restart_needed"`
-}
+// ReloadResult says what a reload changed.
+type ReloadResult = oxios.ReloadResult
 
 // Services are the parts the API serves once they have booted.
 type Services struct {

@@ -16,18 +16,11 @@ import (
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
-// ErrorBody is the error envelope every /api/ error is sent in:
-// {"error": {"code": "not_found", "message": "...", "field": "..."}}.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail is the content of the error envelope.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field"`
-}
+// The error envelope every /api/ error is sent in, defined in package oxios.
+type (
+	ErrorBody   = oxios.ErrorBody
+	ErrorDetail = oxios.ErrorDetail
+)
 
 // codes maps a status to the envelope's machine-readable code.
 var codes = map[int]string{

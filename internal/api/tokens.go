@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/audit"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/security"
 )
 
@@ -17,12 +18,8 @@ type tokenRequest struct {
 	ExpiresIn string     `json:"expires_in"`
 }
 
-// TokenCreated is the answer of POST /api/v1/tokens: the only time the
-// secret is shown.
-type TokenCreated struct {
-	Token  security.Token `json:"token"`
-	Secret string         `json:"secret"`
-}
+// TokenCreated is the answer of POST /api/v1/tokens.
+type TokenCreated = oxios.TokenCreated
 
 func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)

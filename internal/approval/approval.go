@@ -24,29 +24,17 @@ import (
 )
 
 // State of an approval.
-type State string
+type State = oxios.ApprovalState
 
 // The states; pending is the only one that changes.
 const (
-	Pending  State = "pending"
-	Approved State = "approved"
-	Rejected State = "rejected"
+	Pending  = oxios.Pending
+	Approved = oxios.Approved
+	Rejected = oxios.Rejected
 )
 
 // Approval is one request for a human's decision.
-type Approval struct {
-	ID      string `json:"id"`
-	AgentID string `json:"agent_id"`
-	Tool    string `json:"tool"`
-	// Args summarises the call's arguments.
-	Args      string     `json:"args"`
-	State     State      `json:"state"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
-	DecidedAt *time.Time `json:"decided_at"`
-	DecidedBy string     `json:"decided_by,omitempty"`
-	Reason    string     `json:"reason,omitempty"`
-}
+type Approval = oxios.Approval
 
 // Errors callers test for.
 var (

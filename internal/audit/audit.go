@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Stream is the JetStream stream of the audit trail.
@@ -48,19 +50,7 @@ const HeadCreatedAction = "audit.head_created"
 const subject = "oxios.audit"
 
 // Entry is one audited action.
-type Entry struct {
-	Seq      uint64    `json:"seq"`
-	Time     time.Time `json:"time"`
-	Actor    string    `json:"actor"`
-	Action   string    `json:"action"`
-	Resource string    `json:"resource"`
-	// Outcome is ok, denied or failed.
-	Outcome string         `json:"outcome"`
-	Detail  map[string]any `json:"detail,omitempty"`
-	// Prev is the MAC of the entry before (empty for the first).
-	Prev string `json:"prev"`
-	MAC  string `json:"mac"`
-}
+type Entry = oxios.AuditEntry
 
 // Head is the signed head of the trail.
 type Head struct {
@@ -533,20 +523,7 @@ func (l *Log) each(ctx context.Context, from uint64, fn func(seq uint64, e Entry
 }
 
 // Verdict is the result of Verify.
-type Verdict struct {
-	OK      bool   `json:"ok"`
-	Entries uint64 `json:"entries"`
-	// FirstBroken is the first entry that does not verify (0 when OK).
-	FirstBroken uint64 `json:"first_broken,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	// Missing counts the entries known to be lost: gaps in the stream, a
-	// tail cut short of the signed head, losses noted by DamagedAction.
-	Missing uint64 `json:"missing,omitempty"`
-	// Head is the sequence of the signed head.
-	Head uint64 `json:"head,omitempty"`
-	// Damage lists every break found, oldest first (Reason is the first).
-	Damage []string `json:"damage,omitempty"`
-}
+type Verdict = oxios.AuditVerdict
 
 // Verify walks the whole chain and compares its end with the signed head.
 // It names the first entry whose sequence, link to the previous entry or

@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -35,26 +36,13 @@ const Bucket = "budgets"
 // Global is the name of the budget every language-model agent is under.
 const Global = "global"
 
-// Limits are the most a budget allows in its window; 0 is no limit.
-type Limits struct {
-	Tokens  int64   `json:"tokens"`
-	CostUSD float64 `json:"cost_usd"`
-	Calls   int64   `json:"calls"`
-}
-
-// Usage is what was used: tokens in and out, cost (calls to models without
-// a price count no cost) and model calls.
-type Usage struct {
-	Tokens  int64   `json:"tokens"`
-	CostUSD float64 `json:"cost_usd"`
-	Calls   int64   `json:"calls"`
-}
-
-func (u *Usage) add(v Usage) {
-	u.Tokens += v.Tokens
-	u.CostUSD += v.CostUSD
-	u.Calls += v.Calls
-}
+// The budget vocabulary, defined in package oxios.
+type (
+	Limits = oxios.Limits
+	Usage  = oxios.BudgetUsage
+	Budget = oxios.Budget
+	Status = oxios.BudgetStatus
+)
 
 // FromAgent converts an agent's usage.
 func FromAgent(u supervisor.Usage) Usage {
@@ -63,31 +51,6 @@ func FromAgent(u supervisor.Usage) Usage {
 		v.CostUSD = *u.CostUSD
 	}
 	return v
-}
-
-// Budget is one budget's definition.
-type Budget struct {
-	// Name is "global" or "label:KEY=VALUE".
-	Name string `json:"name"`
-	// Window is how far back usage counts: a duration such as "1h", or
-	// days such as "30d".
-	Window string `json:"window"`
-	Limits
-	// ResetAt: usage before it does not count.
-	ResetAt   *time.Time `json:"reset_at,omitempty"`
-	UpdatedAt time.Time  `json:"updated_at"`
-}
-
-// Status is a budget with its usage now.
-type Status struct {
-	Budget
-	Used Usage `json:"used"`
-	// Exhausted is set when a limit is reached: no agent under the budget
-	// starts or makes another model call until usage leaves the window.
-	Exhausted bool `json:"exhausted"`
-	// FreesAt is when enough usage has left the window for an exhausted
-	// budget to allow calls again.
-	FreesAt *time.Time `json:"frees_at,omitempty"`
 }
 
 var labelRe = regexp.MustCompile(`^label:([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=([^\x00]{0,256})$`)
@@ -129,7 +92,7 @@ func invalid(field, format string, a ...any) error {
 }
 
 // Validate checks b and fills its default window (24h).
-func (b *Budget) Validate() error {
+func Validate(b *Budget) error {
 	if err := ValidName(b.Name); err != nil {
 		return err
 	}
@@ -444,7 +407,7 @@ func (s *Service) statusLocked(b *Budget, now time.Time) Status {
 	st := Status{Budget: *b}
 	slots := s.slotsLocked(b, now)
 	for _, x := range slots {
-		st.Used.add(x.Usage)
+		st.Used.Add(x.Usage)
 	}
 	w, _ := ParseWindow(b.Window)
 	var frees time.Time
@@ -578,7 +541,7 @@ func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
 		}
 		width := max(w/60, time.Second)
 		if k := len(own) - 1; k >= 0 && now.Sub(own[k].At) < width {
-			own[k].add(d)
+			own[k].Add(d)
 		} else {
 			own = append(own, slot{At: now, Usage: d})
 		}
@@ -746,7 +709,7 @@ func (s *Service) flush() bool {
 
 // Set creates or replaces a budget. Its usage so far is kept.
 func (s *Service) Set(ctx context.Context, b Budget) (Status, error) {
-	if err := b.Validate(); err != nil {
+	if err := Validate(&b); err != nil {
 		return Status{}, err
 	}
 	err := s.modify(ctx, b.Name, true, func(cur *Budget) {

@@ -194,14 +194,14 @@ func TestValidation(t *testing.T) {
 		{Budget{Name: Global, Window: "400d", Limits: Limits{Calls: 1}}, "window", "from 1s to 366d"},
 	}
 	for _, c := range cases {
-		err := c.b.Validate()
+		err := Validate(&c.b)
 		var inv *supervisor.InvalidError
 		if !errors.As(err, &inv) || inv.Field != c.field || !strings.Contains(inv.Msg, c.msg) {
 			t.Errorf("%+v: %v", c.b, err)
 		}
 	}
 	ok := Budget{Name: "label:example.com/team=data science", Window: "30d", Limits: Limits{CostUSD: 20}}
-	if err := ok.Validate(); err != nil {
+	if err := Validate(&ok); err != nil {
 		t.Fatal(err)
 	}
 }

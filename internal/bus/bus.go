@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/oxios/oxios/internal/metrics"
 )
 
@@ -24,16 +25,7 @@ const Stream = "OXIOS_EVENTS"
 const subjectPrefix = "oxios.evt."
 
 // Event is the envelope of every event.
-type Event struct {
-	// Seq is the event's position in the log, assigned when stored.
-	Seq     uint64          `json:"seq"`
-	ID      string          `json:"id"`
-	Time    time.Time       `json:"time"`
-	Type    string          `json:"type"`
-	AgentID string          `json:"agent_id,omitempty"`
-	Node    string          `json:"node"`
-	Data    json.RawMessage `json:"data,omitempty"`
-}
+type Event = oxios.Event
 
 // GapType is the type of the synthetic event a subscriber receives when
 // events it asked for are no longer in the log (dropped by retention).

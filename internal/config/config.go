@@ -140,7 +140,7 @@ func (c *Config) CronJobs() ([]cron.Def, error) {
 			}
 			return nil, &Error{Key: key + ".spec", Msg: msg}
 		}
-		if _, err := d.Validate(c.SpecDefaults()); err != nil {
+		if _, err := cron.Validate(&d, c.SpecDefaults()); err != nil {
 			var inv *supervisor.InvalidError
 			if errors.As(err, &inv) {
 				return nil, &Error{Key: key + "." + inv.Field, Msg: inv.Msg}
@@ -701,7 +701,7 @@ func (c *Config) validateLLM() error {
 			return &Error{Key: "prices." + id, Msg: fmt.Sprintf("prices must not be negative (got input %g, output %g)", p.Input, p.Output)}
 		}
 	}
-	if err := c.ToolsPolicy().Validate("policy."); err != nil {
+	if err := tools.ValidatePolicy(c.ToolsPolicy(), "policy."); err != nil {
 		var inv *tools.InvalidError
 		if errors.As(err, &inv) {
 			key, _, _ := strings.Cut(inv.Field, "[")
@@ -814,7 +814,7 @@ func (c Config) Redacted() Config {
 func (c *Config) validateSandbox() error {
 	d := c.SpecDefaults()
 	for _, sb := range []sandbox.Spec{d.Sandbox, d.ExecSandbox} {
-		if err := sb.Validate("sandbox."); err != nil {
+		if err := sandbox.Validate(&sb, "sandbox."); err != nil {
 			var inv *sandbox.InvalidError
 			if errors.As(err, &inv) {
 				key, _, _ := strings.Cut(inv.Field, "[")

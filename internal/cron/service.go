@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
@@ -28,54 +29,12 @@ const Label = "oxios.cron"
 // recentRuns is how many firings a job keeps.
 const recentRuns = 10
 
-// Def is a job's definition.
-type Def struct {
-	Name     string `json:"name"`
-	Schedule string `json:"schedule"`
-	// Zone is an IANA time zone; empty is the daemon's local zone.
-	Zone    string `json:"zone,omitempty"`
-	Overlap string `json:"overlap"`
-	Missed  string `json:"missed"`
-	Enabled bool   `json:"enabled"`
-	// Spec is what each firing spawns.
-	Spec supervisor.Spec `json:"spec"`
-	// Source is "api" or "config"; config jobs are read-only through the API.
-	Source string `json:"source"`
-	// ByAdmin is set for a job an admin created through the API: only its
-	// firings (and those of the config file's jobs) may widen the sandbox;
-	// the others are judged again at each firing, paths included.
-	ByAdmin   bool      `json:"by_admin,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// Fired is one firing of a job.
-type Fired struct {
-	At time.Time `json:"at"`
-	// Action is run, skip (the previous run was active), queue (it runs
-	// when the previous one ends) or error (the spawn failed).
-	Action  string `json:"action"`
-	Manual  bool   `json:"manual,omitempty"`
-	Missed  int    `json:"missed,omitempty"`
-	AgentID string `json:"agent_id,omitempty"`
-	Error   string `json:"error,omitempty"`
-	// State is the spawned agent's state now (not stored).
-	State string `json:"state,omitempty"`
-}
-
-// Status is a job as the API shows it.
-type Status struct {
-	Def
-	NextRun *time.Time `json:"next_run"`
-	LastRun *time.Time `json:"last_run"`
-	// LastOutcome is the state of the last firing's agent (succeeded,
-	// failed, running, ...), or skipped, queued or error; empty: never.
-	LastOutcome string `json:"last_outcome"`
-	// Recent are the latest firings, newest first: the last runs (with
-	// their agents) and the last skipped, queued or failed firings.
-	Recent []Fired `json:"recent"`
-	// Error says why a stored job cannot be scheduled (it does not fire).
-	Error string `json:"error,omitempty"`
-}
+// The cron vocabulary, defined in package oxios.
+type (
+	Def    = oxios.CronDef
+	Fired  = oxios.CronFired
+	Status = oxios.CronStatus
+)
 
 type jobState struct {
 	// LastAt is the last scheduled firing, or when the job was enabled
@@ -109,7 +68,7 @@ func invalid(field, format string, a ...any) error {
 // Validate checks d and fills its defaults. The spec is checked as a spawn
 // would check it (with d's defaults), but kept as given, so that each
 // firing takes the defaults of its day.
-func (d *Def) Validate(defaults supervisor.SpecDefaults) (Schedule, error) {
+func Validate(d *Def, defaults supervisor.SpecDefaults) (Schedule, error) {
 	if !jobNameRe.MatchString(d.Name) {
 		return Schedule{}, invalid("name", "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit (got %q)", d.Name)
 	}
@@ -137,7 +96,7 @@ func (d *Def) Validate(defaults supervisor.SpecDefaults) (Schedule, error) {
 		return Schedule{}, invalid("spec.labels", "at most 31 labels (the job adds %s)", Label)
 	}
 	check := d.Spec // checked, not changed: firings take the defaults of their day
-	if err := specError(check.Normalize(defaults)); err != nil {
+	if err := specError(supervisor.Normalize(&check, defaults)); err != nil {
 		return Schedule{}, err
 	}
 	return sched, nil
@@ -468,7 +427,7 @@ func exists(name string) error {
 
 // Create adds a job through the API.
 func (s *Service) Create(ctx context.Context, d Def) (Status, error) {
-	if _, err := d.Validate(s.o.Defaults); err != nil {
+	if _, err := Validate(&d, s.o.Defaults); err != nil {
 		return Status{}, err
 	}
 	if err := s.o.Agents.Check(ctx, d.Spec); err != nil {
@@ -633,7 +592,7 @@ func (s *Service) List() []Status {
 }
 
 func (s *Service) view(d Def) Status {
-	j := Status{Def: d, Recent: []Fired{}}
+	j := Status{CronDef: d, Recent: []Fired{}}
 	if next, ok := s.runner.Next(d.Name); ok && !next.IsZero() {
 		j.NextRun = &next
 	}

@@ -677,7 +677,7 @@ func (k *Kernel) readiness() api.Readiness {
 
 func (k *Kernel) system() api.System {
 	return api.System{
-		Info:          version.Get(),
+		VersionInfo:   version.Get(),
 		Node:          k.node,
 		PID:           os.Getpid(),
 		StartedAt:     k.started.UTC(),

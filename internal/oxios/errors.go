@@ -4,7 +4,10 @@
 // engines that produce them.
 package oxios
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // InvalidError is bad input: Field names what is wrong (a spec's field, a
 // query parameter, a key), Msg what is allowed. The API answers it with a
@@ -19,3 +22,7 @@ func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
 // ErrStarting is a request the daemon cannot serve until its boot is done
 // (503, to be retried).
 var ErrStarting = errors.New("the daemon is still starting; retry in a moment")
+
+func invalid(field, format string, a ...any) error {
+	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}

@@ -7,8 +7,6 @@
 package sandbox
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -36,35 +34,15 @@ const (
 	NetAny      = "any"
 )
 
-// Spec is the sandbox a spawn spec asks for; every omitted field keeps the
-// configured default.
-type Spec struct {
-	Mode string `json:"mode,omitempty"`
-	// Read and Write are absolute paths the program may read (and execute)
-	// or also write, besides its working directory and the system.
-	Read    []string `json:"read,omitempty"`
-	Write   []string `json:"write,omitempty"`
-	Network string   `json:"network,omitempty"`
-	Limits  Limits   `json:"limits,omitzero"`
-}
-
-// Limits are resource limits; 0 means the default (in a spec) or none (in
-// an effective sandbox).
-type Limits struct {
-	// MemoryMB caps the data segment (RLIMIT_DATA: heap and private
-	// writable mappings), in MiB.
-	MemoryMB int64 `json:"memory_mb,omitempty"`
-	// CPUSeconds caps CPU time (RLIMIT_CPU).
-	CPUSeconds int64 `json:"cpu_seconds,omitempty"`
-	// OpenFiles caps open file descriptors (RLIMIT_NOFILE).
-	OpenFiles int64 `json:"open_files,omitempty"`
-	// Processes caps processes and threads (RLIMIT_NPROC, counted per
-	// user by the kernel; oxios also stops an agent whose process group
-	// reaches it).
-	Processes int64 `json:"processes,omitempty"`
-	// FileSizeMB caps the size of a file written (RLIMIT_FSIZE), in MiB.
-	FileSizeMB int64 `json:"file_size_mb,omitempty"`
-}
+// The sandbox vocabulary, defined in package oxios.
+type (
+	// Spec is the sandbox a spawn spec asks for.
+	Spec = oxios.SandboxSpec
+	// Limits are resource limits.
+	Limits = oxios.SandboxLimits
+	// Effective is what a program got.
+	Effective = oxios.SandboxEffective
+)
 
 // InvalidError is a sandbox spec that cannot be used; Field names what.
 type InvalidError = oxios.InvalidError
@@ -73,55 +51,9 @@ func invalid(field, format string, a ...any) error {
 	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
 
-// UnmarshalJSON decodes s strictly: an unknown key is an *InvalidError
-// naming it ("sandbox.colour").
-func (s *Spec) UnmarshalJSON(b []byte) error {
-	var v struct {
-		Mode    string          `json:"mode"`
-		Read    []string        `json:"read"`
-		Write   []string        `json:"write"`
-		Network string          `json:"network"`
-		Limits  json.RawMessage `json:"limits"`
-	}
-	if err := strictJSON(b, &v, "sandbox."); err != nil {
-		return err
-	}
-	var l Limits
-	if len(v.Limits) > 0 && string(v.Limits) != "null" {
-		if err := strictJSON(v.Limits, &l, "sandbox.limits."); err != nil {
-			return err
-		}
-	}
-	*s = Spec{Mode: v.Mode, Read: v.Read, Write: v.Write, Network: v.Network, Limits: l}
-	return nil
-}
-
-func strictJSON(b []byte, v any, prefix string) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if err == nil {
-		return nil
-	}
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name = strings.Trim(name, `"`)
-		return invalid(prefix+name, "unknown field (fields: %s)", known[prefix])
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return invalid(prefix+te.Field, "must be %s (got %s)", te.Type.Kind(), te.Value)
-	}
-	return invalid(strings.TrimSuffix(prefix, "."), "%v", err)
-}
-
-var known = map[string]string{
-	"sandbox.":        "mode, read, write, network, limits",
-	"sandbox.limits.": "memory_mb, cpu_seconds, open_files, processes, file_size_mb",
-}
-
 // Validate checks s; errors name the field under prefix ("sandbox.").
-// Paths must be absolute and exist; they are cleaned in place.
-func (s *Spec) Validate(prefix string) error {
+// Paths must be absolute and exist; they are resolved in place.
+func Validate(s *Spec, prefix string) error {
 	switch s.Mode {
 	case "", Enforce, BestEffort, Off:
 	default:
@@ -150,11 +82,11 @@ func (s *Spec) Validate(prefix string) error {
 			l.list[i] = Resolve(p)
 		}
 	}
-	return s.Limits.validate(prefix + "limits.")
+	return validateLimits(s.Limits, prefix+"limits.")
 }
 
-func (l Limits) validate(prefix string) error {
-	for _, f := range l.fields() {
+func validateLimits(l Limits, prefix string) error {
+	for _, f := range limitFields(l) {
 		if f.v < 0 {
 			return invalid(prefix+f.name, "must be 0 (the default) or more (got %d)", f.v)
 		}
@@ -170,38 +102,8 @@ type limitField struct {
 	v    int64
 }
 
-func (l Limits) fields() []limitField {
+func limitFields(l Limits) []limitField {
 	return []limitField{{"memory_mb", l.MemoryMB}, {"cpu_seconds", l.CPUSeconds}, {"open_files", l.OpenFiles}, {"processes", l.Processes}, {"file_size_mb", l.FileSizeMB}}
-}
-
-// Over returns l with every limit that over sets replacing l's.
-func (l Limits) Over(over Limits) Limits {
-	pick := func(a, b int64) int64 {
-		if b != 0 {
-			return b
-		}
-		return a
-	}
-	return Limits{
-		MemoryMB: pick(l.MemoryMB, over.MemoryMB), CPUSeconds: pick(l.CPUSeconds, over.CPUSeconds),
-		OpenFiles: pick(l.OpenFiles, over.OpenFiles), Processes: pick(l.Processes, over.Processes),
-		FileSizeMB: pick(l.FileSizeMB, over.FileSizeMB),
-	}
-}
-
-// Merge returns d, the defaults, with what s sets.
-func (d Spec) Merge(s Spec) Spec {
-	out := d
-	if s.Mode != "" {
-		out.Mode = s.Mode
-	}
-	if s.Network != "" {
-		out.Network = s.Network
-	}
-	out.Read = uniq(slices.Concat(d.Read, s.Read))
-	out.Write = uniq(slices.Concat(d.Write, s.Write))
-	out.Limits = d.Limits.Over(s.Limits)
-	return out
 }
 
 // Widening lists the fields of s (as given, paths resolved) that widen
@@ -237,8 +139,8 @@ func Widening(d, s Spec) []string {
 			w = append(w, fmt.Sprintf("write[%d]", i))
 		}
 	}
-	df := d.Limits.fields()
-	for i, f := range s.Limits.fields() {
+	df := limitFields(d.Limits)
+	for i, f := range limitFields(s.Limits) {
 		if df[i].v != 0 && f.v > df[i].v { // 0 in the defaults is none: any value narrows it
 			w = append(w, "limits."+f.name)
 		}
@@ -275,22 +177,6 @@ type Policy struct {
 	Write   []string
 	Network string
 	Limits  Limits
-}
-
-// Effective is the sandbox a program got, as shown on its agent's record.
-type Effective struct {
-	Mode string `json:"mode"`
-	// Landlock is the Landlock ABI applied (0: none).
-	Landlock int      `json:"landlock_abi"`
-	Read     []string `json:"read"`
-	Write    []string `json:"write"`
-	Network  string   `json:"network"`
-	// NetworkBy says what enforces Network: "namespace", "landlock" (TCP
-	// only) or "" (nothing: any).
-	NetworkBy string `json:"network_by,omitempty"`
-	Limits    Limits `json:"limits"`
-	// Unenforced lists what was asked for and is not enforced, with why.
-	Unenforced []string `json:"unenforced,omitempty"`
 }
 
 // UnavailableError is a sandbox enforce mode could not apply.
@@ -365,16 +251,6 @@ func SystemReadable(path string) bool {
 		}
 	}
 	return false
-}
-
-func uniq(l []string) []string {
-	out := l[:0:0]
-	for _, v := range l {
-		if !slices.Contains(out, v) {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // etcSecret are what of /etc a program never reads, even as uid 0 (whose

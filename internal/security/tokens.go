@@ -20,43 +20,17 @@ import (
 )
 
 // Role is what a token may do. Higher roles include the lower ones.
-type Role int
+type Role = oxios.Role
 
 // Roles, least first.
 const (
-	Viewer   Role = 1 // read only
-	Operator Role = 2 // agents, cron, approvals, state
-	Admin    Role = 3 // everything, tokens included
+	Viewer   = oxios.Viewer
+	Operator = oxios.Operator
+	Admin    = oxios.Admin
 )
 
-var roleNames = map[Role]string{Viewer: "viewer", Operator: "operator", Admin: "admin"}
-
-func (r Role) String() string {
-	if n, ok := roleNames[r]; ok {
-		return n
-	}
-	return fmt.Sprintf("role(%d)", int(r))
-}
-
-// MarshalText writes the role's name.
-func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
-
-// UnmarshalText reads a role's name.
-func (r *Role) UnmarshalText(b []byte) error {
-	v, err := ParseRole(string(b))
-	*r = v
-	return err
-}
-
 // ParseRole reads "admin", "operator" or "viewer".
-func ParseRole(s string) (Role, error) {
-	for r, n := range roleNames {
-		if n == s {
-			return r, nil
-		}
-	}
-	return 0, fmt.Errorf("must be admin, operator or viewer (got %q)", s)
-}
+func ParseRole(s string) (Role, error) { return oxios.ParseRole(s) }
 
 // Principal is who made a request.
 type Principal struct {
@@ -67,14 +41,7 @@ type Principal struct {
 }
 
 // Token is an API token as listed: never its secret.
-type Token struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Role       Role       `json:"role"`
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-}
+type Token = oxios.Token
 
 // stored is a token as kept in the bucket: with the hash of its secret.
 type stored struct {
@@ -254,7 +221,7 @@ func (t *Tokens) Create(ctx context.Context, name string, role Role, expiresAt *
 	if !tokenName.MatchString(name) || name == "admin" {
 		return "", Token{}, &InvalidError{Field: "name", Msg: fmt.Sprintf("must be 1 to 64 letters, digits, '.', '_' or '-', and not \"admin\" (got %q)", name)}
 	}
-	if _, ok := roleNames[role]; !ok {
+	if role < Viewer || role > Admin {
 		return "", Token{}, &InvalidError{Field: "role", Msg: "must be admin, operator or viewer"}
 	}
 	if expiresAt != nil && !expiresAt.After(time.Now()) {

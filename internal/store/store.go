@@ -85,13 +85,7 @@ func ValidatePrefix(prefix string) error {
 }
 
 // Entry is one document at one revision.
-type Entry struct {
-	Namespace string          `json:"namespace"`
-	Key       string          `json:"key"`
-	Value     json.RawMessage `json:"value,omitempty"`
-	Revision  uint64          `json:"revision"`
-	Updated   time.Time       `json:"updated"`
-}
+type Entry = oxios.Entry
 
 // Op says what a Change did.
 type Op string

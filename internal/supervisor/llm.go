@@ -114,7 +114,7 @@ func (s *Supervisor) startLLM(a *agent, resume bool) (task, error) {
 	}
 	// Its exec-tool programs run in its sandbox: one that cannot be applied
 	// in enforce mode fails the agent now, not at its first exec.
-	eff, err := sandbox.Prepare(a.rec.Spec.SandboxPolicy(filepath.Join(a.rec.Spec.Dir, ".tmp")))
+	eff, err := sandbox.Prepare(SandboxPolicy(a.rec.Spec, filepath.Join(a.rec.Spec.Dir, ".tmp")))
 	a.rec.Sandbox = &eff
 	if err != nil {
 		return nil, err

@@ -1,126 +1,35 @@
 package supervisor
 
-import (
-	"time"
-	"unicode/utf8"
+import "github.com/oxios/oxios/internal/oxios"
 
-	"github.com/oxios/oxios/internal/sandbox"
+// The agent vocabulary, defined in package oxios.
+type (
+	State    = oxios.State
+	Usage    = oxios.Usage
+	Record   = oxios.Record
+	ToolCall = oxios.ToolCall
 )
-
-// State is where an agent is in its lifecycle (see DESIGN.md).
-type State string
 
 // The states of an agent. Succeeded, failed and killed are terminal.
 const (
-	Queued          State = "queued"
-	Starting        State = "starting"
-	Running         State = "running"
-	WaitingApproval State = "waiting_approval"
-	Backoff         State = "backoff"
-	Succeeded       State = "succeeded"
-	Failed          State = "failed"
-	Killed          State = "killed"
+	Queued          = oxios.Queued
+	Starting        = oxios.Starting
+	Running         = oxios.Running
+	WaitingApproval = oxios.WaitingApproval
+	Backoff         = oxios.Backoff
+	Succeeded       = oxios.Succeeded
+	Failed          = oxios.Failed
+	Killed          = oxios.Killed
 )
 
 // States lists every state, in lifecycle order.
-var States = []State{Queued, Starting, Running, WaitingApproval, Backoff, Succeeded, Failed, Killed}
+var States = oxios.States
 
-// Terminal reports whether the agent has ended.
-func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Killed }
-
-// Usage is what an agent consumed. Process agents use none of it; the
-// fields are filled by language-model agents.
-type Usage struct {
-	TokensIn  int64    `json:"tokens_in"`
-	TokensOut int64    `json:"tokens_out"`
-	CostUSD   *float64 `json:"cost_usd"`
-	LLMCalls  int64    `json:"llm_calls"`
-	ToolCalls int64    `json:"tool_calls"`
-}
-
-// Record is an agent as stored in the agents bucket and served by the API.
-type Record struct {
-	ID    string `json:"id"`
-	Kind  string `json:"kind"`
-	Name  string `json:"name"`
-	State State  `json:"state"`
-	// Reason says why the agent is in its state: how it ended, or why it
-	// was last (re)started.
-	Reason string `json:"reason"`
-	Node   string `json:"node"`
-	PID    int    `json:"pid"`
-	// ProcStart is the kernel's start time of PID; with PID it identifies
-	// the process across a daemon restart.
-	ProcStart uint64 `json:"proc_start,omitempty"`
-	// Restarts counts automatic restarts by the restart policy.
-	Restarts int    `json:"restarts"`
-	ExitCode *int   `json:"exit_code"`
-	Signal   string `json:"signal,omitempty"`
-	// QueuePosition is the 1-based place in the scheduler's queue while
-	// queued. It is not stored.
-	QueuePosition int `json:"queue_position,omitempty"`
-	// QueueReason says, while queued, which limit the agent waits for
-	// ("queued: 256 of 256 running"). It is not stored.
-	QueueReason string     `json:"queue_reason,omitempty"`
-	CreatedAt   time.Time  `json:"created_at"`
-	StartedAt   *time.Time `json:"started_at"`
-	EndedAt     *time.Time `json:"ended_at"`
-	// NextStartAt is when an agent in backoff starts again.
-	NextStartAt *time.Time `json:"next_start_at,omitempty"`
-	Usage       Usage      `json:"usage"`
-	// Model, Output, Steps and ToolCalls describe a language-model agent's
-	// run: the model it used, its final (or, if it failed, latest) text,
-	// the loop steps taken and every tool call.
-	Model string `json:"model,omitempty"`
-	// Output is at most OutputPreview bytes of the text: the start of it
-	// when OutputTruncated, and the whole is served by Supervisor.Output
-	// (GET /api/v1/agents/{id}/output) from the outputs bucket.
-	Output string `json:"output,omitempty"`
-	// OutputBytes is the size of the whole output.
-	OutputBytes     int64      `json:"output_bytes,omitempty"`
-	OutputTruncated bool       `json:"output_truncated,omitempty"`
-	Steps           int        `json:"steps,omitempty"`
-	ToolCalls       []ToolCall `json:"tool_calls,omitempty"`
-	Spec            Spec       `json:"spec"`
-	// RecentRestarts are the times of the automatic restarts still inside
-	// the restart window, for the intensity limit across daemon restarts.
-	RecentRestarts []time.Time `json:"recent_restarts,omitempty"`
-	// Backoffs counts consecutive restarts since the last stable run.
-	Backoffs int `json:"backoffs,omitempty"`
-	// DefaultDir is set when Spec.Dir is the agent's own workspace, which
-	// is deleted with the record.
-	DefaultDir bool `json:"default_dir,omitempty"`
-	// Sandbox is the sandbox the agent's process (for an llm agent, its
-	// exec-tool programs) got at its latest start, and what of its spec's
-	// sandbox could not be enforced.
-	Sandbox *sandbox.Effective `json:"sandbox,omitempty"`
-}
-
-// ToolCall is one tool call of a language-model agent, as recorded.
-type ToolCall struct {
-	Step int    `json:"step"`
-	Name string `json:"name"`
-	// Args are the call's arguments, truncated.
-	Args string `json:"args"`
-	// Result is the start of what the tool returned.
-	Result     string `json:"result,omitempty"`
-	Error      string `json:"error,omitempty"`
-	Denied     bool   `json:"denied,omitempty"`
-	DurationMS int64  `json:"duration_ms"`
-}
-
-// MaxToolCalls is how many tool calls a record keeps (the latest ones).
-const MaxToolCalls = 500
-
-// Bounds on what one record holds, so that every record fits in one
-// message of the backbone: a record that cannot be written would be a state
-// nobody can rely on.
+// Bounds on what one record holds (see oxios).
 const (
-	// OutputPreview is how much of an llm agent's output the record keeps.
-	OutputPreview = 64 << 10
-	// MaxOutput is the most of an output that is stored (in the outputs
-	// bucket); beyond it the output is cut, and says so.
-	MaxOutput = 64 << 20
+	MaxToolCalls  = oxios.MaxToolCalls
+	OutputPreview = oxios.OutputPreview
+	MaxOutput     = oxios.MaxOutput
 	// maxReason and maxCallText bound a record's reason and each tool
 	// call's error text.
 	maxReason   = 2 << 10
@@ -128,14 +37,6 @@ const (
 )
 
 // Clip returns s cut to at most n bytes, at a character boundary.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
+func Clip(s string, n int) string { return oxios.Clip(s, n) }
 
 func ptr[T any](v T) *T { return &v }

@@ -283,7 +283,7 @@ func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 			return nil, errors.New("cannot create the workspace: " + err.Error())
 		}
 	}
-	pol := spec.SandboxPolicy(filepath.Join(s.o.WorkspacesDir, a.id, ".tmp"))
+	pol := SandboxPolicy(spec, filepath.Join(s.o.WorkspacesDir, a.id, ".tmp"))
 	env, err := s.environ(a.rec, pol)
 	if err != nil {
 		return nil, err
@@ -314,9 +314,9 @@ func (s *Supervisor) startProcess(a *agent) (*proc.Process, error) {
 	return p, nil
 }
 
-// SandboxPolicy is the sandbox of s's programs, with tmp as their private
-// temporary directory.
-func (s Spec) SandboxPolicy(tmp string) sandbox.Policy {
+// SandboxPolicy is the sandbox of the programs of the agent s, with tmp
+// as their private temporary directory.
+func SandboxPolicy(s Spec, tmp string) sandbox.Policy {
 	sb := sandbox.Spec{Mode: sandbox.Enforce, Network: sandbox.NetAny}
 	if s.Kind == KindLLM {
 		sb.Network = sandbox.NetNone // a record from before sandboxes

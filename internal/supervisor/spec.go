@@ -18,102 +18,32 @@ import (
 	"github.com/oxios/oxios/internal/tools"
 )
 
-// Spec says what an agent is. Durations are Go duration strings ("10s");
-// Defaults fills every omitted field, and the record keeps the result.
-type Spec struct {
-	Kind    string            `json:"kind"`
-	Name    string            `json:"name"`
-	Command string            `json:"command,omitempty"`
-	Args    []string          `json:"args,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	// SecretEnv names variables whose values are read, at each start, from
-	// secrets/env/NAME; they are never stored, shown or logged.
-	SecretEnv []string          `json:"secret_env,omitempty"`
-	Dir       string            `json:"dir"`
-	Priority  string            `json:"priority"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Restart   Restart           `json:"restart"`
-	// StopSignal is sent to the process group on kill, before SIGKILL.
-	StopSignal string `json:"stop_signal"`
-	// StopTimeout is the grace between StopSignal and SIGKILL.
-	StopTimeout string `json:"stop_timeout"`
-	// Timeout ends each run that lasts longer; "0s" is none.
-	Timeout string `json:"timeout"`
-
-	// Goal, Model, System, MaxSteps and Policy are for llm agents.
-	Goal string `json:"goal,omitempty"`
-	// Model is provider/model, e.g. openai/gpt-4.1-mini.
-	Model    string `json:"model,omitempty"`
-	System   string `json:"system,omitempty"`
-	MaxSteps int    `json:"max_steps,omitempty"`
-	// Policy narrows or widens the configured policy of what the agent's
-	// tools may touch.
-	Policy *tools.Policy `json:"policy,omitempty"`
-	// Parent is the agent that spawned this one with spawn_agent.
-	Parent string `json:"parent,omitempty"`
-	// Budget caps what one run of an llm agent uses, and says what the
-	// agent does when a budget it is under is exhausted when it would start.
-	Budget *SpecBudget `json:"budget,omitempty"`
-	// Sandbox confines a process agent, or an llm agent's exec-tool
-	// programs; omitted fields keep the configured defaults, which
-	// Normalize fills in.
-	Sandbox *sandbox.Spec `json:"sandbox,omitempty"`
-
-	// given is the sandbox as the spec gave it (paths resolved), before
-	// Normalize merged the defaults in: what widening is judged on.
-	given sandbox.Spec
-	// dirGiven reports that Dir was given, not the default workspace.
-	dirGiven bool
-}
-
-// SpecBudget is an llm agent's own budget. Zero limits are none.
-type SpecBudget struct {
-	Tokens  int64   `json:"tokens,omitempty"`
-	CostUSD float64 `json:"cost_usd,omitempty"`
-	Calls   int64   `json:"calls,omitempty"`
-	// OnExhausted is "fail" (the agent ends failed, "budget exhausted")
-	// or "wait" (it stays queued until the budget's window frees).
-	OnExhausted string `json:"on_exhausted,omitempty"`
-}
+// The spec vocabulary, defined in package oxios.
+type (
+	Spec         = oxios.Spec
+	SpecBudget   = oxios.SpecBudget
+	Restart      = oxios.Restart
+	BackoffSpec  = oxios.BackoffSpec
+	SpecDefaults = oxios.SpecDefaults
+)
 
 // Ways an agent meets an exhausted budget at admission.
 const (
-	BudgetFail = "fail"
-	BudgetWait = "wait"
+	BudgetFail = oxios.BudgetFail
+	BudgetWait = oxios.BudgetWait
 )
-
-// Restart is the restart policy of a spec.
-type Restart struct {
-	// Policy is never, on-failure or always.
-	Policy string `json:"policy"`
-	// MaxRestarts automatic restarts within Window are allowed; one more
-	// ends the agent failed with reason "restart limit reached".
-	MaxRestarts int         `json:"max_restarts"`
-	Window      string      `json:"window"`
-	Backoff     BackoffSpec `json:"backoff"`
-	// ResetAfter is the uptime after which a run counts as stable: the
-	// next restart is immediate again and the backoff starts over.
-	ResetAfter string `json:"reset_after"`
-}
-
-// BackoffSpec is the delay before the second and later consecutive restarts:
-// Initial, doubling up to Max, with jitter. The first restart is immediate.
-type BackoffSpec struct {
-	Initial string `json:"initial"`
-	Max     string `json:"max"`
-}
 
 // Restart policies.
 const (
-	Never     = "never"
-	OnFailure = "on-failure"
-	Always    = "always"
+	Never     = oxios.Never
+	OnFailure = oxios.OnFailure
+	Always    = oxios.Always
 )
 
 // Kinds of agent.
 const (
-	KindProcess = "process"
-	KindLLM     = "llm"
+	KindProcess = oxios.KindProcess
+	KindLLM     = oxios.KindLLM
 )
 
 // InvalidError is a spec that cannot run; Field names the offending field.
@@ -138,32 +68,27 @@ var signals = map[string]syscall.Signal{
 	"SIGKILL": syscall.SIGKILL,
 }
 
-// SpecDefaults are the defaults that come from configuration.
-type SpecDefaults struct {
-	StopTimeout time.Duration
-	// Model, MaxSteps and Timeout are the defaults of llm agents.
-	Model    string
-	MaxSteps int
-	Timeout  time.Duration
-	// Sandbox is the default sandbox of process agents; ExecSandbox that
-	// of an llm agent's exec-tool programs.
-	Sandbox     sandbox.Spec
-	ExecSandbox sandbox.Spec
-	// Policy is the configured policy of llm agents' tools, which only an
-	// admin may widen in a spec.
-	Policy tools.Policy
-}
-
-// SandboxDefaults returns the configured sandbox of an agent of kind.
-func (d SpecDefaults) SandboxDefaults(kind string) sandbox.Spec {
-	if kind == KindLLM {
-		return d.ExecSandbox
-	}
-	return d.Sandbox
-}
-
 // Normalize validates s and fills its defaults. Errors are *InvalidError.
-func (s *Spec) Normalize(d SpecDefaults) error {
+func Normalize(s *Spec, d SpecDefaults) error {
+	_, err := normalize(s, d)
+	return err
+}
+
+// normalizing is a spec being normalized, with what it gave of its
+// sandbox (paths resolved) and dir before the defaults were merged in:
+// what widening is judged on.
+type normalizing struct {
+	*Spec
+	given    sandbox.Spec
+	dirGiven bool
+}
+
+func normalize(spec *Spec, d SpecDefaults) (*normalizing, error) {
+	s := &normalizing{Spec: spec}
+	return s, s.normalize(d)
+}
+
+func (s *normalizing) normalize(d SpecDefaults) error {
 	switch s.Kind {
 	case "", KindProcess:
 		s.Kind = KindProcess
@@ -180,7 +105,7 @@ func (s *Spec) Normalize(d SpecDefaults) error {
 	return s.normalizeCommon(d)
 }
 
-func (s *Spec) normalizeLLM(d SpecDefaults) error {
+func (s *normalizing) normalizeLLM(d SpecDefaults) error {
 	if strings.TrimSpace(s.Goal) == "" {
 		return invalid("goal", "must not be empty for an llm agent")
 	}
@@ -223,7 +148,7 @@ func (s *Spec) normalizeLLM(d SpecDefaults) error {
 		}
 	}
 	if s.Policy != nil {
-		if err := s.Policy.Validate("policy."); err != nil {
+		if err := tools.ValidatePolicy(*s.Policy, "policy."); err != nil {
 			var inv *tools.InvalidError
 			if errors.As(err, &inv) {
 				return invalid(inv.Field, "%s", inv.Msg)
@@ -234,7 +159,7 @@ func (s *Spec) normalizeLLM(d SpecDefaults) error {
 	return nil
 }
 
-func (s *Spec) normalizeProcess() error {
+func (s *normalizing) normalizeProcess() error {
 	if s.Goal != "" || s.Model != "" || s.System != "" || s.MaxSteps != 0 || s.Policy != nil || s.Budget != nil {
 		return invalid("goal", "goal, model, system, max_steps, policy and budget are for llm agents (kind \"llm\")")
 	}
@@ -256,7 +181,7 @@ func (s *Spec) normalizeProcess() error {
 }
 
 // normalizeCommon checks and fills the fields of every kind.
-func (s *Spec) normalizeCommon(d SpecDefaults) error {
+func (s *normalizing) normalizeCommon(d SpecDefaults) error {
 	if !nameRe.MatchString(s.Name) {
 		return invalid("name", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (got %q)", s.Name)
 	}
@@ -267,7 +192,7 @@ func (s *Spec) normalizeCommon(d SpecDefaults) error {
 }
 
 // checkEnv checks env and secret_env.
-func (s *Spec) checkEnv() error {
+func (s *normalizing) checkEnv() error {
 	for k, v := range s.Env {
 		if !envKeyRe.MatchString(k) {
 			return invalid("env."+k, "is not a valid variable name (letters, digits and '_', not starting with a digit)")
@@ -296,7 +221,7 @@ func (s *Spec) checkEnv() error {
 }
 
 // normalizeRest is normalizeCommon from the sandbox on.
-func (s *Spec) normalizeRest(d SpecDefaults) error {
+func (s *normalizing) normalizeRest(d SpecDefaults) error {
 	sb := d.SandboxDefaults(s.Kind)
 	if s.Sandbox != nil {
 		// Validate resolves paths in place: not in a spec shared with
@@ -304,7 +229,7 @@ func (s *Spec) normalizeRest(d SpecDefaults) error {
 		own := *s.Sandbox
 		own.Read, own.Write = slices.Clone(own.Read), slices.Clone(own.Write)
 		s.Sandbox = &own
-		if err := s.Sandbox.Validate("sandbox."); err != nil {
+		if err := sandbox.Validate(s.Sandbox, "sandbox."); err != nil {
 			var inv *sandbox.InvalidError
 			if errors.As(err, &inv) {
 				return invalid(inv.Field, "%s", inv.Msg)
@@ -350,7 +275,7 @@ func (s *Spec) normalizeRest(d SpecDefaults) error {
 			return invalid("labels."+k, "a label value is at most 256 bytes, without NUL")
 		}
 	}
-	if err := s.Restart.normalize(); err != nil {
+	if err := normalizeRestart(&s.Restart); err != nil {
 		return err
 	}
 	sig := strings.ToUpper(s.StopSignal)
@@ -373,7 +298,7 @@ func (s *Spec) normalizeRest(d SpecDefaults) error {
 	return nil
 }
 
-func (r *Restart) normalize() error {
+func normalizeRestart(r *Restart) error {
 	switch r.Policy {
 	case "":
 		r.Policy = Never
@@ -454,7 +379,7 @@ func defaultName(command string) string {
 // wider network, higher limits, a read or write path the defaults do not
 // cover, and a dir (which the agent may write) outside the default write
 // paths.
-func (s *Supervisor) widening(spec Spec) []string {
+func (s *Supervisor) widening(spec *normalizing) []string {
 	d := s.o.Defaults.SandboxDefaults(spec.Kind)
 	var out []string
 	if spec.dirGiven && !covered(spec.Dir, d.Write) {

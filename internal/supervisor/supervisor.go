@@ -442,11 +442,12 @@ func (s *Supervisor) Check(ctx context.Context, spec Spec) error { return s.chec
 // in ctx may not widen its sandbox. Paths are resolved once, here, and
 // the widening is judged on what is then stored.
 func (s *Supervisor) check(ctx context.Context, spec *Spec) error {
-	if err := spec.Normalize(s.o.Defaults); err != nil {
+	n, err := normalize(spec, s.o.Defaults)
+	if err != nil {
 		return err
 	}
 	if IsRestricted(ctx) {
-		if w := s.widening(*spec); len(w) > 0 {
+		if w := s.widening(n); len(w) > 0 {
 			return &ForbiddenError{Field: w[0], Msg: fmt.Sprintf("widening the sandbox beyond the configured defaults needs the admin role (%s)", strings.Join(w, ", "))}
 		}
 	}

@@ -373,7 +373,7 @@ func TestEnvironmentAndLog(t *testing.T) {
 	for _, line := range strings.Split(string(b), "\n") {
 		if p, ok := strings.CutPrefix(line, "PATH="); ok {
 			for _, d := range filepath.SplitList(p) {
-				if !r.Spec.SandboxPolicy("").Readable(d) {
+				if !SandboxPolicy(r.Spec, "").Readable(d) {
 					t.Errorf("PATH holds %s, which the sandbox cannot read", d)
 				}
 			}

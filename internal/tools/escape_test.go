@@ -181,7 +181,7 @@ func TestFileToolsDoNotFollowASwappedLink(t *testing.T) {
 // One huge result cannot take the daemon's memory: output past the cap is
 // counted, not kept, and the cap has a hard ceiling (issue 15.4).
 func TestExecOutputIsBounded(t *testing.T) {
-	if err := (Policy{Exec: ExecPolicy{MaxOutputKB: 64 << 10}}).Validate("policy."); err == nil || !strings.Contains(err.Error(), "policy.exec.max_output_kb: must be from 1 to 1024") {
+	if err := ValidatePolicy(Policy{Exec: ExecPolicy{MaxOutputKB: 64 << 10}}, "policy."); err == nil || !strings.Contains(err.Error(), "policy.exec.max_output_kb: must be from 1 to 1024") {
 		t.Fatalf("max_output_kb 65536: %v", err)
 	}
 	e, _ := env(t, Policy{Exec: ExecPolicy{Allow: []string{"yes"}, MaxOutputKB: MaxOutputKB, Timeout: "2s"}})

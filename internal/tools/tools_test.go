@@ -194,7 +194,7 @@ func TestPolicyValidate(t *testing.T) {
 		{Policy{Ask: []string{"rm_rf"}}, "policy.ask[0]"},
 	} {
 		var inv *InvalidError
-		if err := c.p.Validate("policy."); !errors.As(err, &inv) || inv.Field != c.field {
+		if err := ValidatePolicy(c.p, "policy."); !errors.As(err, &inv) || inv.Field != c.field {
 			t.Errorf("%+v: %v, want %s", c.p, err, c.field)
 		}
 	}

@@ -4,18 +4,15 @@ package version
 import (
 	"runtime"
 	"runtime/debug"
+
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Version is set at build time with -ldflags "-X github.com/oxios/oxios/internal/version.Version=v1.2.3".
 var Version = "dev"
 
 // Info describes this build.
-type Info struct {
-	Version   string `json:"version"`
-	Commit    string `json:"commit"`
-	GoVersion string `json:"go_version"`
-	Platform  string `json:"platform"`
-}
+type Info = oxios.VersionInfo
 
 // Get returns this build's version, commit (from the Go build info when the
 // binary was built in a git checkout), Go version and platform.
