@@ -17,8 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/oxios/oxios/internal/client"
-	"github.com/oxios/oxios/internal/sandbox"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func (a *app) agentCmd() *cobra.Command {
@@ -89,7 +88,7 @@ func (l *lastByte) Write(p []byte) (int, error) {
 
 func (a *app) agentSpawnCmd() *cobra.Command {
 	var (
-		spec              supervisor.Spec
+		spec              oxios.Spec
 		env, labels       []string
 		wait              bool
 		policy, window    string
@@ -120,7 +119,7 @@ the configured one; widening it needs the admin role.`,
   oxios agent spawn --timeout 10m --priority high --label team=search --wait -- make index
   oxios agent spawn --network none --memory-mb 512 --max-procs 64 --secret-env API_KEY -- python3 job.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if kind == supervisor.KindLLM {
+			if kind == oxios.KindLLM {
 				if len(args) > 0 {
 					return usageError("an llm agent takes --goal, not a command (got %q)", args[0])
 				}
@@ -135,19 +134,19 @@ the configured one; widening it needs the admin role.`,
 			spec.Sandbox = sb.spec(cmd)
 			spec.SecretEnv = secretEnv
 			switch kind {
-			case supervisor.KindLLM:
+			case oxios.KindLLM:
 				return a.spawnLLM(cmd, goal, llm, spec, wait)
-			case supervisor.KindProcess:
+			case oxios.KindProcess:
 			default:
 				return usageError("--kind: must be process or llm (got %q)", kind)
 			}
 			if goal != "" {
 				return usageError("--goal is for llm agents (add --kind llm)")
 			}
-			spec.Kind = supervisor.KindProcess
+			spec.Kind = oxios.KindProcess
 			spec.Command, spec.Args = args[0], args[1:]
-			spec.Restart = supervisor.Restart{Policy: policy, MaxRestarts: maxRestarts, Window: window,
-				ResetAfter: resetAfter, Backoff: supervisor.BackoffSpec{Initial: backoffInit, Max: bMax}}
+			spec.Restart = oxios.Restart{Policy: policy, MaxRestarts: maxRestarts, Window: window,
+				ResetAfter: resetAfter, Backoff: oxios.BackoffSpec{Initial: backoffInit, Max: bMax}}
 			var err error
 			if spec.Env, err = keyValues("--env", env); err != nil {
 				return err
@@ -217,7 +216,7 @@ func (s *sandboxFlags) flags(f *pflag.FlagSet) {
 }
 
 // spec is the sandbox the flags ask for, nil when none was given.
-func (s *sandboxFlags) spec(cmd *cobra.Command) *sandbox.Spec {
+func (s *sandboxFlags) spec(cmd *cobra.Command) *oxios.SandboxSpec {
 	given := false
 	for _, n := range []string{"sandbox", "network", "read", "write", "memory-mb", "cpu-seconds", "open-files", "max-procs", "file-size-mb"} {
 		given = given || cmd.Flags().Changed(n)
@@ -233,12 +232,12 @@ func (s *sandboxFlags) spec(cmd *cobra.Command) *sandbox.Spec {
 		}
 		return l
 	}
-	return &sandbox.Spec{Mode: s.mode, Network: s.network, Read: abs(s.read), Write: abs(s.write),
-		Limits: sandbox.Limits{MemoryMB: s.memory, CPUSeconds: s.cpu, OpenFiles: s.files, Processes: s.procs, FileSizeMB: s.fileMax}}
+	return &oxios.SandboxSpec{Mode: s.mode, Network: s.network, Read: abs(s.read), Write: abs(s.write),
+		Limits: oxios.SandboxLimits{MemoryMB: s.memory, CPUSeconds: s.cpu, OpenFiles: s.files, Processes: s.procs, FileSizeMB: s.fileMax}}
 }
 
 // spawnLLM spawns an llm agent from agent spawn's flags.
-func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base supervisor.Spec, wait bool) error {
+func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base oxios.Spec, wait bool) error {
 	if goal == "" {
 		return usageError("--goal: an llm agent needs a goal")
 	}
@@ -264,7 +263,7 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base supervi
 
 // spawn spawns spec and prints its id (and queue position), or waits for
 // it to end with --wait.
-func (a *app) spawn(spec supervisor.Spec, wait bool) error {
+func (a *app) spawn(spec oxios.Spec, wait bool) error {
 	c, err := a.client()
 	if err != nil {
 		return err
@@ -279,7 +278,7 @@ func (a *app) spawn(spec supervisor.Spec, wait bool) error {
 	if a.output == "json" {
 		return printJSON(a.stdout, r)
 	}
-	if r.State == supervisor.Queued && r.QueuePosition > 0 {
+	if r.State == oxios.Queued && r.QueuePosition > 0 {
 		fmt.Fprintf(a.stdout, "%s\t%s (position %d)\n", r.ID, r.QueueReason, r.QueuePosition)
 	} else {
 		fmt.Fprintln(a.stdout, r.ID)
@@ -318,7 +317,7 @@ func (a *app) agentListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var items []supervisor.Record
+			var items []oxios.Record
 			for {
 				page, next, err := c.Agents(context.Background(), f)
 				if err != nil {
@@ -331,7 +330,7 @@ func (a *app) agentListCmd() *cobra.Command {
 				f.Cursor = next
 			}
 			if items == nil {
-				items = []supervisor.Record{}
+				items = []oxios.Record{}
 			}
 			if a.output == "json" {
 				return printJSON(a.stdout, items)
@@ -367,13 +366,13 @@ func (a *app) agentListCmd() *cobra.Command {
 	return cmd
 }
 
-func paintState(c colors, s supervisor.State) string {
+func paintState(c colors, s oxios.State) string {
 	switch s {
-	case supervisor.Running, supervisor.Succeeded:
+	case oxios.Running, oxios.Succeeded:
 		return c.green(string(s))
-	case supervisor.Failed:
+	case oxios.Failed:
 		return c.red(string(s))
-	case supervisor.Backoff, supervisor.Killed, supervisor.Queued:
+	case oxios.Backoff, oxios.Killed, oxios.Queued:
 		return c.yellow(string(s))
 	}
 	return string(s)
@@ -413,7 +412,7 @@ func (a *app) agentGetCmd() *cobra.Command {
 	}
 }
 
-func (a *app) printRecord(r supervisor.Record) {
+func (a *app) printRecord(r oxios.Record) {
 	if a.output == "json" {
 		printJSON(a.stdout, r)
 		return
@@ -443,7 +442,7 @@ func (a *app) printRecord(r supervisor.Record) {
 		rows = append(rows, [2]string{"Next start", ts(r.NextStartAt)})
 	}
 	rows = append(rows, sandboxRows(r)...)
-	if r.Kind == supervisor.KindLLM {
+	if r.Kind == oxios.KindLLM {
 		cost := "-"
 		if r.Usage.CostUSD != nil {
 			cost = fmt.Sprintf("$%.4f", *r.Usage.CostUSD)
@@ -514,7 +513,7 @@ func (a *app) waitFor(c *client.Client, id string, timeout time.Duration) error 
 	}
 	sp := newSpinner(a.stderr, "waiting for "+id)
 	start := time.Now()
-	var r supervisor.Record
+	var r oxios.Record
 	for {
 		step := 2 * time.Second
 		if !sp.on {
@@ -571,9 +570,9 @@ func (a *app) waitFor(c *client.Client, id string, timeout time.Duration) error 
 		fmt.Fprintln(a.stdout)
 	}
 	switch r.State {
-	case supervisor.Succeeded:
+	case oxios.Succeeded:
 		return nil
-	case supervisor.Killed:
+	case oxios.Killed:
 		return &exitError{code: exitKilled}
 	default:
 		return &exitError{code: exitFailure}
@@ -644,7 +643,7 @@ func (a *app) each(ids []string, fn func(id string) error) error {
 }
 
 // report prints a record as JSON, or the formatted line for people.
-func (a *app) report(r supervisor.Record, format string, args ...any) error {
+func (a *app) report(r oxios.Record, format string, args ...any) error {
 	if a.output == "json" {
 		return printJSON(a.stdout, r)
 	}
@@ -791,7 +790,7 @@ func (a *app) schedulerCmd() *cobra.Command {
 }
 
 // sandboxRows describe the sandbox the agent got at its latest start.
-func sandboxRows(r supervisor.Record) [][2]string {
+func sandboxRows(r oxios.Record) [][2]string {
 	sb := r.Sandbox
 	if sb == nil {
 		return nil

@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/proc"
-	"github.com/oxios/oxios/internal/scheduler"
-	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // stopAtEnd stops the daemon gracefully when the test ends, so that its
@@ -29,26 +28,26 @@ func (e *env) stopAtEnd() {
 	})
 }
 
-func (e *env) spawnJSON(args ...string) supervisor.Record {
+func (e *env) spawnJSON(args ...string) oxios.Record {
 	e.t.Helper()
 	r := e.oxios(append([]string{"agent", "spawn", "-o", "json"}, args...)...)
 	if r.code != 0 {
 		e.t.Fatalf("spawn: %s", r)
 	}
-	var rec supervisor.Record
+	var rec oxios.Record
 	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil {
 		e.t.Fatalf("spawn output: %v\n%s", err, r)
 	}
 	return rec
 }
 
-func (e *env) agent(id string) supervisor.Record {
+func (e *env) agent(id string) oxios.Record {
 	e.t.Helper()
 	r := e.oxios("agent", "get", id, "-o", "json")
 	if r.code != 0 {
 		e.t.Fatalf("agent get: %s", r)
 	}
-	var rec supervisor.Record
+	var rec oxios.Record
 	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil {
 		e.t.Fatal(err)
 	}
@@ -56,7 +55,7 @@ func (e *env) agent(id string) supervisor.Record {
 }
 
 // waitAgent polls until the agent's record satisfies ok.
-func (e *env) waitAgent(id string, ok func(supervisor.Record) bool) supervisor.Record {
+func (e *env) waitAgent(id string, ok func(oxios.Record) bool) oxios.Record {
 	e.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -118,7 +117,7 @@ func TestAgentCLI(t *testing.T) {
 
 	// list filters, newest first.
 	r := e.oxios("agent", "list", "--name", "greeter", "-o", "json")
-	var recs []supervisor.Record
+	var recs []oxios.Record
 	if json.Unmarshal([]byte(r.stdout), &recs); len(recs) != 1 || recs[0].ID != ok.ID {
 		t.Fatalf("list --name: %s", r)
 	}
@@ -161,7 +160,7 @@ func TestAgentCLI(t *testing.T) {
 }
 
 // leftover reports whether the process group of rec's run is still alive.
-func leftover(rec supervisor.Record) bool {
+func leftover(rec oxios.Record) bool {
 	return len(proc.Leftovers(rec.PID, rec.ProcStart, "OXIOS_AGENT_ID="+rec.ID)) > 0
 }
 
@@ -175,8 +174,8 @@ func TestAgentsRecoverAfterSIGKILL(t *testing.T) {
 	e.stopAtEnd()
 	svc := e.spawnJSON("--name", "svc", "--restart", "always", "--", "sh", "-c", "sleep 1000 & sleep 1000; wait")
 	once := e.spawnJSON("--name", "once", "--", "sleep", "1000")
-	svcRun := e.waitAgent(svc.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
-	onceRun := e.waitAgent(once.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
+	svcRun := e.waitAgent(svc.ID, func(r oxios.Record) bool { return r.State == oxios.Running })
+	onceRun := e.waitAgent(once.ID, func(r oxios.Record) bool { return r.State == oxios.Running })
 
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitGone(t, pid, 5*time.Second)
@@ -185,11 +184,11 @@ func TestAgentsRecoverAfterSIGKILL(t *testing.T) {
 	}
 
 	e.start()
-	got := e.waitAgent(once.ID, func(r supervisor.Record) bool { return r.State.Terminal() })
-	if got.State != supervisor.Failed || got.Reason != "interrupted" {
+	got := e.waitAgent(once.ID, func(r oxios.Record) bool { return r.State.Terminal() })
+	if got.State != oxios.Failed || got.Reason != "interrupted" {
 		t.Fatalf("never-restart agent after SIGKILL: %s %q", got.State, got.Reason)
 	}
-	got = e.waitAgent(svc.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running && r.PID != svcRun.PID })
+	got = e.waitAgent(svc.ID, func(r oxios.Record) bool { return r.State == oxios.Running && r.PID != svcRun.PID })
 	if got.Reason != "daemon restart" {
 		t.Fatalf("always-restart agent after SIGKILL: reason %q", got.Reason)
 	}
@@ -221,7 +220,7 @@ func TestAgentLogsFollow(t *testing.T) {
 	dir := t.TempDir()
 	gate := filepath.Join(dir, "go")
 	rec := e.spawnJSON("--dir", dir, "--", "sh", "-c", "echo first; while [ ! -f go ]; do sleep 0.02; done; echo second")
-	e.waitAgent(rec.ID, func(r supervisor.Record) bool { return r.State == supervisor.Running })
+	e.waitAgent(rec.ID, func(r oxios.Record) bool { return r.State == oxios.Running })
 	done := make(chan result, 1)
 	go func() { done <- e.oxios("agent", "logs", "-f", rec.ID) }()
 	// The follower is attached once the agent's first line is out; then
@@ -299,9 +298,9 @@ func TestSpawnWaitInterrupted(t *testing.T) {
 	var id string
 	deadline := time.Now().Add(15 * time.Second)
 	for id == "" {
-		var recs []supervisor.Record
+		var recs []oxios.Record
 		json.Unmarshal([]byte(e.oxios("agent", "list", "--name", "long", "-o", "json").stdout), &recs)
-		if len(recs) == 1 && recs[0].State == supervisor.Running {
+		if len(recs) == 1 && recs[0].State == oxios.Running {
 			id = recs[0].ID
 		} else if time.Now().After(deadline) {
 			t.Fatal("the agent did not run")
@@ -315,7 +314,7 @@ func TestSpawnWaitInterrupted(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(errb.String(), "keeps running (oxios agent kill "+id+" stops it)") {
 		t.Fatalf("interrupted wait: %v\n%s", err, errb.String())
 	}
-	if rec := e.agent(id); rec.State != supervisor.Running {
+	if rec := e.agent(id); rec.State != oxios.Running {
 		t.Fatalf("the agent is %s", rec.State)
 	}
 }
@@ -346,7 +345,7 @@ func TestDefaultCapDoesNotSurprise(t *testing.T) {
 			t.Fatalf("spawn %d: %d", i, resp.StatusCode)
 		}
 	}
-	var sched scheduler.Snapshot
+	var sched oxios.SchedulerSnapshot
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		json.Unmarshal([]byte(e.oxios("scheduler", "-o", "json").stdout), &sched)
@@ -358,7 +357,7 @@ func TestDefaultCapDoesNotSurprise(t *testing.T) {
 	if sched.Running != n || sched.QueuedTotal != 0 || sched.Limits.MaxRunning < n {
 		t.Fatalf("with the default cap: %d running, %d queued, limit %d", sched.Running, sched.QueuedTotal, sched.Limits.MaxRunning)
 	}
-	var recs []supervisor.Record
+	var recs []oxios.Record
 	json.Unmarshal([]byte(e.oxios("agent", "list", "--limit", "1000", "-o", "json").stdout), &recs)
 	ids := []string{"agent", "kill"}
 	for _, r := range recs {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func (a *app) auditCmd() *cobra.Command {
@@ -43,7 +43,7 @@ func (a *app) auditListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var items []audit.Entry
+			var items []oxios.AuditEntry
 			for {
 				page, next, err := c.Audit(context.Background(), f)
 				if err != nil {
@@ -56,7 +56,7 @@ func (a *app) auditListCmd() *cobra.Command {
 				f.After = next
 			}
 			if items == nil {
-				items = []audit.Entry{}
+				items = []oxios.AuditEntry{}
 			}
 			if a.output == "json" {
 				return printJSON(a.stdout, items)

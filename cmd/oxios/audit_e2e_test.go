@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/audit"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // The audit trail's tail cut while the daemon is stopped (issue 15.6): with
@@ -32,7 +32,7 @@ func TestCutAuditTailIsReported(t *testing.T) {
 					t.Fatalf("spawn: %s", r)
 				}
 			}
-			var before audit.Verdict
+			var before oxios.AuditVerdict
 			if r := e.oxios("audit", "verify", "-o", "json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &before) != nil || before.Entries < 20 {
 				t.Fatalf("verify before: %s", r)
 			}
@@ -44,7 +44,7 @@ func TestCutAuditTailIsReported(t *testing.T) {
 
 			e.start()
 			code, body := e.get("/readyz", "")
-			var rd api.Readiness
+			var rd oxios.Readiness
 			if code != 200 || json.Unmarshal([]byte(body), &rd) != nil || len(rd.Damaged) != 1 || !strings.Contains(rd.Damaged[0], "audit: the audit trail is damaged") {
 				t.Fatalf("readyz: %d %s", code, body)
 			}
@@ -52,7 +52,7 @@ func TestCutAuditTailIsReported(t *testing.T) {
 			if r.code != 1 || !strings.Contains(r.stderr, "missing") {
 				t.Fatalf("audit verify: %s", r)
 			}
-			var v audit.Verdict
+			var v oxios.AuditVerdict
 			json.Unmarshal([]byte(e.oxios("audit", "verify", "-o", "json").stdout), &v)
 			if v.OK || v.Missing != uint64(cut) {
 				t.Fatalf("verify: %+v (cut %d entries)", v, cut)
@@ -65,7 +65,7 @@ func TestCutAuditTailIsReported(t *testing.T) {
 			if r := e.oxios("agent", "spawn", "--", "true"); r.code != 0 {
 				t.Fatalf("spawn after: %s", r)
 			}
-			var after audit.Verdict
+			var after oxios.AuditVerdict
 			json.Unmarshal([]byte(e.oxios("audit", "verify", "-o", "json").stdout), &after)
 			if after.FirstBroken != v.FirstBroken || after.Missing != v.Missing || len(after.Damage) != len(v.Damage) || after.Head <= v.Head {
 				t.Fatalf("verify after more entries: %+v (before %+v)", after, v)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // A backup taken while the daemon runs, restored into the stopped daemon
@@ -22,7 +22,7 @@ func TestBackupRestore(t *testing.T) {
 	e.start()
 	e.stopAtEnd()
 	done := e.spawnJSON("--name", "finished", "--", "sh", "-c", "echo hi")
-	e.waitAgent(done.ID, func(r supervisor.Record) bool { return r.State.Terminal() })
+	e.waitAgent(done.ID, func(r oxios.Record) bool { return r.State.Terminal() })
 	for _, args := range [][]string{
 		{"state", "put", "app", "config", `{"mode": "fast"}`},
 		{"cron", "add", "nightly", "--schedule", "0 3 * * *", "--", "true"},

@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/client"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // BenchmarkStartToReady measures what a user waits for: the wall time of
@@ -28,7 +27,7 @@ func BenchmarkStartToReady(b *testing.B) {
 	home := filepath.Join(b.TempDir(), "home")
 	listen := freeAddr(b)
 	envv := append(cleanEnv(), "OXIOS_HOME="+home)
-	oxios := func(args ...string) string {
+	run := func(args ...string) string {
 		cmd := exec.Command(binary, args...)
 		cmd.Env = envv
 		out, err := cmd.CombinedOutput()
@@ -44,15 +43,15 @@ func BenchmarkStartToReady(b *testing.B) {
 	}()
 	// The first start creates the home and the admin token; measure the
 	// ordinary case after it.
-	oxios("start", "--listen", listen)
-	oxios("stop")
+	run("start", "--listen", listen)
+	run("stop")
 
 	var total time.Duration
 	var rssKB int
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		out := oxios("start", "--listen", listen)
+		out := run("start", "--listen", listen)
 		total += time.Since(t0)
 		b.StopTimer()
 		if i == 0 {
@@ -61,7 +60,7 @@ func BenchmarkStartToReady(b *testing.B) {
 			time.Sleep(time.Second) // let it idle: this measures idle memory
 			rssKB = vmRSS(b, pid)
 		}
-		oxios("stop")
+		run("stop")
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/ready")
@@ -98,7 +97,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 		cmd.Env = envv
 		cmd.Run()
 	}()
-	oxios := func(args ...string) string {
+	run := func(args ...string) string {
 		cmd := exec.Command(binary, args...)
 		cmd.Env = envv
 		out, err := cmd.CombinedOutput()
@@ -129,7 +128,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 			c.Process.Kill()
 			c.Wait()
 		}
-		out := oxios("start", "--listen", listen)
+		out := run("start", "--listen", listen)
 		pid := 0
 		fmt.Sscanf(out[strings.Index(out, "PID ")+4:], "%d", &pid)
 		tok, _ := os.ReadFile(filepath.Join(home, "secrets", "admin.token"))
@@ -141,7 +140,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 		started := make(chan struct{}, n)
 		sctx, stopEvents := context.WithCancel(ctx)
 		zero := uint64(0) // a new home: every agent.started is one of these
-		go c.Events(sctx, client.EventsOptions{Types: []string{"agent.started"}, Since: &zero, Follow: true}, func(bus.Event) error {
+		go c.Events(sctx, client.EventsOptions{Types: []string{"agent.started"}, Since: &zero, Follow: true}, func(oxios.Event) error {
 			started <- struct{}{}
 			return nil
 		})
@@ -152,7 +151,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for i := w; i < n; i += 8 {
-					if _, err := c.Spawn(ctx, supervisor.Spec{Command: "sleep", Args: []string{"3600"}}); err != nil {
+					if _, err := c.Spawn(ctx, oxios.Spec{Command: "sleep", Args: []string{"3600"}}); err != nil {
 						b.Error(err)
 						return
 					}
@@ -181,7 +180,7 @@ func BenchmarkThousandAgents(b *testing.B) {
 		b.ReportMetric(float64(vmRSS(b, pid))/1024, "MB-RSS")
 		b.ReportMetric(cpu, "%CPU-idle")
 		t1 := time.Now()
-		oxios("stop")
+		run("stop")
 		b.ReportMetric(float64(time.Since(t1).Milliseconds()), "ms-stop")
 		b.StartTimer()
 	}

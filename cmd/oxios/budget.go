@@ -13,6 +13,7 @@ import (
 
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func (a *app) budgetCmd() *cobra.Command {
@@ -193,7 +194,7 @@ func (a *app) budgetRmCmd() *cobra.Command {
 	}
 }
 
-func (a *app) printBudget(st budget.Status) error {
+func (a *app) printBudget(st oxios.BudgetStatus) error {
 	if a.output == "json" {
 		return printJSON(a.stdout, st)
 	}
@@ -227,7 +228,7 @@ func usedOf(used, limit float64, usd bool) string {
 	return fmt.Sprintf("%s / %s (%.0f%%)", f(used), f(limit), 100*used/limit)
 }
 
-func budgetState(col colors, st budget.Status) string {
+func budgetState(col colors, st oxios.BudgetStatus) string {
 	if !st.Exhausted {
 		return col.green("ok")
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/config"
+	"github.com/oxios/oxios/internal/kernel"
 )
 
 func (a *app) configCmd() *cobra.Command {
@@ -75,7 +76,7 @@ and exits 2, or says the file is valid and exits 0.`,
 			if err != nil {
 				return err
 			}
-			if _, err := config.Load(path); err != nil {
+			if _, err := config.Load(path, kernel.CheckConfig); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					return usageError("%s does not exist (it is created by the first 'oxios start')", path)
 				}

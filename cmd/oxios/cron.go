@@ -14,8 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/client"
-	"github.com/oxios/oxios/internal/cron"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func (a *app) cronCmd() *cobra.Command {
@@ -104,12 +103,12 @@ override it.`,
 			}
 			if onExhausted != "" {
 				if j.Spec.Budget == nil {
-					j.Spec.Budget = &supervisor.SpecBudget{}
+					j.Spec.Budget = &oxios.SpecBudget{}
 				}
 				j.Spec.Budget.OnExhausted = onExhausted
 			}
 			if len(args) > 1 {
-				if j.Spec.Kind == supervisor.KindLLM {
+				if j.Spec.Kind == oxios.KindLLM {
 					return usageError("an llm job takes --goal, not a command (got %q)", args[1])
 				}
 				j.Spec.Command, j.Spec.Args = args[1], args[2:]
@@ -303,7 +302,7 @@ and exits like 'oxios agent wait'.`,
 					return err
 				}
 			}
-			if run.Action != string(cron.Run) {
+			if run.Action != string(oxios.CronRun) {
 				verb := map[string]string{"skip": "skipped", "queue": "queued"}[run.Action]
 				return failure(fmt.Errorf("the firing was %s: the job's previous run is still active (overlap policy)", verb))
 			}
@@ -321,13 +320,13 @@ and exits like 'oxios agent wait'.`,
 	return cmd
 }
 
-func (a *app) printCron(st cron.Status) error {
+func (a *app) printCron(st oxios.CronStatus) error {
 	if a.output == "json" {
 		return printJSON(a.stdout, st)
 	}
 	col := newColors(a.stdout)
 	what := st.Spec.Command + " " + strings.Join(st.Spec.Args, " ")
-	if st.Spec.Kind == supervisor.KindLLM {
+	if st.Spec.Kind == oxios.KindLLM {
 		what = "llm: " + st.Spec.Goal
 	}
 	rows := [][2]string{

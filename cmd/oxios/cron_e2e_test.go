@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
-	"github.com/oxios/oxios/internal/budget"
-	"github.com/oxios/oxios/internal/cron"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Budgets and cron jobs end to end, through the CLI and a real daemon that
@@ -51,10 +50,10 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	if r := e.oxios("run", "spend it"); r.code != 0 || r.stdout != "spent\n" {
 		t.Fatalf("run: %s", r)
 	}
-	usage := func() budget.Status {
+	usage := func() oxios.BudgetStatus {
 		t.Helper()
 		r := e.oxios("budget", "get", "global", "-o", "json")
-		var st budget.Status
+		var st oxios.BudgetStatus
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
 			t.Fatalf("budget get: %s", r)
 		}
@@ -70,16 +69,16 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	if r := e.oxios("cron", "add", "digest", "--schedule", "@hourly", "--disabled", "--kind", "llm", "--goal", "summarize"); r.code != 0 {
 		t.Fatalf("cron add llm: %s", r)
 	}
-	job := func(name string) cron.Status {
+	job := func(name string) oxios.CronStatus {
 		t.Helper()
 		r := e.oxios("cron", "get", name, "-o", "json")
-		var st cron.Status
+		var st oxios.CronStatus
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
 			t.Fatalf("cron get: %s", r)
 		}
 		return st
 	}
-	fired := func(after time.Time) cron.Status {
+	fired := func(after time.Time) oxios.CronStatus {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {

@@ -17,7 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // The dashboard in a real headless Chromium (Debian's chromium), driven by
@@ -233,14 +233,14 @@ func TestDashboardSpawnAndKill(t *testing.T) {
 		click("#s-submit"),
 		visible(`#agents-table tr[data-id] .badge.running`))
 	id := eval[string](t, ctx, `document.querySelector("#agents-table tr[data-id]").dataset.id`)
-	if rec := e.agent(id); rec.Name != "napper" || rec.State != supervisor.Running || rec.Spec.Command != "sleep" {
+	if rec := e.agent(id); rec.Name != "napper" || rec.State != oxios.Running || rec.Spec.Command != "sleep" {
 		t.Fatalf("spawned from the form: %+v", rec)
 	}
 	shot(t, ctx, "spawned")
 
 	do(t, ctx, "kill", click(`#agents-table tr[data-id="`+id+`"] button.danger`),
 		visible(`#agents-table tr[data-id="`+id+`"] .badge.killed`))
-	if rec := e.agent(id); rec.State != supervisor.Killed {
+	if rec := e.agent(id); rec.State != oxios.Killed {
 		t.Fatalf("after the kill button: %s", rec.State)
 	}
 	// A change made elsewhere shows up too, from the event stream.

@@ -16,10 +16,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/agent"
-	"github.com/oxios/oxios/internal/api"
 	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/sandbox"
 )
 
@@ -178,7 +178,7 @@ func (a *app) doctor() []finding {
 			default:
 				add("storage", "ok", "every part is ready", "")
 			}
-			var rd api.Readiness
+			var rd oxios.Readiness
 			if code == 200 && json.Unmarshal([]byte(body), &rd) == nil {
 				for _, d := range rd.Damaged {
 					add("damage", "fail", d, "oxios audit verify; see the README's Audit section")

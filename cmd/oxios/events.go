@@ -14,6 +14,7 @@ import (
 
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func (a *app) eventsCmd() *cobra.Command {
@@ -58,7 +59,7 @@ Type patterns: "agent.started", "agent.*" (or "agent"), "*.finished".`,
 				o.Since = &since
 			}
 			colors := newColors(a.stdout)
-			print := func(ev bus.Event) error {
+			print := func(ev oxios.Event) error {
 				if a.output == "json" {
 					b, _ := json.Marshal(ev)
 					_, err := fmt.Fprintf(a.stdout, "%s\n", b)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
@@ -32,7 +33,7 @@ func TestReload(t *testing.T) {
 		t.Helper()
 		// Over HTTP: the CLI itself would refuse the invalid file below.
 		code, body := e.get("/api/v1/scheduler", e.token())
-		var snap scheduler.Snapshot
+		var snap oxios.SchedulerSnapshot
 		if code != 200 || json.Unmarshal([]byte(body), &snap) != nil {
 			t.Fatalf("scheduler: %d %s", code, body)
 		}

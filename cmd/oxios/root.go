@@ -12,6 +12,7 @@ import (
 	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/kernel"
 	"github.com/oxios/oxios/internal/security"
 )
 
@@ -102,7 +103,7 @@ func (a *app) loadConfig(h config.Home) (config.Config, string, error) {
 	if !explicit {
 		path = h.ConfigPath()
 	}
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(path, kernel.CheckConfig)
 	if errors.Is(err, os.ErrNotExist) {
 		if explicit {
 			return cfg, path, usageError("--config: %s does not exist", path)

@@ -14,10 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/client"
-	"github.com/oxios/oxios/internal/supervisor"
-	"github.com/oxios/oxios/internal/tools"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // llmFlags are the flags that shape an llm agent's spec.
@@ -43,8 +41,8 @@ func (f *llmFlags) add(cmd *cobra.Command) {
 
 // spec builds the llm spec; only the policy lists that were given are set,
 // so the configured defaults hold for the others.
-func (f *llmFlags) spec(goal string) (supervisor.Spec, error) {
-	s := supervisor.Spec{Kind: supervisor.KindLLM, Goal: goal, Model: f.model, System: f.system, MaxSteps: f.maxSteps,
+func (f *llmFlags) spec(goal string) (oxios.Spec, error) {
+	s := oxios.Spec{Kind: oxios.KindLLM, Goal: goal, Model: f.model, System: f.system, MaxSteps: f.maxSteps,
 		Timeout: f.timeout, Name: f.name, Priority: f.priority}
 	if f.workspace != "" {
 		abs, err := filepath.Abs(f.workspace)
@@ -54,7 +52,7 @@ func (f *llmFlags) spec(goal string) (supervisor.Spec, error) {
 		s.Dir = abs
 	}
 	if f.allowExec != nil || f.allowHost != nil || f.allowPath != nil {
-		s.Policy = &tools.Policy{}
+		s.Policy = &oxios.Policy{}
 		s.Policy.Exec.Allow = f.allowExec
 		s.Policy.Network.Allow = f.allowHost
 		s.Policy.Paths.Allow = f.allowPath
@@ -117,7 +115,7 @@ func (a *app) follow(c *client.Client, id string) error {
 			since = last
 		}
 		var err error
-		last, err = c.Events(ctx, client.EventsOptions{Agent: id, Since: &since, Follow: true}, func(ev bus.Event) error {
+		last, err = c.Events(ctx, client.EventsOptions{Agent: id, Since: &since, Follow: true}, func(ev oxios.Event) error {
 			var d map[string]any
 			json.Unmarshal(ev.Data, &d)
 			switch ev.Type {
@@ -175,9 +173,9 @@ func (a *app) follow(c *client.Client, id string) error {
 		}
 	}
 	switch r.State {
-	case supervisor.Succeeded:
+	case oxios.Succeeded:
 		return nil
-	case supervisor.Killed:
+	case oxios.Killed:
 		return &exitError{code: exitKilled, err: fmt.Errorf("agent %s was killed (%s)", id, r.Reason)}
 	default:
 		return &exitError{code: exitFailure, err: fmt.Errorf("agent %s failed: %s", id, r.Reason)}

@@ -14,8 +14,7 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
-	"github.com/oxios/oxios/internal/approval"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 const e2eKey = "sk-e2e-5d1c0b9a8f7e6d5c4b3a"
@@ -72,7 +71,7 @@ func TestRunGoal(t *testing.T) {
 			t.Fatalf("the API key is in the %s", what)
 		}
 	}
-	var recs []supervisor.Record
+	var recs []oxios.Record
 	json.Unmarshal([]byte(list.stdout), &recs)
 	if len(recs) != 2 || recs[1].Usage.TokensIn != 180 || recs[1].Usage.CostUSD == nil || !strings.Contains(events.stdout, "llm.response") {
 		t.Fatalf("records: %s", list.stdout)
@@ -93,7 +92,7 @@ func TestRunGoal(t *testing.T) {
 		t.Fatalf("unknown provider: %s", r)
 	}
 	r = e.oxios("agent", "spawn", "--kind", "llm", "--goal", "Say hi", "-o", "json")
-	var rec supervisor.Record
+	var rec oxios.Record
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rec) != nil || rec.Kind != "llm" || rec.Spec.Model != "openai/gpt-4.1-mini" {
 		t.Fatalf("agent spawn --kind llm: %s", r)
 	}
@@ -127,21 +126,21 @@ func approvalAcrossRestart(t *testing.T, call agenttest.ToolCall, kill bool) {
 	e.stopAtEnd()
 	ws := t.TempDir()
 	r := e.oxios("agent", "spawn", "--kind", "llm", "--goal", "write out.txt", "--dir", ws, "-o", "json")
-	var rec supervisor.Record
+	var rec oxios.Record
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rec) != nil {
 		t.Fatalf("spawn: %s", r)
 	}
-	pending := func() []approval.Approval {
+	pending := func() []oxios.Approval {
 		r := e.oxios("approvals", "list", "-o", "json")
-		var items []approval.Approval
+		var items []oxios.Approval
 		json.Unmarshal([]byte(r.stdout), &items)
 		return items
 	}
-	waiting := func() approval.Approval {
+	waiting := func() oxios.Approval {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			if ps := pending(); len(ps) == 1 && e.agent(rec.ID).State == supervisor.WaitingApproval {
+			if ps := pending(); len(ps) == 1 && e.agent(rec.ID).State == oxios.WaitingApproval {
 				return ps[0]
 			}
 			if time.Now().After(deadline) {
@@ -274,15 +273,15 @@ func TestLargeOutputIsStoredWhole(t *testing.T) {
 	if r.code != 0 || r.stdout != answer {
 		t.Fatalf("run: exit %d, %d bytes of output (want %d): %.300s", r.code, len(r.stdout), len(answer), r.stderr)
 	}
-	var recs []supervisor.Record
+	var recs []oxios.Record
 	if l := e.oxios("agent", "list", "-o", "json"); json.Unmarshal([]byte(l.stdout), &recs) != nil || len(recs) != 1 {
 		t.Fatalf("agent list: %.500s", l)
 	}
 	rec := recs[0]
-	check := func(when string, rec supervisor.Record) {
+	check := func(when string, rec oxios.Record) {
 		t.Helper()
-		if rec.State != supervisor.Succeeded || !rec.OutputTruncated || rec.OutputBytes != int64(len(answer)) ||
-			len(rec.Output) != supervisor.OutputPreview || !strings.HasPrefix(answer, rec.Output) {
+		if rec.State != oxios.Succeeded || !rec.OutputTruncated || rec.OutputBytes != int64(len(answer)) ||
+			len(rec.Output) != oxios.OutputPreview || !strings.HasPrefix(answer, rec.Output) {
 			t.Fatalf("%s: record %s %q, truncated %v, %d of %d bytes", when, rec.State, rec.Reason, rec.OutputTruncated, len(rec.Output), rec.OutputBytes)
 		}
 		code, body := e.get("/api/v1/agents/"+rec.ID+"/output", e.token())
@@ -336,15 +335,15 @@ func TestSubAgentAcrossSIGKILL(t *testing.T) {
 	e.stopAtEnd()
 	ws := t.TempDir()
 	r := e.oxios("agent", "spawn", "--kind", "llm", "--goal", "delegate", "--dir", ws, "-o", "json")
-	var parent supervisor.Record
+	var parent oxios.Record
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &parent) != nil {
 		t.Fatalf("spawn: %s", r)
 	}
-	pendingOne := func() approval.Approval {
+	pendingOne := func() oxios.Approval {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			var items []approval.Approval
+			var items []oxios.Approval
 			json.Unmarshal([]byte(e.oxios("approvals", "list", "-o", "json").stdout), &items)
 			if len(items) == 1 {
 				return items[0]

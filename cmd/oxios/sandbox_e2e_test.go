@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/oxios/oxios/internal/agent/agenttest"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/sandbox"
-	"github.com/oxios/oxios/internal/supervisor"
 )
 
 func needLandlock(t *testing.T) {
@@ -88,10 +88,10 @@ func (e *env) post(path, token string, body any) (int, string) {
 	return resp.StatusCode, out.String()
 }
 
-func (e *env) waitEnded(id string) supervisor.Record {
+func (e *env) waitEnded(id string) oxios.Record {
 	e.t.Helper()
 	r := e.oxios("agent", "wait", id, "--timeout", "60s", "-o", "json")
-	var rec supervisor.Record
+	var rec oxios.Record
 	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil || !rec.State.Terminal() {
 		e.t.Fatalf("agent wait %s: %v\n%s", id, err, r)
 	}
@@ -205,9 +205,9 @@ func TestSandboxProcessAgents(t *testing.T) {
 	if r.code != 0 {
 		t.Fatal(r)
 	}
-	spawn := func(token string, spec map[string]any) (int, supervisor.Record, string) {
+	spawn := func(token string, spec map[string]any) (int, oxios.Record, string) {
 		code, body := e.post("/api/v1/agents", token, spec)
-		var rec supervisor.Record
+		var rec oxios.Record
 		json.Unmarshal([]byte(body), &rec)
 		return code, rec, body
 	}
@@ -341,7 +341,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 		}
 		rec = e.waitEnded(rec.ID)
 		logb, _ := os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
-		if rec.State != supervisor.Succeeded {
+		if rec.State != oxios.Succeeded {
 			t.Errorf("%s in the sandbox: %s %s\n%s", name, rec.State, rec.Reason, logb)
 		}
 	}
@@ -355,7 +355,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != supervisor.Failed || rec.Reason != "memory limit 128 MiB reached" {
+	if rec = e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "memory limit 128 MiB reached" {
 		t.Errorf("memory hog: %s %q", rec.State, rec.Reason)
 	}
 	code, rec, body = spawn(op, map[string]any{"command": "sh", "args": []string{"-c", "while :; do sleep 30 & done"},
@@ -363,7 +363,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != supervisor.Failed || rec.Reason != "process limit 64 reached" {
+	if rec = e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "process limit 64 reached" {
 		t.Errorf("fork bomb: %s %q", rec.State, rec.Reason)
 	}
 	code, rec, body = spawn(op, map[string]any{"command": "sh", "args": []string{"-c", "while :; do :; done"},
@@ -371,7 +371,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != supervisor.Failed || rec.Reason != "CPU time limit reached (1 s)" {
+	if rec = e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "CPU time limit reached (1 s)" {
 		t.Errorf("CPU spin: %s %q", rec.State, rec.Reason)
 	}
 
@@ -410,7 +410,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 		t.Fatalf("agent spawn with sandbox flags: %s", r)
 	}
 	list := e.oxios("agent", "list", "-o", "json")
-	var recs []supervisor.Record
+	var recs []oxios.Record
 	json.Unmarshal([]byte(list.stdout), &recs)
 	got := e.oxios("agent", "get", recs[0].ID)
 	for _, want := range []string{"enforce, Landlock ABI", "none (by", "memory 64 MiB", "processes 32"} {
@@ -438,7 +438,7 @@ func TestSandboxProcessAgents(t *testing.T) {
 	}
 	rec = e.waitEnded(rec.ID)
 	logb, _ = os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
-	if rec.State != supervisor.Succeeded || !strings.Contains(string(logb), "MATCH") {
+	if rec.State != oxios.Succeeded || !strings.Contains(string(logb), "MATCH") {
 		t.Fatalf("secret_env: %s %q %s", rec.State, rec.Reason, logb)
 	}
 	r = e.oxios("token", "create", "v", "--role", "viewer")
@@ -477,17 +477,17 @@ func TestSandboxEnforceWithoutLandlock(t *testing.T) {
 	e.stopAtEnd()
 	rec := e.spawnJSON("--", "true")
 	rec = e.waitEnded(rec.ID)
-	if rec.State != supervisor.Failed || !strings.HasPrefix(rec.Reason, "sandbox unavailable: filesystem: Landlock is not available") {
+	if rec.State != oxios.Failed || !strings.HasPrefix(rec.Reason, "sandbox unavailable: filesystem: Landlock is not available") {
 		t.Fatalf("enforce without Landlock: %s %q", rec.State, rec.Reason)
 	}
 	code, body := e.post("/api/v1/agents", e.token(), map[string]any{"command": "true", "sandbox": map[string]any{"mode": "best_effort"}})
-	var got supervisor.Record
+	var got oxios.Record
 	json.Unmarshal([]byte(body), &got)
 	if code != 201 {
 		t.Fatal(code, body)
 	}
 	got = e.waitEnded(got.ID)
-	if got.State != supervisor.Succeeded || got.Sandbox == nil || got.Sandbox.Landlock != 0 || !strings.Contains(strings.Join(got.Sandbox.Unenforced, ";"), "Landlock is not available") {
+	if got.State != oxios.Succeeded || got.Sandbox == nil || got.Sandbox.Landlock != 0 || !strings.Contains(strings.Join(got.Sandbox.Unenforced, ";"), "Landlock is not available") {
 		t.Fatalf("best effort without Landlock: %s %q %+v", got.State, got.Reason, got.Sandbox)
 	}
 }
@@ -507,12 +507,12 @@ func TestSandboxWorkspaceSwappedForALink(t *testing.T) {
 	d := filepath.Join(t.TempDir(), "ws")
 	os.MkdirAll(d, 0o700)
 	code, body := e.post("/api/v1/agents", e.token(), map[string]any{"kind": "llm", "goal": "x", "dir": d})
-	var rec supervisor.Record
+	var rec oxios.Record
 	json.Unmarshal([]byte(body), &rec)
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != supervisor.Succeeded {
+	if rec = e.waitEnded(rec.ID); rec.State != oxios.Succeeded {
 		t.Fatalf("first run: %s %q", rec.State, rec.Reason)
 	}
 	os.Rename(d, d+".old")
@@ -520,10 +520,10 @@ func TestSandboxWorkspaceSwappedForALink(t *testing.T) {
 	if r := e.oxios("agent", "restart", rec.ID); r.code != 0 {
 		t.Fatal(r)
 	}
-	rec = e.waitAgent(rec.ID, func(r supervisor.Record) bool {
+	rec = e.waitAgent(rec.ID, func(r oxios.Record) bool {
 		return r.State.Terminal() && r.Restarts == 0 && r.Reason != "completed"
 	})
-	if rec.State != supervisor.Failed || !strings.Contains(rec.Reason, "is now reached through a symlink") {
+	if rec.State != oxios.Failed || !strings.Contains(rec.Reason, "is now reached through a symlink") {
 		t.Fatalf("restart through a swapped workspace: %s %q", rec.State, rec.Reason)
 	}
 	if llm.Count() != 1 {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/store"
 )
 
@@ -158,7 +159,7 @@ func (a *app) stateListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var all []store.Entry
+			var all []oxios.Entry
 			cursor := ""
 			for {
 				page := 1000
@@ -177,7 +178,7 @@ func (a *app) stateListCmd() *cobra.Command {
 			}
 			if a.output == "json" {
 				if all == nil {
-					all = []store.Entry{}
+					all = []oxios.Entry{}
 				}
 				return printJSON(a.stdout, all)
 			}

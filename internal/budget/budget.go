@@ -27,7 +27,6 @@ import (
 
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/oxios"
-	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // Bucket is the key/value bucket of budgets and their usage.
@@ -45,7 +44,7 @@ type (
 )
 
 // FromAgent converts an agent's usage.
-func FromAgent(u supervisor.Usage) Usage {
+func FromAgent(u oxios.Usage) Usage {
 	v := Usage{Tokens: u.TokensIn + u.TokensOut, Calls: u.LLMCalls}
 	if u.CostUSD != nil {
 		v.CostUSD = *u.CostUSD
@@ -88,7 +87,7 @@ func ParseWindow(s string) (time.Duration, error) {
 }
 
 func invalid(field, format string, a ...any) error {
-	return &supervisor.InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
+	return &oxios.InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
 
 // Validate checks b and fills its default window (24h).
@@ -129,7 +128,7 @@ func applies(name string, labels map[string]string) bool {
 	return ok && v == m[2]
 }
 
-// Error is a limit reached. It matches supervisor.ErrBudget.
+// Error is a limit reached. It matches oxios.ErrBudget.
 type Error struct {
 	// Admission: the agent was not started; otherwise a model call was
 	// refused mid-run.
@@ -159,8 +158,8 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Is makes errors.Is(err, supervisor.ErrBudget) true.
-func (e *Error) Is(target error) bool { return target == supervisor.ErrBudget }
+// Is makes errors.Is(err, oxios.ErrBudget) true.
+func (e *Error) Is(target error) bool { return target == oxios.ErrBudget }
 
 func formatMetric(metric string, v float64) string {
 	if metric == "cost_usd" {
@@ -193,7 +192,7 @@ func metrics(l Limits, u Usage) []metric {
 }
 
 // SpecLimits are an agent spec's own limits.
-func SpecLimits(s supervisor.Spec) Limits {
+func SpecLimits(s oxios.Spec) Limits {
 	if s.Budget == nil {
 		return Limits{}
 	}
@@ -482,7 +481,7 @@ func (s *Service) exhaustedLocked(labels map[string]string, now time.Time, admis
 // Admit decides whether an llm agent may start. When a budget it is under
 // is exhausted it returns an *Error with the time the budget frees, and a
 // channel closed when any budget is changed (reset, raised, deleted).
-func (s *Service) Admit(rec supervisor.Record) (time.Time, <-chan struct{}, error) {
+func (s *Service) Admit(rec oxios.Record) (time.Time, <-chan struct{}, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.exhaustedLocked(rec.Spec.Labels, s.Now(), true); e != nil {
@@ -493,7 +492,7 @@ func (s *Service) Admit(rec supervisor.Record) (time.Time, <-chan struct{}, erro
 
 // Check is asked before every model call of an agent that has used used
 // so far in this run.
-func (s *Service) Check(rec supervisor.Record, used supervisor.Usage) error {
+func (s *Service) Check(rec oxios.Record, used oxios.Usage) error {
 	if e := checkSpec(rec.Spec, FromAgent(used)); e != nil {
 		return e
 	}
@@ -505,7 +504,7 @@ func (s *Service) Check(rec supervisor.Record, used supervisor.Usage) error {
 	return nil
 }
 
-func checkSpec(spec supervisor.Spec, used Usage) *Error {
+func checkSpec(spec oxios.Spec, used Usage) *Error {
 	for _, m := range metrics(SpecLimits(spec), used) {
 		if m.reached() {
 			return &Error{Budget: "agent", Metric: m.name, Used: m.used, Limit: m.limit}
@@ -518,7 +517,7 @@ func checkSpec(spec supervisor.Spec, used Usage) *Error {
 // used total so far, and publishes budget.warning at 80 % of a limit and
 // budget.exceeded at 100 %, once per crossing. The usage counts here at
 // once and is written to the bucket by the flusher within moments.
-func (s *Service) Spend(rec supervisor.Record, total, delta supervisor.Usage) {
+func (s *Service) Spend(rec oxios.Record, total, delta oxios.Usage) {
 	d := FromAgent(delta)
 	now := s.Now().UTC()
 	type alert struct {
@@ -744,7 +743,7 @@ func (s *Service) modify(ctx context.Context, name string, create bool, change f
 		case !errors.Is(err, jetstream.ErrKeyNotFound):
 			return fmt.Errorf("read budget %s: %w", name, err)
 		case !create:
-			return &supervisor.NotFoundError{What: "budget " + name}
+			return &oxios.NotFoundError{What: "budget " + name}
 		}
 		change(&cur)
 		data, _ := json.Marshal(cur)
@@ -808,7 +807,7 @@ func (s *Service) Get(name string) (Status, error) {
 	defer s.mu.Unlock()
 	b, ok := s.defs[name]
 	if !ok {
-		return Status{}, &supervisor.NotFoundError{What: "budget " + name}
+		return Status{}, &oxios.NotFoundError{What: "budget " + name}
 	}
 	return s.statusLocked(b, s.Now()), nil
 }

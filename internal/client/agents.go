@@ -12,9 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oxios/oxios/internal/api"
-	"github.com/oxios/oxios/internal/scheduler"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func agentPath(id string, rest string) string {
@@ -22,8 +20,8 @@ func agentPath(id string, rest string) string {
 }
 
 // Spawn creates an agent from spec and returns its record at once.
-func (c *Client) Spawn(ctx context.Context, spec supervisor.Spec) (supervisor.Record, error) {
-	var r supervisor.Record
+func (c *Client) Spawn(ctx context.Context, spec oxios.Spec) (oxios.Record, error) {
+	var r oxios.Record
 	err := c.do(ctx, http.MethodPost, "/api/v1/agents", spec, &r)
 	return r, err
 }
@@ -39,7 +37,7 @@ type AgentFilter struct {
 }
 
 // Agents lists agents, newest first; next is the cursor of the next page.
-func (c *Client) Agents(ctx context.Context, f AgentFilter) (items []supervisor.Record, next string, err error) {
+func (c *Client) Agents(ctx context.Context, f AgentFilter) (items []oxios.Record, next string, err error) {
 	q := url.Values{}
 	if len(f.States) > 0 {
 		q.Set("state", strings.Join(f.States, ","))
@@ -64,43 +62,43 @@ func (c *Client) Agents(ctx context.Context, f AgentFilter) (items []supervisor.
 		path += "?" + q.Encode()
 	}
 	var out struct {
-		Items      []supervisor.Record `json:"items"`
-		NextCursor string              `json:"next_cursor"`
+		Items      []oxios.Record `json:"items"`
+		NextCursor string         `json:"next_cursor"`
 	}
 	err = c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.Items, out.NextCursor, err
 }
 
 // Agent returns one agent's record.
-func (c *Client) Agent(ctx context.Context, id string) (supervisor.Record, error) {
-	var r supervisor.Record
+func (c *Client) Agent(ctx context.Context, id string) (oxios.Record, error) {
+	var r oxios.Record
 	err := c.do(ctx, http.MethodGet, agentPath(id, ""), nil, &r)
 	return r, err
 }
 
 // Wait waits up to timeout (at most 10m per call) for the agent's run to
 // end and returns its record; its state says whether it ended.
-func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) (supervisor.Record, error) {
-	var r supervisor.Record
+func (c *Client) Wait(ctx context.Context, id string, timeout time.Duration) (oxios.Record, error) {
+	var r oxios.Record
 	err := c.doLong(ctx, http.MethodPost, agentPath(id, "/wait?timeout="+timeout.String()), nil, &r)
 	return r, err
 }
 
 // Kill stops the agent (grace < 0: its spec's stop_timeout) and returns
 // its record once it has ended.
-func (c *Client) Kill(ctx context.Context, id string, grace time.Duration) (supervisor.Record, error) {
+func (c *Client) Kill(ctx context.Context, id string, grace time.Duration) (oxios.Record, error) {
 	path := agentPath(id, "/kill")
 	if grace >= 0 {
 		path += "?grace=" + grace.String()
 	}
-	var r supervisor.Record
+	var r oxios.Record
 	err := c.doLong(ctx, http.MethodPost, path, nil, &r)
 	return r, err
 }
 
 // Restart restarts the agent.
-func (c *Client) Restart(ctx context.Context, id string) (supervisor.Record, error) {
-	var r supervisor.Record
+func (c *Client) Restart(ctx context.Context, id string) (oxios.Record, error) {
+	var r oxios.Record
 	err := c.do(ctx, http.MethodPost, agentPath(id, "/restart"), nil, &r)
 	return r, err
 }
@@ -111,8 +109,8 @@ func (c *Client) DeleteAgent(ctx context.Context, id string) error {
 }
 
 // Scheduler returns the scheduler's limits, running counts and queue.
-func (c *Client) Scheduler(ctx context.Context) (scheduler.Snapshot, error) {
-	var s scheduler.Snapshot
+func (c *Client) Scheduler(ctx context.Context) (oxios.SchedulerSnapshot, error) {
+	var s oxios.SchedulerSnapshot
 	err := c.do(ctx, http.MethodGet, "/api/v1/scheduler", nil, &s)
 	return s, err
 }
@@ -132,7 +130,7 @@ func (c *Client) AgentOutput(ctx context.Context, id string, w io.Writer) (int64
 
 // AgentLogs returns the last n lines of the agent's log.
 func (c *Client) AgentLogs(ctx context.Context, id string, n int) ([]string, error) {
-	var out api.LogLines
+	var out oxios.LogLines
 	err := c.do(ctx, http.MethodGet, agentPath(id, "/logs?lines="+strconv.Itoa(n)), nil, &out)
 	return out.Lines, err
 }

@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/oxios/oxios/internal/approval"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Approvals lists approvals (state "" for all).
-func (c *Client) Approvals(ctx context.Context, state, agent string) ([]approval.Approval, error) {
+func (c *Client) Approvals(ctx context.Context, state, agent string) ([]oxios.Approval, error) {
 	q := url.Values{}
 	if state != "" {
 		q.Set("state", state)
@@ -22,19 +22,19 @@ func (c *Client) Approvals(ctx context.Context, state, agent string) ([]approval
 		path += "?" + q.Encode()
 	}
 	var out struct {
-		Items []approval.Approval `json:"items"`
+		Items []oxios.Approval `json:"items"`
 	}
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.Items, err
 }
 
 // Decide approves or rejects a pending approval.
-func (c *Client) Decide(ctx context.Context, id string, approve bool, reason string) (approval.Approval, error) {
+func (c *Client) Decide(ctx context.Context, id string, approve bool, reason string) (oxios.Approval, error) {
 	verb := "/reject"
 	if approve {
 		verb = "/approve"
 	}
-	var a approval.Approval
+	var a oxios.Approval
 	err := c.do(ctx, http.MethodPost, "/api/v1/approvals/"+url.PathEscape(id)+verb, map[string]string{"reason": reason}, &a)
 	return a, err
 }

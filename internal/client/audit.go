@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/oxios/oxios/internal/audit"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // AuditFilter selects audit entries; empty fields match all.
@@ -19,7 +19,7 @@ type AuditFilter struct {
 }
 
 // Audit lists audit entries, oldest first; next continues the list (0: the end).
-func (c *Client) Audit(ctx context.Context, f AuditFilter) (items []audit.Entry, next uint64, err error) {
+func (c *Client) Audit(ctx context.Context, f AuditFilter) (items []oxios.AuditEntry, next uint64, err error) {
 	q := url.Values{}
 	if f.Actor != "" {
 		q.Set("actor", f.Actor)
@@ -41,16 +41,16 @@ func (c *Client) Audit(ctx context.Context, f AuditFilter) (items []audit.Entry,
 		path += "?" + q.Encode()
 	}
 	var out struct {
-		Items     []audit.Entry `json:"items"`
-		NextAfter uint64        `json:"next_after"`
+		Items     []oxios.AuditEntry `json:"items"`
+		NextAfter uint64             `json:"next_after"`
 	}
 	err = c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.Items, out.NextAfter, err
 }
 
 // AuditVerify checks the whole audit chain.
-func (c *Client) AuditVerify(ctx context.Context) (audit.Verdict, error) {
-	var v audit.Verdict
+func (c *Client) AuditVerify(ctx context.Context) (oxios.AuditVerdict, error) {
+	var v oxios.AuditVerdict
 	err := c.doLong(ctx, http.MethodGet, "/api/v1/audit/verify", nil, &v)
 	return v, err
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Client talks to one oxios daemon.
@@ -38,15 +38,15 @@ func (c *Client) BaseURL() string { return c.baseURL }
 // Error is an error answer from the API, decoded from its envelope.
 type Error struct {
 	Status int
-	api.ErrorDetail
+	oxios.ErrorDetail
 }
 
 // Error returns the API's message, which names the field at fault.
 func (e *Error) Error() string { return e.Message }
 
 // System returns the daemon's description.
-func (c *Client) System(ctx context.Context) (api.System, error) {
-	var s api.System
+func (c *Client) System(ctx context.Context) (oxios.System, error) {
+	var s oxios.System
 	err := c.do(ctx, http.MethodGet, "/api/v1/system", nil, &s)
 	return s, err
 }
@@ -120,10 +120,10 @@ func (c *Client) rawWith(ctx context.Context, hc *http.Client, method, path stri
 }
 
 func decodeError(resp *http.Response, path string) error {
-	var env api.ErrorBody
+	var env oxios.ErrorBody
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(b, &env) != nil || env.Error.Message == "" {
-		return &Error{Status: resp.StatusCode, ErrorDetail: api.ErrorDetail{Code: "http_error", Message: fmt.Sprintf("HTTP %d from %s", resp.StatusCode, path)}}
+		return &Error{Status: resp.StatusCode, ErrorDetail: oxios.ErrorDetail{Code: "http_error", Message: fmt.Sprintf("HTTP %d from %s", resp.StatusCode, path)}}
 	}
 	return &Error{Status: resp.StatusCode, ErrorDetail: env.Error}
 }

@@ -5,8 +5,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/oxios/oxios/internal/cron"
-	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 func cronPath(name, rest string) string {
@@ -15,34 +14,34 @@ func cronPath(name, rest string) string {
 
 // CronJob is what CreateCron sends.
 type CronJob struct {
-	Name     string          `json:"name"`
-	Schedule string          `json:"schedule"`
-	Zone     string          `json:"zone,omitempty"`
-	Overlap  string          `json:"overlap,omitempty"`
-	Missed   string          `json:"missed,omitempty"`
-	Enabled  *bool           `json:"enabled,omitempty"`
-	Spec     supervisor.Spec `json:"spec"`
+	Name     string     `json:"name"`
+	Schedule string     `json:"schedule"`
+	Zone     string     `json:"zone,omitempty"`
+	Overlap  string     `json:"overlap,omitempty"`
+	Missed   string     `json:"missed,omitempty"`
+	Enabled  *bool      `json:"enabled,omitempty"`
+	Spec     oxios.Spec `json:"spec"`
 }
 
 // CreateCron adds a cron job.
-func (c *Client) CreateCron(ctx context.Context, j CronJob) (cron.Status, error) {
-	var out cron.Status
+func (c *Client) CreateCron(ctx context.Context, j CronJob) (oxios.CronStatus, error) {
+	var out oxios.CronStatus
 	err := c.do(ctx, http.MethodPost, "/api/v1/cron", j, &out)
 	return out, err
 }
 
 // CronJobs lists the cron jobs.
-func (c *Client) CronJobs(ctx context.Context) ([]cron.Status, error) {
+func (c *Client) CronJobs(ctx context.Context) ([]oxios.CronStatus, error) {
 	var out struct {
-		Items []cron.Status `json:"items"`
+		Items []oxios.CronStatus `json:"items"`
 	}
 	err := c.do(ctx, http.MethodGet, "/api/v1/cron", nil, &out)
 	return out.Items, err
 }
 
 // CronJob returns one cron job with its recent runs.
-func (c *Client) CronJob(ctx context.Context, name string) (cron.Status, error) {
-	var out cron.Status
+func (c *Client) CronJob(ctx context.Context, name string) (oxios.CronStatus, error) {
+	var out oxios.CronStatus
 	err := c.do(ctx, http.MethodGet, cronPath(name, ""), nil, &out)
 	return out, err
 }
@@ -53,8 +52,8 @@ func (c *Client) DeleteCron(ctx context.Context, name string) error {
 }
 
 // SetCronEnabled enables or disables a cron job.
-func (c *Client) SetCronEnabled(ctx context.Context, name string, on bool) (cron.Status, error) {
-	var out cron.Status
+func (c *Client) SetCronEnabled(ctx context.Context, name string, on bool) (oxios.CronStatus, error) {
+	var out oxios.CronStatus
 	rest := "/disable"
 	if on {
 		rest = "/enable"
@@ -64,8 +63,8 @@ func (c *Client) SetCronEnabled(ctx context.Context, name string, on bool) (cron
 }
 
 // TriggerCron fires a cron job now.
-func (c *Client) TriggerCron(ctx context.Context, name string) (cron.Fired, error) {
-	var out cron.Fired
+func (c *Client) TriggerCron(ctx context.Context, name string) (oxios.CronFired, error) {
+	var out oxios.CronFired
 	err := c.do(ctx, http.MethodPost, cronPath(name, "/trigger"), nil, &out)
 	return out, err
 }

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // LoginLink is a one-time login URL for the dashboard.
@@ -23,8 +23,8 @@ func (c *Client) CreateLoginLink(ctx context.Context) (LoginLink, error) {
 }
 
 // Reload has the daemon read its config file again and apply what it can.
-func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
-	var out api.ReloadResult
+func (c *Client) Reload(ctx context.Context) (oxios.ReloadResult, error) {
+	var out oxios.ReloadResult
 	err := c.do(ctx, http.MethodPost, "/api/v1/reload", nil, &out)
 	return out, err
 }

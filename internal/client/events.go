@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // EventsOptions select events to stream.
@@ -28,7 +28,7 @@ type EventsOptions struct {
 // Events streams events to fn until the stream ends, ctx is done, or fn
 // returns an error. It returns the sequence of the last event seen, so a
 // caller can resume from it.
-func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(bus.Event) error) (last uint64, err error) {
+func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(oxios.Event) error) (last uint64, err error) {
 	q := url.Values{}
 	if len(o.Types) > 0 {
 		q.Set("type", strings.Join(o.Types, ","))
@@ -89,7 +89,7 @@ func (c *Client) Events(ctx context.Context, o EventsOptions, fn func(bus.Event)
 				return last, fmt.Errorf("the event stream failed: %s", e.Message)
 			}
 			name = ""
-			var ev bus.Event
+			var ev oxios.Event
 			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
 				return last, fmt.Errorf("bad event from the daemon: %w", err)
 			}

@@ -12,23 +12,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/oxios/oxios/internal/store"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // StateGet returns a document and its revision.
-func (c *Client) StateGet(ctx context.Context, ns, key string) (store.Entry, error) {
+func (c *Client) StateGet(ctx context.Context, ns, key string) (oxios.Entry, error) {
 	resp, err := c.raw(ctx, http.MethodGet, statePath(ns, key), nil, nil)
 	if err != nil {
-		return store.Entry{}, err
+		return oxios.Entry{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return store.Entry{}, err
+		return oxios.Entry{}, err
 	}
 	rev, _ := strconv.ParseUint(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
 	updated, _ := time.Parse(time.RFC3339Nano, resp.Header.Get("X-Oxios-Updated"))
-	return store.Entry{Namespace: ns, Key: key, Value: b, Revision: rev, Updated: updated}, nil
+	return oxios.Entry{Namespace: ns, Key: key, Value: b, Revision: rev, Updated: updated}, nil
 }
 
 // PutOptions make a put conditional.
@@ -77,7 +77,7 @@ func (c *Client) StateDelete(ctx context.Context, ns, key string, ifRev uint64) 
 }
 
 // StateList returns one page of documents in ns under prefix.
-func (c *Client) StateList(ctx context.Context, ns, prefix string, limit int, cursor string) ([]store.Entry, string, error) {
+func (c *Client) StateList(ctx context.Context, ns, prefix string, limit int, cursor string) ([]oxios.Entry, string, error) {
 	q := url.Values{}
 	if prefix != "" {
 		q.Set("prefix", prefix)
@@ -93,7 +93,7 @@ func (c *Client) StateList(ctx context.Context, ns, prefix string, limit int, cu
 		path += "?" + q.Encode()
 	}
 	var res struct {
-		Items      []store.Entry `json:"items"`
+		Items      []oxios.Entry `json:"items"`
 		NextCursor string        `json:"next_cursor"`
 	}
 	err := c.do(ctx, http.MethodGet, path, nil, &res)

@@ -5,22 +5,21 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/oxios/oxios/internal/api"
-	"github.com/oxios/oxios/internal/security"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // CreateToken makes a token; expiresIn is a duration such as "720h" ("" for
 // none). The secret is in the answer only.
-func (c *Client) CreateToken(ctx context.Context, name, role, expiresIn string) (api.TokenCreated, error) {
-	var out api.TokenCreated
+func (c *Client) CreateToken(ctx context.Context, name, role, expiresIn string) (oxios.TokenCreated, error) {
+	var out oxios.TokenCreated
 	err := c.do(ctx, http.MethodPost, "/api/v1/tokens", map[string]string{"name": name, "role": role, "expires_in": expiresIn}, &out)
 	return out, err
 }
 
 // Tokens lists the tokens (never their secrets).
-func (c *Client) Tokens(ctx context.Context) ([]security.Token, error) {
+func (c *Client) Tokens(ctx context.Context) ([]oxios.Token, error) {
 	var out struct {
-		Items []security.Token `json:"items"`
+		Items []oxios.Token `json:"items"`
 	}
 	err := c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, &out)
 	return out.Items, err

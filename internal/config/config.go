@@ -21,11 +21,6 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"golang.org/x/sys/unix"
-
-	"github.com/oxios/oxios/internal/cron"
-	"github.com/oxios/oxios/internal/sandbox"
-	"github.com/oxios/oxios/internal/supervisor"
-	"github.com/oxios/oxios/internal/tools"
 )
 
 // Config is the whole of config.toml. Every field has a default
@@ -73,17 +68,17 @@ type CronJob struct {
 }
 
 // SpecDefaults are the agent spec defaults this config gives.
-func (c *Config) SpecDefaults() supervisor.SpecDefaults {
+func (c *Config) SpecDefaults() oxios.SpecDefaults {
 	sb := c.Sandbox
-	lim := sandbox.Limits{MemoryMB: sb.Limits.MemoryMB, CPUSeconds: sb.Limits.CPUSeconds, OpenFiles: sb.Limits.OpenFiles,
+	lim := oxios.SandboxLimits{MemoryMB: sb.Limits.MemoryMB, CPUSeconds: sb.Limits.CPUSeconds, OpenFiles: sb.Limits.OpenFiles,
 		Processes: sb.Limits.Processes, FileSizeMB: sb.Limits.FileSizeMB}
-	return supervisor.SpecDefaults{
+	return oxios.SpecDefaults{
 		StopTimeout: c.Agents.StopTimeout.Duration,
 		Model:       c.Agent.DefaultModel,
 		MaxSteps:    c.Agent.MaxSteps,
 		Timeout:     c.Agent.Timeout.Duration,
-		Sandbox:     sandbox.Spec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.Network, Limits: lim},
-		ExecSandbox: sandbox.Spec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.ExecNetwork, Limits: lim},
+		Sandbox:     oxios.SandboxSpec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.Network, Limits: lim},
+		ExecSandbox: oxios.SandboxSpec{Mode: sb.Mode, Read: sb.Read, Write: sb.Write, Network: sb.ExecNetwork, Limits: lim},
 		Policy:      c.ToolsPolicy(),
 	}
 }
@@ -111,19 +106,20 @@ type SandboxLimits struct {
 	FileSizeMB int64 `toml:"file_size_mb"`
 }
 
-// CronJobs returns the file's cron jobs, validated, by name. Errors are
-// *Error naming the key.
-func (c *Config) CronJobs() ([]cron.Def, error) {
+// CronJobs returns the file's cron jobs by name, decoded strictly; their
+// schedules and specs are judged by the cron package (see Check). Errors
+// are *Error naming the key.
+func (c *Config) CronJobs() ([]oxios.CronDef, error) {
 	names := make([]string, 0, len(c.Cron.Jobs))
 	for n := range c.Cron.Jobs {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	var out []cron.Def
+	var out []oxios.CronDef
 	for _, n := range names {
 		j := c.Cron.Jobs[n]
 		key := "cron.jobs." + n
-		d := cron.Def{Name: n, Schedule: j.Schedule, Zone: j.Zone, Overlap: j.Overlap, Missed: j.Missed, Enabled: j.Enabled == nil || *j.Enabled}
+		d := oxios.CronDef{Name: n, Schedule: j.Schedule, Zone: j.Zone, Overlap: j.Overlap, Missed: j.Missed, Enabled: j.Enabled == nil || *j.Enabled}
 		if j.Spec == nil {
 			return nil, &Error{Key: key + ".spec", Msg: "is required: the agent each firing spawns, e.g. spec = { command = \"backup.sh\" }"}
 		}
@@ -139,13 +135,6 @@ func (c *Config) CronJobs() ([]cron.Def, error) {
 				return nil, &Error{Key: key + ".spec." + strings.Trim(f, `"`), Msg: "unknown key (the keys of an agent spec: kind, command, args, goal, ...)"}
 			}
 			return nil, &Error{Key: key + ".spec", Msg: msg}
-		}
-		if _, err := cron.Validate(&d, c.SpecDefaults()); err != nil {
-			var inv *supervisor.InvalidError
-			if errors.As(err, &inv) {
-				return nil, &Error{Key: key + "." + inv.Field, Msg: inv.Msg}
-			}
-			return nil, &Error{Key: key, Msg: err.Error()}
 		}
 		out = append(out, d)
 	}
@@ -341,7 +330,7 @@ func DefaultConfig() Config {
 			Network: PolicyNetwork{Allow: []string{}},
 			Ask:     []string{},
 		},
-		Sandbox: Sandbox{Mode: sandbox.Enforce, Network: sandbox.NetAny, ExecNetwork: sandbox.NetNone, Read: []string{}, Write: []string{},
+		Sandbox: Sandbox{Mode: oxios.Enforce, Network: oxios.NetAny, ExecNetwork: oxios.NetNone, Read: []string{}, Write: []string{},
 			Limits: SandboxLimits{MemoryMB: 4096, OpenFiles: 4096, Processes: 4096}},
 		Agents: Agents{
 			StopTimeout: Duration{oxios.StopTimeout},
@@ -448,19 +437,24 @@ var hints = map[string]string{
 	"policy.ask_timeout":           `must be a duration string such as "30m" ("0s": never)`,
 }
 
-// Load reads the file at path over the defaults and validates the result.
-// Unknown keys, values of the wrong type and invalid values are reported as
-// *Error naming the file, line and key.
-func Load(path string) (Config, error) {
+// Check judges what of a config only the engines can: the tools' policy,
+// the default sandbox, the cron jobs' schedules and specs. kernel.CheckConfig
+// is the one; an *Error it returns is placed at its key's line.
+type Check func(*Config) error
+
+// Load reads the file at path over the defaults and validates the result,
+// then runs checks on it. Unknown keys, values of the wrong type and
+// invalid values are reported as *Error naming the file, line and key.
+func Load(path string, checks ...Check) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, err
 	}
-	return Parse(path, data)
+	return Parse(path, data, checks...)
 }
 
 // Parse is Load for bytes already read; name is used in error messages.
-func Parse(name string, data []byte) (Config, error) {
+func Parse(name string, data []byte, checks ...Check) (Config, error) {
 	cfg := DefaultConfig()
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -473,7 +467,14 @@ func Parse(name string, data []byte) (Config, error) {
 		}
 		return Config{}, decodeError(name, err)
 	}
-	if err := cfg.Validate(); err != nil {
+	err := cfg.Validate()
+	for _, check := range checks {
+		if err != nil {
+			break
+		}
+		err = check(&cfg)
+	}
+	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
 			ce.File = name
@@ -701,14 +702,6 @@ func (c *Config) validateLLM() error {
 			return &Error{Key: "prices." + id, Msg: fmt.Sprintf("prices must not be negative (got input %g, output %g)", p.Input, p.Output)}
 		}
 	}
-	if err := tools.ValidatePolicy(c.ToolsPolicy(), "policy."); err != nil {
-		var inv *tools.InvalidError
-		if errors.As(err, &inv) {
-			key, _, _ := strings.Cut(inv.Field, "[")
-			return &Error{Key: key, Msg: inv.Msg}
-		}
-		return &Error{Key: "policy", Msg: err.Error()}
-	}
 	if err := c.validateSandbox(); err != nil {
 		return err
 	}
@@ -718,20 +711,20 @@ func (c *Config) validateLLM() error {
 	if d := c.Policy.Exec.Timeout.Duration; d <= 0 {
 		return &Error{Key: "policy.exec.timeout", Msg: fmt.Sprintf("must be more than 0s (got %s)", d)}
 	}
-	if n := c.Policy.Exec.MaxOutputKB; n < 1 || n > tools.MaxOutputKB {
-		return &Error{Key: "policy.exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to %d (got %d)", tools.MaxOutputKB, n)}
+	if n := c.Policy.Exec.MaxOutputKB; n < 1 || n > oxios.MaxOutputKB {
+		return &Error{Key: "policy.exec.max_output_kb", Msg: fmt.Sprintf("must be from 1 to %d (got %d)", oxios.MaxOutputKB, n)}
 	}
 	return nil
 }
 
 // ToolsPolicy is the configured policy as the tools' gate takes it.
-func (c *Config) ToolsPolicy() tools.Policy {
+func (c *Config) ToolsPolicy() oxios.Policy {
 	shell := c.Policy.Exec.Shell
-	return tools.Policy{
-		Paths: tools.PathPolicy{Allow: c.Policy.Paths.Allow, Deny: c.Policy.Paths.Deny},
-		Exec: tools.ExecPolicy{Allow: c.Policy.Exec.Allow, Shell: &shell, Env: c.Policy.Exec.Env,
+	return oxios.Policy{
+		Paths: oxios.PathPolicy{Allow: c.Policy.Paths.Allow, Deny: c.Policy.Paths.Deny},
+		Exec: oxios.ExecPolicy{Allow: c.Policy.Exec.Allow, Shell: &shell, Env: c.Policy.Exec.Env,
 			Timeout: c.Policy.Exec.Timeout.String(), MaxOutputKB: c.Policy.Exec.MaxOutputKB},
-		Network:    tools.NetworkPolicy{Allow: c.Policy.Network.Allow},
+		Network:    oxios.NetworkPolicy{Allow: c.Policy.Network.Allow},
 		Ask:        c.Policy.Ask,
 		AskTimeout: c.Policy.AskTimeout.String(),
 	}
@@ -812,17 +805,6 @@ func (c Config) Redacted() Config {
 }
 
 func (c *Config) validateSandbox() error {
-	d := c.SpecDefaults()
-	for _, sb := range []sandbox.Spec{d.Sandbox, d.ExecSandbox} {
-		if err := sandbox.Validate(&sb, "sandbox."); err != nil {
-			var inv *sandbox.InvalidError
-			if errors.As(err, &inv) {
-				key, _, _ := strings.Cut(inv.Field, "[")
-				return &Error{Key: key, Msg: inv.Msg}
-			}
-			return &Error{Key: "sandbox", Msg: err.Error()}
-		}
-	}
 	if c.Sandbox.Mode == "" {
 		return &Error{Key: "sandbox.mode", Msg: "must be enforce, best_effort or off (got \"\")"}
 	}

@@ -3,6 +3,8 @@ package cron
 import (
 	"fmt"
 	"time"
+
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Overlap says what a firing does while the job's previous run is active.
@@ -53,13 +55,13 @@ func ParseMissed(s string) (Missed, error) {
 }
 
 // Action is what one firing does.
-type Action string
+type Action = oxios.CronAction
 
 // Actions of a firing.
 const (
-	Run   Action = "run"
-	Skip  Action = "skip"
-	Queue Action = "queue"
+	Run   = oxios.CronRun
+	Skip  = oxios.CronSkip
+	Queue = oxios.CronQueue
 )
 
 // OnFire decides a firing, given how many of the job's runs are active and

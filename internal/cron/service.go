@@ -62,13 +62,13 @@ func (st *jobState) add(f Fired) {
 var jobNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 func invalid(field, format string, a ...any) error {
-	return &supervisor.InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
+	return &oxios.InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
 
 // Validate checks d and fills its defaults. The spec is checked as a spawn
 // would check it (with d's defaults), but kept as given, so that each
 // firing takes the defaults of its day.
-func Validate(d *Def, defaults supervisor.SpecDefaults) (Schedule, error) {
+func Validate(d *Def, defaults oxios.SpecDefaults) (Schedule, error) {
 	if !jobNameRe.MatchString(d.Name) {
 		return Schedule{}, invalid("name", "must be 1 to 64 letters, digits, '_' or '-', starting with a letter or digit (got %q)", d.Name)
 	}
@@ -76,9 +76,9 @@ func Validate(d *Def, defaults supervisor.SpecDefaults) (Schedule, error) {
 	if err != nil {
 		var pe *ParseError
 		if errors.As(err, &pe) {
-			return Schedule{}, &supervisor.InvalidError{Field: "schedule", Msg: pe.Error()}
+			return Schedule{}, &oxios.InvalidError{Field: "schedule", Msg: pe.Error()}
 		}
-		return Schedule{}, &supervisor.InvalidError{Field: "zone", Msg: err.Error()}
+		return Schedule{}, &oxios.InvalidError{Field: "zone", Msg: err.Error()}
 	}
 	o, err := ParseOverlap(d.Overlap)
 	if err != nil {
@@ -104,20 +104,20 @@ func Validate(d *Def, defaults supervisor.SpecDefaults) (Schedule, error) {
 
 // specError names a spec's bad field as a field of the job.
 func specError(err error) error {
-	var inv *supervisor.InvalidError
+	var inv *oxios.InvalidError
 	if errors.As(err, &inv) {
-		return &supervisor.InvalidError{Field: "spec." + inv.Field, Msg: inv.Msg}
+		return &oxios.InvalidError{Field: "spec." + inv.Field, Msg: inv.Msg}
 	}
 	return err
 }
 
 // Spawner starts and looks up agents; *supervisor.Supervisor is one.
 type Spawner interface {
-	Spawn(ctx context.Context, spec supervisor.Spec) (supervisor.Record, error)
-	Get(id string) (supervisor.Record, error)
-	List(f supervisor.Filter, limit int, cursor string) ([]supervisor.Record, string)
+	Spawn(ctx context.Context, spec oxios.Spec) (oxios.Record, error)
+	Get(id string) (oxios.Record, error)
+	List(f supervisor.Filter, limit int, cursor string) ([]oxios.Record, string)
 	// Check validates a spec as Spawn would (its model too).
-	Check(ctx context.Context, spec supervisor.Spec) error
+	Check(ctx context.Context, spec oxios.Spec) error
 }
 
 // Publisher publishes events; *bus.Bus is one.
@@ -133,7 +133,7 @@ type Options struct {
 	Node     string
 	Agents   Spawner
 	Bus      Publisher
-	Defaults supervisor.SpecDefaults
+	Defaults oxios.SpecDefaults
 	// Config are the jobs of the config file (already validated).
 	Config []Def
 	Logger *slog.Logger
@@ -200,7 +200,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	// The runs a job started before a restart that are still going count
 	// for its overlap policy.
 	active := map[string][]string{}
-	live := []supervisor.State{supervisor.Queued, supervisor.Starting, supervisor.Running, supervisor.WaitingApproval, supervisor.Backoff}
+	live := []oxios.State{oxios.Queued, oxios.Starting, oxios.Running, oxios.WaitingApproval, oxios.Backoff}
 	for cursor := ""; ; {
 		recs, next := o.Agents.List(supervisor.Filter{States: live}, 1000, cursor)
 		for _, r := range recs {
@@ -422,7 +422,7 @@ func (s *Service) publish(typ, agentID string, data map[string]any) {
 }
 
 func exists(name string) error {
-	return fmt.Errorf("cron job %s already exists (remove it first): %w", name, supervisor.ErrConflict)
+	return fmt.Errorf("cron job %s already exists (remove it first): %w", name, oxios.ErrConflict)
 }
 
 // Create adds a job through the API.
@@ -473,13 +473,13 @@ func (s *Service) lookup(name string) (Def, error) {
 	defer s.mu.Unlock()
 	d, ok := s.defs[name]
 	if !ok {
-		return Def{}, &supervisor.NotFoundError{What: "cron job " + name}
+		return Def{}, &oxios.NotFoundError{What: "cron job " + name}
 	}
 	return *d, nil
 }
 
 func readOnly(name string) error {
-	return fmt.Errorf("cron job %s is defined in the config file and is read-only here; edit [cron.jobs.%s] and restart the daemon: %w", name, name, supervisor.ErrConflict)
+	return fmt.Errorf("cron job %s is defined in the config file and is read-only here; edit [cron.jobs.%s] and restart the daemon: %w", name, name, oxios.ErrConflict)
 }
 
 // Delete removes an API job and its history; its agents are left alone.
@@ -549,17 +549,17 @@ func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
 	why, broken := s.broken[name]
 	s.mu.Unlock()
 	if broken {
-		return Fired{}, fmt.Errorf("cron job %s cannot be scheduled: %s: %w", name, why, supervisor.ErrConflict)
+		return Fired{}, fmt.Errorf("cron job %s cannot be scheduled: %s: %w", name, why, oxios.ErrConflict)
 	}
 	f, ok := s.runner.Trigger(ctx, name)
 	if !ok {
-		return Fired{}, &supervisor.NotFoundError{What: "cron job " + name}
+		return Fired{}, &oxios.NotFoundError{What: "cron job " + name}
 	}
 	run := Fired{At: f.At.UTC(), Action: string(f.Action), Manual: true, AgentID: f.RunID}
 	if f.Err != nil {
-		var inv *supervisor.InvalidError
+		var inv *oxios.InvalidError
 		if errors.As(f.Err, &inv) {
-			return run, fmt.Errorf("the job's spec is no longer valid (spec.%s: %s): %w", inv.Field, inv.Msg, supervisor.ErrConflict)
+			return run, fmt.Errorf("the job's spec is no longer valid (spec.%s: %s): %w", inv.Field, inv.Msg, oxios.ErrConflict)
 		}
 		return run, f.Err
 	}

@@ -254,12 +254,12 @@ func restore(ctx context.Context, home string, configPath, file string, stamp st
 	effective := configPath
 	cfgFile := filepath.Join(files, "config.toml")
 	if b, err := os.ReadFile(cfgFile); err == nil {
-		if _, err := config.Parse("the backup's config.toml", b); err != nil {
+		if _, err := config.Parse("the backup's config.toml", b, CheckConfig); err != nil {
 			return man, nil, unchanged(fmt.Errorf("the backup's config file does not load in this oxios: %w", err))
 		}
 		effective = cfgFile
 	}
-	if c, err := config.Load(effective); err == nil && c.Backbone.URL != "" {
+	if c, err := loadConfig(effective); err == nil && c.Backbone.URL != "" {
 		return man, nil, unchanged(fmt.Errorf("the config in effect after the restore sets backbone.url: the streams would live on that NATS server, not in %s; restore works with the embedded backbone", filepath.Join(home, "data")))
 	}
 	for _, sec := range []string{"admin.token", "audit.key"} {

@@ -159,7 +159,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		pidf.Release()
 		return err
 	} else if did {
-		if cfg, err := config.Load(o.ConfigPath); err == nil {
+		if cfg, err := loadConfig(o.ConfigPath); err == nil {
 			o.Config = cfg
 		}
 	}
@@ -185,7 +185,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	k.log, k.live.level = newLogger(w, o.Config.Log)
 	k.live.cfg, k.live.file = o.Config, o.Config
-	if f, err := config.Load(o.ConfigPath); err == nil {
+	if f, err := loadConfig(o.ConfigPath); err == nil {
 		k.live.file = f // without command-line overrides such as --listen
 	} else if errors.Is(err, os.ErrNotExist) {
 		k.live.file = config.DefaultConfig()

@@ -47,7 +47,7 @@ func liveKey(key string) bool {
 // reload reads the config file again and applies what can change while the
 // daemon runs. An invalid file changes nothing (the error says why).
 func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
-	next, err := config.Load(k.opts.ConfigPath)
+	next, err := loadConfig(k.opts.ConfigPath)
 	if errors.Is(err, os.ErrNotExist) {
 		next, err = config.DefaultConfig(), nil
 	}

@@ -50,3 +50,13 @@ type CronStatus struct {
 	// Error says why a stored job cannot be scheduled (it does not fire).
 	Error string `json:"error,omitempty"`
 }
+
+// CronAction is what one firing of a cron job does (CronFired.Action).
+type CronAction string
+
+// Actions of a firing; a firing whose spawn failed says "error".
+const (
+	CronRun   CronAction = "run"
+	CronSkip  CronAction = "skip"
+	CronQueue CronAction = "queue"
+)

@@ -23,6 +23,38 @@ func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
 // (503, to be retried).
 var ErrStarting = errors.New("the daemon is still starting; retry in a moment")
 
+// ForbiddenError is a request its caller may not make (403): a spec that
+// widens the sandbox without the admin role. Field names what.
+type ForbiddenError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ForbiddenError) Error() string { return e.Field + ": " + e.Msg }
+
+// Errors callers test for.
+var (
+	// ErrNotFound is an agent that does not exist (404).
+	ErrNotFound = errors.New("no such agent")
+	// ErrConflict is an operation the state of what it names does not
+	// allow (409): an agent's, a cron job's.
+	ErrConflict = errors.New("not allowed in the agent's state")
+	// ErrClosed is a request to a part that is shutting down (503).
+	ErrClosed = errors.New("the supervisor is shutting down")
+	// ErrBudget is matched by the errors of exhausted budgets; an agent
+	// that ends on one is not restarted by its restart policy.
+	ErrBudget = errors.New("budget")
+)
+
+// NotFoundError is something other than an agent that does not exist (a
+// cron job, a budget); it matches ErrNotFound.
+type NotFoundError struct{ What string }
+
+func (e *NotFoundError) Error() string { return e.What + " does not exist" }
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
 func invalid(field, format string, a ...any) error {
 	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }

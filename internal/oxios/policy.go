@@ -75,3 +75,9 @@ func (p Policy) Merge(over Policy) Policy {
 	}
 	return p
 }
+
+// MaxOutputKB is the most of a program's output that is kept, in KiB: what
+// reaches the model, the checkpoints and the record is copied several
+// times, and one 50 MB result once took the daemon from 56 MB to 554 MB.
+// What goes past it is counted, never held.
+const MaxOutputKB = 1024

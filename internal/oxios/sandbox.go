@@ -8,6 +8,23 @@ import (
 	"strings"
 )
 
+// Modes of a sandbox.
+const (
+	// Enforce refuses to start a program whose sandbox cannot be applied.
+	Enforce = "enforce"
+	// BestEffort applies what the kernel offers and records the rest.
+	BestEffort = "best_effort"
+	// Off starts the program unconfined.
+	Off = "off"
+)
+
+// Networks a sandbox may give.
+const (
+	NetNone     = "none"
+	NetLoopback = "loopback"
+	NetAny      = "any"
+)
+
 // SandboxSpec is the sandbox a spawn spec asks for; every omitted field keeps the
 // configured default.
 type SandboxSpec struct {

@@ -9,8 +9,9 @@ import (
 	"sync"
 	"time"
 
-	ll "github.com/oxios/oxios/internal/sandbox/landlock"
 	"golang.org/x/sys/unix"
+
+	ll "github.com/oxios/oxios/internal/sandbox/landlock"
 )
 
 var etcCache struct {

@@ -19,19 +19,16 @@ import (
 
 // Modes of a sandbox.
 const (
-	// Enforce refuses to start a program whose sandbox cannot be applied.
-	Enforce = "enforce"
-	// BestEffort applies what the kernel offers and records the rest.
-	BestEffort = "best_effort"
-	// Off starts the program unconfined.
-	Off = "off"
+	Enforce    = oxios.Enforce
+	BestEffort = oxios.BestEffort
+	Off        = oxios.Off
 )
 
 // Networks a sandbox may give.
 const (
-	NetNone     = "none"
-	NetLoopback = "loopback"
-	NetAny      = "any"
+	NetNone     = oxios.NetNone
+	NetLoopback = oxios.NetLoopback
+	NetAny      = oxios.NetAny
 )
 
 // The sandbox vocabulary, defined in package oxios.

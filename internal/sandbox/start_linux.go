@@ -14,8 +14,9 @@ import (
 	"sync"
 	"syscall"
 
-	ll "github.com/oxios/oxios/internal/sandbox/landlock"
 	"golang.org/x/sys/unix"
+
+	ll "github.com/oxios/oxios/internal/sandbox/landlock"
 )
 
 // Kernel is what this kernel and this daemon can confine with.

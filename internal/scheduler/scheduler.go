@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // Priority orders the queue.
@@ -45,12 +47,8 @@ func ParsePriority(s string) (Priority, error) {
 	return Normal, fmt.Errorf("must be one of critical, high, normal, low (got %q)", s)
 }
 
-// Limits bound admission. Zero SpawnsPerMinute means no rate limit.
-type Limits struct {
-	MaxRunning      int `json:"max_running"`
-	MaxRunningLLM   int `json:"max_running_llm"`
-	SpawnsPerMinute int `json:"spawns_per_minute"`
-}
+// Limits bound admission.
+type Limits = oxios.SchedulerLimits
 
 // Ticket asks for a slot.
 type Ticket struct {
@@ -63,22 +61,11 @@ type Ticket struct {
 	Start func()
 }
 
-// Snapshot is the scheduler's state at one moment.
-type Snapshot struct {
-	Limits     Limits `json:"limits"`
-	Running    int    `json:"running"`
-	RunningLLM int    `json:"running_llm"`
-	// Queued lists the waiting ids of each priority in admission order,
-	// highest priority first.
-	Queued      []QueueLevel `json:"queued"`
-	QueuedTotal int          `json:"queued_total"`
-}
-
-// QueueLevel is the queue of one priority.
-type QueueLevel struct {
-	Priority string   `json:"priority"`
-	IDs      []string `json:"ids"`
-}
+// The scheduler's state, defined in package oxios.
+type (
+	Snapshot   = oxios.SchedulerSnapshot
+	QueueLevel = oxios.QueueLevel
+)
 
 // window is how far back SpawnsPerMinute looks.
 const window = time.Minute

@@ -30,15 +30,12 @@ import (
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
-// Errors callers test for.
+// Errors callers test for, defined in package oxios.
 var (
-	ErrNotFound = errors.New("no such agent")
-	// ErrConflict is an operation the agent's state does not allow.
-	ErrConflict = errors.New("not allowed in the agent's state")
-	ErrClosed   = errors.New("the supervisor is shutting down")
-	// ErrBudget is matched by the errors of exhausted budgets; an agent
-	// that ends on one is not restarted by its restart policy.
-	ErrBudget = errors.New("budget")
+	ErrNotFound = oxios.ErrNotFound
+	ErrConflict = oxios.ErrConflict
+	ErrClosed   = oxios.ErrClosed
+	ErrBudget   = oxios.ErrBudget
 )
 
 // Publisher stores events; *bus.Bus is one.
@@ -100,12 +97,7 @@ func homeOutsideSandboxes(o Options) error {
 }
 
 // ForbiddenError is a spec its caller may not give; Field names what.
-type ForbiddenError struct {
-	Field string
-	Msg   string
-}
-
-func (e *ForbiddenError) Error() string { return e.Field + ": " + e.Msg }
+type ForbiddenError = oxios.ForbiddenError
 
 type restrictedKey struct{}
 
@@ -121,14 +113,8 @@ func IsRestricted(ctx context.Context) bool {
 	return v
 }
 
-// NotFoundError is something other than an agent that does not exist (a
-// cron job, a budget); it matches ErrNotFound.
-type NotFoundError struct{ What string }
-
-func (e *NotFoundError) Error() string { return e.What + " does not exist" }
-
-// Is makes errors.Is(err, ErrNotFound) true.
-func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+// NotFoundError is something other than an agent that does not exist.
+type NotFoundError = oxios.NotFoundError
 
 // Admitter decides whether an llm agent may start; internal/budget
 // implements it.

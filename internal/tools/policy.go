@@ -72,11 +72,8 @@ func ValidatePolicy(p Policy, prefix string) error {
 	return nil
 }
 
-// MaxOutputKB is the most of a program's output that is kept, in KiB: what
-// reaches the model, the checkpoints and the record is copied several
-// times, and one 50 MB result once took the daemon from 56 MB to 554 MB.
-// What goes past it is counted, never held.
-const MaxOutputKB = 1024
+// MaxOutputKB is the most of a program's output the exec tool returns.
+const MaxOutputKB = oxios.MaxOutputKB
 
 // InvalidError is a policy that cannot be used; Field names what is wrong.
 type InvalidError = oxios.InvalidError
