@@ -296,17 +296,18 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 
 // wiring holds what the parts open, for the parts after them.
 type wiring struct {
-	bb        *backbone.Backbone
-	state     *store.Store
-	ev        *bus.Bus
-	agents    *supervisor.Supervisor
-	trail     *audit.Log
-	sessions  *security.Sessions
-	approvals *approval.Manager
-	budgets   *budget.Service
-	jobs      *cron.Service
-	sched     *scheduler.Scheduler
-	llm       *agent.Runtime
+	bb          *backbone.Backbone
+	state       *store.Store
+	ev          *bus.Bus
+	agents      *supervisor.Supervisor
+	trail       *audit.Log
+	sessions    *security.Sessions
+	approvals   *approval.Manager
+	budgets     *budget.Service
+	jobs        *cron.Service
+	sched       *scheduler.Scheduler
+	llm         *agent.Runtime
+	checkpoints *agent.Checkpoints
 }
 
 // parts lists the daemon's parts in boot order; shutdown runs it backwards,
@@ -320,6 +321,8 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 		k.tokensPart(w),
 		k.auditPart(w),
 		k.budgetPart(w),
+		k.approvalsPart(w),
+		k.runtimePart(w),
 		k.supervisorPart(w),
 		k.cronPart(w),
 		k.httpPart(w, handler, srv),
@@ -442,26 +445,36 @@ func (k *Kernel) budgetPart(w *wiring) part {
 	}
 }
 
-// supervisorPart is the "supervisor" part.
-func (k *Kernel) supervisorPart(w *wiring) part {
+// approvalsPart is the "approvals" part: the human decisions asked calls
+// wait for.
+func (k *Kernel) approvalsPart(w *wiring) part {
+	return part{
+		name: "approvals",
+		start: func(ctx context.Context) (err error) {
+			w.approvals, err = approval.Open(ctx, w.bb.JS, w.bb.Replicas, w.ev, w.trail)
+			return err
+		},
+		stop: func(context.Context) error { closeIf(w.approvals); return nil },
+	}
+}
+
+// runtimePart is the "runtime" part: the llm runtime and the checkpoints
+// its runs resume from. Its runs are the supervisor's, stopped by the
+// supervisor part's stop, which comes first.
+func (k *Kernel) runtimePart(w *wiring) part {
 	cfg := k.opts.Config
 	return part{
-		// Recovers the w.agents an earlier daemon left unfinished.
-		name: "supervisor",
+		name: "runtime",
 		start: func(ctx context.Context) (err error) {
+			w.checkpoints, err = agent.OpenCheckpoints(ctx, w.bb.JS, w.bb.Replicas)
+			if err != nil {
+				return err
+			}
 			prices := map[string]agent.Price{}
 			for id, p := range cfg.Prices {
 				prices[id] = agent.Price{Input: p.Input, Output: p.Output}
 			}
-			w.approvals, err = approval.Open(ctx, w.bb.JS, w.bb.Replicas, w.ev, w.trail)
-			if err != nil {
-				return err
-			}
-			checkpoints, err := agent.OpenCheckpoints(ctx, w.bb.JS, w.bb.Replicas)
-			if err != nil {
-				return err
-			}
-			llm := agent.New(agent.Options{
+			w.llm = agent.New(agent.Options{
 				Providers: map[string]agent.ProviderConfig{
 					"openai":    {BaseURL: cfg.Providers.OpenAI.BaseURL, APIKey: cfg.Providers.OpenAI.APIKey},
 					"anthropic": {BaseURL: cfg.Providers.Anthropic.BaseURL, APIKey: cfg.Providers.Anthropic.APIKey},
@@ -473,11 +486,24 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				State:       w.state,
 				Audit:       w.trail,
 				Approvals:   w.approvals,
-				Checkpoints: checkpoints,
+				Checkpoints: w.checkpoints,
 				Budgets:     w.budgets,
 				Logger:      k.log,
 			})
-			sched := scheduler.New(scheduler.Limits{
+			return nil
+		},
+		stop: func(context.Context) error { return nil },
+	}
+}
+
+// supervisorPart is the "supervisor" part: the scheduler and the agents,
+// recovering those an earlier daemon left unfinished.
+func (k *Kernel) supervisorPart(w *wiring) part {
+	cfg := k.opts.Config
+	return part{
+		name: "supervisor",
+		start: func(ctx context.Context) (err error) {
+			w.sched = scheduler.New(scheduler.Limits{
 				MaxRunning:      cfg.Scheduler.EffectiveMaxRunning(),
 				MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
 				SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
@@ -486,7 +512,7 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				JS:            w.bb.JS,
 				Replicas:      w.bb.Replicas,
 				Bus:           w.ev,
-				Scheduler:     sched,
+				Scheduler:     w.sched,
 				Node:          k.node,
 				WorkspacesDir: k.opts.Home.WorkspacesDir(),
 				LogDir:        filepath.Join(k.opts.Home.LogDir(), "agents"),
@@ -496,27 +522,16 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				Home:          k.opts.Home.Dir,
 				SecretsDir:    k.opts.Home.SecretsDir(),
 				Defaults:      cfg.SpecDefaults(),
-				LLM:           llm,
+				LLM:           w.llm,
 				Budgets:       w.budgets,
-				// A run's end settles what it left: its pending
-				// w.approvals are rejected and its checkpoint dropped.
-				OnEnd: func(r supervisor.Record) {
-					if r.Kind != supervisor.KindLLM {
-						return // only llm runs ask for w.approvals and keep checkpoints
-					}
-					ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
-					defer cancel()
-					w.approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
-					checkpoints.Delete(ctx, r.ID)
-				},
-				Retain:    cfg.Agents.Retain,
-				RetainFor: cfg.Agents.RetainFor.Duration,
-				Logger:    k.log,
+				OnEnd:         w.settle,
+				Retain:        cfg.Agents.Retain,
+				RetainFor:     cfg.Agents.RetainFor.Duration,
+				Logger:        k.log,
 			})
 			if err == nil {
 				k.registerGauges(w.agents, w.bb.JS)
 				k.mu.Lock()
-				w.sched, w.llm = sched, llm
 				k.live.parts = w
 				k.mu.Unlock()
 			}
@@ -526,10 +541,21 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 			if w.agents != nil {
 				w.agents.Close(ctx)
 			}
-			closeIf(w.approvals)
 			return nil
 		},
 	}
+}
+
+// settle is what an llm run's end leaves to settle: its pending approvals
+// are rejected and its checkpoint dropped. Process agents have neither.
+func (w *wiring) settle(r supervisor.Record) {
+	if r.Kind != supervisor.KindLLM {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
+	defer cancel()
+	w.approvals.AbandonAgent(ctx, r.ID, "the agent ended ("+string(r.State)+")")
+	w.checkpoints.Delete(ctx, r.ID)
 }
 
 // cronPart is the "cron" part.
