@@ -16,6 +16,7 @@ import (
 
 	"github.com/oxios/oxios/internal/backup"
 	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/doctor"
 	"github.com/oxios/oxios/internal/kernel"
 )
 
@@ -62,7 +63,7 @@ existing FILE is kept unless --force.`,
 					case <-done:
 						return
 					case <-time.After(200 * time.Millisecond):
-						sp.label = "backing up " + bytesHuman(uint64(n.Load()))
+						sp.label = "backing up " + doctor.Bytes(uint64(n.Load()))
 						sp.tick(time.Since(t0))
 					}
 				}
@@ -90,7 +91,7 @@ existing FILE is kept unless --force.`,
 			if a.output == "json" {
 				return printJSON(a.stdout, man)
 			}
-			fmt.Fprintf(a.stdout, "backup written to %s: %d streams, %d messages, %s\n", dst, len(man.Streams), msgs, bytesHuman(uint64(n.Load())))
+			fmt.Fprintf(a.stdout, "backup written to %s: %d streams, %d messages, %s\n", dst, len(man.Streams), msgs, doctor.Bytes(uint64(n.Load())))
 			return nil
 		},
 	}

@@ -8,26 +8,28 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oxios/oxios/internal/doctor"
 )
 
 // oxios doctor: findings with fixes, exit 1 when something needs fixing.
 func TestDoctor(t *testing.T) {
 	e := newEnv(t)
-	findings := func(wantCode int) map[string][]finding {
+	findings := func(wantCode int) map[string][]doctor.Finding {
 		t.Helper()
 		// Whatever keys this shell has: the findings must not depend on it.
 		r := e.run([]string{"OPENAI_API_KEY=", "ANTHROPIC_API_KEY="}, "doctor", "-o", "json")
-		var fs []finding
+		var fs []doctor.Finding
 		if r.code != wantCode || json.Unmarshal([]byte(r.stdout), &fs) != nil {
 			t.Fatalf("doctor (want exit %d): %s", wantCode, r)
 		}
-		by := map[string][]finding{}
+		by := map[string][]doctor.Finding{}
 		for _, f := range fs {
 			by[f.Check] = append(by[f.Check], f)
 		}
 		return by
 	}
-	has := func(fs []finding, status, detail, fix string) bool {
+	has := func(fs []doctor.Finding, status, detail, fix string) bool {
 		for _, f := range fs {
 			if f.Status == status && strings.Contains(f.Detail, detail) && strings.Contains(f.Fix, fix) {
 				return true
@@ -72,7 +74,7 @@ func TestDoctor(t *testing.T) {
 func TestDoctorSandbox(t *testing.T) {
 	e := newEnv(t)
 	r := e.oxios("doctor", "-o", "json")
-	var fs []finding
+	var fs []doctor.Finding
 	json.Unmarshal([]byte(r.stdout), &fs)
 	var details []string
 	for _, f := range fs {
