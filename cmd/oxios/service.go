@@ -7,9 +7,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -54,121 +52,54 @@ func addServiceFlags(cmd *cobra.Command, f *serviceFlags) {
 	cmd.MarkFlagsMutuallyExclusive("user", "system")
 }
 
-// serviceTarget is where a service file goes and how it is managed.
-type serviceTarget struct {
-	path    string
-	content string
-	launchd bool
-	system  bool
-}
-
-func (a *app) serviceTarget(f serviceFlags) (serviceTarget, error) {
-	if runtime.GOOS != "linux" && runtime.GOOS != "darwin" {
-		return serviceTarget{}, usageError("oxios service supports systemd (Linux) and launchd (macOS), not %s", runtime.GOOS)
-	}
-	bin, err := os.Executable()
-	if err == nil {
-		bin, err = filepath.EvalSymlinks(bin)
-	}
-	if err != nil {
-		return serviceTarget{}, failure(fmt.Errorf("cannot find this program's path: %w", err))
-	}
-	if strings.Contains(bin, "go-build") {
-		return serviceTarget{}, usageError("this oxios runs from a temporary build directory (go run); build it (go build -o bin/oxios ./cmd/oxios) and install from that binary")
+// serviceTarget renders the service the flags ask for: its home is the
+// user's it runs as (under sudo, not root's) unless OXIOS_HOME names one,
+// and its config is that home's.
+func (a *app) serviceTarget(f serviceFlags) (service.Target, error) {
+	bin, err := service.Binary()
+	switch {
+	case runtime.GOOS != "linux" && runtime.GOOS != "darwin":
+		return service.Target{}, usageError("%v", service.ErrUnsupported)
+	case errors.Is(err, service.ErrTemporaryBinary):
+		return service.Target{}, usageError("%v", err)
+	case err != nil:
+		return service.Target{}, failure(err)
 	}
 	h, err := a.home()
 	if err != nil {
-		return serviceTarget{}, err
+		return service.Target{}, err
 	}
 	o := service.Options{Binary: bin, System: f.system}
 	if f.system {
-		o.User = f.runAs
-		if o.User == "" {
-			o.User = os.Getenv("SUDO_USER")
-		}
-		if o.User == "" {
-			if me, err := user.Current(); err == nil {
-				o.User = me.Username
-			}
-		}
-		// The service's home is the user's it runs as (under sudo, not
-		// root's), unless OXIOS_HOME names one.
+		o.User = service.RunAs(f.runAs)
 		if os.Getenv("OXIOS_HOME") == "" {
 			u, err := user.Lookup(o.User)
 			switch {
 			case err == nil:
 				h = config.Home{Dir: filepath.Join(u.HomeDir, ".oxios")}
 			case !f.uninstall: // removing the unit of a deleted user must work
-				return serviceTarget{}, usageError("--run-as: no user %q on this machine", o.User)
+				return service.Target{}, usageError("--run-as: no user %q on this machine", o.User)
 			}
 		}
 	} else if f.runAs != "" {
-		return serviceTarget{}, usageError("--run-as is for --system services (a user service runs as you)")
+		return service.Target{}, usageError("--run-as is for --system services (a user service runs as you)")
 	}
 	cfg, path := config.DefaultConfig(), h.ConfigPath()
 	if !f.uninstall {
 		if cfg, path, err = a.loadConfig(h); err != nil {
-			return serviceTarget{}, err
+			return service.Target{}, err
 		}
 	}
 	o.Home = h.Dir
 	if o.Config, err = filepath.Abs(path); err != nil {
-		return serviceTarget{}, failure(err)
+		return service.Target{}, failure(err)
 	}
 	o.StopTimeoutSec = 30 + int(cfg.Agents.StopTimeout.Seconds())
-	t := serviceTarget{system: f.system}
-	if runtime.GOOS == "darwin" {
-		t.launchd = true
-		t.path = filepath.Join("/Library/LaunchDaemons", service.Label+".plist")
-		if !f.system {
-			home, _ := os.UserHomeDir()
-			t.path = filepath.Join(home, "Library", "LaunchAgents", service.Label+".plist")
-		}
-		t.content, err = service.Plist(o)
-	} else {
-		o.SystemdVersion = systemdVersion()
-		t.path = filepath.Join("/etc/systemd/system", service.UnitName)
-		if !f.system {
-			dir := os.Getenv("XDG_CONFIG_HOME")
-			if dir == "" {
-				home, _ := os.UserHomeDir()
-				dir = filepath.Join(home, ".config")
-			}
-			t.path = filepath.Join(dir, "systemd", "user", service.UnitName)
-		}
-		t.content, err = service.Unit(o)
-	}
+	t, err := service.NewTarget(o)
 	if err != nil {
-		return serviceTarget{}, usageError("%v", err)
+		return service.Target{}, usageError("%v", err)
 	}
 	return t, nil
-}
-
-var systemdVersionRe = regexp.MustCompile(`^systemd (\d+)`)
-
-// systemdVersion is the installed systemd's version (0 if unknown).
-func systemdVersion() int {
-	out, err := exec.Command("systemctl", "--version").Output()
-	if err != nil {
-		return 0
-	}
-	m := systemdVersionRe.FindSubmatch(out)
-	if m == nil {
-		return 0
-	}
-	v, _ := strconv.Atoi(string(m[1]))
-	return v
-}
-
-func (t serviceTarget) manage(args ...string) []string {
-	if t.launchd {
-		return append([]string{"launchctl"}, args...)
-	}
-	cmd := []string{"systemctl"}
-	if !t.system {
-		cmd = append(cmd, "--user")
-	}
-	return append(cmd, args...)
 }
 
 func (a *app) serviceInstallCmd() *cobra.Command {
@@ -184,33 +115,33 @@ func (a *app) serviceInstallCmd() *cobra.Command {
 				return err
 			}
 			var steps [][]string
-			if t.launchd {
-				steps = [][]string{t.manage("load", "-w", t.path)}
+			if t.Launchd {
+				steps = [][]string{t.Manage("load", "-w", t.Path)}
 			} else {
-				steps = [][]string{t.manage("daemon-reload"), t.manage("enable", "--now", service.UnitName)}
+				steps = [][]string{t.Manage("daemon-reload"), t.Manage("enable", "--now", service.UnitName)}
 			}
 			if f.dryRun {
-				fmt.Fprintf(a.stderr, "would write %s:\n", t.path)
-				fmt.Fprint(a.stdout, t.content)
+				fmt.Fprintf(a.stderr, "would write %s:\n", t.Path)
+				fmt.Fprint(a.stdout, t.Content)
 				for _, s := range steps {
 					fmt.Fprintf(a.stderr, "would run: %s\n", strings.Join(s, " "))
 				}
 				return nil
 			}
-			if err := fileutil.WriteAtomic(t.path, []byte(t.content), 0o644); err != nil {
+			if err := fileutil.WriteAtomic(t.Path, []byte(t.Content), 0o644); err != nil {
 				hint := ""
-				if t.system && errors.Is(err, os.ErrPermission) {
+				if t.System && errors.Is(err, os.ErrPermission) {
 					hint = " (a system service needs root: sudo oxios service install --system)"
 				}
-				return failure(fmt.Errorf("cannot write %s: %v%s; nothing was changed", t.path, err, hint))
+				return failure(fmt.Errorf("cannot write %s: %v%s; nothing was changed", t.Path, err, hint))
 			}
-			fmt.Fprintf(a.stdout, "wrote %s\n", t.path)
+			fmt.Fprintf(a.stdout, "wrote %s\n", t.Path)
 			h, _ := a.home()
-			if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running && !t.launchd {
+			if st, err := daemon.ReadStatus(h.PIDPath()); err == nil && st.State == daemon.Running && !t.Launchd {
 				// The service would find this daemon and refuse to start.
-				steps[len(steps)-1] = t.manage("enable", service.UnitName)
+				steps[len(steps)-1] = t.Manage("enable", service.UnitName)
 				defer fmt.Fprintf(a.stderr, "a daemon is running outside the service (PID %d): stop it with 'oxios stop', then: %s\n",
-					st.PID, strings.Join(t.manage("start", service.UnitName), " "))
+					st.PID, strings.Join(t.Manage("start", service.UnitName), " "))
 			}
 			for _, s := range steps {
 				if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
@@ -222,7 +153,7 @@ func (a *app) serviceInstallCmd() *cobra.Command {
 						strings.TrimSpace(string(out)), strings.Join(rest, " && ")))
 				}
 			}
-			fmt.Fprintf(a.stdout, "enabled; status: %s\n", strings.Join(t.manage("status", "oxios"), " "))
+			fmt.Fprintf(a.stdout, "enabled; status: %s\n", strings.Join(t.Manage("status", "oxios"), " "))
 			return nil
 		},
 	}
@@ -243,28 +174,28 @@ func (a *app) serviceUninstallCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := os.Stat(t.path); errors.Is(err, os.ErrNotExist) {
-				fmt.Fprintf(a.stderr, "not installed: %s does not exist\n", t.path)
+			if _, err := os.Stat(t.Path); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(a.stderr, "not installed: %s does not exist\n", t.Path)
 				return nil
 			}
-			stop := t.manage("disable", "--now", service.UnitName)
-			if t.launchd {
-				stop = t.manage("unload", "-w", t.path)
+			stop := t.Manage("disable", "--now", service.UnitName)
+			if t.Launchd {
+				stop = t.Manage("unload", "-w", t.Path)
 			}
 			if f.dryRun {
-				fmt.Fprintf(a.stderr, "would run: %s\nwould remove %s\n", strings.Join(stop, " "), t.path)
+				fmt.Fprintf(a.stderr, "would run: %s\nwould remove %s\n", strings.Join(stop, " "), t.Path)
 				return nil
 			}
 			if out, err := exec.Command(stop[0], stop[1:]...).CombinedOutput(); err != nil {
 				fmt.Fprintf(a.stderr, "%s: %v %s (removing the file anyway)\n", strings.Join(stop, " "), err, strings.TrimSpace(string(out)))
 			}
-			if err := os.Remove(t.path); err != nil {
-				return failure(fmt.Errorf("cannot remove %s: %w", t.path, err))
+			if err := os.Remove(t.Path); err != nil {
+				return failure(fmt.Errorf("cannot remove %s: %w", t.Path, err))
 			}
-			if !t.launchd {
-				exec.Command("systemctl", t.manage("daemon-reload")[1:]...).Run()
+			if !t.Launchd {
+				exec.Command("systemctl", t.Manage("daemon-reload")[1:]...).Run()
 			}
-			fmt.Fprintf(a.stdout, "removed %s\n", t.path)
+			fmt.Fprintf(a.stdout, "removed %s\n", t.Path)
 			return nil
 		},
 	}

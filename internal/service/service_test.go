@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -164,5 +165,44 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		if err != nil || len(problems) > 0 {
 			t.Errorf("systemd-analyze verify (system %v): %v\n%s\n%s", o.System, err, out, u)
 		}
+	}
+}
+
+// A user's unit goes under XDG_CONFIG_HOME and is managed with --user; a
+// system-wide one goes to /etc/systemd/system.
+func TestNewTarget(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("systemd paths")
+	}
+	xdg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", xdg)
+	o := Options{Binary: "/usr/local/bin/oxios", Home: "/home/ada/.oxios", Config: "/home/ada/.oxios/config.toml", SystemdVersion: 255, StopTimeoutSec: 40}
+	u, err := NewTarget(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Path != filepath.Join(xdg, "systemd", "user", UnitName) || u.System || u.Launchd || !strings.Contains(u.Content, "ExecStart=/usr/local/bin/oxios") {
+		t.Fatalf("user target: %+v", u)
+	}
+	if got := strings.Join(u.Manage("enable", "--now", UnitName), " "); got != "systemctl --user enable --now oxios.service" {
+		t.Fatalf("user manage: %s", got)
+	}
+	o.System, o.User = true, "ada"
+	s, err := NewTarget(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Path != "/etc/systemd/system/oxios.service" || !s.System || !strings.Contains(s.Content, "User=ada") {
+		t.Fatalf("system target: %+v", s)
+	}
+	if got := strings.Join(s.Manage("daemon-reload"), " "); got != "systemctl daemon-reload" {
+		t.Fatalf("system manage: %s", got)
+	}
+	if RunAs("bob") != "bob" {
+		t.Fatal("RunAs ignores its flag")
+	}
+	t.Setenv("SUDO_USER", "carol")
+	if RunAs("") != "carol" {
+		t.Fatal("RunAs ignores SUDO_USER")
 	}
 }
