@@ -136,7 +136,7 @@ the configured one; widening it needs the admin role.`,
 			switch kind {
 			case oxios.KindLLM:
 				return a.spawnLLM(cmd, goal, llm, spec, wait)
-			case oxios.KindProcess:
+			case "", oxios.KindProcess:
 			default:
 				return usageError("--kind: must be process or llm (got %q)", kind)
 			}
@@ -171,19 +171,19 @@ the configured one; widening it needs the admin role.`,
 	f.StringVar(&spec.Name, "name", "", "name of the agent (default: the command's base name)")
 	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
 	f.StringVar(&dir, "dir", "", "working directory (default: the agent's own workspace)")
-	f.StringVar(&spec.Priority, "priority", "normal", "critical, high, normal or low")
+	f.StringVar(&spec.Priority, "priority", "", "critical, high, normal or low (default: normal)")
 	f.StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
-	f.StringVar(&policy, "restart", "never", "restart policy: never, on-failure or always")
-	f.IntVar(&maxRestarts, "max-restarts", 5, "restarts allowed within --restart-window before the agent fails")
-	f.StringVar(&window, "restart-window", "60s", "window of --max-restarts")
-	f.StringVar(&backoffInit, "backoff", "100ms", "delay before the second consecutive restart; it doubles after that")
-	f.StringVar(&bMax, "backoff-max", "30s", "longest delay between restarts")
-	f.StringVar(&resetAfter, "reset-after", "30s", "uptime after which a run counts as stable and the backoff starts over")
-	f.StringVar(&spec.StopSignal, "stop-signal", "SIGTERM", "signal sent to the process group on kill, before SIGKILL")
+	f.StringVar(&policy, "restart", "", "restart policy: never, on-failure or always (default: never)")
+	f.IntVar(&maxRestarts, "max-restarts", 0, "restarts allowed within --restart-window before the agent fails (default: 5)")
+	f.StringVar(&window, "restart-window", "", "window of --max-restarts (default: 1m)")
+	f.StringVar(&backoffInit, "backoff", "", "delay before the second consecutive restart; it doubles after that (default: 100ms)")
+	f.StringVar(&bMax, "backoff-max", "", "longest delay between restarts (default: 30s)")
+	f.StringVar(&resetAfter, "reset-after", "", "uptime after which a run counts as stable and the backoff starts over (default: 30s)")
+	f.StringVar(&spec.StopSignal, "stop-signal", "", "signal sent to the process group on kill, before SIGKILL (default: SIGTERM)")
 	f.StringVar(&spec.StopTimeout, "stop-timeout", "", "grace between the stop signal and SIGKILL (default: agents.stop_timeout)")
-	f.StringVar(&spec.Timeout, "timeout", "0s", "end each run after this long (0s: no limit)")
+	f.StringVar(&spec.Timeout, "timeout", "", "end each run after this long (default: none for a process agent, agent.timeout for an llm agent; 0s: none)")
 	f.BoolVar(&wait, "wait", false, "wait for the agent to end; exit 0 if it succeeded, 1 if it failed, 3 if it was killed")
-	f.StringVar(&kind, "kind", "process", "process or llm")
+	f.StringVar(&kind, "kind", "", "process or llm (default: process)")
 	f.StringVar(&goal, "goal", "", "the goal of an llm agent")
 	f.StringVarP(&llm.model, "model", "m", "", "llm: provider/model (default: agent.default_model)")
 	f.StringVar(&llm.system, "system", "", "llm: instructions added to the built-in system prompt")
@@ -242,7 +242,7 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base oxios.S
 		return usageError("--goal: an llm agent needs a goal")
 	}
 	f.name, f.priority = base.Name, base.Priority
-	if cmd.Flags().Changed("timeout") {
+	if base.Timeout != "" {
 		f.timeout = base.Timeout
 	}
 	if dir, _ := cmd.Flags().GetString("dir"); dir != "" {

@@ -92,7 +92,7 @@ override it.`,
 				}
 			}
 			f := cmd.Flags()
-			if f.Changed("kind") || j.Spec.Kind == "" {
+			if kind != "" {
 				j.Spec.Kind = kind
 			}
 			if f.Changed("goal") {
@@ -152,10 +152,10 @@ override it.`,
 	f := cmd.Flags()
 	f.StringVarP(&j.Schedule, "schedule", "s", "", `when: "MIN HOUR DOM MON DOW", @hourly, @daily, ... or "@every 30s"`)
 	f.StringVar(&j.Zone, "zone", "", "IANA time zone such as Europe/Berlin (default: local time)")
-	f.StringVar(&j.Overlap, "overlap", "skip", "while the previous run is active: skip, queue or allow")
-	f.StringVar(&j.Missed, "missed", "skip", "firings missed while the daemon was down: skip or run-once")
+	f.StringVar(&j.Overlap, "overlap", "", "while the previous run is active: skip, queue or allow (default: skip)")
+	f.StringVar(&j.Missed, "missed", "", "firings missed while the daemon was down: skip or run-once (default: skip)")
 	f.BoolVar(&disabled, "disabled", false, "add the job disabled")
-	f.StringVar(&kind, "kind", "process", "process or llm")
+	f.StringVar(&kind, "kind", "", "process or llm (default: process)")
 	f.StringVar(&goal, "goal", "", "the goal of an llm agent")
 	f.StringVarP(&model, "model", "m", "", "llm: provider/model (default: agent.default_model)")
 	f.StringVar(&onExhausted, "on-exhausted", "", "llm: fail or wait when a budget is exhausted at a firing")

@@ -99,6 +99,7 @@ func Validate(d *Def, defaults oxios.SpecDefaults) (Schedule, error) {
 	if err := specError(supervisor.Normalize(&check, defaults)); err != nil {
 		return Schedule{}, err
 	}
+	d.Spec.Kind = check.Kind // the one default that is no day's: what the job is
 	return sched, nil
 }
 
