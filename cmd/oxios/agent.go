@@ -264,6 +264,9 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base oxios.S
 // spawn spawns spec and prints its id (and queue position), or waits for
 // it to end with --wait.
 func (a *app) spawn(spec oxios.Spec, wait bool) error {
+	if a.spawnF != nil {
+		return a.spawnF(spec, wait)
+	}
 	c, err := a.client()
 	if err != nil {
 		return err

@@ -138,6 +138,9 @@ override it.`,
 				off := false
 				j.Enabled = &off
 			}
+			if a.cronF != nil {
+				return a.cronF(j)
+			}
 			c, err := a.client()
 			if err != nil {
 				return err

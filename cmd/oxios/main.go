@@ -25,7 +25,14 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	return (&app{stdout: stdout, stderr: stderr}).execute(args)
+}
+
+// execute runs the command args name and returns its exit code, having
+// printed its error in one line.
+func (a *app) execute(args []string) int {
+	stderr := a.stderr
+	root := a.root()
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {

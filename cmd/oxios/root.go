@@ -13,19 +13,32 @@ import (
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/kernel"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/security"
 )
 
-// app holds the global flags and the streams every command writes to.
+// app holds the global flags, the streams every command writes to, and
+// the seams of the commands that send what their flags built.
 type app struct {
 	configPath string
 	output     string
 	stdout     io.Writer
 	stderr     io.Writer
+	seams
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
-	a := &app{stdout: stdout, stderr: stderr}
+// seams replace what a command does once its flags are parsed, as
+// cli/cli's runF does: a test of the flags and the printing sets one and
+// needs no daemon. Nil is the real thing.
+type seams struct {
+	// spawnF spawns spec (agent spawn), waiting for its end with wait.
+	spawnF func(spec oxios.Spec, wait bool) error
+	// cronF creates the job j (cron add).
+	cronF func(j client.CronJob) error
+}
+
+// root is the oxios command, with a's streams and seams.
+func (a *app) root() *cobra.Command {
 	start := a.startCmd()
 	root := &cobra.Command{
 		Use:   "oxios",
@@ -51,8 +64,8 @@ dashboard. Run without a command, it starts the daemon (same as 'oxios start').`
 	root.Flags().AddFlagSet(start.Flags())
 	root.PersistentFlags().StringVar(&a.configPath, "config", "", "config file (default $OXIOS_HOME/config.toml)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError("%v (see '%s --help')", err, c.CommandPath())
 	})
