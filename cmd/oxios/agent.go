@@ -86,21 +86,24 @@ func (l *lastByte) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// spawnFlags are agent spawn's flags.
+type spawnFlags struct {
+	spec              oxios.Spec
+	env, labels       []string
+	wait              bool
+	policy, window    string
+	backoffInit, bMax string
+	resetAfter        string
+	maxRestarts       int
+	dir               string
+	kind, goal        string
+	llm               llmFlags
+	sb                sandboxFlags
+	secretEnv         []string
+}
+
 func (a *app) agentSpawnCmd() *cobra.Command {
-	var (
-		spec              oxios.Spec
-		env, labels       []string
-		wait              bool
-		policy, window    string
-		backoffInit, bMax string
-		resetAfter        string
-		maxRestarts       int
-		dir               string
-		kind, goal        string
-		llm               llmFlags
-		sb                sandboxFlags
-		secretEnv         []string
-	)
+	var sf spawnFlags
 	cmd := &cobra.Command{
 		Use:   "spawn [flags] -- COMMAND [ARG...]",
 		Short: "Start a process agent",
@@ -119,7 +122,7 @@ the configured one; widening it needs the admin role.`,
   oxios agent spawn --timeout 10m --priority high --label team=search --wait -- make index
   oxios agent spawn --network none --memory-mb 512 --max-procs 64 --secret-env API_KEY -- python3 job.py`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if kind == oxios.KindLLM {
+			if sf.kind == oxios.KindLLM {
 				if len(args) > 0 {
 					return usageError("an llm agent takes --goal, not a command (got %q)", args[0])
 				}
@@ -130,70 +133,78 @@ the configured one; widening it needs the admin role.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			spec.Sandbox = sb.spec(cmd)
-			spec.SecretEnv = secretEnv
-			switch kind {
-			case oxios.KindLLM:
-				return a.spawnLLM(cmd, goal, llm, spec, wait)
-			case "", oxios.KindProcess:
-			default:
-				return usageError("--kind: must be process or llm (got %q)", kind)
-			}
-			if goal != "" {
-				return usageError("--goal is for llm agents (add --kind llm)")
-			}
-			spec.Kind = oxios.KindProcess
-			spec.Command, spec.Args = args[0], args[1:]
-			spec.Restart = oxios.Restart{Policy: policy, MaxRestarts: maxRestarts, Window: window,
-				ResetAfter: resetAfter, Backoff: oxios.BackoffSpec{Initial: backoffInit, Max: bMax}}
-			var err error
-			if spec.Env, err = keyValues("--env", env); err != nil {
-				return err
-			}
-			if spec.Labels, err = keyValues("--label", labels); err != nil {
-				return err
-			}
-			if dir != "" {
-				if spec.Dir, err = filepath.Abs(dir); err != nil {
-					return usageError("--dir: %v", err)
-				}
-			} else if here, why := callersDir(spec.Command, spec.Args); here != "" {
-				// python3 agent.py, ./worker.sh: meant from here, as a
-				// shell (and PM2) would run them.
-				spec.Dir = here
-				fmt.Fprintf(a.stderr, "dir: %s (%s is here; --dir to choose another)\n", here, why)
-			}
-			return a.spawn(spec, wait)
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return a.spawnProcess(cmd, &sf, args) },
 	}
-	f := cmd.Flags()
+	sf.add(cmd.Flags())
+	return cmd
+}
+
+func (sf *spawnFlags) add(f *pflag.FlagSet) {
+	spec, llm := &sf.spec, &sf.llm
 	f.StringVar(&spec.Name, "name", "", "name of the agent (default: the command's base name)")
-	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
-	f.StringVar(&dir, "dir", "", "working directory (default: the agent's own workspace)")
+	f.StringArrayVarP(&sf.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&sf.dir, "dir", "", "working directory (default: the agent's own workspace)")
 	f.StringVar(&spec.Priority, "priority", "", "critical, high, normal or low (default: normal)")
-	f.StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
-	f.StringVar(&policy, "restart", "", "restart policy: never, on-failure or always (default: never)")
-	f.IntVar(&maxRestarts, "max-restarts", 0, "restarts allowed within --restart-window before the agent fails (default: 5)")
-	f.StringVar(&window, "restart-window", "", "window of --max-restarts (default: 1m)")
-	f.StringVar(&backoffInit, "backoff", "", "delay before the second consecutive restart; it doubles after that (default: 100ms)")
-	f.StringVar(&bMax, "backoff-max", "", "longest delay between restarts (default: 30s)")
-	f.StringVar(&resetAfter, "reset-after", "", "uptime after which a run counts as stable and the backoff starts over (default: 30s)")
+	f.StringArrayVarP(&sf.labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
+	f.StringVar(&sf.policy, "restart", "", "restart policy: never, on-failure or always (default: never)")
+	f.IntVar(&sf.maxRestarts, "max-restarts", 0, "restarts allowed within --restart-window before the agent fails (default: 5)")
+	f.StringVar(&sf.window, "restart-window", "", "window of --max-restarts (default: 1m)")
+	f.StringVar(&sf.backoffInit, "backoff", "", "delay before the second consecutive restart; it doubles after that (default: 100ms)")
+	f.StringVar(&sf.bMax, "backoff-max", "", "longest delay between restarts (default: 30s)")
+	f.StringVar(&sf.resetAfter, "reset-after", "", "uptime after which a run counts as stable and the backoff starts over (default: 30s)")
 	f.StringVar(&spec.StopSignal, "stop-signal", "", "signal sent to the process group on kill, before SIGKILL (default: SIGTERM)")
 	f.StringVar(&spec.StopTimeout, "stop-timeout", "", "grace between the stop signal and SIGKILL (default: agents.stop_timeout)")
 	f.StringVar(&spec.Timeout, "timeout", "", "end each run after this long (default: none for a process agent, agent.timeout for an llm agent; 0s: none)")
-	f.BoolVar(&wait, "wait", false, "wait for the agent to end; exit 0 if it succeeded, 1 if it failed, 3 if it was killed")
-	f.StringVar(&kind, "kind", "", "process or llm (default: process)")
-	f.StringVar(&goal, "goal", "", "the goal of an llm agent")
+	f.BoolVar(&sf.wait, "wait", false, "wait for the agent to end; exit 0 if it succeeded, 1 if it failed, 3 if it was killed")
+	f.StringVar(&sf.kind, "kind", "", "process or llm (default: process)")
+	f.StringVar(&sf.goal, "goal", "", "the goal of an llm agent")
 	f.StringVarP(&llm.model, "model", "m", "", "llm: provider/model (default: agent.default_model)")
 	f.StringVar(&llm.system, "system", "", "llm: instructions added to the built-in system prompt")
 	f.IntVar(&llm.maxSteps, "max-steps", 0, "llm: most model calls (default: agent.max_steps)")
 	f.StringSliceVar(&llm.allowExec, "allow-exec", nil, "llm: programs the exec tool may run")
 	f.StringSliceVar(&llm.allowHost, "allow-host", nil, "llm: hosts http_fetch may reach")
 	f.StringSliceVar(&llm.allowPath, "allow-path", nil, "llm: path globs the file tools may touch (default: the workspace)")
-	f.StringArrayVar(&secretEnv, "secret-env", nil, "variable NAME whose value is read from $OXIOS_HOME/secrets/env/NAME at each start (repeatable)")
-	sb.flags(f)
-	return cmd
+	f.StringArrayVar(&sf.secretEnv, "secret-env", nil, "variable NAME whose value is read from $OXIOS_HOME/secrets/env/NAME at each start (repeatable)")
+	sf.sb.flags(f)
+}
+
+// spawnProcess spawns the agent agent spawn's flags describe.
+func (a *app) spawnProcess(cmd *cobra.Command, sf *spawnFlags, args []string) error {
+	spec := sf.spec
+	spec.Sandbox = sf.sb.spec(cmd)
+	spec.SecretEnv = sf.secretEnv
+	switch sf.kind {
+	case oxios.KindLLM:
+		return a.spawnLLM(cmd, sf.goal, sf.llm, spec, sf.wait)
+	case "", oxios.KindProcess:
+	default:
+		return usageError("--kind: must be process or llm (got %q)", sf.kind)
+	}
+	if sf.goal != "" {
+		return usageError("--goal is for llm agents (add --kind llm)")
+	}
+	spec.Kind = oxios.KindProcess
+	spec.Command, spec.Args = args[0], args[1:]
+	spec.Restart = oxios.Restart{Policy: sf.policy, MaxRestarts: sf.maxRestarts, Window: sf.window,
+		ResetAfter: sf.resetAfter, Backoff: oxios.BackoffSpec{Initial: sf.backoffInit, Max: sf.bMax}}
+	var err error
+	if spec.Env, err = keyValues("--env", sf.env); err != nil {
+		return err
+	}
+	if spec.Labels, err = keyValues("--label", sf.labels); err != nil {
+		return err
+	}
+	if sf.dir != "" {
+		if spec.Dir, err = filepath.Abs(sf.dir); err != nil {
+			return usageError("--dir: %v", err)
+		}
+	} else if here, why := callersDir(spec.Command, spec.Args); here != "" {
+		// python3 agent.py, ./worker.sh: meant from here, as a shell (and
+		// PM2) would run them.
+		spec.Dir = here
+		fmt.Fprintf(a.stderr, "dir: %s (%s is here; --dir to choose another)\n", here, why)
+	}
+	return a.spawn(spec, sf.wait)
 }
 
 // sandboxFlags are agent spawn's sandbox flags.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/oxios"
@@ -45,13 +46,7 @@ read-only.`,
 }
 
 func (a *app) cronAddCmd() *cobra.Command {
-	var (
-		j                          client.CronJob
-		disabled                   bool
-		kind, goal, model, specArg string
-		dir, onExhausted           string
-		env, labels                []string
-	)
+	var cf cronFlags
 	cmd := &cobra.Command{
 		Use:   "add NAME --schedule EXPR [flags] [-- COMMAND [ARG...]]",
 		Short: "Add a cron job",
@@ -69,107 +64,124 @@ override it.`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			j.Name = args[0]
-			if j.Schedule == "" {
-				return usageError("--schedule: required, e.g. \"*/5 * * * *\", @hourly or \"@every 30s\"")
-			}
-			if specArg != "" {
-				var b []byte
-				var err error
-				if specArg == "-" {
-					b, err = readAllStdin()
-				} else {
-					b, err = os.ReadFile(specArg)
-				}
-				if err != nil {
-					return usageError("--spec: %v", err)
-				}
-				dec := json.NewDecoder(strings.NewReader(string(b)))
-				dec.DisallowUnknownFields()
-				if err := dec.Decode(&j.Spec); err != nil {
-					return usageError("--spec: %v", err)
-				}
-			}
-			f := cmd.Flags()
-			if kind != "" {
-				j.Spec.Kind = kind
-			}
-			if f.Changed("goal") {
-				j.Spec.Goal = goal
-			}
-			if f.Changed("model") {
-				j.Spec.Model = model
-			}
-			if onExhausted != "" {
-				if j.Spec.Budget == nil {
-					j.Spec.Budget = &oxios.SpecBudget{}
-				}
-				j.Spec.Budget.OnExhausted = onExhausted
-			}
-			if len(args) > 1 {
-				if j.Spec.Kind == oxios.KindLLM {
-					return usageError("an llm job takes --goal, not a command (got %q)", args[1])
-				}
-				j.Spec.Command, j.Spec.Args = args[1], args[2:]
-				if strings.Contains(j.Spec.Command, "/") && !filepath.IsAbs(j.Spec.Command) {
-					if abs, err := filepath.Abs(j.Spec.Command); err == nil {
-						j.Spec.Command = abs
-					}
-				}
-			}
-			var err error
-			if e, err := keyValues("--env", env); err != nil {
-				return err
-			} else if e != nil {
-				j.Spec.Env = e
-			}
-			if l, err := keyValues("--label", labels); err != nil {
-				return err
-			} else if l != nil {
-				j.Spec.Labels = l
-			}
-			if dir != "" {
-				if j.Spec.Dir, err = filepath.Abs(dir); err != nil {
-					return usageError("--dir: %v", err)
-				}
-			}
-			if disabled {
-				off := false
-				j.Enabled = &off
-			}
-			if a.cronF != nil {
-				return a.cronF(j)
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			st, err := c.CreateCron(context.Background(), j)
-			if err != nil {
-				return apiError(err)
-			}
-			return a.printCron(st)
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return a.cronAdd(cmd, &cf, args) },
+	}
+	cf.add(cmd.Flags())
+	return cmd
+}
+
+// cronFlags are cron add's flags.
+type cronFlags struct {
+	j                          client.CronJob
+	disabled                   bool
+	kind, goal, model, specArg string
+	dir, onExhausted           string
+	env, labels                []string
+}
+
+func (cf *cronFlags) add(f *pflag.FlagSet) {
+	f.StringVarP(&cf.j.Schedule, "schedule", "s", "", `when: "MIN HOUR DOM MON DOW", @hourly, @daily, ... or "@every 30s"`)
+	f.StringVar(&cf.j.Zone, "zone", "", "IANA time zone such as Europe/Berlin (default: local time)")
+	f.StringVar(&cf.j.Overlap, "overlap", "", "while the previous run is active: skip, queue or allow (default: skip)")
+	f.StringVar(&cf.j.Missed, "missed", "", "firings missed while the daemon was down: skip or run-once (default: skip)")
+	f.BoolVar(&cf.disabled, "disabled", false, "add the job disabled")
+	f.StringVar(&cf.kind, "kind", "", "process or llm (default: process)")
+	f.StringVar(&cf.goal, "goal", "", "the goal of an llm agent")
+	f.StringVarP(&cf.model, "model", "m", "", "llm: provider/model (default: agent.default_model)")
+	f.StringVar(&cf.onExhausted, "on-exhausted", "", "llm: fail or wait when a budget is exhausted at a firing")
+	f.StringVar(&cf.j.Spec.Name, "name", "", "name of the spawned agents (default: the job's name)")
+	f.StringVar(&cf.j.Spec.Priority, "priority", "", "critical, high, normal or low")
+	f.StringVar(&cf.j.Spec.Timeout, "timeout", "", "end each run after this long")
+	f.StringVar(&cf.dir, "dir", "", "working directory (default: each agent's own workspace)")
+	f.StringArrayVarP(&cf.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringArrayVarP(&cf.labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
+	f.StringVar(&cf.specArg, "spec", "", `agent spec as JSON, from a file or "-" for stdin`)
+}
+
+// cronAdd creates the job cron add's flags describe.
+func (a *app) cronAdd(cmd *cobra.Command, cf *cronFlags, args []string) error {
+	j, disabled, kind, goal, model, specArg := &cf.j, cf.disabled, cf.kind, cf.goal, cf.model, cf.specArg
+	dir, onExhausted, env, labels := cf.dir, cf.onExhausted, cf.env, cf.labels
+	j.Name = args[0]
+	if j.Schedule == "" {
+		return usageError("--schedule: required, e.g. \"*/5 * * * *\", @hourly or \"@every 30s\"")
+	}
+	if specArg != "" {
+		var b []byte
+		var err error
+		if specArg == "-" {
+			b, err = readAllStdin()
+		} else {
+			b, err = os.ReadFile(specArg)
+		}
+		if err != nil {
+			return usageError("--spec: %v", err)
+		}
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&j.Spec); err != nil {
+			return usageError("--spec: %v", err)
+		}
 	}
 	f := cmd.Flags()
-	f.StringVarP(&j.Schedule, "schedule", "s", "", `when: "MIN HOUR DOM MON DOW", @hourly, @daily, ... or "@every 30s"`)
-	f.StringVar(&j.Zone, "zone", "", "IANA time zone such as Europe/Berlin (default: local time)")
-	f.StringVar(&j.Overlap, "overlap", "", "while the previous run is active: skip, queue or allow (default: skip)")
-	f.StringVar(&j.Missed, "missed", "", "firings missed while the daemon was down: skip or run-once (default: skip)")
-	f.BoolVar(&disabled, "disabled", false, "add the job disabled")
-	f.StringVar(&kind, "kind", "", "process or llm (default: process)")
-	f.StringVar(&goal, "goal", "", "the goal of an llm agent")
-	f.StringVarP(&model, "model", "m", "", "llm: provider/model (default: agent.default_model)")
-	f.StringVar(&onExhausted, "on-exhausted", "", "llm: fail or wait when a budget is exhausted at a firing")
-	f.StringVar(&j.Spec.Name, "name", "", "name of the spawned agents (default: the job's name)")
-	f.StringVar(&j.Spec.Priority, "priority", "", "critical, high, normal or low")
-	f.StringVar(&j.Spec.Timeout, "timeout", "", "end each run after this long")
-	f.StringVar(&dir, "dir", "", "working directory (default: each agent's own workspace)")
-	f.StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE (repeatable)")
-	f.StringArrayVarP(&labels, "label", "l", nil, "label KEY=VALUE (repeatable)")
-	f.StringVar(&specArg, "spec", "", `agent spec as JSON, from a file or "-" for stdin`)
-	return cmd
+	if kind != "" {
+		j.Spec.Kind = kind
+	}
+	if f.Changed("goal") {
+		j.Spec.Goal = goal
+	}
+	if f.Changed("model") {
+		j.Spec.Model = model
+	}
+	if onExhausted != "" {
+		if j.Spec.Budget == nil {
+			j.Spec.Budget = &oxios.SpecBudget{}
+		}
+		j.Spec.Budget.OnExhausted = onExhausted
+	}
+	if len(args) > 1 {
+		if j.Spec.Kind == oxios.KindLLM {
+			return usageError("an llm job takes --goal, not a command (got %q)", args[1])
+		}
+		j.Spec.Command, j.Spec.Args = args[1], args[2:]
+		if strings.Contains(j.Spec.Command, "/") && !filepath.IsAbs(j.Spec.Command) {
+			if abs, err := filepath.Abs(j.Spec.Command); err == nil {
+				j.Spec.Command = abs
+			}
+		}
+	}
+	var err error
+	if e, err := keyValues("--env", env); err != nil {
+		return err
+	} else if e != nil {
+		j.Spec.Env = e
+	}
+	if l, err := keyValues("--label", labels); err != nil {
+		return err
+	} else if l != nil {
+		j.Spec.Labels = l
+	}
+	if dir != "" {
+		if j.Spec.Dir, err = filepath.Abs(dir); err != nil {
+			return usageError("--dir: %v", err)
+		}
+	}
+	if disabled {
+		off := false
+		j.Enabled = &off
+	}
+	if a.cronF != nil {
+		return a.cronF(*j)
+	}
+	c, err := a.client()
+	if err != nil {
+		return err
+	}
+	st, err := c.CreateCron(context.Background(), *j)
+	if err != nil {
+		return apiError(err)
+	}
+	return a.printCron(st)
 }
 
 func readAllStdin() ([]byte, error) {

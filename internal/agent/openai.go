@@ -66,48 +66,7 @@ func newOpenAI(name string, c ProviderConfig, retries int) *openAI {
 }
 
 func (p *openAI) Complete(ctx context.Context, req Request, onText func(string)) (Response, error) {
-	params := openai.ChatCompletionNewParams{
-		Model:         req.Model,
-		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
-	}
-	if req.MaxTokens > 0 {
-		params.MaxCompletionTokens = openai.Int(int64(req.MaxTokens))
-	}
-	if req.System != "" {
-		params.Messages = append(params.Messages, openai.SystemMessage(req.System))
-	}
-	for _, m := range req.Messages {
-		switch m.Role {
-		case "user":
-			params.Messages = append(params.Messages, openai.UserMessage(m.Text))
-		case "assistant":
-			a := openai.ChatCompletionAssistantMessageParam{}
-			if m.Text != "" {
-				a.Content.OfString = openai.String(m.Text)
-			}
-			for _, tc := range m.ToolCalls {
-				a.ToolCalls = append(a.ToolCalls, openai.ChatCompletionMessageToolCallUnionParam{
-					OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{
-						ID:       tc.ID,
-						Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: tc.Name, Arguments: string(tc.Args)},
-					},
-				})
-			}
-			params.Messages = append(params.Messages, openai.ChatCompletionMessageParamUnion{OfAssistant: &a})
-		case "tool":
-			for _, r := range m.Results {
-				params.Messages = append(params.Messages, openai.ToolMessage(r.Content, r.CallID))
-			}
-		}
-	}
-	for _, t := range req.Tools {
-		params.Tools = append(params.Tools, openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
-			Name:        t.Name,
-			Description: openai.String(t.Description),
-			Parameters:  p.parameters(t),
-		}))
-	}
-	stream := p.client.Chat.Completions.NewStreaming(ctx, params)
+	stream := p.client.Chat.Completions.NewStreaming(ctx, p.params(req))
 	defer stream.Close()
 	// The stream is gathered here rather than with the SDK's accumulator:
 	// text and usage as they come, tool calls joined by index.
@@ -167,6 +126,53 @@ func (p *openAI) Complete(ctx context.Context, req Request, onText func(string))
 		resp.ToolCalls = append(resp.ToolCalls, c)
 	}
 	return resp, nil
+}
+
+// params is req as a chat completion request: the system prompt, the
+// conversation and the tools.
+func (p *openAI) params(req Request) openai.ChatCompletionNewParams {
+	params := openai.ChatCompletionNewParams{
+		Model:         req.Model,
+		StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
+	}
+	if req.MaxTokens > 0 {
+		params.MaxCompletionTokens = openai.Int(int64(req.MaxTokens))
+	}
+	if req.System != "" {
+		params.Messages = append(params.Messages, openai.SystemMessage(req.System))
+	}
+	for _, m := range req.Messages {
+		switch m.Role {
+		case "user":
+			params.Messages = append(params.Messages, openai.UserMessage(m.Text))
+		case "assistant":
+			a := openai.ChatCompletionAssistantMessageParam{}
+			if m.Text != "" {
+				a.Content.OfString = openai.String(m.Text)
+			}
+			for _, tc := range m.ToolCalls {
+				a.ToolCalls = append(a.ToolCalls, openai.ChatCompletionMessageToolCallUnionParam{
+					OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{
+						ID:       tc.ID,
+						Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: tc.Name, Arguments: string(tc.Args)},
+					},
+				})
+			}
+			params.Messages = append(params.Messages, openai.ChatCompletionMessageParamUnion{OfAssistant: &a})
+		case "tool":
+			for _, r := range m.Results {
+				params.Messages = append(params.Messages, openai.ToolMessage(r.Content, r.CallID))
+			}
+		}
+	}
+	for _, t := range req.Tools {
+		params.Tools = append(params.Tools, openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{
+			Name:        t.Name,
+			Description: openai.String(t.Description),
+			Parameters:  p.parameters(t),
+		}))
+	}
+	return params
 }
 
 // wrap turns an SDK error into a ProviderError carrying the provider's own

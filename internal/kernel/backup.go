@@ -248,29 +248,76 @@ func restore(ctx context.Context, home string, configPath, file string, stamp st
 	if err := backup.Extract(file, files); err != nil {
 		return man, nil, unchanged(fmt.Errorf("extract: %w", err))
 	}
-	// What is swapped in must work with this binary, and the config in
-	// effect after the restore (the backup's, else the current one) must
-	// use the data directory the restore fills.
+	if err := checkRestorable(home, configPath, files); err != nil {
+		return man, nil, unchanged(err)
+	}
+	data := filepath.Join(work, "data")
+	if err := fillData(ctx, man, files, data); err != nil {
+		return man, nil, unchanged(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return man, nil, unchanged(err)
+	}
+	steps, err := stageSwap(home, configPath, files, data, stamp)
+	if err != nil {
+		return man, nil, unchanged(err)
+	}
+	jb, _ := json.Marshal(journal{Work: work, Steps: steps})
+	jpath := filepath.Join(home, journalName)
+	if err := fileutil.WriteAtomic(jpath, jb, 0o600); err != nil {
+		os.Remove(jpath)
+		unstage(steps)
+		return man, nil, unchanged(err)
+	}
+	swapping = true
+	if err := runSwap(steps); err != nil {
+		return man, nil, fmt.Errorf("the swap stopped half way (%v); it is finished by the next oxios start or restore", err)
+	}
+	for _, st := range steps {
+		fileutil.SyncDir(filepath.Dir(st.Live))
+	}
+	os.Remove(jpath)
+	fileutil.SyncDir(home)
+	os.RemoveAll(work)
+	var kept []string
+	for _, st := range steps {
+		if _, err := os.Lstat(st.Old); err == nil {
+			kept = append(kept, st.Old)
+		}
+	}
+	return man, kept, nil
+}
+
+// checkRestorable checks that what the backup in files would swap in works
+// with this binary: the config in effect after the restore (the backup's,
+// else the current one) loads and uses the data directory the restore
+// fills, and the secrets are there.
+func checkRestorable(home, configPath, files string) error {
 	effective := configPath
 	cfgFile := filepath.Join(files, "config.toml")
 	if b, err := os.ReadFile(cfgFile); err == nil {
 		if _, err := config.Parse("the backup's config.toml", b, CheckConfig); err != nil {
-			return man, nil, unchanged(fmt.Errorf("the backup's config file does not load in this oxios: %w", err))
+			return fmt.Errorf("the backup's config file does not load in this oxios: %w", err)
 		}
 		effective = cfgFile
 	}
 	if c, err := loadConfig(effective); err == nil && c.Backbone.URL != "" {
-		return man, nil, unchanged(fmt.Errorf("the config in effect after the restore sets backbone.url: the streams would live on that NATS server, not in %s; restore works with the embedded backbone", filepath.Join(home, "data")))
+		return fmt.Errorf("the config in effect after the restore sets backbone.url: the streams would live on that NATS server, not in %s; restore works with the embedded backbone", filepath.Join(home, "data"))
 	}
 	for _, sec := range []string{"admin.token", "audit.key"} {
 		if b, err := os.ReadFile(filepath.Join(files, "secrets", sec)); err != nil || len(strings.TrimSpace(string(b))) == 0 {
-			return man, nil, unchanged(fmt.Errorf("the backup has no usable secrets/%s", sec))
+			return fmt.Errorf("the backup has no usable secrets/%s", sec)
 		}
 	}
-	data := filepath.Join(work, "data")
+	return nil
+}
+
+// fillData restores the backup's streams into a new data directory, with
+// a server of its own, and notes the restore in the restored audit trail.
+func fillData(ctx context.Context, man backup.Manifest, files, data string) error {
 	bb, err := backbone.Open(ctx, backbone.Options{DataDir: data, Name: "restore", SyncAlways: true})
 	if err != nil {
-		return man, nil, unchanged(fmt.Errorf("start a server for the restore: %w", err))
+		return fmt.Errorf("start a server for the restore: %w", err)
 	}
 	restoreErr := func() error {
 		for _, s := range backup.Sorted(man.Streams) {
@@ -295,15 +342,13 @@ func restore(ctx context.Context, home string, configPath, file string, stamp st
 	if cerr := bb.Close(); restoreErr == nil && cerr != nil {
 		restoreErr = cerr
 	}
-	if restoreErr != nil {
-		return man, nil, unchanged(restoreErr)
-	}
-	if err := ctx.Err(); err != nil {
-		return man, nil, unchanged(err)
-	}
+	return restoreErr
+}
 
-	// Each new file goes first into its target's own directory (a config
-	// elsewhere may be on another file system), then the swap renames.
+// stageSwap lists the swap's steps: the new data directory, and each file
+// of the backup copied first into its target's own directory (a config
+// elsewhere may be on another file system), so that the swap only renames.
+func stageSwap(home, configPath, files, data, stamp string) ([]swapStep, error) {
 	old := func(live string) string { return live + ".before-restore-" + stamp }
 	steps := []swapStep{{New: data, Live: filepath.Join(home, "data"), Old: old(filepath.Join(home, "data"))}}
 	os.MkdirAll(filepath.Join(home, "secrets"), 0o700)
@@ -318,39 +363,20 @@ func restore(ctx context.Context, home string, configPath, file string, stamp st
 		}
 		staged, err := stage(src, f.live)
 		if err != nil {
-			for _, st := range steps[1:] {
-				os.Remove(st.New)
-			}
-			return man, nil, unchanged(fmt.Errorf("stage %s: %w", f.live, err))
+			unstage(steps)
+			return nil, fmt.Errorf("stage %s: %w", f.live, err)
 		}
 		steps = append(steps, swapStep{New: staged, Live: f.live, Old: old(f.live)})
 	}
-	jb, _ := json.Marshal(journal{Work: work, Steps: steps})
-	jpath := filepath.Join(home, journalName)
-	if err := fileutil.WriteAtomic(jpath, jb, 0o600); err != nil {
-		os.Remove(jpath)
-		for _, st := range steps[1:] {
-			os.Remove(st.New)
-		}
-		return man, nil, unchanged(err)
+	return steps, nil
+}
+
+// unstage removes the staged files of steps (not the data directory, which
+// is in the work directory).
+func unstage(steps []swapStep) {
+	for _, st := range steps[1:] {
+		os.Remove(st.New)
 	}
-	swapping = true
-	if err := runSwap(steps); err != nil {
-		return man, nil, fmt.Errorf("the swap stopped half way (%v); it is finished by the next oxios start or restore", err)
-	}
-	for _, st := range steps {
-		fileutil.SyncDir(filepath.Dir(st.Live))
-	}
-	os.Remove(jpath)
-	fileutil.SyncDir(home)
-	os.RemoveAll(work)
-	var kept []string
-	for _, st := range steps {
-		if _, err := os.Lstat(st.Old); err == nil {
-			kept = append(kept, st.Old)
-		}
-	}
-	return man, kept, nil
 }
 
 // stage copies src next to live (same directory, 0600) and returns the copy.

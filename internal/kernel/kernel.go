@@ -59,11 +59,11 @@ type Options struct {
 	Stderr   io.Writer
 }
 
-// part is one piece of the daemon with a uniform lifecycle. Parts start in
-// list order and stop in reverse order.
-// part is one of the daemon's parts. stop must be safe to call after a
-// start that failed half way: boot calls it then, to close what that start
-// had opened (as Caddy's CleanerUpper after a failed provision).
+// part is one of the daemon's parts, with a uniform lifecycle: parts
+// start in list order and stop in reverse order. stop must be safe to call
+// after a start that failed half way: boot calls it then, to close what
+// that start had opened (as Caddy's CleanerUpper after a failed
+// provision).
 type part struct {
 	name  string
 	start func(ctx context.Context) error
@@ -98,30 +98,69 @@ type Kernel struct {
 func Run(ctx context.Context, o Options) (err error) {
 	// Signals are caught before anything else, so that a SIGTERM at any
 	// moment of boot leads to a graceful exit, never a half-written PID file.
-	var logger atomic.Pointer[slog.Logger]
-	var held atomic.Pointer[daemon.PIDFile]
+	var sig signals
+	ctx, stop := sig.catch(ctx)
+	defer stop()
+
+	tuneGC()
+	pidf, err := takeHome(&o)
+	if err != nil {
+		return err
+	}
+	sig.held.Store(pidf)
+	defer func() {
+		if rerr := pidf.Release(); rerr != nil && err == nil {
+			err = fmt.Errorf("remove PID file: %w", rerr)
+		}
+	}()
+
+	k, logFile, err := newKernel(o)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	sig.kernel.Store(k)
+	return k.run(ctx)
+}
+
+// signals is what the signal handlers of Run reach: the kernel (for a
+// reload, and its log) and the PID file (released on a forced exit), each
+// set once it exists.
+type signals struct {
+	kernel atomic.Pointer[Kernel]
+	held   atomic.Pointer[daemon.PIDFile]
+}
+
+func (s *signals) log() *slog.Logger {
+	if k := s.kernel.Load(); k != nil {
+		return k.log
+	}
+	return nil
+}
+
+// catch returns ctx cancelled by the first SIGTERM or SIGINT; a second one
+// exits at once. SIGHUP reloads the configuration (it would end the
+// process if it were not caught); one that comes before the daemon has a
+// kernel is ignored (the file is read at boot anyway). stop ends the
+// handling, waiting for a reload under way.
+func (s *signals) catch(ctx context.Context) (context.Context, func()) {
 	ctx, stopSignals := daemon.SignalContext(ctx,
-		func(s os.Signal) {
-			if l := logger.Load(); l != nil {
-				l.Info("received signal", "signal", s.String())
+		func(sg os.Signal) {
+			if l := s.log(); l != nil {
+				l.Info("received signal", "signal", sg.String())
 			}
 		},
 		func() {
-			if l := logger.Load(); l != nil {
+			if l := s.log(); l != nil {
 				l.Warn("second signal; exiting now without a graceful shutdown")
 			}
-			if p := held.Load(); p != nil {
+			if p := s.held.Load(); p != nil {
 				p.Release()
 			}
 			os.Exit(1)
 		})
-	defer stopSignals()
-	// SIGHUP reloads the configuration (it would end the process if it
-	// were not caught); one that comes before the daemon is ready is
-	// refused with a log line (the file is read at boot anyway).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	var kernel atomic.Pointer[Kernel]
 	hupDone, hupStop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(hupDone)
@@ -131,7 +170,7 @@ func Run(ctx context.Context, o Options) (err error) {
 				return
 			case <-hup:
 			}
-			k := kernel.Load()
+			k := s.kernel.Load()
 			if k == nil {
 				continue
 			}
@@ -141,23 +180,28 @@ func Run(ctx context.Context, o Options) (err error) {
 			}
 		}
 	}()
-	// The SIGHUP loop ends with Run (a reload under way is waited for).
-	defer func() { signal.Stop(hup); close(hupStop); <-hupDone }()
+	return ctx, func() {
+		signal.Stop(hup)
+		close(hupStop)
+		<-hupDone
+		stopSignals()
+	}
+}
 
-	tuneGC()
+// takeHome makes the home, takes its PID file and readies its
+// directories. A restore killed during its swap is finished before
+// anything else touches the home; its config is then the one to run.
+func takeHome(o *Options) (*daemon.PIDFile, error) {
 	if err := os.MkdirAll(o.Home.Dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	pidf, err := daemon.Acquire(o.Home.PIDPath(), o.Listen)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	held.Store(pidf)
-	// A restore killed during its swap is finished before anything else
-	// touches the home; its config is then the one to run.
 	if did, err := FinishRestore(o.Home.Dir); err != nil {
 		pidf.Release()
-		return err
+		return nil, err
 	} else if did {
 		if cfg, err := loadConfig(o.ConfigPath); err == nil {
 			o.Config = cfg
@@ -165,20 +209,19 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	if err := o.Home.EnsureDirs(); err != nil {
 		pidf.Release()
-		return err
+		return nil, err
 	}
-	defer func() {
-		if rerr := pidf.Release(); rerr != nil && err == nil {
-			err = fmt.Errorf("remove PID file: %w", rerr)
-		}
-	}()
+	return pidf, nil
+}
 
+// newKernel makes the kernel of o with its logger, which writes to the
+// log file it returns (and to stderr in the foreground).
+func newKernel(o Options) (*Kernel, io.Closer, error) {
 	k := &Kernel{opts: o, started: time.Now(), node: o.Config.NodeName(), states: map[string]string{}, damage: map[string]string{}}
 	logFile, err := openLog(o)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer logFile.Close()
 	var w io.Writer = logFile
 	if !o.Detached && o.Stderr != nil {
 		w = io.MultiWriter(logFile, o.Stderr)
@@ -191,10 +234,14 @@ func Run(ctx context.Context, o Options) (err error) {
 		k.live.file = config.DefaultConfig()
 	}
 	k.live.boot = k.live.file
-	kernel.Store(k)
-	logger.Store(k.log)
-	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
+	return k, logFile, nil
+}
 
+// run serves the API, boots the parts, runs until ctx ends or the HTTP
+// server fails, and shuts the parts down.
+func (k *Kernel) run(ctx context.Context) error {
+	o := k.opts
+	k.log.Info("starting", "version", version.Get().Version, "pid", os.Getpid(), "home", o.Home.Dir, "listen", o.Listen, "node", k.node)
 	adminHash, created, err := security.EnsureAdminToken(o.Home.AdminTokenPath())
 	k.adminHash = adminHash
 	if err != nil {
@@ -215,9 +262,7 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	booted, bootErr := k.boot(ctx, parts)
 	if bootErr == nil {
-		k.mu.Lock()
-		k.ready = true
-		k.mu.Unlock()
+		k.setReady(true)
 		k.log.Info("ready", "listen", o.Listen, "boot_ms", time.Since(k.started).Milliseconds())
 		if err := daemon.Notify("READY=1"); err != nil {
 			k.log.Warn("sd_notify READY failed", "err", err)
@@ -231,9 +276,7 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	k.log.Info("shutting down")
 	daemon.Notify("STOPPING=1")
-	k.mu.Lock()
-	k.ready = false
-	k.mu.Unlock()
+	k.setReady(false)
 	k.shutdown(booted)
 	srv.Close() // serving since before boot, even if boot stopped short of the http part
 	if bootErr != nil {
@@ -242,6 +285,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	k.log.Info("stopped")
 	return nil
+}
+
+func (k *Kernel) setReady(ready bool) {
+	k.mu.Lock()
+	k.ready = ready
+	k.mu.Unlock()
 }
 
 // serveHTTP binds the listener and serves the API. It runs before the other
