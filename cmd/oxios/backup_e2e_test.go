@@ -32,24 +32,7 @@ func TestBackupRestore(t *testing.T) {
 			t.Fatalf("%v: %s", args, r)
 		}
 	}
-	snapshot := func() map[string]string {
-		t.Helper()
-		out := map[string]string{}
-		for name, args := range map[string][]string{
-			"agents": {"agent", "list", "-o", "json"},
-			"state":  {"state", "get", "app", "config", "-o", "json"},
-			"events": {"events", "--since", "0", "-o", "json"},
-			"cron":   {"cron", "get", "nightly", "-o", "json"},
-			"budget": {"budget", "get", "global", "-o", "json"},
-		} {
-			r := e.oxios(args...)
-			if r.code != 0 {
-				t.Fatalf("%v: %s", args, r)
-			}
-			out[name] = r.stdout
-		}
-		return out
-	}
+	snapshot := func() map[string]string { t.Helper(); return backupSnapshot(t, e) }
 	file := filepath.Join(t.TempDir(), "oxios.tar.gz")
 	r := e.oxios("backup", file)
 	if r.code != 0 || !strings.Contains(r.stdout, "backup written to "+file) {
@@ -78,25 +61,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatal(r)
 	}
 
-	dataBefore := listDir(t, filepath.Join(e.home, "data"))
-	corrupt := filepath.Join(t.TempDir(), "corrupt.tar.gz")
-	b, _ := os.ReadFile(file)
-	os.WriteFile(corrupt, b[:len(b)/2], 0o600)
-	foreign := filepath.Join(t.TempDir(), "foreign.tar.gz")
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	gz.Write([]byte("just some gzip'd bytes"))
-	gz.Close()
-	os.WriteFile(foreign, buf.Bytes(), 0o600)
-	for f, msg := range map[string]string{corrupt: "corrupt or truncated", foreign: "is not an oxios backup", file + ".nope": "no such file"} {
-		r := e.oxios("restore", f)
-		if r.code != 2 || !strings.Contains(r.stderr, msg) {
-			t.Fatalf("restore %s: %s", f, r)
-		}
-	}
-	if after := listDir(t, filepath.Join(e.home, "data")); after != dataBefore {
-		t.Fatal("a refused restore changed the data directory")
-	}
+	refusedRestores(t, e, file)
 
 	r = e.oxios("restore", file)
 	if r.code != 0 || !strings.Contains(r.stdout, "restored ") || !strings.Contains(r.stdout, "data.before-restore-") {
@@ -172,4 +137,51 @@ func TestBackupLeftovers(t *testing.T) {
 	if r := e.oxios("backup", "--force", dst); r.code != 0 {
 		t.Errorf("backup --force: %s", r)
 	}
+}
+
+// backupSnapshot is what a restore brings back, as the CLI shows it.
+func backupSnapshot(t *testing.T, e *env) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for name, args := range map[string][]string{
+		"agents": {"agent", "list", "-o", "json"},
+		"state":  {"state", "get", "app", "config", "-o", "json"},
+		"events": {"events", "--since", "0", "-o", "json"},
+		"cron":   {"cron", "get", "nightly", "-o", "json"},
+		"budget": {"budget", "get", "global", "-o", "json"},
+	} {
+		r := e.oxios(args...)
+		if r.code != 0 {
+			t.Fatalf("%v: %s", args, r)
+		}
+		out[name] = r.stdout
+	}
+	return out
+}
+
+// refusedRestores restores a corrupt, a foreign and a missing archive
+// into the stopped daemon of e: each is a usage error that changes
+// nothing.
+func refusedRestores(t *testing.T, e *env, file string) {
+	t.Helper()
+	dataBefore := listDir(t, filepath.Join(e.home, "data"))
+	corrupt := filepath.Join(t.TempDir(), "corrupt.tar.gz")
+	b, _ := os.ReadFile(file)
+	os.WriteFile(corrupt, b[:len(b)/2], 0o600)
+	foreign := filepath.Join(t.TempDir(), "foreign.tar.gz")
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	gz.Write([]byte("just some gzip'd bytes"))
+	gz.Close()
+	os.WriteFile(foreign, buf.Bytes(), 0o600)
+	for f, msg := range map[string]string{corrupt: "corrupt or truncated", foreign: "is not an oxios backup", file + ".nope": "no such file"} {
+		r := e.oxios("restore", f)
+		if r.code != 2 || !strings.Contains(r.stderr, msg) {
+			t.Fatalf("restore %s: %s", f, r)
+		}
+	}
+	if after := listDir(t, filepath.Join(e.home, "data")); after != dataBefore {
+		t.Fatal("a refused restore changed the data directory")
+	}
+
 }

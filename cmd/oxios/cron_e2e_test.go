@@ -26,23 +26,7 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	pid := e.startWithModel(llm)
 	e.stopAtEnd()
 
-	// Bad input: exit 2 with one line naming the field (and the position).
-	for _, c := range []struct {
-		args []string
-		msg  string
-	}{
-		{[]string{"budget", "set", "global", "--tokens", "-1"}, "tokens: must be 0 (no limit) or more"},
-		{[]string{"budget", "set", "team", "--tokens", "1"}, `name: must be "global" or "label:KEY=VALUE"`},
-		{[]string{"budget", "set", "global", "--tokens", "5", "--window", "2w"}, "window: must be a duration"},
-		{[]string{"cron", "add", "bad", "--schedule", "*/5 * * 13 *", "--", "true"}, "schedule: 13 is out of range (limit 12) at position 9"},
-		{[]string{"cron", "add", "bad", "--schedule", "@daily", "--zone", "Moon/Base", "--", "true"}, "zone: unknown time zone"},
-		{[]string{"cron", "add", "bad", "--schedule", "@daily", "--overlap", "whenever", "--", "true"}, "overlap: must be skip, queue or allow"},
-	} {
-		r := e.oxios(c.args...)
-		if r.code != 2 || !strings.Contains(r.stderr, c.msg) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-			t.Errorf("%v: %s", c.args, r)
-		}
-	}
+	cronBudgetBadInput(t, e)
 
 	if r := e.oxios("budget", "set", "global", "--tokens", "100", "--window", "1h"); r.code != 0 || !strings.Contains(r.stdout, "0 / 100 (0%)") {
 		t.Fatalf("budget set: %s", r)
@@ -50,15 +34,7 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	if r := e.oxios("run", "spend it"); r.code != 0 || r.stdout != "spent\n" {
 		t.Fatalf("run: %s", r)
 	}
-	usage := func() oxios.BudgetStatus {
-		t.Helper()
-		r := e.oxios("budget", "get", "global", "-o", "json")
-		var st oxios.BudgetStatus
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
-			t.Fatalf("budget get: %s", r)
-		}
-		return st
-	}
+	usage := func() oxios.BudgetStatus { t.Helper(); return budgetOf(t, e, "global") }
 	if st := usage(); st.Used.Tokens != 120 || st.Used.Calls != 1 || !st.Exhausted {
 		t.Fatalf("after the run: %+v", st)
 	}
@@ -69,29 +45,8 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	if r := e.oxios("cron", "add", "digest", "--schedule", "@hourly", "--disabled", "--kind", "llm", "--goal", "summarize"); r.code != 0 {
 		t.Fatalf("cron add llm: %s", r)
 	}
-	job := func(name string) oxios.CronStatus {
-		t.Helper()
-		r := e.oxios("cron", "get", name, "-o", "json")
-		var st oxios.CronStatus
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
-			t.Fatalf("cron get: %s", r)
-		}
-		return st
-	}
-	fired := func(after time.Time) oxios.CronStatus {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			j := job("tick")
-			if len(j.Recent) > 0 && j.Recent[0].At.After(after) && j.Recent[0].State == "succeeded" {
-				return j
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("tick did not fire after %s: %+v", after, j.Recent)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	job := func(name string) oxios.CronStatus { t.Helper(); return cronJob(t, e, name) }
+	fired := func(after time.Time) oxios.CronStatus { t.Helper(); return firedAfter(t, e, "tick", after) }
 	before := fired(time.Time{})
 	if r := e.oxios("cron", "list"); r.code != 0 || !strings.Contains(r.stdout, "from-config") || !strings.Contains(r.stdout, "config") || !strings.Contains(r.stdout, "digest") {
 		t.Fatalf("cron list: %s", r)
@@ -138,5 +93,65 @@ func TestCronAndBudgetsSurviveSIGKILL(t *testing.T) {
 	}
 	if r := e.oxios("audit", "list", "--action", "cron.*"); r.code != 0 || !strings.Contains(r.stdout, "cron.created") || !strings.Contains(r.stdout, "cron.disabled") {
 		t.Fatalf("audit: %s", r)
+	}
+}
+
+// Bad input to budget set and cron add: exit 2 with one line naming the
+// field (and the position).
+func cronBudgetBadInput(t *testing.T, e *env) {
+	t.Helper()
+	for _, c := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"budget", "set", "global", "--tokens", "-1"}, "tokens: must be 0 (no limit) or more"},
+		{[]string{"budget", "set", "team", "--tokens", "1"}, `name: must be "global" or "label:KEY=VALUE"`},
+		{[]string{"budget", "set", "global", "--tokens", "5", "--window", "2w"}, "window: must be a duration"},
+		{[]string{"cron", "add", "bad", "--schedule", "*/5 * * 13 *", "--", "true"}, "schedule: 13 is out of range (limit 12) at position 9"},
+		{[]string{"cron", "add", "bad", "--schedule", "@daily", "--zone", "Moon/Base", "--", "true"}, "zone: unknown time zone"},
+		{[]string{"cron", "add", "bad", "--schedule", "@daily", "--overlap", "whenever", "--", "true"}, "overlap: must be skip, queue or allow"},
+	} {
+		r := e.oxios(c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.msg) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+			t.Errorf("%v: %s", c.args, r)
+		}
+	}
+
+}
+
+func budgetOf(t *testing.T, e *env, name string) oxios.BudgetStatus {
+	t.Helper()
+	r := e.oxios("budget", "get", name, "-o", "json")
+	var st oxios.BudgetStatus
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		t.Fatalf("budget get: %s", r)
+	}
+	return st
+}
+
+func cronJob(t *testing.T, e *env, name string) oxios.CronStatus {
+	t.Helper()
+	r := e.oxios("cron", "get", name, "-o", "json")
+	var st oxios.CronStatus
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		t.Fatalf("cron get: %s", r)
+	}
+	return st
+}
+
+// firedAfter waits for a firing of the job name after after whose agent
+// succeeded.
+func firedAfter(t *testing.T, e *env, name string, after time.Time) oxios.CronStatus {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		j := cronJob(t, e, name)
+		if len(j.Recent) > 0 && j.Recent[0].At.After(after) && j.Recent[0].State == "succeeded" {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not fire after %s: %+v", name, after, j.Recent)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

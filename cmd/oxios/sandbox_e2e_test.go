@@ -201,81 +201,111 @@ func TestSandboxProcessAgents(t *testing.T) {
 	e.startWithModel(llm)
 	e.stopAtEnd()
 	r := e.oxios("token", "create", "op", "--role", "operator")
-	op := strings.TrimSpace(r.stdout)
 	if r.code != 0 {
 		t.Fatal(r)
 	}
-	spawn := func(token string, spec map[string]any) (int, oxios.Record, string) {
-		code, body := e.post("/api/v1/agents", token, spec)
-		var rec oxios.Record
-		json.Unmarshal([]byte(body), &rec)
-		return code, rec, body
-	}
-	steal := "cat ../../secrets/admin.token ../../secrets/audit.key; cat /proc/$PPID/environ; ls ../..; cat " + e.home + "/secrets/*; cat " + e.home + "/config.toml; ls /root /tmp"
-	code, rec, body := spawn(op, map[string]any{"command": "sh", "args": []string{"-c", steal}})
+	c := &sandboxCase{e: e, op: strings.TrimSpace(r.stdout)}
+	c.secretsUnread(t)
+	c.wideningIsAdmins(t)
+	c.badInput(t)
+	c.programsRun(t)
+	c.limitsEnd(t)
+	c.networkNone(t)
+	c.cliFlags(t)
+	c.secretEnv(t)
+}
+
+// sandboxCase is the daemon of TestSandboxProcessAgents and its operator
+// token.
+type sandboxCase struct {
+	e  *env
+	op string
+}
+
+func (c *sandboxCase) spawn(token string, spec map[string]any) (int, oxios.Record, string) {
+	code, body := c.e.post("/api/v1/agents", token, spec)
+	var rec oxios.Record
+	json.Unmarshal([]byte(body), &rec)
+	return code, rec, body
+}
+
+// An operator's agent that reads secrets/ and the daemon's environment
+// leaves neither in its log (readable by any viewer).
+func (c *sandboxCase) secretsUnread(t *testing.T) {
 	var logb []byte
+	steal := "cat ../../secrets/admin.token ../../secrets/audit.key; cat /proc/$PPID/environ; ls ../..; cat " + c.e.home + "/secrets/*; cat " + c.e.home + "/config.toml; ls /root /tmp"
+	code, rec, body := c.spawn(c.op, map[string]any{"command": "sh", "args": []string{"-c", steal}})
 	if code != 201 {
 		t.Fatalf("operator spawn: %d %s", code, body)
 	}
-	rec = e.waitEnded(rec.ID)
+	rec = c.e.waitEnded(rec.ID)
 	if rec.Sandbox == nil || rec.Sandbox.Mode != "enforce" || rec.Sandbox.Landlock == 0 || rec.Sandbox.Network != "any" {
 		t.Fatalf("record's sandbox: %+v", rec.Sandbox)
 	}
-	logb, _ = os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+	logb, _ = os.ReadFile(filepath.Join(c.e.home, "logs", "agents", rec.ID+".log"))
 	if !strings.Contains(string(logb), "Permission denied") {
 		t.Fatalf("agent log: %s", logb)
 	}
-	e.assertNoSecret(nil)
+	c.e.assertNoSecret(nil)
 
+}
+
+// Widening the sandbox (or an llm agent's policy) is an admin's;
+// narrowing is anyone's.
+func (c *sandboxCase) wideningIsAdmins(t *testing.T) {
+	var logb []byte
+	var rec oxios.Record
+	var code int
+	var body string
 	// Widening needs admin: 403 naming the field; admin may.
 	for field, sb := range map[string]map[string]any{
 		"sandbox.mode":             {"mode": "off"},
 		"sandbox.write[0]":         {"write": []string{t.TempDir()}},
-		"sandbox.read[0]":          {"read": []string{e.home}},
+		"sandbox.read[0]":          {"read": []string{c.e.home}},
 		"sandbox.limits.memory_mb": {"limits": map[string]any{"memory_mb": 1 << 20}},
 	} {
-		code, _, body := spawn(op, map[string]any{"command": "true", "sandbox": sb})
+		code, _, body := c.spawn(c.op, map[string]any{"command": "true", "sandbox": sb})
 		if code != 403 || !strings.Contains(body, `"field": "`+field+`"`) || !strings.Contains(body, "admin") {
 			t.Errorf("operator widening %s: %d %s", field, code, body)
 		}
-		if code, _, body := spawn(e.token(), map[string]any{"command": "true", "sandbox": sb}); code != 201 {
+		if code, _, body := c.spawn(c.e.token(), map[string]any{"command": "true", "sandbox": sb}); code != 201 {
 			t.Errorf("admin widening %s: %d %s", field, code, body)
 		}
 	}
 	// So is a dir that holds the home or lies in it, even through a symlink.
 	link := filepath.Join(t.TempDir(), "innocent")
-	os.Symlink(filepath.Join(e.home, "secrets"), link)
-	for _, dir := range []string{"/", e.home, filepath.Join(e.home, "secrets"), link, filepath.Join(e.home, "workspaces")} {
-		code, _, body := spawn(op, map[string]any{"command": "true", "dir": dir})
+	os.Symlink(filepath.Join(c.e.home, "secrets"), link)
+	for _, dir := range []string{"/", c.e.home, filepath.Join(c.e.home, "secrets"), link, filepath.Join(c.e.home, "workspaces")} {
+		code, _, body := c.spawn(c.op, map[string]any{"command": "true", "dir": dir})
 		if code != 403 || !strings.Contains(body, `"field": "dir"`) {
 			t.Errorf("operator with dir %s: %d %s", dir, code, body)
 		}
 	}
-	code, _, body = spawn(op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{link}}})
+	code, _, body = c.spawn(c.op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{link}}})
 	if code != 403 {
 		t.Errorf("operator reading the secrets through a symlink: %d %s", code, body)
 	}
 	// Any dir outside the default write paths is a write grant: admin's.
 	other := t.TempDir()
-	if code, _, body := spawn(op, map[string]any{"command": "true", "dir": other}); code != 403 || !strings.Contains(body, `"field": "dir"`) {
+	if code, _, body := c.spawn(c.op, map[string]any{"command": "true", "dir": other}); code != 403 || !strings.Contains(body, `"field": "dir"`) {
 		t.Errorf("operator with a dir of its choice: %d %s", code, body)
 	}
-	if code, _, body := spawn(e.token(), map[string]any{"command": "true", "dir": other}); code != 201 {
+	if code, _, body := c.spawn(c.e.token(), map[string]any{"command": "true", "dir": other}); code != 201 {
 		t.Errorf("admin with a dir of its choice: %d %s", code, body)
 	}
 	// The same rules hold for a cron job an operator creates.
-	code, body = e.post("/api/v1/cron", op, map[string]any{"name": "wide", "schedule": "@hourly", "spec": map[string]any{"command": "true", "dir": "/etc"}})
+	code, body = c.e.post("/api/v1/cron", c.op, map[string]any{"name": "wide", "schedule": "@hourly", "spec": map[string]any{"command": "true", "dir": "/etc"}})
 	if code != 403 || !strings.Contains(body, `"field": "dir"`) {
 		t.Errorf("operator cron job with dir /etc: %d %s", code, body)
 	}
 	// An agent that leaves its process group (setsid) and keeps its
 	// environment dies with it.
-	code, rec, body = spawn(op, map[string]any{"command": "sh", "args": []string{"-c", "setsid sleep 300 & echo $!"}})
+	code, rec, body = c.spawn(c.op, map[string]any{"command": "sh", "args": []string{"-c", "setsid sleep 300 & echo $!"}})
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	rec = e.waitEnded(rec.ID)
-	logb, _ = os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+	rec = c.e.waitEnded(rec.ID)
+	logb, _ = os.ReadFile(filepath.Join(c.e.home, "logs", "agents", rec.ID+".log"))
 	if pid, err := strconv.Atoi(strings.TrimSpace(string(logb))); err != nil {
 		t.Errorf("setsid agent: %q", logb)
 	} else {
@@ -288,28 +318,31 @@ func TestSandboxProcessAgents(t *testing.T) {
 		"policy.exec.allow[0]":    {"exec": map[string]any{"allow": []string{"sh"}}},
 		"policy.network.allow[0]": {"network": map[string]any{"allow": []string{"example.com"}}},
 	} {
-		code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "policy": policy})
+		code, _, body := c.spawn(c.op, map[string]any{"kind": "llm", "goal": "x", "policy": policy})
 		if code != 403 || !strings.Contains(body, `"field": "`+field+`"`) {
 			t.Errorf("operator widening %s: %d %s", field, code, body)
 		}
 	}
-	if code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "policy": map[string]any{"paths": map[string]any{"allow": []string{"src/**"}}}}); code != 201 {
+	if code, _, body := c.spawn(c.op, map[string]any{"kind": "llm", "goal": "x", "policy": map[string]any{"paths": map[string]any{"allow": []string{"src/**"}}}}); code != 201 {
 		t.Errorf("operator narrowing the paths to the workspace: %d %s", code, body)
 	}
 	// /etc's secrets are not granted by the system directories.
 	for _, p := range []string{"/etc/shadow", "/etc", "/etc/ssl/private"} {
-		if code, _, body := spawn(op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{p}}}); code != 403 {
+		if code, _, body := c.spawn(c.op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{p}}}); code != 403 {
 			t.Errorf("operator reading %s: %d %s", p, code, body)
 		}
 	}
-	if code, _, body := spawn(op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{"/etc/hostname"}}}); code != 201 {
+	if code, _, body := c.spawn(c.op, map[string]any{"command": "true", "sandbox": map[string]any{"read": []string{"/etc/hostname"}}}); code != 201 {
 		t.Errorf("operator reading /etc/hostname: %d %s", code, body)
 	}
 	// Exec-tool network for an llm agent is widening too.
-	if code, _, body := spawn(op, map[string]any{"kind": "llm", "goal": "x", "sandbox": map[string]any{"network": "any"}}); code != 403 || !strings.Contains(body, "sandbox.network") {
+	if code, _, body := c.spawn(c.op, map[string]any{"kind": "llm", "goal": "x", "sandbox": map[string]any{"network": "any"}}); code != 403 || !strings.Contains(body, "sandbox.network") {
 		t.Errorf("operator widening exec network: %d %s", code, body)
 	}
-	// Bad input names the field.
+}
+
+// Bad input names the field.
+func (c *sandboxCase) badInput(t *testing.T) {
 	for field, sb := range map[string]map[string]any{
 		"sandbox.mode":                {"mode": "strict"},
 		"sandbox.read[0]":             {"read": []string{"relative/dir"}},
@@ -319,13 +352,16 @@ func TestSandboxProcessAgents(t *testing.T) {
 		"sandbox.colour":              {"colour": "blue"},
 		"sandbox.limits.memory_bytes": {"limits": map[string]any{"memory_bytes": 1}},
 	} {
-		code, _, body := spawn(e.token(), map[string]any{"command": "true", "sandbox": sb})
+		code, _, body := c.spawn(c.e.token(), map[string]any{"command": "true", "sandbox": sb})
 		if code != 400 || !strings.Contains(body, field) {
 			t.Errorf("bad sandbox %s: %d %s", field, code, body)
 		}
 	}
 
-	// Ordinary programs work inside it.
+}
+
+// Ordinary programs work inside the sandbox.
+func (c *sandboxCase) programsRun(t *testing.T) {
 	for name, args := range map[string][]string{
 		"python3": {"python3", "-c", "import json, tempfile, os; tempfile.mkstemp(); print(json.dumps({'cwd': os.getcwd() != ''}))"},
 		"sh":      {"sh", "-c", "echo hi | tr a-z A-Z; date +%Y >/dev/null; echo ok"},
@@ -335,47 +371,59 @@ func TestSandboxProcessAgents(t *testing.T) {
 		if _, err := lookPathIn(args[0]); err != nil {
 			continue // node is optional
 		}
-		code, rec, body := spawn(op, map[string]any{"command": args[0], "args": args[1:]})
+		code, rec, body := c.spawn(c.op, map[string]any{"command": args[0], "args": args[1:]})
 		if code != 201 {
 			t.Fatalf("%s: %d %s", name, code, body)
 		}
-		rec = e.waitEnded(rec.ID)
-		logb, _ := os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+		rec = c.e.waitEnded(rec.ID)
+		logb, _ := os.ReadFile(filepath.Join(c.e.home, "logs", "agents", rec.ID+".log"))
 		if rec.State != oxios.Succeeded {
 			t.Errorf("%s in the sandbox: %s %s\n%s", name, rec.State, rec.Reason, logb)
 		}
 	}
 
-	// Limits end the agent with a reason that names them.
+}
+
+// Limits end the agent with a reason that names them.
+func (c *sandboxCase) limitsEnd(t *testing.T) {
+	var rec oxios.Record
+	var code int
+	var body string
 	if _, err := lookPathIn("python3"); err != nil {
 		t.Fatal("python3 is needed in the system directories for the memory and network checks")
 	}
-	code, rec, body = spawn(op, map[string]any{"command": "python3", "args": []string{"-c", "x = []\nwhile True: x.append(bytearray(1 << 20))"},
+	code, rec, body = c.spawn(c.op, map[string]any{"command": "python3", "args": []string{"-c", "x = []\nwhile True: x.append(bytearray(1 << 20))"},
 		"sandbox": map[string]any{"limits": map[string]any{"memory_mb": 128}}})
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "memory limit 128 MiB reached" {
+	if rec = c.e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "memory limit 128 MiB reached" {
 		t.Errorf("memory hog: %s %q", rec.State, rec.Reason)
 	}
-	code, rec, body = spawn(op, map[string]any{"command": "sh", "args": []string{"-c", "while :; do sleep 30 & done"},
+	code, rec, body = c.spawn(c.op, map[string]any{"command": "sh", "args": []string{"-c", "while :; do sleep 30 & done"},
 		"sandbox": map[string]any{"limits": map[string]any{"processes": 64}}})
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "process limit 64 reached" {
+	if rec = c.e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "process limit 64 reached" {
 		t.Errorf("fork bomb: %s %q", rec.State, rec.Reason)
 	}
-	code, rec, body = spawn(op, map[string]any{"command": "sh", "args": []string{"-c", "while :; do :; done"},
+	code, rec, body = c.spawn(c.op, map[string]any{"command": "sh", "args": []string{"-c", "while :; do :; done"},
 		"sandbox": map[string]any{"limits": map[string]any{"cpu_seconds": 1}}})
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	if rec = e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "CPU time limit reached (1 s)" {
+	if rec = c.e.waitEnded(rec.ID); rec.State != oxios.Failed || rec.Reason != "CPU time limit reached (1 s)" {
 		t.Errorf("CPU spin: %s %q", rec.State, rec.Reason)
 	}
 
-	// network none: a TCP connect to a loopback listener fails.
+}
+
+// network none: a TCP connect to a loopback listener fails.
+func (c *sandboxCase) networkNone(t *testing.T) {
+	var rec oxios.Record
+	var code int
+	var body string
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -393,62 +441,72 @@ func TestSandboxProcessAgents(t *testing.T) {
 	}()
 	connect := fmt.Sprintf("import socket\ns = socket.create_connection(('127.0.0.1', %d), timeout=2)\nprint(s.recv(10).decode())", ln.Addr().(*net.TCPAddr).Port)
 	for _, network := range []string{"none", "any"} {
-		code, rec, body = spawn(op, map[string]any{"command": "python3", "args": []string{"-c", connect}, "sandbox": map[string]any{"network": network}})
+		code, rec, body = c.spawn(c.op, map[string]any{"command": "python3", "args": []string{"-c", connect}, "sandbox": map[string]any{"network": network}})
 		if code != 201 { // any is the default of process agents: not a widening
 			t.Fatal(code, body)
 		}
-		rec = e.waitEnded(rec.ID)
-		logb, _ := os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+		rec = c.e.waitEnded(rec.ID)
+		logb, _ := os.ReadFile(filepath.Join(c.e.home, "logs", "agents", rec.ID+".log"))
 		if reached := strings.Contains(string(logb), "REACHED"); reached != (network == "any") {
 			t.Errorf("network %s: reached=%v (%s %q)\n%s", network, reached, rec.State, rec.Reason, logb)
 		}
 	}
 
-	// The CLI's flags narrow the sandbox; agent get shows what it got.
-	r = e.oxios("agent", "spawn", "--network", "none", "--memory-mb", "64", "--max-procs", "32", "--wait", "--", "sh", "-c", "ulimit -n")
+}
+
+// The CLI's flags narrow the sandbox; agent get shows what it got.
+func (c *sandboxCase) cliFlags(t *testing.T) {
+	r := c.e.oxios("agent", "spawn", "--network", "none", "--memory-mb", "64", "--max-procs", "32", "--wait", "--", "sh", "-c", "ulimit -n")
 	if r.code != 0 {
 		t.Fatalf("agent spawn with sandbox flags: %s", r)
 	}
-	list := e.oxios("agent", "list", "-o", "json")
+	list := c.e.oxios("agent", "list", "-o", "json")
 	var recs []oxios.Record
 	json.Unmarshal([]byte(list.stdout), &recs)
-	got := e.oxios("agent", "get", recs[0].ID)
+	got := c.e.oxios("agent", "get", recs[0].ID)
 	for _, want := range []string{"enforce, Landlock ABI", "none (by", "memory 64 MiB", "processes 32"} {
 		if !strings.Contains(got.stdout, want) {
 			t.Errorf("agent get lacks %q:\n%s", want, got.stdout)
 		}
 	}
-	if r := e.oxios("agent", "spawn", "--memory-mb", "-5", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "sandbox.limits.memory_mb") {
+	if r := c.e.oxios("agent", "spawn", "--memory-mb", "-5", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "sandbox.limits.memory_mb") {
 		t.Errorf("a negative limit from the CLI: %s", r)
 	}
 
-	// A viewer sees env names, not values; secret_env values are never shown.
-	os.MkdirAll(filepath.Join(e.home, "secrets", "env"), 0o700)
-	os.WriteFile(filepath.Join(e.home, "secrets", "env", "API_KEY"), []byte("sk-secretenv-0123456789\n"), 0o600)
+}
+
+// A viewer sees env names, not values; secret_env values are never shown.
+func (c *sandboxCase) secretEnv(t *testing.T) {
+	var rec oxios.Record
+	var code int
+	var body string
+	var logb []byte
+	os.MkdirAll(filepath.Join(c.e.home, "secrets", "env"), 0o700)
+	os.WriteFile(filepath.Join(c.e.home, "secrets", "env", "API_KEY"), []byte("sk-secretenv-0123456789\n"), 0o600)
 	secretSpec := map[string]any{"command": "sh", "args": []string{"-c", `test "$(printf %s "$API_KEY" | sha256sum)" = "$0  -" && echo MATCH`, fmt.Sprintf("%x", sha256.Sum256([]byte("sk-secretenv-0123456789")))},
 		"env": map[string]string{"MODE": "plain-value"}, "secret_env": []string{"API_KEY"}}
 	// Whoever reads an agent's log could read its secrets: giving one is
 	// an admin's decision.
-	if code, _, body := spawn(op, secretSpec); code != 403 || !strings.Contains(body, `"field": "secret_env"`) {
+	if code, _, body := c.spawn(c.op, secretSpec); code != 403 || !strings.Contains(body, `"field": "secret_env"`) {
 		t.Errorf("operator with secret_env: %d %s", code, body)
 	}
-	code, rec, body = spawn(e.token(), secretSpec)
+	code, rec, body = c.spawn(c.e.token(), secretSpec)
 	if code != 201 {
 		t.Fatal(code, body)
 	}
-	rec = e.waitEnded(rec.ID)
-	logb, _ = os.ReadFile(filepath.Join(e.home, "logs", "agents", rec.ID+".log"))
+	rec = c.e.waitEnded(rec.ID)
+	logb, _ = os.ReadFile(filepath.Join(c.e.home, "logs", "agents", rec.ID+".log"))
 	if rec.State != oxios.Succeeded || !strings.Contains(string(logb), "MATCH") {
 		t.Fatalf("secret_env: %s %q %s", rec.State, rec.Reason, logb)
 	}
-	r = e.oxios("token", "create", "v", "--role", "viewer")
+	r := c.e.oxios("token", "create", "v", "--role", "viewer")
 	viewer := strings.TrimSpace(r.stdout)
-	_, asViewer := e.get("/api/v1/agents/"+rec.ID, viewer)
-	_, asOperator := e.get("/api/v1/agents/"+rec.ID, op)
+	_, asViewer := c.e.get("/api/v1/agents/"+rec.ID, viewer)
+	_, asOperator := c.e.get("/api/v1/agents/"+rec.ID, c.op)
 	if strings.Contains(asViewer, "plain-value") || !strings.Contains(asViewer, `"MODE"`) || !strings.Contains(asOperator, "plain-value") {
 		t.Errorf("env as viewer: %s\nas operator: %s", asViewer, asOperator)
 	}
-	for _, s := range []string{asViewer, asOperator, e.oxios("events", "--since", "0", "-o", "json").stdout} {
+	for _, s := range []string{asViewer, asOperator, c.e.oxios("events", "--since", "0", "-o", "json").stdout} {
 		if strings.Contains(s, "sk-secretenv") {
 			t.Errorf("ESCAPE: a secret_env value is shown: %s", s)
 		}
