@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,11 +26,13 @@ import (
 func BenchmarkStartToReady(b *testing.B) {
 	needBinary(b)
 	home := filepath.Join(b.TempDir(), "home")
-	listen := freeAddr(b)
+	ln := heldListener(b)
+	listen := ln.Addr().String()
 	envv := append(cleanEnv(), "OXIOS_HOME="+home)
 	run := func(args ...string) string {
 		cmd := exec.Command(binary, args...)
 		cmd.Env = envv
+		defer handOver(b, cmd, ln)()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("oxios %v: %v\n%s", args, err, out)
@@ -97,9 +100,11 @@ func BenchmarkThousandAgents(b *testing.B) {
 		cmd.Env = envv
 		cmd.Run()
 	}()
+	var ln *net.TCPListener
 	run := func(args ...string) string {
 		cmd := exec.Command(binary, args...)
 		cmd.Env = envv
+		defer handOver(b, cmd, ln)()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.Fatalf("oxios %v: %v\n%s", args, err, out)
@@ -110,7 +115,8 @@ func BenchmarkThousandAgents(b *testing.B) {
 		b.StopTimer()
 		// A new home each time, so no agent of an earlier round is recovered.
 		home := filepath.Join(b.TempDir(), "home")
-		listen := freeAddr(b)
+		ln = heldListener(b)
+		listen := ln.Addr().String()
 		envv = append(cleanEnv(), "OXIOS_HOME="+home)
 		os.MkdirAll(home, 0o700)
 		os.WriteFile(filepath.Join(home, "config.toml"), []byte("[scheduler]\nmax_running = 2000\n"), 0o600)

@@ -54,8 +54,9 @@ systemd, containers and debugging); SIGTERM or SIGINT stops it gracefully.`,
 }
 
 // prepare resolves home, config and listen address for start and restart.
-// Everything is checked before anything is created, so bad input leaves no
-// trace on disk.
+// A listening socket handed over (systemd's socket activation, or
+// OXIOS_LISTEN_FD) is the address. Everything is checked before anything
+// is created, so bad input leaves no trace on disk.
 func (a *app) prepare(listen string) (config.Home, config.Config, string, error) {
 	h, err := a.home()
 	if err != nil {
@@ -70,6 +71,14 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 			return h, cfg, path, usageError("--listen: %v", err)
 		}
 		cfg.API.Listen = listen
+	}
+	if hd, err := daemon.Inherited(); err != nil {
+		return h, cfg, path, usageError("%v", err)
+	} else if hd != nil {
+		if listen != "" && listen != hd.Addr() {
+			return h, cfg, path, usageError("--listen: %s, but the socket handed over is on %s", listen, hd.Addr())
+		}
+		cfg.API.Listen = hd.Addr()
 	}
 	// The first start creates the home, and a commented config.toml unless
 	// another file is named with --config.
@@ -97,14 +106,18 @@ func (a *app) runForeground(f startFlags) error {
 	// (launchd's StandardErrorPath), writing the log to both would double
 	// every line: treat that as detached.
 	detached := f.detached || stderrIsLog(h.LogPath())
-	err = kernel.Run(context.Background(), kernel.Options{
+	o := kernel.Options{
 		Config:     cfg,
 		ConfigPath: path,
 		Home:       h,
 		Listen:     cfg.API.Listen,
 		Detached:   detached,
 		Stderr:     a.stderr,
-	})
+	}
+	if hd, _ := daemon.Inherited(); hd != nil {
+		o.Listener = hd.Listener
+	}
+	err = kernel.Run(context.Background(), o)
 	return failure(err)
 }
 
@@ -127,7 +140,7 @@ func (a *app) start(f startFlags) error {
 	defer stop()
 	sp := newSpinner(a.stderr, "starting oxios")
 	began := time.Now()
-	res, err := daemon.Start(ctx, daemon.StartOptions{
+	so := daemon.StartOptions{
 		Exe:          exe,
 		Args:         args,
 		PIDPath:      h.PIDPath(),
@@ -136,7 +149,11 @@ func (a *app) start(f startFlags) error {
 		ReadyTimeout: cfg.Daemon.ReadyTimeout.Duration,
 		StopTimeout:  cfg.Daemon.StopTimeout.Duration,
 		Progress:     sp.tick,
-	})
+	}
+	if hd, _ := daemon.Inherited(); hd != nil {
+		so.Listener = hd.File // handed on to the daemon
+	}
+	res, err := daemon.Start(ctx, so)
 	sp.done()
 	if res.StalePID != 0 {
 		fmt.Fprintf(a.stderr, "removed stale PID file of a daemon that died (PID %d)\n", res.StalePID)

@@ -23,6 +23,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oxios/oxios/internal/daemon"
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 var binary string
@@ -61,6 +64,13 @@ type env struct {
 	t      *testing.T
 	home   string
 	listen string
+	// ln is the test's listening socket on listen, held for the whole
+	// test and handed to every oxios it runs (OXIOS_LISTEN_FD): no port is
+	// chosen by listening, closing and listening again, which another
+	// program may take in between. Unset handOver to have oxios bind
+	// listen itself (and find it taken).
+	ln       *net.TCPListener
+	handOver bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -69,7 +79,8 @@ func newEnv(t *testing.T) *env {
 		t.Skip("end-to-end test; skipped with -short")
 	}
 	t.Parallel()
-	e := &env{t: t, home: filepath.Join(t.TempDir(), "home"), listen: freeAddr(t)}
+	ln := heldListener(t)
+	e := &env{t: t, home: filepath.Join(t.TempDir(), "home"), listen: ln.Addr().String(), ln: ln, handOver: true}
 	t.Cleanup(func() {
 		// Never leave a daemon behind, whatever the test did.
 		if pid := e.pidIfRunning(); pid != 0 {
@@ -79,14 +90,76 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func freeAddr(t testing.TB) string {
+// socketHolders lists the processes other than this one that hold ln's
+// socket open.
+func socketHolders(t testing.TB, ln *net.TCPListener) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := ln.File()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("socket:[%d]", fi.Sys().(*syscall.Stat_t).Ino)
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	seen := map[int]bool{}
+	var out []int
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+		if pid == os.Getpid() || seen[pid] {
+			continue
+		}
+		if l, err := os.Readlink(p); err == nil && l == want {
+			seen[pid] = true
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// heldListener is a listening socket on a port of the kernel's choosing,
+// closed when the test ends.
+func heldListener(t testing.TB) *net.TCPListener {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// startsDaemon reports whether the command args start a daemon: start,
+// restart, or oxios with no command.
+func startsDaemon(args []string) bool {
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--listen" || a == "--config" || a == "-o" || a == "--output":
+			i++ // and its value
+		case strings.HasPrefix(a, "-"):
+		default:
+			return a == "start" || a == "restart"
+		}
+	}
+	return true
+}
+
+// handOver sets cmd up to receive ln as descriptor 3 (OXIOS_LISTEN_FD),
+// the way oxios takes a socket handed over. Only the commands that start
+// a daemon take it; the others leave it alone. The returned function
+// closes the test's copy of the descriptor once cmd has started.
+func handOver(t testing.TB, cmd *exec.Cmd, ln *net.TCPListener) func() {
+	t.Helper()
+	f, err := ln.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Env = append(cmd.Env, daemon.ListenFDEnv+"=3")
+	return func() { f.Close() }
 }
 
 type result struct {
@@ -114,6 +187,9 @@ func (e *env) runFrom(dir string, extraEnv []string, args ...string) result {
 	cmd.Dir = dir
 	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NO_COLOR=1")
 	cmd.Env = append(cmd.Env, extraEnv...)
+	if e.handOver && startsDaemon(args) {
+		defer handOver(e.t, cmd, e.ln)()
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -368,11 +444,7 @@ func TestStalePIDFile(t *testing.T) {
 
 func TestPortHeldByAnotherProgram(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", e.listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	e.handOver = false // the test's socket is the other program's
 	r := e.oxios("start", "--listen", e.listen)
 	if r.code != 1 || !strings.Contains(r.stderr, e.listen+" is already in use") || !strings.Contains(r.stderr, "ss -ltnp") {
 		t.Fatalf("start on a held port: %s", r)
@@ -413,8 +485,8 @@ func TestReadyTimeoutStopsTheChild(t *testing.T) {
 		t.Fatalf("start with a tiny ready timeout: %s", r)
 	}
 	e.assertNoDaemonFrom(r)
-	if _, err := net.DialTimeout("tcp", e.listen, time.Second); err == nil {
-		t.Fatal("something still listens on the address")
+	if pids := socketHolders(t, e.ln); len(pids) > 0 {
+		t.Fatalf("the socket handed over is still held by PIDs %v", pids)
 	}
 }
 
@@ -518,6 +590,7 @@ func TestForegroundNotifyAndExitCode(t *testing.T) {
 
 	cmd := exec.Command(binary, "start", "--foreground", "--listen", e.listen)
 	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home, "NOTIFY_SOCKET="+sock)
+	defer handOver(t, cmd, e.ln)()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -635,8 +708,10 @@ func TestRestartKeepsListen(t *testing.T) {
 // waiting for the end of start's output is not held up by the daemon.
 func TestStartDoesNotHoldCallersPipes(t *testing.T) {
 	e := newEnv(t)
-	cmd := exec.Command("bash", "-c", `exec 3>&1; "$0" start --listen "$1" >/dev/null 2>&1`, binary, e.listen)
+	// (Descriptor 3 is the socket handed over; the pipe is on 4.)
+	cmd := exec.Command("bash", "-c", `exec 4>&1; "$0" start --listen "$1" >/dev/null 2>&1`, binary, e.listen)
 	cmd.Env = append(cleanEnv(), "OXIOS_HOME="+e.home)
+	defer handOver(t, cmd, e.ln)()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -820,5 +895,21 @@ func TestConfigTypoDoesNotCostTheDaemon(t *testing.T) {
 	}
 	if r := e.oxios("start"); r.code != 2 || !strings.Contains(r.stderr, "stop_timout") {
 		t.Errorf("start with a typo: %s", r)
+	}
+}
+
+// The socket handed over is the daemon's alone: an agent it runs does not
+// hold it, so cannot accept the API's connections (and their tokens).
+func TestHandedSocketStaysWithTheDaemon(t *testing.T) {
+	e := newEnv(t)
+	pid := e.start()
+	e.stopAtEnd()
+	rec := e.spawnJSON("--name", "listener", "--", "sleep", "30")
+	e.waitAgent(rec.ID, func(r oxios.Record) bool { return r.State == oxios.Running && r.PID != 0 })
+	if holders := socketHolders(t, e.ln); len(holders) != 1 || holders[0] != pid {
+		t.Fatalf("the socket is held by PIDs %v; only the daemon (%d) may hold it", holders, pid)
+	}
+	if r := e.oxios("agent", "kill", rec.ID); r.code != 0 {
+		t.Fatal(r)
 	}
 }

@@ -27,6 +27,10 @@ type StartOptions struct {
 	LogPath string
 	// Listen is the address the daemon will serve on.
 	Listen string
+	// Listener, if set, is a listening socket on Listen handed to the
+	// daemon (as file descriptor 3, ListenFDEnv) instead of an address it
+	// binds.
+	Listener *os.File
 	// ReadyTimeout bounds the wait for /readyz to answer 200.
 	ReadyTimeout time.Duration
 	// StopTimeout bounds the wait for a daemon that failed to start to exit
@@ -109,8 +113,10 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 			res.StalePID = pid
 		}
 	}
-	if err := CheckListen(o.Listen); err != nil {
-		return res, err
+	if o.Listener == nil {
+		if err := CheckListen(o.Listen); err != nil {
+			return res, err
+		}
 	}
 
 	logf, err := os.OpenFile(o.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
@@ -127,6 +133,10 @@ func Start(ctx context.Context, o StartOptions) (Started, error) {
 	closeInheritedOnExec()
 	cmd := exec.Command(o.Exe, o.Args...)
 	cmd.Env = daemonEnv()
+	if o.Listener != nil {
+		cmd.ExtraFiles = []*os.File{o.Listener} // descriptor 3
+		cmd.Env = append(cmd.Env, ListenFDEnv+"=3")
+	}
 	cmd.Stdin = nil // /dev/null
 	cmd.Stdout = logf
 	cmd.Stderr = logf

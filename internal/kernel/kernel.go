@@ -35,6 +35,10 @@ type Options struct {
 	Home       config.Home
 	// Listen is the effective listen address (config or --listen).
 	Listen string
+	// Listener, if set, is a socket on Listen handed to the daemon (by
+	// systemd's socket activation, or by whoever started it); the daemon
+	// serves on it instead of binding Listen.
+	Listener net.Listener
 	// Detached is set when stdout and stderr already are the log file (the
 	// daemon was started by `oxios start`). Otherwise the log is also
 	// written to Stderr, for a user or service manager watching it.
@@ -269,13 +273,15 @@ func (k *Kernel) setReady(ready bool) {
 // parts boot, so a taken port fails fast and /readyz reports boot progress;
 // the backbone-backed routes answer 503 until the http part attaches them.
 func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, <-chan error, error) {
-	listen := k.opts.Listen
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		if errors.Is(err, errAddrInUse) {
-			return nil, nil, nil, &daemon.AddrInUseError{Addr: listen}
+	listen, ln := k.opts.Listen, k.opts.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", listen); err != nil {
+			if errors.Is(err, errAddrInUse) {
+				return nil, nil, nil, &daemon.AddrInUseError{Addr: listen}
+			}
+			return nil, nil, nil, fmt.Errorf("listen on %s: %w", listen, err)
 		}
-		return nil, nil, nil, fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	if host, _, _ := net.SplitHostPort(listen); !isLoopback(host) {
 		k.log.Warn("the API listens on a non-loopback address and is reachable from the network; every /api/ route requires a token", "listen", listen)
