@@ -205,7 +205,6 @@ func newAgent(rec Record) *agent {
 func (a *agent) publishSnap() {
 	r := a.rec
 	a.snap.Store(&r)
-
 }
 
 func (a *agent) poke() {
