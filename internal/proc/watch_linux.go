@@ -3,10 +3,12 @@
 package proc
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,8 +19,10 @@ import (
 var watcher struct {
 	mu     sync.Mutex
 	groups map[int]*watchedGroup
-	quit   chan struct{}
-	done   chan struct{}
+	// version changes with every group added.
+	version uint64
+	quit    chan struct{}
+	done    chan struct{}
 }
 
 type watchedGroup struct {
@@ -39,6 +43,7 @@ func watchGroup(pgid int, limit int64, hit func()) (stop func()) {
 	}
 	g := &watchedGroup{limit: limit, hit: hit}
 	w.groups[pgid] = g
+	w.version++
 	if w.quit == nil {
 		w.quit, w.done = make(chan struct{}), make(chan struct{})
 		go countGroups(w.quit, w.done)
@@ -64,26 +69,84 @@ func countGroups(quit, done chan struct{}) {
 	defer close(done)
 	t := time.NewTicker(watchInterval)
 	defer t.Stop()
+	var c counting
 	for {
 		select {
 		case <-quit:
 			return
 		case <-t.C:
 		}
+		watchTicks.Add(1)
+		if !c.due() {
+			continue
+		}
 		counts := taskCounts()
 		var hits []func()
 		watcher.mu.Lock()
+		headroom := int64(-1)
 		for pgid, g := range watcher.groups {
 			if counts[pgid] >= g.limit {
 				hits = append(hits, g.hit)
 				delete(watcher.groups, pgid)
+			} else if left := g.limit - counts[pgid]; headroom < 0 || left < headroom {
+				headroom = left
 			}
 		}
+		c.scanned(headroom)
 		watcher.mu.Unlock()
 		for _, h := range hits {
 			h()
 		}
 	}
+}
+
+// counting decides when the groups must be counted again. Counting reads
+// every /proc/PID/stat (4,400 reads a second with 1,000 agents); a
+// group's count can only grow by tasks created since, and the kernel
+// counts every task it creates (processes and threads, "processes" in
+// /proc/stat). So until as many tasks have been created as the group
+// nearest its limit has left, no group can have reached it, and the count
+// is not needed; a group added since is counted at once.
+type counting struct {
+	forksAt  uint64 // tasks created by the last count
+	headroom int64  // the least any group had left then; -1: none
+	version  uint64 // watcher.version at the last count
+	counted  bool
+}
+
+func (c *counting) due() bool {
+	watcher.mu.Lock()
+	v := watcher.version
+	watcher.mu.Unlock()
+	f, err := forks()
+	if !c.counted || v != c.version || err != nil || c.headroom < 0 || f-c.forksAt >= uint64(c.headroom) {
+		c.forksAt, c.version, c.counted = f, v, true
+		watchScans.Add(1)
+		return true
+	}
+	return false
+}
+
+// scanned notes the headroom of the count just made (the caller holds
+// watcher.mu).
+func (c *counting) scanned(headroom int64) { c.headroom = headroom }
+
+// watchTicks and watchScans count the ticks and the counts made, for
+// tests.
+var watchTicks, watchScans atomic.Int64
+
+// forks is the number of tasks the kernel has created since boot.
+func forks() (uint64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if n, ok := strings.CutPrefix(l, "processes "); ok {
+			return strconv.ParseUint(strings.TrimSpace(n), 10, 64)
+		}
+	}
+	return 0, errors.New("/proc/stat has no processes line")
 }
 
 // taskCounts counts the tasks of every process group.
