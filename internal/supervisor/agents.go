@@ -258,13 +258,13 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 		if s.isClosed() {
 			return Record{}, ErrClosed
 		}
+		if err := ctx.Err(); err != nil { // the caller has gone: nothing changes
+			return Record{}, err
+		}
 		prev := a.rec
 		a.rec.State, a.rec.Reason = Queued, "restart requested"
 		a.rec.EndedAt, a.rec.ExitCode, a.rec.Signal, a.rec.StartedAt = nil, nil, "", nil
 		a.rec.Backoffs, a.rec.RecentRestarts = 0, nil
-		if err := ctx.Err(); err != nil { // the caller has gone: nothing changes
-			return Record{}, err
-		}
 		if err := s.save(a, "agent.restarting", map[string]any{"attempt": 0, "delay_ms": 0, "reason": "restart requested"}); err != nil {
 			a.rec = prev // still ended, as stored
 			a.publishSnap()

@@ -1013,4 +1013,15 @@ func TestSpawnAndRestartHeedTheirContext(t *testing.T) {
 	if got, _ := e.sup.Get(r.ID); got.State != Succeeded {
 		t.Fatalf("after a cancelled restart: %s", got.State)
 	}
+	// Nothing of the cancelled restart stays behind: the agent restarts,
+	// ends, and is deleted as any other.
+	if _, err := e.sup.Restart(context.Background(), r.ID); err != nil {
+		t.Fatalf("restart after a cancelled one: %v", err)
+	}
+	if got := e.wait(r.ID); got.State != Succeeded {
+		t.Fatalf("the restarted run: %s %q", got.State, got.Reason)
+	}
+	if err := e.sup.Delete(context.Background(), r.ID); err != nil {
+		t.Fatalf("delete after a cancelled restart: %v", err)
+	}
 }
