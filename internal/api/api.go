@@ -6,7 +6,6 @@ package api
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,7 +28,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/web"
 )
@@ -313,12 +311,7 @@ func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.Reload(r.Context())
 	if err != nil {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			writeError(w, http.StatusBadRequest, "the config file is invalid; nothing was changed: "+ce.Error(), ce.Key)
-			return
-		}
-		writeError(w, http.StatusConflict, err.Error(), "")
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -458,8 +451,9 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.Logger.Error("panic in HTTP handler", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
-				writeError(w, http.StatusInternalServerError, "internal error; see the daemon log", "")
+				id := requestID()
+				s.Logger.Error("panic in HTTP handler", "request_id", id, "method", r.Method, "path", clip(r.URL.Path, maxAuditedResource), "panic", fmt.Sprint(v))
+				writeError(w, http.StatusInternalServerError, "internal error; the daemon's log has it under request_id "+id, "")
 			}
 		}()
 		next.ServeHTTP(w, r)

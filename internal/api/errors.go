@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
 	"github.com/oxios/oxios/internal/approval"
+	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
@@ -52,8 +55,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(v); err != nil {
+		// The daemon's logger is the default one (kernel.newKernel).
+		id := requestID()
+		slog.Error("an answer could not be encoded as JSON", "request_id", id, "type", fmt.Sprintf("%T", v), "err", err)
 		status, b = http.StatusInternalServerError, bytes.Buffer{}
-		json.NewEncoder(&b).Encode(ErrorBody{Error: ErrorDetail{Code: codes[status], Message: "the answer could not be encoded as JSON"}})
+		json.NewEncoder(&b).Encode(ErrorBody{Error: ErrorDetail{Code: codes[status], Message: "internal error; the daemon's log has it under request_id " + id}})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -86,8 +92,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		big *store.TooLargeError
 		nf  *supervisor.NotFoundError
 		doc *docError
+		ce  *config.Error
 	)
 	switch {
+	case errors.As(err, &ce): // a reload's
+		writeError(w, http.StatusBadRequest, "the config file is invalid; nothing was changed: "+ce.Error(), ce.Key)
 	case errors.As(err, &inv):
 		writeError(w, http.StatusBadRequest, inv.Error(), inv.Field)
 	case errors.As(err, &fe):

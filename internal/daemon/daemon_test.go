@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oxios/oxios/internal/leaktest"
 	"github.com/oxios/oxios/internal/logfile"
 )
 
@@ -72,7 +73,7 @@ func TestMain(m *testing.M) {
 		}
 		select {}
 	}
-	os.Exit(m.Run())
+	leaktest.VerifyTestMain(m)
 }
 
 // holder starts a subprocess that holds the PID file at path.

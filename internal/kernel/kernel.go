@@ -203,6 +203,7 @@ func newKernel(o Options) (*Kernel, io.Closer, error) {
 		w = io.MultiWriter(logFile, o.Stderr)
 	}
 	k.log, k.live.level = newLogger(w, o.Config.Log)
+	slog.SetDefault(k.log) // for what logs without a logger of its own
 	k.live.cfg, k.live.file = o.Config, o.Config
 	if f, err := loadConfig(o.ConfigPath); err == nil {
 		k.live.file = f // without command-line overrides such as --listen

@@ -58,7 +58,7 @@ func (k *Kernel) reload(ctx context.Context) (api.ReloadResult, error) {
 	l := &k.live
 	if l.parts == nil {
 		k.mu.Unlock()
-		return api.ReloadResult{}, errors.New("the daemon is still starting; reload once it is ready")
+		return api.ReloadResult{}, oxios.ErrStarting
 	}
 	res := api.ReloadResult{Applied: []string{}, RestartNeeded: []string{}}
 	for _, key := range diffKeys(l.file, next) {
