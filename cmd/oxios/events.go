@@ -42,7 +42,7 @@ Type patterns: "agent.started", "agent.*" (or "agent"), "*.finished".`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f := bus.Filter{Types: types, Agent: agent}
 			if err := bus.ValidateFilter(f); err != nil {
-				var inv *bus.InvalidError
+				var inv *oxios.InvalidError
 				if errors.As(err, &inv) {
 					return usageError("--%s: %s", inv.Field, inv.Msg)
 				}
@@ -70,7 +70,7 @@ Type patterns: "agent.started", "agent.*" (or "agent"), "*.finished".`,
 					agentID = "-"
 				}
 				seq := fmt.Sprintf("#%d", ev.Seq)
-				if ev.Type == bus.GapType {
+				if ev.Type == oxios.GapType {
 					seq = "#-"
 				}
 				_, err := fmt.Fprintf(a.stdout, "%s  %s  %s  %s  %s\n", ev.Time.Local().Format("2006-01-02 15:04:05.000"), seq, colors.green(ev.Type), agentID, ev.Data)

@@ -27,10 +27,8 @@ const subjectPrefix = "oxios.evt."
 // Event is the envelope of every event.
 type Event = oxios.Event
 
-// GapType is the type of the synthetic event a subscriber receives when
-// events it asked for are no longer in the log (dropped by retention).
-// Its data says which sequences were missed; it is never stored.
-const GapType = "bus.gap"
+// GapType is the type of the synthetic event of a gap (see oxios).
+const GapType = oxios.GapType
 
 // InvalidError is bad input; Field names what is wrong.
 type InvalidError = oxios.InvalidError

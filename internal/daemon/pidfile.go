@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/oxios/oxios/internal/oxios"
 )
 
 // State is what the PID file says about the daemon.
@@ -70,7 +72,7 @@ type PIDFile struct {
 const lockRetries = 5
 
 // exitWait is how long Acquire waits for a killed daemon to finish exiting.
-const exitWait = 10 * time.Second
+const exitWait = oxios.ExitWait
 
 // exiting reports whether pid has exited as far as its main thread goes
 // (a zombie, or dead), while the rest of it may still be going.

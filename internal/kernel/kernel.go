@@ -79,11 +79,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	defer stop()
 
 	tuneGC()
-	pidf, err := takeHome(&o)
+	pidf, err := takeHome(&o, &sig.held)
 	if err != nil {
 		return err
 	}
-	sig.held.Store(pidf)
 	defer func() {
 		if rerr := pidf.Release(); rerr != nil && err == nil {
 			err = fmt.Errorf("remove PID file: %w", rerr)
@@ -164,10 +163,11 @@ func (s *signals) catch(ctx context.Context) (context.Context, func()) {
 	}
 }
 
-// takeHome makes the home, takes its PID file and readies its
-// directories. A restore killed during its swap is finished before
-// anything else touches the home; its config is then the one to run.
-func takeHome(o *Options) (*daemon.PIDFile, error) {
+// takeHome makes the home, takes its PID file (kept in held at once, for a
+// forced exit to release) and readies its directories. A restore killed
+// during its swap is finished before anything else touches the home; its
+// config is then the one to run.
+func takeHome(o *Options, held *atomic.Pointer[daemon.PIDFile]) (*daemon.PIDFile, error) {
 	if err := os.MkdirAll(o.Home.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -175,6 +175,7 @@ func takeHome(o *Options) (*daemon.PIDFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	held.Store(pidf)
 	if did, err := FinishRestore(o.Home.Dir); err != nil {
 		pidf.Release()
 		return nil, err

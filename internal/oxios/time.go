@@ -14,6 +14,9 @@ const (
 	// StopTimeout is the default time between an agent's stop signal and
 	// SIGKILL, and the daemon's own stop_timeout.
 	StopTimeout = 10 * time.Second
+	// ExitWait is how long a new daemon waits for a killed one to finish
+	// exiting (a thread in an fsync holds its PID file a while).
+	ExitWait = 10 * time.Second
 	// FetchWait is how long a follower of the event log waits for a batch
 	// before it asks again.
 	FetchWait = 10 * time.Second

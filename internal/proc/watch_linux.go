@@ -102,11 +102,14 @@ func countGroups(quit, done chan struct{}) {
 
 // counting decides when the groups must be counted again. Counting reads
 // every /proc/PID/stat (4,400 reads a second with 1,000 agents); a
-// group's count can only grow by tasks created since, and the kernel
-// counts every task it creates (processes and threads, "processes" in
+// group's count grows by the tasks created since, and the kernel counts
+// every task it creates (processes and threads, "processes" in
 // /proc/stat). So until as many tasks have been created as the group
-// nearest its limit has left, no group can have reached it, and the count
-// is not needed; a group added since is counted at once.
+// nearest its limit has left, the count is not needed; a group added since
+// is counted at once. A process can also move into a group with setpgid,
+// without a fork: that is seen at the next count, as a process that moved
+// out of its group to escape the count never is; the limit per agent that
+// no process can leave is a cgroup's, which oxios does not manage.
 type counting struct {
 	forksAt  uint64 // tasks created by the last count
 	headroom int64  // the least any group had left then; -1: none
@@ -118,6 +121,9 @@ func (c *counting) due() bool {
 	watcher.mu.Lock()
 	v := watcher.version
 	watcher.mu.Unlock()
+	if v == c.version && c.counted && c.headroom < 0 {
+		return false // every group was hit: none is left to count
+	}
 	f, err := forks()
 	if !c.counted || v != c.version || err != nil || c.headroom < 0 || f-c.forksAt >= uint64(c.headroom) {
 		c.forksAt, c.version, c.counted = f, v, true
