@@ -121,3 +121,44 @@ func TestPrintRecord(t *testing.T) {
 		t.Fatalf("json: %v %+v\n%s", err, back, out.String())
 	}
 }
+
+// state put checks its value and flags before anything is sent, and
+// prints the revision the write got, for people and with -o json.
+func TestStatePutFlags(t *testing.T) {
+	t.Setenv("OXIOS_HOME", t.TempDir())
+	var gotNS, gotKey, gotValue string
+	var gotOpts client.PutOptions
+	a := &app{seams: seams{statePutF: func(ns, key string, value []byte, o client.PutOptions) (uint64, error) {
+		gotNS, gotKey, gotValue, gotOpts = ns, key, string(value), o
+		return 7, nil
+	}}}
+	code, out, errs := cli(a, "state", "put", "app", "config", `{"mode": "fast"}`, "--if-rev", "6")
+	if code != 0 || gotNS != "app" || gotKey != "config" || gotValue != `{"mode": "fast"}` || gotOpts.IfRevision != 6 || gotOpts.Create {
+		t.Fatalf("exit %d %q: %s/%s %q %+v", code, errs, gotNS, gotKey, gotValue, gotOpts)
+	}
+	if out != "app/config: revision 7\n" {
+		t.Fatalf("table: %q", out)
+	}
+	code, out, _ = cli(a, "state", "put", "app", "lock", `"me"`, "--create", "-o", "json")
+	var back map[string]any
+	if code != 0 || !gotOpts.Create || json.Unmarshal([]byte(out), &back) != nil || back["revision"] != float64(7) || back["key"] != "lock" {
+		t.Fatalf("json: exit %d %q %+v", code, out, gotOpts)
+	}
+	gotKey = ""
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"state", "put", "app", "k", "not json"}, "value: not valid JSON"},
+		{[]string{"state", "put", "app", "k", "1", "--create", "--if-rev", "2"}, "cannot be used together"},
+		{[]string{"state", "put", "app", "k", "1", "--if-rev", "0"}, "revisions start at 1"},
+		{[]string{"state", "put", "app"}, "needs NAMESPACE KEY"},
+	} {
+		if code, _, errs := cli(a, c.args...); code != exitUsage || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d %q", c.args, code, errs)
+		}
+	}
+	if gotKey != "" {
+		t.Fatal("a bad command line was sent")
+	}
+}

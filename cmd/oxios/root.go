@@ -35,6 +35,9 @@ type seams struct {
 	spawnF func(spec oxios.Spec, wait bool) error
 	// cronF creates the job j (cron add).
 	cronF func(j client.CronJob) error
+	// statePutF writes a document (state put) and returns its revision,
+	// which the command then prints.
+	statePutF func(ns, key string, value []byte, o client.PutOptions) (uint64, error)
 }
 
 // root is the oxios command, with a's streams and seams.

@@ -123,11 +123,17 @@ func (a *app) statePutCmd() *cobra.Command {
 			if cmd.Flags().Changed("if-rev") && ifRev == 0 {
 				return usageError("--if-rev: revisions start at 1 (use --create to write only if absent)")
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
+			put := a.statePutF
+			if put == nil {
+				c, err := a.client()
+				if err != nil {
+					return err
+				}
+				put = func(ns, key string, value []byte, o client.PutOptions) (uint64, error) {
+					return c.StatePut(context.Background(), ns, key, value, o)
+				}
 			}
-			rev, err := c.StatePut(context.Background(), args[0], args[1], value, client.PutOptions{IfRevision: ifRev, Create: create})
+			rev, err := put(args[0], args[1], value, client.PutOptions{IfRevision: ifRev, Create: create})
 			if err != nil {
 				return apiError(err)
 			}
