@@ -11,8 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 const secret = "s3cr3t-token-value"
@@ -315,5 +319,32 @@ func TestSymlinkedOwnPaths(t *testing.T) {
 	q.Dir, q.Read = dir, []string{link}
 	if _, err := Start(exec.Command("/bin/true"), q); err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Fatalf("a read path reached through a symlink: %v", err)
+	}
+}
+
+// No program is ever confined on the daemon's main thread: it is the
+// thread group's leader, whose domain decides who may read
+// /proc/DAEMON/environ, and the runtime never ends it.
+func TestOnThreadNeverOnTheMainThread(t *testing.T) {
+	var wg sync.WaitGroup
+	var onMain atomic.Int64
+	for range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := onThread(func() error {
+				if unix.Gettid() == unix.Getpid() {
+					onMain.Add(1)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := onMain.Load(); n > 0 {
+		t.Fatalf("%d of 400 ran on the main thread", n)
 	}
 }

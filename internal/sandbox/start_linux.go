@@ -75,13 +75,28 @@ func probe() Kernel {
 	return k
 }
 
-// onThread runs f on a new OS thread that dies with it.
+// The main goroutine keeps the process's main thread for itself, from
+// here on: a goroutine of onThread that ran there would confine the main
+// thread, which the runtime never ends (it wedges it instead), and the
+// thread group's leader, what /proc/PID names, would share the Landlock
+// domain of one agent, which could then read the daemon's environment.
+func init() { runtime.LockOSThread() }
+
+// errMainThread is onThread on the main thread, which it never confines.
+var errMainThread = errors.New("sandbox: refusing to confine the daemon's main thread")
+
+// onThread runs f on a new OS thread that dies with it, never on the main
+// thread.
 func onThread(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		// Never unlocked: whatever f changed of this thread (its network
 		// namespace, capabilities, Landlock domain) dies with it.
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			errc <- errMainThread
+			return
+		}
 		errc <- f()
 	}()
 	return <-errc
