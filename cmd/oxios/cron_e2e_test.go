@@ -116,27 +116,28 @@ func cronBudgetBadInput(t *testing.T, e *env) {
 			t.Errorf("%v: %s", c.args, r)
 		}
 	}
+}
 
+// getJSON runs the CLI command args with -o json and decodes what it
+// prints.
+func getJSON[T any](t *testing.T, e *env, args ...string) T {
+	t.Helper()
+	r := e.oxios(append(args, "-o", "json")...)
+	var v T
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &v) != nil {
+		t.Fatalf("%v: %s", args, r)
+	}
+	return v
 }
 
 func budgetOf(t *testing.T, e *env, name string) oxios.BudgetStatus {
 	t.Helper()
-	r := e.oxios("budget", "get", name, "-o", "json")
-	var st oxios.BudgetStatus
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
-		t.Fatalf("budget get: %s", r)
-	}
-	return st
+	return getJSON[oxios.BudgetStatus](t, e, "budget", "get", name)
 }
 
 func cronJob(t *testing.T, e *env, name string) oxios.CronStatus {
 	t.Helper()
-	r := e.oxios("cron", "get", name, "-o", "json")
-	var st oxios.CronStatus
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
-		t.Fatalf("cron get: %s", r)
-	}
-	return st
+	return getJSON[oxios.CronStatus](t, e, "cron", "get", name)
 }
 
 // firedAfter waits for a firing of the job name after after whose agent
