@@ -33,9 +33,33 @@ type Options struct {
 	// Replicas of streams and buckets created on this backbone.
 	Replicas int
 	// Name identifies this node's connection and embedded server.
-	Name   string
-	Logger *slog.Logger
+	Name string
+	// Cluster, if set, makes the embedded server one of a cluster.
+	Cluster *Cluster
+	Logger  *slog.Logger
 }
+
+// Cluster is how an embedded server joins its peers: routes between the
+// nodes' servers, authenticated with a password every node derives from
+// the cluster key, and JetStream clustered over them.
+type Cluster struct {
+	// Listen is this server's route address; Peers are the others'.
+	Listen string
+	Peers  []string
+	// RoutePassword authenticates routes; ClientPassword the clients of
+	// the loopback port a clustered server must open (see startEmbedded).
+	RoutePassword  string
+	ClientPassword string
+	// TLSCert, TLSKey and TLSCA, if set, secure the routes.
+	TLSCert, TLSKey, TLSCA string
+}
+
+// routeUser and clientUser are the fixed user names; the passwords carry
+// the secret.
+const (
+	routeUser  = "oxios-route"
+	clientUser = "oxios"
+)
 
 // Backbone is a live JetStream connection, with the embedded server when
 // there is one.
@@ -81,6 +105,9 @@ func Open(ctx context.Context, o Options) (*Backbone, error) {
 		b.srv = srv
 		url = srv.ClientURL()
 		copts = append(copts, nats.InProcessServer(srv))
+		if o.Cluster != nil {
+			copts = append(copts, nats.UserInfo(clientUser, o.Cluster.ClientPassword))
+		}
 	} else if o.Credentials != "" {
 		copts = append(copts, nats.UserCredentials(o.Credentials))
 	}
@@ -96,17 +123,56 @@ func Open(ctx context.Context, o Options) (*Backbone, error) {
 		return nil, err
 	}
 	b.JS = js
-	// Fail at boot, with a clear message, when JetStream is not there.
-	actx, cancel := context.WithTimeout(ctx, oxios.BackboneTimeout)
-	defer cancel()
-	if _, err := js.AccountInfo(actx); err != nil {
+	if err := b.awaitJetStream(ctx, o, url); err != nil {
 		b.Close()
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return nil, fmt.Errorf("NATS at %s does not have JetStream enabled (start nats-server with -js)", redact(url))
-		}
-		return nil, fmt.Errorf("JetStream at %s: %w", redact(url), err)
+		return nil, err
+	}
+	if o.Cluster != nil || o.URL != "" {
+		b.JS = retryingJS{JetStream: js, log: o.Logger}
 	}
 	return b, nil
+}
+
+// awaitJetStream fails at boot, with a clear message, when JetStream is
+// not there. A clustered server answers only once its peers have elected
+// a meta leader: it is waited for until ctx ends, saying so every few
+// seconds.
+func (b *Backbone) awaitJetStream(ctx context.Context, o Options, url string) error {
+	attempt := oxios.BackboneTimeout
+	if o.Cluster != nil {
+		attempt = 2 * time.Second
+	}
+	started := time.Now()
+	said := started
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		_, err := b.JS.AccountInfo(actx)
+		cancel()
+		switch {
+		case err == nil:
+			if o.Cluster != nil {
+				o.Logger.Info("cluster JetStream ready", "after", time.Since(started).Round(time.Millisecond).String())
+			}
+			return nil
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			if o.Cluster == nil {
+				return fmt.Errorf("NATS at %s does not have JetStream enabled (start nats-server with -js)", redact(url))
+			}
+		case o.Cluster == nil:
+			return fmt.Errorf("JetStream at %s: %w", redact(url), err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the cluster's JetStream did not answer (%d of %d peers routed): %w", b.srv.NumRoutes(), len(o.Cluster.Peers), ctx.Err())
+		}
+		if time.Since(said) >= 5*time.Second {
+			said = time.Now()
+			o.Logger.Warn("waiting for the cluster: JetStream needs a majority of the nodes up", "routed_peers", b.srv.NumRoutes(), "peers", strings.Join(o.Cluster.Peers, ","), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func startEmbedded(o Options) (*server.Server, error) {
@@ -122,11 +188,16 @@ func startEmbedded(o Options) (*server.Server, error) {
 		NoLog:              true,
 		JetStreamMaxMemory: 64 << 20,
 	}
+	if o.Cluster != nil {
+		if err := clusterOptions(opts, o.Cluster); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
-	srv.SetLoggerV2(&natsLogger{log: o.Logger}, false, false, false)
+	srv.SetLoggerV2(&natsLogger{log: o.Logger, cluster: o.Cluster != nil}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		srv.Shutdown()
@@ -174,7 +245,15 @@ func redact(urls string) string {
 }
 
 // natsLogger forwards the embedded server's warnings and errors to slog.
-type natsLogger struct{ log *slog.Logger }
+// On a cluster, a route refused for its credentials is said plainly: it
+// is a node whose cluster key differs.
+type natsLogger struct {
+	log     *slog.Logger
+	cluster bool
+}
+
+// keyMismatch is logged when a route fails authentication.
+const keyMismatch = "cluster route refused: authentication failed, so the two nodes' secrets/cluster.key differ; copy the first node's key to every node"
 
 func (l *natsLogger) Noticef(format string, v ...any) {
 	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
@@ -184,7 +263,12 @@ func (l *natsLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats: " + fmt.Sprintf(format, v...))
 }
 func (l *natsLogger) Errorf(format string, v ...any) {
-	l.log.Error("nats: " + fmt.Sprintf(format, v...))
+	msg := fmt.Sprintf(format, v...)
+	if l.cluster && strings.Contains(msg, "rid:") && (strings.Contains(msg, "Authorization Violation") || strings.Contains(msg, "authentication error")) {
+		l.log.Error(keyMismatch, "nats", msg)
+		return
+	}
+	l.log.Error("nats: " + msg)
 }
 func (l *natsLogger) Debugf(format string, v ...any) {}
 func (l *natsLogger) Tracef(format string, v ...any) {}

@@ -22,11 +22,14 @@ import (
 // (DefaultConfig) and a commented line in the generated file (Template).
 type Config struct {
 	// Node is this daemon's name; empty means the host name.
-	Node      string    `toml:"node"`
-	API       API       `toml:"api"`
+	Node string `toml:"node"`
+	// NodeLabels describe this node to the cluster (node list, placement).
+	NodeLabels map[string]string `toml:"node_labels"`
+	API        API               `toml:"api"`
 	Daemon    Daemon    `toml:"daemon"`
 	Log       Log       `toml:"log"`
 	Backbone  Backbone  `toml:"backbone"`
+	Cluster   Cluster   `toml:"cluster"`
 	Store     Store     `toml:"store"`
 	Events    Events    `toml:"events"`
 	Scheduler Scheduler `toml:"scheduler"`
@@ -257,8 +260,47 @@ type Backbone struct {
 	URL string `toml:"url"`
 	// Credentials is a NATS .creds file for the external server (optional).
 	Credentials string `toml:"credentials"`
-	// Replicas of each stream and bucket (1, or 3 or 5 on a cluster).
+	// Replicas of each stream and bucket: 1, 3 or 5; 0 chooses (3 on an
+	// embedded cluster of 3 or more nodes, else 1).
 	Replicas int `toml:"replicas"`
+}
+
+// Cluster configures the embedded backbone's clustering and the
+// membership of this node (which an external backbone uses too).
+type Cluster struct {
+	// Listen is this node's route address; empty: no embedded cluster.
+	Listen string `toml:"listen"`
+	// Peers are the other nodes' route addresses.
+	Peers []string `toml:"peers"`
+	// Lease is how long a node that stops beating is held alive; past it,
+	// it is dead.
+	Lease Duration `toml:"lease"`
+	// TLSCert, TLSKey and TLSCA secure the routes (all three, or none).
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	TLSCA   string `toml:"tls_ca"`
+}
+
+// EmbeddedCluster reports whether this node's embedded backbone forms a cluster.
+func (c *Config) EmbeddedCluster() bool { return c.Cluster.Listen != "" }
+
+// ClusterSize is the number of nodes of the embedded cluster (1 without).
+func (c *Config) ClusterSize() int {
+	if c.Cluster.Listen == "" {
+		return 1
+	}
+	return 1 + len(c.Cluster.Peers)
+}
+
+// EffectiveReplicas is backbone.replicas, or the one it chooses when 0.
+func (c *Config) EffectiveReplicas() int {
+	switch {
+	case c.Backbone.Replicas > 0:
+		return c.Backbone.Replicas
+	case c.ClusterSize() >= 3:
+		return 3
+	}
+	return 1
 }
 
 // Store configures durability of the embedded JetStream storage.
@@ -313,7 +355,9 @@ func DefaultConfig() Config {
 			ShutdownTimeout: Duration{5 * time.Second},
 		},
 		Log:       Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
-		Backbone:  Backbone{Replicas: 1},
+		NodeLabels: map[string]string{},
+		Backbone:   Backbone{},
+		Cluster:    Cluster{Peers: []string{}, Lease: Duration{5 * time.Second}},
 		Store:     Store{Sync: "1s"},
 		Events:    Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
 		Scheduler: Scheduler{MaxRunningLLM: 8},

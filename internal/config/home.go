@@ -53,8 +53,22 @@ func (h Home) SecretsDir() string { return filepath.Join(h.Dir, "secrets") }
 // AdminTokenPath is the admin API token the CLI uses by default.
 func (h Home) AdminTokenPath() string { return filepath.Join(h.Dir, "secrets", "admin.token") }
 
-// AuditKeyPath is the key of the audit trail's HMAC chain.
-func (h Home) AuditKeyPath() string { return filepath.Join(h.Dir, "secrets", "audit.key") }
+// AuditKeyPath is the key of the audit trail's HMAC chain: the cluster
+// key when this home has one (every node of a cluster signs one chain),
+// else the home's own audit.key.
+func (h Home) AuditKeyPath() string {
+	if _, err := os.Stat(h.ClusterKeyPath()); err == nil {
+		return h.ClusterKeyPath()
+	}
+	return h.OwnAuditKeyPath()
+}
+
+// OwnAuditKeyPath is the home's own audit key, used without a cluster key.
+func (h Home) OwnAuditKeyPath() string { return filepath.Join(h.Dir, "secrets", "audit.key") }
+
+// ClusterKeyPath is the cluster's shared secret, the same file on every
+// node ('oxios cluster init').
+func (h Home) ClusterKeyPath() string { return filepath.Join(h.Dir, "secrets", "cluster.key") }
 
 // WorkspacesDir holds each agent's default working directory.
 func (h Home) WorkspacesDir() string { return filepath.Join(h.Dir, "workspaces") }

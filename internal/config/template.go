@@ -11,6 +11,9 @@ const Template = `# oxios configuration. Every setting is shown at its default.
 # Allowed: letters, digits, '-' and '_'.
 node = ""
 
+# Labels of this node, shown by 'oxios node list': {gpu = "yes", zone = "a"}.
+node_labels = {}
+
 [api]
 # Address the HTTP API and the dashboard listen on ("host:port").
 # Binding anything but loopback exposes the API to the network; every
@@ -43,8 +46,27 @@ max_files = 5
 url = ""
 # NATS credentials file (.creds) for the external server; empty for none.
 credentials = ""
-# Copies of each stream and bucket: 1, or 3 or 5 on a NATS cluster.
-replicas = 1
+# Copies of each stream and bucket: 1, 3 or 5. 0 chooses: 3 on an embedded
+# cluster of 3 or more nodes, else 1. At most the number of nodes.
+replicas = 0
+
+[cluster]
+# Several daemons' embedded NATS servers form one cluster: set this node's
+# route address here and the others' in peers. Every node needs the same
+# secrets/cluster.key ('oxios cluster init' on the first node). Empty: one
+# node, no route port.
+listen = ""
+# The other nodes' route addresses: ["10.0.0.2:7101", "10.0.0.3:7101"].
+peers = []
+# A node whose heartbeat is this old is dead (suspect after one missed beat,
+# lease/5). Shorter finds dead nodes sooner; longer rides out pauses.
+lease = "5s"
+# TLS for the routes: this node's certificate and key, and the CA that
+# signed every node's. All three or none; the routes are authenticated by
+# the cluster key either way.
+tls_cert = ""
+tls_key = ""
+tls_ca = ""
 
 [store]
 # When the embedded storage is flushed to disk. "1s": fsync once a second;

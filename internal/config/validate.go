@@ -63,13 +63,8 @@ func (c *Config) Validate() error {
 	if c.Backbone.Credentials != "" && c.Backbone.URL == "" {
 		return &Error{Key: "backbone.credentials", Msg: "is only used with backbone.url (an external NATS server)"}
 	}
-	switch c.Backbone.Replicas {
-	case 1, 3, 5:
-	default:
-		return &Error{Key: "backbone.replicas", Msg: fmt.Sprintf("must be 1, 3 or 5 (got %d)", c.Backbone.Replicas)}
-	}
-	if c.Backbone.Replicas > 1 && c.Backbone.URL == "" {
-		return &Error{Key: "backbone.replicas", Msg: "must be 1 with the embedded backbone (replicas need a NATS cluster in backbone.url)"}
+	if err := c.validateCluster(); err != nil {
+		return err
 	}
 	if _, _, err := c.Store.SyncPolicy(); err != nil {
 		return &Error{Key: "store.sync", Msg: err.Error()}
@@ -177,6 +172,81 @@ func (c *Config) validateSandbox() error {
 		if v == "" {
 			return &Error{Key: key, Msg: "must be none, loopback or any (got \"\")"}
 		}
+	}
+	return nil
+}
+
+var labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+
+// validateCluster checks node_labels, [cluster] and backbone.replicas
+// together: replicas are bounded by the cluster's size.
+func (c *Config) validateCluster() error {
+	for k, v := range c.NodeLabels {
+		if !labelKey.MatchString(k) {
+			return &Error{Key: "node_labels", Msg: fmt.Sprintf("label names must be 1 to 63 letters, digits, '.', '_', '/' or '-' (got %q)", k)}
+		}
+		if len(v) > 256 {
+			return &Error{Key: "node_labels." + k, Msg: fmt.Sprintf("must be at most 256 bytes (got %d)", len(v))}
+		}
+	}
+	cl := c.Cluster
+	if d := cl.Lease.Duration; d < time.Second || d > 10*time.Minute {
+		return &Error{Key: "cluster.lease", Msg: fmt.Sprintf("must be between 1s and 10m (got %s)", d)}
+	}
+	if cl.Listen == "" && len(cl.Peers) > 0 {
+		return &Error{Key: "cluster.listen", Msg: `must be this node's route address ("host:port") when cluster.peers is set`}
+	}
+	if cl.Listen != "" {
+		if c.Backbone.URL != "" {
+			return &Error{Key: "cluster.listen", Msg: "must be empty with backbone.url: an external NATS cluster does its own clustering"}
+		}
+		if err := validHostPort(cl.Listen); err != nil {
+			return &Error{Key: "cluster.listen", Msg: err.Error()}
+		}
+		if len(cl.Peers) == 0 {
+			return &Error{Key: "cluster.peers", Msg: `must name the other nodes' route addresses (["10.0.0.2:7101", ...]) when cluster.listen is set`}
+		}
+	}
+	seen := map[string]bool{cl.Listen: true}
+	for _, p := range cl.Peers {
+		if err := validHostPort(p); err != nil {
+			return &Error{Key: "cluster.peers", Msg: err.Error()}
+		}
+		if seen[p] {
+			return &Error{Key: "cluster.peers", Msg: fmt.Sprintf("%q is listed twice (or is cluster.listen itself)", p)}
+		}
+		seen[p] = true
+	}
+	tls := []string{cl.TLSCert, cl.TLSKey, cl.TLSCA}
+	if set := len(slices.DeleteFunc(slices.Clone(tls), func(s string) bool { return s == "" })); set != 0 && set != 3 {
+		return &Error{Key: "cluster.tls_cert", Msg: "cluster.tls_cert, tls_key and tls_ca must be set together (or none of them)"}
+	}
+	if cl.TLSCert != "" && cl.Listen == "" {
+		return &Error{Key: "cluster.tls_cert", Msg: "is only used with cluster.listen (an embedded cluster)"}
+	}
+	switch c.Backbone.Replicas {
+	case 0, 1, 3, 5:
+	default:
+		return &Error{Key: "backbone.replicas", Msg: fmt.Sprintf("must be 0 (chosen), 1, 3 or 5 (got %d)", c.Backbone.Replicas)}
+	}
+	if c.Backbone.URL == "" && c.Backbone.Replicas > c.ClusterSize() {
+		if c.ClusterSize() == 1 {
+			return &Error{Key: "backbone.replicas", Msg: fmt.Sprintf("must be 0 or 1 with the embedded backbone of one node (got %d; replicas need a cluster: [cluster] or backbone.url)", c.Backbone.Replicas)}
+		}
+		return &Error{Key: "backbone.replicas", Msg: fmt.Sprintf("must be at most %d, the cluster's nodes (cluster.listen and %d cluster.peers) (got %d)", c.ClusterSize(), len(cl.Peers), c.Backbone.Replicas)}
+	}
+	return nil
+}
+
+// validHostPort checks a "host:port" route address: a host name or IP and
+// a port from 1 to 65535.
+func validHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf(`must be "host:port" such as "10.0.0.2:7101" (got %q)`, addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("port must be a number from 1 to 65535 (got %q in %q)", port, addr)
 	}
 	return nil
 }

@@ -1,0 +1,189 @@
+package backbone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	neturl "net/url"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ClusterName is the NATS cluster the nodes' embedded servers form.
+const ClusterName = "oxios"
+
+// clusterOptions makes opts a clustered server's. A server whose client
+// port is off (DontListen) never starts its routes (StartRouting waits for
+// the client accept loop), so a clustered server listens for clients on
+// loopback, on a port of its choosing, behind a password derived from the
+// cluster key; the daemon itself keeps its in-process connection.
+func clusterOptions(opts *server.Options, c *Cluster) error {
+	host, port, err := splitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster.listen: %w", err)
+	}
+	opts.DontListen = false
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.Username, opts.Password = clientUser, c.ClientPassword
+	opts.Cluster = server.ClusterOpts{
+		Name:     ClusterName,
+		Host:     host,
+		Port:     port,
+		Username: routeUser,
+		Password: c.RoutePassword,
+	}
+	if c.TLSCert != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey, CaFile: c.TLSCA, Verify: true})
+		if err != nil {
+			return fmt.Errorf("cluster.tls_cert: %w", err)
+		}
+		opts.Cluster.TLSConfig = tc
+		opts.Cluster.TLSTimeout = 2
+	}
+	for _, p := range c.Peers {
+		opts.Routes = append(opts.Routes, &neturl.URL{Scheme: "nats-route", Host: p, User: neturl.UserPassword(routeUser, c.RoutePassword)})
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number", p)
+	}
+	return host, port, nil
+}
+
+// Routes is how many of its peers this node's embedded server is routed
+// to (0 without an embedded cluster).
+func (b *Backbone) Routes() int {
+	if b.srv == nil {
+		return 0
+	}
+	return b.srv.NumRoutes()
+}
+
+// retryingJS is JetStream on a cluster: creating a stream or bucket rides
+// out what a cluster answers while it forms (no meta leader yet, no
+// responders, several nodes creating the same bucket at once, too few
+// peers for its replicas yet), and returns once the stream has a leader,
+// so the first read of it does not fail.
+type retryingJS struct {
+	jetstream.JetStream
+	log *slog.Logger
+}
+
+// createBudget bounds one create's retries; each attempt gets attempt.
+const (
+	createBudget = 60 * time.Second
+	attempt      = 2 * time.Second
+)
+
+func (r retryingJS) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return retry(ctx, r, "stream "+cfg.Name, cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
+		return r.JetStream.CreateOrUpdateStream(ctx, cfg)
+	})
+}
+
+func (r retryingJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return retry(ctx, r, "bucket "+cfg.Bucket, "KV_"+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return r.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	})
+}
+
+func (r retryingJS) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return retry(ctx, r, "bucket "+cfg.Bucket, "KV_"+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
+		kv, err := r.JetStream.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			return nil, err
+		}
+		return kv, err
+	})
+}
+
+func (r retryingJS) CreateOrUpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	return retry(ctx, r, "bucket "+cfg.Bucket, "OBJ_"+cfg.Bucket, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return r.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
+	})
+}
+
+// retry runs create until it succeeds, fails for good, or the budget or
+// ctx ends; then it waits for stream to have a leader.
+func retry[T any](ctx context.Context, r retryingJS, what, stream string, create func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, createBudget)
+	defer cancel()
+	var zero T
+	for n := 0; ; n++ {
+		actx, acancel := context.WithTimeout(ctx, attempt)
+		v, err := create(actx)
+		acancel()
+		if err == nil {
+			return v, r.awaitLeader(ctx, stream)
+		}
+		if !transient(err) || ctx.Err() != nil {
+			return zero, err
+		}
+		if n > 0 && n%5 == 0 {
+			r.log.Info("still creating "+what+" on the cluster", "attempts", n, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return zero, err
+		case <-time.After(time.Duration(min(n+1, 10)) * 50 * time.Millisecond):
+		}
+	}
+}
+
+// awaitLeader returns once stream reports a leader (a stream just created
+// on a cluster answers reads only then).
+func (r retryingJS) awaitLeader(ctx context.Context, stream string) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		s, err := r.JetStream.Stream(actx, stream)
+		if err == nil {
+			var info *jetstream.StreamInfo
+			if info, err = s.Info(actx); err == nil && (info.Cluster == nil || info.Cluster.Leader != "") {
+				cancel()
+				return nil
+			}
+		}
+		cancel()
+		if err != nil && !transient(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s has no leader: %w", stream, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// transient reports whether err is what a forming cluster answers, worth
+// another attempt.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch {
+		case api.Code >= 500:
+			return true
+		case api.ErrorCode == jetstream.JSErrCodeStreamNameInUse, api.ErrorCode == 10005: // 10005: no suitable peers yet
+			return true
+		}
+	}
+	return false
+}
