@@ -79,7 +79,7 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		Reload:       func(context.Context) (ReloadResult, error) { return ReloadResult{}, nil },
 		Backup:       func(context.Context, io.Writer) error { return nil },
 	})
-	trail, err := audit.Open(ctx, bb.JS, filepath.Join(home, "secrets", "audit.key"), 1)
+	trail, err := audit.Open(ctx, bb.JS, audit.Options{KeyPath: filepath.Join(home, "secrets", "audit.key")})
 	if err != nil {
 		t.Fatal(err)
 	}

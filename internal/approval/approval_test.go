@@ -29,7 +29,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.bus.Close)
-	if f.trail, err = audit.Open(ctx, f.bb.JS, filepath.Join(t.TempDir(), "audit.key"), 1); err != nil {
+	if f.trail, err = audit.Open(ctx, f.bb.JS, audit.Options{KeyPath: filepath.Join(t.TempDir(), "audit.key")}); err != nil {
 		t.Fatal(err)
 	}
 	f.m = f.open(t)

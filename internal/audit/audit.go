@@ -64,6 +64,7 @@ type Log struct {
 	stream jetstream.Stream
 	heads  jetstream.KeyValue
 	key    []byte
+	node   string
 
 	mu      sync.Mutex // serializes appends from this process
 	lastSeq uint64
@@ -73,16 +74,29 @@ type Log struct {
 	damage string
 }
 
-// Open creates or opens the audit stream, with the key at keyPath
-// (created, 0600, on first use).
-func Open(ctx context.Context, js jetstream.JetStream, keyPath string, replicas int) (*Log, error) {
-	key, err := loadKey(keyPath)
+// Options configure the audit trail.
+type Options struct {
+	// KeyPath is the key of the chain (created, 0600, on first use). Every
+	// writer of one trail must have the same key: a cluster's nodes use the
+	// cluster key.
+	KeyPath  string
+	Replicas int
+	// Node is written in every entry this daemon appends.
+	Node string
+}
+
+// ErrOtherKey is a trail whose entries were signed with another key than
+// the one this daemon has: it refuses to append to it rather than break
+// the chain for good.
+var ErrOtherKey = errors.New("the audit trail is signed with another key")
+
+// Open creates or opens the audit stream.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Log, error) {
+	key, err := loadKey(o.KeyPath)
 	if err != nil {
 		return nil, err
 	}
-	if replicas == 0 {
-		replicas = 1
-	}
+	replicas := max(o.Replicas, 1)
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:       Stream,
 		Subjects:   []string{subject},
@@ -103,8 +117,11 @@ func Open(ctx context.Context, js jetstream.JetStream, keyPath string, replicas 
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", HeadBucket, err)
 	}
-	l := &Log{js: js, stream: st, heads: heads, key: key}
+	l := &Log{js: js, stream: st, heads: heads, key: key, node: o.Node}
 	if err := l.open(ctx); err != nil {
+		if errors.Is(err, ErrOtherKey) {
+			return nil, fmt.Errorf("%w than this node's %s: every node of a cluster must have the same secrets/cluster.key (copy the first node's); nothing was appended", err, o.KeyPath)
+		}
 		return nil, err
 	}
 	return l, nil
@@ -141,6 +158,10 @@ func (l *Log) open(ctx context.Context) error {
 	if info.State.Msgs > 0 {
 		e, err := l.entryAt(ctx, last)
 		switch {
+		case err == nil && headErr != nil && !hmac.Equal([]byte(l.mac(e)), []byte(e.MAC)):
+			// Neither the head nor the last entry verifies: another key,
+			// not damage (damage leaves one of them intact).
+			return ErrOtherKey
 		case err == nil:
 			l.lastMAC = e.MAC
 		case errors.Is(err, errUnreadable):
@@ -292,6 +313,7 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	if e.Outcome == "" {
 		e.Outcome = "ok"
 	}
+	e.Node = l.node
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.chain(ctx, e, false)
@@ -306,6 +328,7 @@ func (l *Log) append(ctx context.Context, e Entry, forceHead bool) (Entry, error
 	b, _ := json.Marshal(e.Detail)
 	e.Detail = nil
 	json.Unmarshal(b, &e.Detail)
+	e.Node = l.node
 	return l.chain(ctx, e, true)
 }
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ func open(t *testing.T, dir string) (*Log, *backbone.Backbone) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(ctx, bb.JS, filepath.Join(dir, "secrets", "audit.key"), 1)
+	l, err := Open(ctx, bb.JS, Options{KeyPath: filepath.Join(dir, "secrets", "audit.key")})
 	if err != nil {
 		bb.Close()
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func TestConcurrentAppendersDoNotFork(t *testing.T) {
 	l1, bb := open(t, dir)
 	defer bb.Close()
 	ctx := context.Background()
-	l2, err := Open(ctx, bb.JS, filepath.Join(dir, "secrets", "audit.key"), 1)
+	l2, err := Open(ctx, bb.JS, Options{KeyPath: filepath.Join(dir, "secrets", "audit.key")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,5 +163,41 @@ func TestChainSurvivesReopen(t *testing.T) {
 	}
 	if v, err := l.Verify(ctx); err != nil || !v.OK || v.Entries != 2 {
 		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
+
+// A daemon with another key (a cluster node without the cluster's key)
+// refuses the trail instead of breaking it: nothing is appended, and the
+// trail still verifies under the right key. Entries carry their node.
+func TestOtherKeyIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	l, bb := open(t, dir)
+	defer bb.Close()
+	ctx := context.Background()
+	for _, node := range []string{"n1", "n2"} {
+		ln, err := Open(ctx, bb.JS, Options{KeyPath: filepath.Join(dir, "secrets", "audit.key"), Node: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ln.Append(ctx, Entry{Actor: "admin", Action: "test.node", Resource: node}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := l.LastSeq(ctx)
+	other := filepath.Join(t.TempDir(), "cluster.key")
+	_, err := Open(ctx, bb.JS, Options{KeyPath: other, Node: "n3"})
+	if !errors.Is(err, ErrOtherKey) || !strings.Contains(err.Error(), "cluster.key") {
+		t.Fatalf("open with another key: %v, want ErrOtherKey naming the cluster key", err)
+	}
+	if after, _ := l.LastSeq(ctx); after != before {
+		t.Fatalf("the refused daemon appended %d entries", after-before)
+	}
+	v, err := l.Verify(ctx)
+	if err != nil || !v.OK {
+		t.Fatalf("verify after the refusal: %+v %v", v, err)
+	}
+	es, _ := l.List(ctx, Filter{Action: "test.node"})
+	if len(es) != 2 || es[0].Node != "n1" || es[1].Node != "n2" {
+		t.Fatalf("entries' nodes: %+v", es)
 	}
 }

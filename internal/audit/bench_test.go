@@ -33,7 +33,7 @@ func openTB(b *testing.B, dir string) (*Log, *backbone.Backbone) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := Open(ctx, bb.JS, filepath.Join(dir, "secrets", "audit.key"), 1)
+	l, err := Open(ctx, bb.JS, Options{KeyPath: filepath.Join(dir, "secrets", "audit.key")})
 	if err != nil {
 		bb.Close()
 		b.Fatal(err)

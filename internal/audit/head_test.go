@@ -142,7 +142,7 @@ func TestTrailWithoutHeadIsSigned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(ctx, bb.JS, filepath.Join(dir, "secrets", "audit.key"), 1)
+	l, err := Open(ctx, bb.JS, Options{KeyPath: filepath.Join(dir, "secrets", "audit.key")})
 	if err != nil {
 		t.Fatal(err)
 	}

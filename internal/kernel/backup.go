@@ -331,7 +331,7 @@ func fillData(ctx context.Context, man backup.Manifest, files, data string) erro
 				return err
 			}
 		}
-		trail, err := audit.Open(ctx, bb.JS, filepath.Join(files, "secrets", "audit.key"), 1)
+		trail, err := audit.Open(ctx, bb.JS, audit.Options{KeyPath: filepath.Join(files, "secrets", "audit.key")})
 		if err != nil {
 			return fmt.Errorf("open the restored audit trail: %w", err)
 		}

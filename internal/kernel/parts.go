@@ -20,6 +20,7 @@ import (
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/oxios"
@@ -82,16 +83,26 @@ func (k *Kernel) backbonePart(w *wiring) part {
 	return part{
 		name: "backbone",
 		start: func(ctx context.Context) (err error) {
-			w.bb, err = backbone.Open(ctx, backbone.Options{
+			o := backbone.Options{
 				URL:          cfg.Backbone.URL,
 				Credentials:  cfg.Backbone.Credentials,
 				DataDir:      k.opts.Home.DataDir(),
 				SyncAlways:   syncAlways,
 				SyncInterval: syncInterval,
-				Replicas:     cfg.Backbone.Replicas,
+				Replicas:     cfg.EffectiveReplicas(),
 				Name:         k.node,
 				Logger:       k.log,
-			})
+			}
+			if cfg.EmbeddedCluster() {
+				key, err := cluster.LoadKey(k.opts.Home.ClusterKeyPath())
+				if err != nil {
+					return err
+				}
+				c := cfg.Cluster
+				o.Cluster = &backbone.Cluster{Listen: c.Listen, Peers: c.Peers, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA,
+					RoutePassword: cluster.Derive(key, "route"), ClientPassword: cluster.Derive(key, "client")}
+			}
+			w.bb, err = backbone.Open(ctx, o)
 			return err
 		},
 		stop: func(context.Context) error {
@@ -163,7 +174,7 @@ func (k *Kernel) auditPart(w *wiring) part {
 	return part{
 		name: "audit",
 		start: func(ctx context.Context) (err error) {
-			w.trail, err = audit.Open(ctx, w.bb.JS, k.opts.Home.AuditKeyPath(), w.bb.Replicas)
+			w.trail, err = audit.Open(ctx, w.bb.JS, audit.Options{KeyPath: k.opts.Home.AuditKeyPath(), Replicas: w.bb.Replicas, Node: k.node})
 			if err != nil {
 				return err
 			}

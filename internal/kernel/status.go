@@ -113,7 +113,7 @@ func (k *Kernel) configSummary() map[string]any {
 	return map[string]any{
 		"file":                 k.opts.ConfigPath,
 		"backbone":             backbone,
-		"replicas":             c.Backbone.Replicas,
+		"replicas":             c.EffectiveReplicas(),
 		"store_sync":           c.Store.Sync,
 		"events_max_age":       c.Events.MaxAge.String(),
 		"events_max_mb":        c.Events.MaxMB,

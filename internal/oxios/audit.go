@@ -4,9 +4,12 @@ import "time"
 
 // AuditEntry is one audited action.
 type AuditEntry struct {
-	Seq      uint64    `json:"seq"`
-	Time     time.Time `json:"time"`
-	Actor    string    `json:"actor"`
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	// Node is the daemon that wrote the entry (empty in entries from before
+	// clusters).
+	Node     string `json:"node,omitempty"`
+	Actor    string `json:"actor"`
 	Action   string    `json:"action"`
 	Resource string    `json:"resource"`
 	// Outcome is ok, denied or failed.
