@@ -258,7 +258,15 @@ const keyMismatch = "cluster route refused: authentication failed, so the two no
 func (l *natsLogger) Noticef(format string, v ...any) {
 	l.log.Debug("nats: " + fmt.Sprintf(format, v...))
 }
-func (l *natsLogger) Warnf(format string, v ...any) { l.log.Warn("nats: " + fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, "Plaintext passwords detected") {
+		// The passwords are derived from the cluster key at each start and
+		// are in no file: nothing for a user to change.
+		return
+	}
+	l.log.Warn("nats: " + msg)
+}
 func (l *natsLogger) Fatalf(format string, v ...any) {
 	l.log.Error("nats: " + fmt.Sprintf(format, v...))
 }

@@ -83,9 +83,13 @@ type retryingJS struct {
 	log *slog.Logger
 }
 
-// createBudget bounds one create's retries; each attempt gets attempt.
+// createBudget bounds one create's retries. An attempt gets firstAttempt,
+// doubled after each timeout up to attempt: when several nodes create one
+// bucket at once, the server answers one of them and lets the others time
+// out, so the first attempts are short (a create takes ~70 ms here).
 const (
 	createBudget = 60 * time.Second
+	firstAttempt = 250 * time.Millisecond
 	attempt      = 2 * time.Second
 )
 
@@ -123,8 +127,10 @@ func retry[T any](ctx context.Context, r retryingJS, what, stream string, create
 	ctx, cancel := context.WithTimeout(ctx, createBudget)
 	defer cancel()
 	var zero T
+	wait := firstAttempt
 	for n := 0; ; n++ {
-		actx, acancel := context.WithTimeout(ctx, attempt)
+		actx, acancel := context.WithTimeout(ctx, wait)
+		wait = min(2*wait, attempt)
 		v, err := create(actx)
 		acancel()
 		if err == nil {
