@@ -73,7 +73,7 @@ dashboard. Run without a command, it starts the daemon (same as 'oxios start').`
 		return usageError("%v (see '%s --help')", err, c.CommandPath())
 	})
 	root.CompletionOptions.HiddenDefaultCmd = false
-	root.AddCommand(start, a.stopCmd(), a.restartCmd(), a.statusCmd(), a.logsCmd(), a.versionCmd(), a.configCmd(), a.stateCmd(), a.eventsCmd(), a.agentCmd(), a.schedulerCmd(), a.runCmd(), a.auditCmd(), a.tokenCmd(), a.approvalsCmd(), a.budgetCmd(), a.cronCmd(), a.dashboardCmd(), a.reloadCmd(), a.doctorCmd(), a.serviceCmd(), a.backupCmd(), a.restoreCmd(), a.clusterCmd())
+	root.AddCommand(start, a.stopCmd(), a.restartCmd(), a.statusCmd(), a.logsCmd(), a.versionCmd(), a.configCmd(), a.stateCmd(), a.eventsCmd(), a.agentCmd(), a.schedulerCmd(), a.runCmd(), a.auditCmd(), a.tokenCmd(), a.approvalsCmd(), a.budgetCmd(), a.cronCmd(), a.dashboardCmd(), a.reloadCmd(), a.doctorCmd(), a.serviceCmd(), a.backupCmd(), a.restoreCmd(), a.clusterCmd(), a.nodeCmd())
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() && c.RunE == nil && c.Run == nil {
 			c.RunE = groupRun

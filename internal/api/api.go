@@ -20,6 +20,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/security"
@@ -70,6 +71,7 @@ type Services struct {
 	Approvals *approval.Manager
 	Budgets   *budget.Service
 	Cron      *cron.Service
+	Nodes     *cluster.Members
 }
 
 // Server is the daemon's HTTP handler. It answers probes from the start;
@@ -150,6 +152,7 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/agents/{id}/logs", v, s.agentLogs},
 		{"GET /api/v1/agents/{id}/output", v, s.agentOutput},
 		{"GET /api/v1/scheduler", v, s.schedulerGet},
+		{"GET /api/v1/nodes", v, s.nodeList},
 		{"GET /api/v1/audit", a, s.auditList},
 		{"GET /api/v1/audit/verify", a, s.auditVerify},
 		{"POST /api/v1/tokens", a, s.tokenCreate},

@@ -110,6 +110,22 @@ func (b *Bus) Publish(ctx context.Context, ev Event) (Event, error) {
 	return evs[0], nil
 }
 
+// PublishOnce stores ev unless an event with the same key was stored in
+// the last two minutes (the stream's duplicate window): several nodes
+// that see one fact (a node gone dead) publish it once between them.
+func (b *Bus) PublishOnce(ctx context.Context, ev Event, key string) (Event, error) {
+	subjects, payloads, out, err := b.prepare([]Event{ev})
+	if err != nil {
+		return ev, err
+	}
+	fut, err := b.js.PublishAsync(subjects[0], payloads[0], jetstream.WithMsgID(key))
+	if err != nil {
+		return ev, fmt.Errorf("publish %s: %w", ev.Type, err)
+	}
+	p := Pending{ev: out[0], fut: fut}
+	return p.Wait(ctx)
+}
+
 // MaxBatch is the most events PublishBatch takes at once.
 const MaxBatch = 1000
 

@@ -1,10 +1,13 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Home is the oxios home directory ($OXIOS_HOME, default ~/.oxios) and the
@@ -69,6 +72,25 @@ func (h Home) OwnAuditKeyPath() string { return filepath.Join(h.Dir, "secrets", 
 // ClusterKeyPath is the cluster's shared secret, the same file on every
 // node ('oxios cluster init').
 func (h Home) ClusterKeyPath() string { return filepath.Join(h.Dir, "secrets", "cluster.key") }
+
+// Instance is this home's id, made once: it tells this home's daemon
+// apart from another that has its node name, so that a daemon that
+// restarts after a crash takes its name back at once.
+func (h Home) Instance() (string, error) {
+	path := filepath.Join(h.Dir, "instance")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) == 32 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	id := hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return id, nil
+}
 
 // WorkspacesDir holds each agent's default working directory.
 func (h Home) WorkspacesDir() string { return filepath.Join(h.Dir, "workspaces") }

@@ -28,6 +28,7 @@ import (
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
 	"github.com/oxios/oxios/internal/supervisor"
+	"github.com/oxios/oxios/internal/version"
 )
 
 // part is one of the daemon's parts, with a uniform lifecycle: parts
@@ -55,6 +56,7 @@ type wiring struct {
 	sched       *scheduler.Scheduler
 	llm         *agent.Runtime
 	checkpoints *agent.Checkpoints
+	members     *cluster.Members
 }
 
 // parts lists the daemon's parts in boot order; shutdown runs it backwards,
@@ -64,6 +66,7 @@ func (k *Kernel) parts(handler *api.Server, srv *http.Server) []part {
 	return []part{
 		k.backbonePart(w),
 		k.busPart(w),
+		k.clusterPart(w),
 		k.storePart(w),
 		k.tokensPart(w),
 		k.auditPart(w),
@@ -129,6 +132,36 @@ func (k *Kernel) busPart(w *wiring) part {
 			return err
 		},
 		stop: func(context.Context) error { closeIf(w.ev); return nil },
+	}
+}
+
+// clusterPart is the "cluster" part: this node's name is claimed (refused
+// while another live node holds it) before anything of the node's is read
+// or written, and its heartbeat kept until shutdown.
+func (k *Kernel) clusterPart(w *wiring) part {
+	cfg := k.opts.Config
+	return part{
+		name: "cluster",
+		start: func(ctx context.Context) error {
+			instance, err := k.opts.Home.Instance()
+			if err != nil {
+				return err
+			}
+			labels := cfg.NodeLabels
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			w.members, err = cluster.Join(ctx, cluster.Options{JS: w.bb.JS, Replicas: w.bb.Replicas, Lease: cfg.Cluster.Lease.Duration,
+				Bus: w.ev, Logger: k.log, Self: oxios.Node{Name: k.node, Address: daemon.URL(k.opts.Listen), Route: cfg.Cluster.Listen,
+					Version: version.Get().Version, Labels: labels, Instance: instance}})
+			return err
+		},
+		stop: func(ctx context.Context) error {
+			if w.members != nil {
+				w.members.Leave(ctx)
+			}
+			return nil
+		},
 	}
 }
 
@@ -287,6 +320,10 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				Logger:        k.log,
 			})
 			if err == nil {
+				w.members.SetLoad(func() (int, int) {
+					snap := w.sched.Snapshot()
+					return snap.Running, max(snap.Limits.MaxRunning-snap.Running, 0)
+				})
 				k.registerGauges(w.agents, w.bb.JS)
 				k.mu.Lock()
 				k.live.parts = w
@@ -341,7 +378,7 @@ func (k *Kernel) httpPart(w *wiring, handler *api.Server, srv *http.Server) part
 		name: "http",
 		// Already serving probes; now the backbone-backed routes too.
 		start: func(context.Context) error {
-			handler.Attach(&api.Services{State: w.state, Bus: w.ev, Agents: w.agents, Audit: w.trail, Tokens: k.tokens.Load(), Sessions: w.sessions, Approvals: w.approvals, Budgets: w.budgets, Cron: w.jobs})
+			handler.Attach(&api.Services{State: w.state, Bus: w.ev, Agents: w.agents, Audit: w.trail, Tokens: k.tokens.Load(), Sessions: w.sessions, Approvals: w.approvals, Budgets: w.budgets, Cron: w.jobs, Nodes: w.members})
 			return nil
 		},
 		stop: func(ctx context.Context) error {
@@ -438,7 +475,7 @@ func (k *Kernel) auditConfig(ctx context.Context, js jetstream.JetStream, replic
 	hash := hex.EncodeToString(sum[:])
 	// Replicated like every bucket: on a cluster, an R1 bucket lost with its
 	// server would keep every daemon from booting (issue 15.9).
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "nodes", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)})
+	kv, err := js.KeyValue(ctx, cluster.Bucket) // made by the cluster part
 	if err != nil {
 		return fmt.Errorf("bucket nodes: %w", err)
 	}

@@ -39,6 +39,9 @@ var (
 	// ErrConflict is an operation the state of what it names does not
 	// allow (409): an agent's, a cron job's.
 	ErrConflict = errors.New("not allowed in the agent's state")
+	// ErrUnreachable is an operation on another node's agent that its node
+	// did not answer (503): it is stopped, partitioned or overloaded.
+	ErrUnreachable = errors.New("the node that runs the agent does not answer")
 	// ErrClosed is a request to a part that is shutting down (503).
 	ErrClosed = errors.New("the supervisor is shutting down")
 	// ErrBudget is matched by the errors of exhausted budgets; an agent

@@ -1,0 +1,424 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/oxios"
+)
+
+// Bucket holds the nodes' heartbeats, "hb.NAME", each with a TTL of one
+// lease, and each node's last config hash, "NAME.config".
+const Bucket = "nodes"
+
+const beatPrefix = "hb."
+
+// forget is how long a dead or departed node stays in the list.
+const forget = time.Hour
+
+// Publisher stores events; *bus.Bus is one.
+type Publisher interface {
+	Publish(ctx context.Context, ev bus.Event) (bus.Event, error)
+	PublishOnce(ctx context.Context, ev bus.Event, key string) (bus.Event, error)
+}
+
+// Options configure the membership of this node.
+type Options struct {
+	JS       jetstream.JetStream
+	Replicas int
+	// Self is this node's heartbeat: Name, Address, Route, Version,
+	// Labels and Instance; the rest is filled in.
+	Self oxios.Node
+	// Lease is how long a node that stops beating stays alive; it beats
+	// every fifth of it.
+	Lease  time.Duration
+	Bus    Publisher
+	Logger *slog.Logger
+}
+
+// TakenError is a node name held by another live node.
+type TakenError struct {
+	Name    string
+	Address string
+	Ago     time.Duration
+}
+
+func (e *TakenError) Error() string {
+	return fmt.Sprintf("node name %q is held by a live node at %s (its last heartbeat %s ago): give this daemon another name (node in config.toml), or stop that node first",
+		e.Name, e.Address, e.Ago.Round(time.Millisecond))
+}
+
+// Members keeps this node's heartbeat and watches everyone's. Create it
+// with Join.
+type Members struct {
+	o    Options
+	kv   jetstream.KeyValue
+	beat time.Duration
+	log  *slog.Logger
+	load atomic.Pointer[func() (running, free int)]
+
+	mu    sync.Mutex
+	self  oxios.Node
+	rev   uint64 // of this node's heartbeat
+	nodes map[string]*member
+	lost  bool // another node took this one's name
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type member struct {
+	node  oxios.Node
+	seen  time.Time // when this node last heard from it (its own clock)
+	state oxios.NodeState
+}
+
+// Join claims this node's name, refusing it while another live node holds
+// it (*TakenError), publishes node.joined, and keeps beating and watching
+// until Leave.
+func Join(ctx context.Context, o Options) (*Members, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	kv, err := o.JS.CreateOrUpdateKeyValue(ctx, BucketConfig(o.Replicas, o.Lease))
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
+	}
+	m := &Members{o: o, kv: kv, beat: o.Lease / 5, log: o.Logger, nodes: map[string]*member{}}
+	m.self = o.Self
+	m.self.StartedAt = time.Now().UTC().Truncate(time.Millisecond)
+	m.self.State = oxios.NodeAlive
+	if err := m.claim(ctx); err != nil {
+		return nil, err
+	}
+	m.self.BeatAt = time.Now().UTC()
+	m.nodes[m.self.Name] = &member{node: m.self, seen: time.Now(), state: oxios.NodeAlive}
+	wctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	w, err := kv.Watch(ctx, beatPrefix+"*")
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch %s: %w", Bucket, err)
+	}
+	m.wg.Add(2)
+	go m.watch(wctx, w)
+	go m.keepBeating(wctx)
+	m.event(ctx, "node.joined", m.self)
+	return m, nil
+}
+
+// BucketConfig is the nodes bucket: one value a key, per-key TTLs, and
+// the markers of expired keys kept for a lease so that watchers see them.
+func BucketConfig(replicas int, lease time.Duration) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{Bucket: Bucket, History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+		LimitMarkerTTL: max(lease, time.Second)}
+}
+
+// claim writes this node's first heartbeat, unless a live node of another
+// home holds the name. A heartbeat of this home's (the daemon before this
+// one, killed less than a lease ago) or of a node that left is taken over.
+func (m *Members) claim(ctx context.Context) error {
+	key := beatPrefix + m.self.Name
+	for range 3 {
+		e, err := m.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			b, _ := json.Marshal(m.heartbeat())
+			rev, err := m.kv.Create(ctx, key, b, jetstream.KeyTTL(m.o.Lease))
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // another daemon of this name, this instant: look again
+			}
+			if err != nil {
+				return fmt.Errorf("claim node name %q: %w", m.self.Name, err)
+			}
+			m.rev = rev
+			return nil
+		case err != nil:
+			return fmt.Errorf("claim node name %q: %w", m.self.Name, err)
+		}
+		var held oxios.Node
+		if json.Unmarshal(e.Value(), &held) == nil && held.Instance != m.self.Instance && !held.Left {
+			return &TakenError{Name: m.self.Name, Address: held.Address, Ago: time.Since(e.Created())}
+		}
+		rev, err := m.put(ctx, m.heartbeat(), e.Revision())
+		if isWrongSequence(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("claim node name %q: %w", m.self.Name, err)
+		}
+		m.rev = rev
+		return nil
+	}
+	return fmt.Errorf("claim node name %q: another daemon keeps writing it", m.self.Name)
+}
+
+// heartbeat is this node's entry as of now.
+func (m *Members) heartbeat() oxios.Node {
+	n := m.self
+	n.BeatAt = time.Now().UTC()
+	if f := m.load.Load(); f != nil {
+		n.Running, n.FreeSlots = (*f)()
+	}
+	n.State, n.SeenAgo = "", ""
+	return n
+}
+
+// put writes n as this node's heartbeat with a TTL of one lease, if the
+// key's revision is still rev.
+func (m *Members) put(ctx context.Context, n oxios.Node, rev uint64) (uint64, error) {
+	b, _ := json.Marshal(n)
+	ack, err := m.o.JS.Publish(ctx, "$KV."+Bucket+"."+beatPrefix+n.Name, b,
+		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(m.o.Lease))
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+func isWrongSequence(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == 10164)
+}
+
+// SetLoad sets what each heartbeat says of this node's agents.
+func (m *Members) SetLoad(f func() (running, free int)) { m.load.Store(&f) }
+
+// keepBeating writes this node's heartbeat every beat and judges the
+// others' at every half beat.
+func (m *Members) keepBeating(ctx context.Context) {
+	defer m.wg.Done()
+	beat := time.NewTicker(m.beat)
+	judge := time.NewTicker(m.beat / 2)
+	defer beat.Stop()
+	defer judge.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+			m.beatOnce(ctx)
+		case <-judge.C:
+			m.judge(ctx, time.Now())
+		}
+	}
+}
+
+func (m *Members) beatOnce(ctx context.Context) {
+	m.mu.Lock()
+	if m.lost {
+		m.mu.Unlock()
+		return
+	}
+	n, rev := m.heartbeat(), m.rev
+	m.mu.Unlock()
+	bctx, cancel := context.WithTimeout(ctx, m.beat)
+	defer cancel()
+	nrev, err := m.put(bctx, n, rev)
+	if isWrongSequence(err) {
+		// A beat that timed out may have landed after all: if the stored
+		// heartbeat is this run's own, go on from its revision.
+		if e, gerr := m.kv.Get(bctx, beatPrefix+n.Name); gerr == nil {
+			var held oxios.Node
+			if json.Unmarshal(e.Value(), &held) == nil && held.Instance == n.Instance && held.StartedAt.Equal(n.StartedAt) {
+				nrev, err = m.put(bctx, n, e.Revision())
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case err == nil:
+		m.rev = nrev
+	case isWrongSequence(err):
+		// Written by someone else: this node's name was taken while it
+		// could not beat (it was declared dead).
+		m.lost = true
+		m.log.Error("this node's name was taken by another daemon while this one could not renew its heartbeat; it no longer beats", "node", m.self.Name)
+	case ctx.Err() == nil:
+		m.log.Warn("heartbeat not written", "err", err)
+	}
+}
+
+// watch follows every node's heartbeat.
+func (m *Members) watch(ctx context.Context, w jetstream.KeyWatcher) {
+	defer m.wg.Done()
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				m.update(ctx, e)
+			}
+		}
+	}
+}
+
+// update takes one heartbeat, or the marker of one that expired or was
+// deleted.
+func (m *Members) update(ctx context.Context, e jetstream.KeyValueEntry) {
+	name := strings.TrimPrefix(e.Key(), beatPrefix)
+	m.mu.Lock()
+	mb := m.nodes[name]
+	if e.Operation() != jetstream.KeyValuePut {
+		if mb == nil || mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft || name == m.self.Name {
+			m.mu.Unlock()
+			return
+		}
+		// Expired: no beat for a whole lease.
+		mb.state = oxios.NodeDead
+		n := mb.node
+		m.mu.Unlock()
+		m.event(ctx, "node.dead", n)
+		return
+	}
+	var n oxios.Node
+	if err := json.Unmarshal(e.Value(), &n); err != nil || n.Name != name {
+		m.mu.Unlock()
+		return
+	}
+	if name == m.self.Name {
+		m.mu.Unlock()
+		return // this node's own, known better here
+	}
+	if mb == nil {
+		mb = &member{}
+		m.nodes[name] = mb
+	}
+	was := mb.state
+	mb.node, mb.seen = n, time.Now()
+	mb.state = oxios.NodeAlive
+	if n.Left {
+		mb.state = oxios.NodeLeft
+	}
+	m.mu.Unlock()
+	if was != oxios.NodeLeft && mb.state == oxios.NodeLeft {
+		m.log.Info("node left the cluster", "node", name)
+	}
+}
+
+// judge moves nodes that missed beats to suspect, and those silent for a
+// lease to dead, and forgets the long gone.
+func (m *Members) judge(ctx context.Context, now time.Time) {
+	type change struct {
+		typ string
+		n   oxios.Node
+	}
+	var changes []change
+	m.mu.Lock()
+	for name, mb := range m.nodes {
+		if name == m.self.Name {
+			continue
+		}
+		age := now.Sub(mb.seen)
+		switch {
+		case (mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft) && age > forget:
+			delete(m.nodes, name)
+		case mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft:
+		case age > m.o.Lease:
+			mb.state = oxios.NodeDead
+			changes = append(changes, change{"node.dead", mb.node})
+		case age > 2*m.beat && mb.state == oxios.NodeAlive:
+			mb.state = oxios.NodeSuspect
+			changes = append(changes, change{"node.suspect", mb.node})
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range changes {
+		m.log.Warn(c.typ, "node", c.n.Name, "last_beat", c.n.BeatAt)
+		m.event(ctx, c.typ, c.n)
+	}
+}
+
+// event publishes typ about n once in the cluster, however many nodes see
+// it: its key names the node's run (its start) and, for a suspicion, the
+// beat it was suspected after.
+func (m *Members) event(ctx context.Context, typ string, n oxios.Node) {
+	if m.o.Bus == nil {
+		return
+	}
+	data, _ := json.Marshal(map[string]any{"node": n.Name, "address": n.Address, "started_at": n.StartedAt, "last_beat": n.BeatAt})
+	key := fmt.Sprintf("%s.%s.%d", typ, n.Name, n.StartedAt.UnixNano())
+	if typ == "node.suspect" {
+		key += fmt.Sprintf(".%d", n.BeatAt.UnixNano())
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), oxios.BackboneTimeout)
+	defer cancel()
+	if _, err := m.o.Bus.PublishOnce(pctx, bus.Event{Type: typ, Data: data}, key); err != nil {
+		m.log.Warn("publish node event", "type", typ, "node", n.Name, "err", err)
+	}
+}
+
+// List returns every node known, by name, with its state as seen here.
+func (m *Members) List() []oxios.Node {
+	now := time.Now()
+	m.mu.Lock()
+	out := make([]oxios.Node, 0, len(m.nodes))
+	for name, mb := range m.nodes {
+		n := mb.node
+		if name == m.self.Name {
+			n = m.heartbeat()
+			n.BeatAt = mb.node.BeatAt
+			if m.lost {
+				n.State = oxios.NodeDead
+			} else {
+				n.State = oxios.NodeAlive
+			}
+		} else {
+			n.State = mb.state
+			n.SeenAgo = now.Sub(mb.seen).Round(time.Millisecond).String()
+		}
+		out = append(out, n)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b oxios.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// State is node name's state as seen here ("" if unknown).
+func (m *Members) State(name string) oxios.NodeState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mb := m.nodes[name]; mb != nil {
+		return mb.state
+	}
+	return ""
+}
+
+// Self is this node's name.
+func (m *Members) Self() string { return m.self.Name }
+
+// Leave stops beating and says this node left: its heartbeat is marked
+// left (so the name is free at once) and node.left is published.
+func (m *Members) Leave(ctx context.Context) {
+	m.cancel()
+	m.wg.Wait()
+	m.mu.Lock()
+	lost, rev := m.lost, m.rev
+	n := m.heartbeat()
+	m.mu.Unlock()
+	if lost {
+		return
+	}
+	n.Left = true
+	if _, err := m.put(ctx, n, rev); err != nil {
+		m.log.Warn("heartbeat not marked left", "err", err)
+	}
+	m.event(ctx, "node.left", n)
+}
