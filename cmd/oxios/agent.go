@@ -67,6 +67,7 @@ func (a *app) agentListCmd() *cobra.Command {
 		Short: "List agents, newest first",
 		Example: `  oxios agent list
   oxios agent list --state running,backoff --label team=search
+  oxios agent list --node n2             # the agents of one node of the cluster
   oxios agent list -o json --limit 1000`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -98,7 +99,7 @@ func (a *app) agentListCmd() *cobra.Command {
 			}
 			col := newColors(a.stdout)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tPID\tRESTARTS\tAGE\tREASON")
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tNODE\tPID\tRESTARTS\tAGE\tREASON")
 			for _, r := range items {
 				pid := "-"
 				if r.PID > 0 {
@@ -108,7 +109,7 @@ func (a *app) agentListCmd() *cobra.Command {
 				if r.QueueReason != "" {
 					reason = r.QueueReason
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Name, paintState(col, r.State), pid, r.Restarts, age(r.CreatedAt), reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Name, paintState(col, r.State), r.Node, pid, r.Restarts, age(r.CreatedAt), reason)
 			}
 			return tw.Flush()
 		},
@@ -117,6 +118,7 @@ func (a *app) agentListCmd() *cobra.Command {
 	fl.StringSliceVar(&f.States, "state", nil, "only these states (comma-separated): queued, starting, running, backoff, succeeded, failed, killed")
 	fl.StringVar(&f.Kind, "kind", "", "only this kind: process or llm")
 	fl.StringVar(&f.Name, "name", "", "only agents with this name")
+	fl.StringVar(&f.Node, "node", "", "only agents on this node (see oxios node list)")
 	fl.StringArrayVarP(&f.Labels, "label", "l", nil, "only agents with label KEY=VALUE (repeatable)")
 	fl.IntVar(&f.Limit, "limit", 100, "at most this many agents (1 to 1000)")
 	fl.BoolVar(&all, "all", false, "every agent, page after page")

@@ -10,10 +10,10 @@ import (
 
 func (a *app) clusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "cluster",
-		Short: "Make several daemons one oxios",
+		Use:     "cluster",
+		Short:   "Make several daemons one oxios",
 		Example: `  oxios cluster init     # on the first node: write secrets/cluster.key`,
-		Args: noArgs,
+		Args:    noArgs,
 	}
 	cmd.AddCommand(a.clusterInitCmd())
 	return cmd

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/oxios/oxios/internal/oxios"
 
 	"github.com/oxios/oxios/internal/audit"
-	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/metrics"
 	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/security"
@@ -126,10 +124,10 @@ type agentList struct {
 func (s *Server) agentList(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)
 	q := r.URL.Query()
-	if svc == nil || !checkQuery(w, q, "state", "kind", "label", "name", "limit", "cursor") {
+	if svc == nil || !checkQuery(w, q, "state", "kind", "label", "name", "node", "limit", "cursor") {
 		return
 	}
-	f := supervisor.Filter{Kind: q.Get("kind"), Name: q.Get("name")}
+	f := supervisor.Filter{Kind: q.Get("kind"), Name: q.Get("name"), Node: q.Get("node")}
 	for _, v := range q["state"] {
 		for _, st := range strings.Split(v, ",") {
 			st = strings.TrimSpace(st)
@@ -364,10 +362,9 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("follow: must be true or false (got %q)", v), "follow")
 		return
 	}
-	path := svc.Agents.LogPath(id)
-	lines, err := logfile.Tail(path, n)
+	lines, cursor, err := svc.Agents.LogTail(r.Context(), id, n)
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("read the agent's log: %w", err))
+		s.fail(w, r, err)
 		return
 	}
 	if lines == nil {
@@ -376,10 +373,6 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 	if !follow {
 		writeJSON(w, http.StatusOK, LogLines{Lines: lines})
 		return
-	}
-	var from int64
-	if fi, err := os.Stat(path); err == nil {
-		from = fi.Size()
 	}
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -402,22 +395,26 @@ func (s *Server) agentLogs(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := s.untilStopping(r.Context())
 	defer cancel()
-	watched := make(chan struct{})
-	defer func() { cancel(); <-watched }() // the watcher ends with the stream
-	go func() {
-		defer close(watched)
-		// Once the agent has ended (or is deleted), drain what is left of
-		// its output and end the stream.
-		rec, err := svc.Agents.Wait(ctx, id)
-		if err != nil || rec.State.Terminal() {
-			select {
-			case <-time.After(300 * time.Millisecond):
-			case <-ctx.Done():
+	// Read on (from the agent's node, if it is another's) until the agent
+	// has ended and its log is read to the end.
+	for ctx.Err() == nil {
+		data, next, ended, err := svc.Agents.LogRead(ctx, id, cursor, time.Second)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Warn("follow an agent's log", "agent", id, "err", err)
 			}
-			cancel()
+			break
 		}
-	}()
-	logfile.Follow(ctx, path, from, sw, 100*time.Millisecond)
+		cursor = next
+		if len(data) > 0 {
+			if _, err := sw.Write(data); err != nil {
+				return
+			}
+		}
+		if ended {
+			break
+		}
+	}
 	sw.rest()
 	sw.w.WriteString("event: end\ndata: {}\n\n")
 	sw.flush()

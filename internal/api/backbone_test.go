@@ -19,7 +19,9 @@ import (
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/cron"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/scheduler"
 	"github.com/oxios/oxios/internal/security"
 	"github.com/oxios/oxios/internal/store"
@@ -98,7 +100,13 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		t.Fatal(err)
 	}
 	t.Cleanup(approvals.Close)
-	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens, Sessions: sessions, Approvals: approvals, Budgets: budgets, Cron: jobs})
+	nodes, err := cluster.Join(ctx, cluster.Options{JS: bb.JS, Lease: 5 * time.Second, // no Bus: the event tests count sequences
+		Self: oxios.Node{Name: "n1", Address: "http://127.0.0.1:4200", Instance: "test", Labels: map[string]string{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nodes.Leave(context.Background()) })
+	s.Attach(&Services{State: st, Bus: b, Agents: sup, Audit: trail, Tokens: tokens, Sessions: sessions, Approvals: approvals, Budgets: budgets, Cron: jobs, Nodes: nodes})
 	srv := httptest.NewUnstartedServer(s)
 	srv.Listener = s.Listen(srv.Listener)
 	srv.Config.ConnContext = s.ConnContext

@@ -31,6 +31,7 @@ type AgentFilter struct {
 	States []string
 	Kind   string
 	Name   string
+	Node   string
 	Labels []string // key=value
 	Limit  int
 	Cursor string
@@ -47,6 +48,9 @@ func (c *Client) Agents(ctx context.Context, f AgentFilter) (items []oxios.Recor
 	}
 	if f.Name != "" {
 		q.Set("name", f.Name)
+	}
+	if f.Node != "" {
+		q.Set("node", f.Node)
 	}
 	for _, l := range f.Labels {
 		q.Add("label", l)

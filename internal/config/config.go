@@ -26,16 +26,16 @@ type Config struct {
 	// NodeLabels describe this node to the cluster (node list, placement).
 	NodeLabels map[string]string `toml:"node_labels"`
 	API        API               `toml:"api"`
-	Daemon    Daemon    `toml:"daemon"`
-	Log       Log       `toml:"log"`
-	Backbone  Backbone  `toml:"backbone"`
-	Cluster   Cluster   `toml:"cluster"`
-	Store     Store     `toml:"store"`
-	Events    Events    `toml:"events"`
-	Scheduler Scheduler `toml:"scheduler"`
-	Agents    Agents    `toml:"agents"`
-	Agent     Agent     `toml:"agent"`
-	Providers Providers `toml:"providers"`
+	Daemon     Daemon            `toml:"daemon"`
+	Log        Log               `toml:"log"`
+	Backbone   Backbone          `toml:"backbone"`
+	Cluster    Cluster           `toml:"cluster"`
+	Store      Store             `toml:"store"`
+	Events     Events            `toml:"events"`
+	Scheduler  Scheduler         `toml:"scheduler"`
+	Agents     Agents            `toml:"agents"`
+	Agent      Agent             `toml:"agent"`
+	Providers  Providers         `toml:"providers"`
 	// Prices of models by "provider/model", in USD per million tokens,
 	// over the built-in table.
 	Prices map[string]Price `toml:"prices"`
@@ -354,15 +354,15 @@ func DefaultConfig() Config {
 			ReadyTimeout:    Duration{15 * time.Second},
 			ShutdownTimeout: Duration{5 * time.Second},
 		},
-		Log:       Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
+		Log:        Log{Level: "info", Format: "text", MaxSizeMB: 10, MaxFiles: 5},
 		NodeLabels: map[string]string{},
 		Backbone:   Backbone{},
 		Cluster:    Cluster{Peers: []string{}, Lease: Duration{5 * time.Second}},
-		Store:     Store{Sync: "1s"},
-		Events:    Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
-		Scheduler: Scheduler{MaxRunningLLM: 8},
-		Agent:     Agent{DefaultModel: "openai/gpt-4.1-mini", MaxSteps: 50, Timeout: Duration{10 * time.Minute}},
-		Providers: Providers{Ollama: Provider{BaseURL: "http://127.0.0.1:11434/v1"}},
+		Store:      Store{Sync: "1s"},
+		Events:     Events{MaxAge: Duration{7 * 24 * time.Hour}, MaxMB: 1024},
+		Scheduler:  Scheduler{MaxRunningLLM: 8},
+		Agent:      Agent{DefaultModel: "openai/gpt-4.1-mini", MaxSteps: 50, Timeout: Duration{10 * time.Minute}},
+		Providers:  Providers{Ollama: Provider{BaseURL: "http://127.0.0.1:11434/v1"}},
 		Policy: Policy{
 			Paths:   PolicyPaths{Allow: []string{}, Deny: []string{}},
 			Exec:    PolicyExec{Allow: []string{}, Env: []string{}, Timeout: Duration{time.Minute}, MaxOutputKB: 64},

@@ -189,3 +189,34 @@ func TestFollowAcrossRotation(t *testing.T) {
 		t.Fatalf("followed:\n%s\nwant:\n%s", out.String(), want.String())
 	}
 }
+
+// ReadAt, called again from each cursor it returns (as a remote reader
+// does), reads every line once across rotations, in small and large reads.
+func TestReadAtAcrossRotation(t *testing.T) {
+	for _, max := range []int{7, 4096} {
+		path := filepath.Join(t.TempDir(), "x.log")
+		l, _ := Open(path, Options{MaxSize: 64, MaxFiles: 2})
+		var got, want strings.Builder
+		var c Cursor
+		for i := 0; i < 30; i++ {
+			line := fmt.Sprintf("read line %02d\n", i)
+			l.Write([]byte(line))
+			want.WriteString(line)
+			for {
+				b, next, err := ReadAt(path, c, max)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c = next
+				if len(b) == 0 {
+					break
+				}
+				got.Write(b)
+			}
+		}
+		l.Close()
+		if got.String() != want.String() {
+			t.Fatalf("max %d: read:\n%s\nwant:\n%s", max, got.String(), want.String())
+		}
+	}
+}

@@ -118,3 +118,68 @@ func Follow(ctx context.Context, path string, from int64, w io.Writer, interval 
 		}
 	}
 }
+
+// Cursor is a place in a rotated log: the file (its inode) and the offset
+// in it. The zero Cursor is the start of the current file.
+type Cursor struct {
+	Ino uint64 `json:"ino"`
+	Off int64  `json:"off"`
+}
+
+// ReadAt reads at most max bytes of the log at path from c, and returns
+// them with the cursor after them. When the file c names has been rotated
+// (to path.1), the rest of it is read first, then the new file from its
+// start, so nothing written across a rotation is lost. A cursor past the
+// end of its file (truncated) starts the file again.
+func ReadAt(path string, c Cursor, max int) ([]byte, Cursor, error) {
+	cur, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, c, nil
+	}
+	if err != nil {
+		return nil, c, err
+	}
+	defer cur.Close()
+	curIno := inode(cur)
+	f := cur
+	if c.Ino != 0 && c.Ino != curIno {
+		if old, err := os.Open(path + ".1"); err == nil {
+			defer old.Close()
+			if inode(old) == c.Ino {
+				f = old
+			}
+		}
+		if f == cur { // the old file is gone: the current one from its start
+			c = Cursor{Ino: curIno}
+		}
+	}
+	c.Ino = inode(f)
+	if fi, err := f.Stat(); err == nil && c.Off > fi.Size() {
+		c.Off = 0
+	}
+	buf := make([]byte, max)
+	n, err := f.ReadAt(buf, c.Off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, c, err
+	}
+	c.Off += int64(n)
+	if n == 0 && f != cur { // the rotated file is drained: go on in the new one
+		return ReadAt(path, Cursor{Ino: curIno}, max)
+	}
+	return buf[:n], c, nil
+}
+
+// End is the cursor at the end of the log at path (the zero Cursor when
+// there is none yet).
+func End(path string) Cursor {
+	f, err := os.Open(path)
+	if err != nil {
+		return Cursor{}
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Cursor{}
+	}
+	return Cursor{Ino: inode(f), Off: fi.Size()}
+}

@@ -10,8 +10,8 @@ type AuditEntry struct {
 	// clusters).
 	Node     string `json:"node,omitempty"`
 	Actor    string `json:"actor"`
-	Action   string    `json:"action"`
-	Resource string    `json:"resource"`
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
 	// Outcome is ok, denied or failed.
 	Outcome string         `json:"outcome"`
 	Detail  map[string]any `json:"detail,omitempty"`

@@ -49,4 +49,3 @@ type NodeList struct {
 	// Self is the answering node's name.
 	Self string `json:"self"`
 }
-

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/scheduler"
 )
 
@@ -102,11 +103,25 @@ func (s *Supervisor) submit(a *agent) {
 	}})
 }
 
-// Get returns the record of agent id.
+// Get returns the record of agent id. Another node's agent is asked of
+// its node; if that node does not answer, its stored record is returned.
 func (s *Supervisor) Get(id string) (Record, error) {
 	a, err := s.get(id)
 	if err != nil {
-		return Record{}, err
+		r, rerr := s.owner(id)
+		if rerr != nil {
+			return Record{}, rerr
+		}
+		rp, ferr := s.forward(context.Background(), r.Node, request{Op: "get", ID: id}, forwardTimeout)
+		switch {
+		case ferr == nil && rp.Record != nil:
+			return *rp.Record, nil
+		case errors.Is(ferr, oxios.ErrUnreachable):
+			return r, nil
+		case errors.Is(ferr, ErrNotFound):
+			return Record{}, ferr
+		}
+		return r, nil
 	}
 	r := *a.snap.Load()
 	s.queued(&r, nil)
@@ -132,6 +147,8 @@ type Filter struct {
 	States []State
 	Kind   string
 	Name   string
+	// Node is the node the agents run on.
+	Node string
 	// Labels must all be present with these values.
 	Labels map[string]string
 }
@@ -146,6 +163,9 @@ func (f Filter) match(r *Record) bool {
 	if f.Name != "" && r.Name != f.Name {
 		return false
 	}
+	if f.Node != "" && r.Node != f.Node {
+		return false
+	}
 	for k, v := range f.Labels {
 		if got, ok := r.Spec.Labels[k]; !ok || got != v {
 			return false
@@ -154,9 +174,9 @@ func (f Filter) match(r *Record) bool {
 	return true
 }
 
-// List returns the agents that match f, newest first, at most limit of
-// them after cursor (the id of the last one of the previous page); next is
-// the cursor of the following page, or "".
+// List returns the agents of the whole cluster that match f, newest
+// first, at most limit of them after cursor (the id of the last one of the
+// previous page); next is the cursor of the following page, or "".
 func (s *Supervisor) List(f Filter, limit int, cursor string) (recs []Record, next string) {
 	s.mu.Lock()
 	all := make([]*Record, 0, len(s.agents))
@@ -166,6 +186,7 @@ func (s *Supervisor) List(f Filter, limit int, cursor string) (recs []Record, ne
 		}
 	}
 	s.mu.Unlock()
+	all = s.remoteList(f, cursor, all)
 	slices.SortFunc(all, func(a, b *Record) int { return strings.Compare(b.ID, a.ID) })
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
@@ -175,6 +196,9 @@ func (s *Supervisor) List(f Filter, limit int, cursor string) (recs []Record, ne
 	recs = make([]Record, len(all))
 	for i, r := range all {
 		recs[i] = *r
+		if r.Node != s.o.Node {
+			continue
+		}
 		if r.State == Queued && waiting == nil {
 			waiting = s.o.Scheduler.Waiting()
 		}
@@ -188,7 +212,7 @@ func (s *Supervisor) List(f Filter, limit int, cursor string) (recs []Record, ne
 func (s *Supervisor) Wait(ctx context.Context, id string) (Record, error) {
 	a, err := s.get(id)
 	if err != nil {
-		return Record{}, err
+		return s.waitRemote(ctx, id)
 	}
 	a.mu.Lock()
 	done := a.done
@@ -208,7 +232,7 @@ func (s *Supervisor) Wait(ctx context.Context, id string) (Record, error) {
 func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (Record, error) {
 	a, err := s.get(id)
 	if err != nil {
-		return Record{}, err
+		return s.forwardRecord(ctx, id, request{Op: "kill", ID: id, Grace: grace}, killTimeout)
 	}
 	a.mu.Lock()
 	switch {
@@ -243,7 +267,7 @@ func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (
 func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 	a, err := s.get(id)
 	if err != nil {
-		return Record{}, err
+		return s.forwardRecord(ctx, id, request{Op: "restart", ID: id}, forwardTimeout)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -288,6 +312,7 @@ func (s *Supervisor) Restart(ctx context.Context, id string) (Record, error) {
 func (s *Supervisor) Delete(ctx context.Context, id string) error {
 	a, err := s.get(id)
 	if err != nil {
+		_, err := s.forwardRecord(ctx, id, request{Op: "delete", ID: id}, forwardTimeout)
 		return err
 	}
 	a.mu.Lock()
@@ -314,7 +339,7 @@ func (s *Supervisor) remove(ctx context.Context, a *agent, reason string) error 
 			return fmt.Errorf("delete the output of agent %s: %w", a.id, err)
 		}
 	}
-	if err := s.kv.Purge(ctx, a.id); err != nil {
+	if err := s.kv.Purge(ctx, a.id, jetstream.LastRevision(a.rev)); err != nil {
 		return fmt.Errorf("delete agent %s: %w", a.id, err)
 	}
 	a.gone = true
@@ -332,6 +357,23 @@ func (s *Supervisor) remove(ctx context.Context, a *agent, reason string) error 
 	}
 	s.publish(a.id, "agent.deleted", map[string]string{"reason": reason})
 	return nil
+}
+
+// forwardRecord forwards rq to the node of another node's agent id and
+// returns the record it answers with.
+func (s *Supervisor) forwardRecord(ctx context.Context, id string, rq request, timeout time.Duration) (Record, error) {
+	r, err := s.owner(id)
+	if err != nil {
+		return Record{}, err
+	}
+	rp, err := s.forward(ctx, r.Node, rq, timeout)
+	if err != nil {
+		return Record{}, err
+	}
+	if rp.Record != nil {
+		return *rp.Record, nil
+	}
+	return r, nil
 }
 
 // LogPath is where agent id's output goes.

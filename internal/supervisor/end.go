@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"errors"
 	"time"
 
 	"github.com/oxios/oxios/internal/metrics"
@@ -27,7 +28,7 @@ func (s *Supervisor) end(a *agent, st State, reason string) {
 	metrics.Exits.WithLabelValues(a.rec.Kind, string(st)).Inc()
 	a.kill, a.restart = nil, false
 	s.o.Scheduler.Release(a.id)
-	if err != nil && !s.halted.Load() && s.ctx.Err() == nil {
+	if err != nil && !s.halted.Load() && s.ctx.Err() == nil && !errors.Is(err, ErrTaken) {
 		a.endPending = true
 		go s.storeEnd(a, "agent."+string(st), data)
 		return
@@ -44,7 +45,7 @@ func (s *Supervisor) storeEnd(a *agent, typ string, data any) {
 		case <-s.ctx.Done():
 		}
 		a.mu.Lock()
-		if s.ctx.Err() != nil || s.halted.Load() || s.save(a, typ, data) == nil {
+		if err := s.save(a, typ, data); err == nil || errors.Is(err, ErrTaken) || s.ctx.Err() != nil || s.halted.Load() {
 			a.endPending = false
 			s.ended(a)
 			a.mu.Unlock()

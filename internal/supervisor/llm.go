@@ -203,18 +203,24 @@ func (s *Supervisor) storeOutput(a *agent, st State, reason string) (State, stri
 }
 
 // Output returns the whole output of agent id: of its ended run as stored,
-// or the latest text of its running one.
+// or the latest text of its running one (on another node: as its record
+// last stored it).
 func (s *Supervisor) Output(ctx context.Context, id string) (io.ReadCloser, int64, error) {
-	a, err := s.get(id)
-	if err != nil {
-		return nil, 0, err
-	}
-	a.mu.Lock()
-	live, out := !a.rec.State.Terminal(), a.output
-	a.mu.Unlock()
-	r := a.snap.Load()
-	if live && out != "" {
-		return io.NopCloser(strings.NewReader(out)), int64(len(out)), nil
+	var r *Record
+	if a, err := s.get(id); err == nil {
+		a.mu.Lock()
+		live, out := !a.rec.State.Terminal(), a.output
+		a.mu.Unlock()
+		if live && out != "" {
+			return io.NopCloser(strings.NewReader(out)), int64(len(out)), nil
+		}
+		r = a.snap.Load()
+	} else {
+		rec, err := s.owner(id)
+		if err != nil {
+			return nil, 0, err
+		}
+		r = &rec
 	}
 	if !r.OutputTruncated {
 		return io.NopCloser(strings.NewReader(r.Output)), int64(len(r.Output)), nil

@@ -21,7 +21,7 @@ import (
 // Old processes are found by the recorded PID and process start time, never
 // by PID alone, and by the OXIOS_AGENT_ID in their environment: a process
 // forked an instant before the daemon died has no PID on record yet.
-func (s *Supervisor) recover(recs []Record) {
+func (s *Supervisor) recover(recs []Record, revs map[string]uint64) {
 	var queued []*agent
 	var tagged map[string][]proc.Tagged
 	for _, r := range recs {
@@ -29,6 +29,7 @@ func (s *Supervisor) recover(recs []Record) {
 			tagged = proc.ByEnv("OXIOS_AGENT_ID")
 		}
 		a := newAgent(r)
+		a.rev = revs[r.ID]
 		s.agents[a.id] = a
 		switch {
 		case r.State.Terminal():

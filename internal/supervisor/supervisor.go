@@ -21,6 +21,7 @@ import (
 
 	"github.com/oxios/oxios/internal/oxios"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/bus"
@@ -72,6 +73,8 @@ type Options struct {
 	OnEnd func(Record)
 	// Budgets, if set, admit each run of an llm agent.
 	Budgets Admitter
+	// NodeState, if set, says how another node stands (for messages).
+	NodeState func(node string) oxios.NodeState
 }
 
 // homeOutsideSandboxes refuses a home that every sandbox may read or
@@ -160,6 +163,12 @@ type Supervisor struct {
 	// lent counts, per parent, the spawn_agent calls it lent its slot to.
 	lendMu sync.Mutex
 	lent   map[string]int
+
+	// remote is the other nodes' agents; watching counts the watch that
+	// keeps it and the answers to other nodes under way (remote.go).
+	remote   remote
+	watching sync.WaitGroup
+	serving  *nats.Subscription
 }
 
 // agent is the in-memory side of one record.
@@ -169,6 +178,9 @@ type agent struct {
 	mu   sync.Mutex
 	rec  Record
 	snap atomic.Pointer[Record] // the last saved record, for readers
+	// rev is the stored record's revision: every write expects it, so a
+	// node that lost the agent can never overwrite the record.
+	rev uint64
 	// done is closed when the current run ends.
 	done chan struct{}
 	// Requests to the goroutine running the agent, guarded by mu; wake
@@ -254,36 +266,56 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("bucket %s: %w", OutputsBucket, err)
 	}
 	s := &Supervisor{o: o, kv: kv, outputs: outputs, log: o.Logger, agents: map[string]*agent{}, lent: map[string]int{},
-		sweep: make(chan struct{}, 1), swept: make(chan struct{}), maxRecord: 1<<20 - 64<<10}
+		sweep: make(chan struct{}, 1), swept: make(chan struct{}), maxRecord: 1<<20 - 64<<10,
+		remote: remote{recs: map[string]*Record{}, changed: make(chan struct{})}}
 	if mp := o.JS.Conn().MaxPayload(); mp > 128<<10 {
 		s.maxRecord = int(mp) - 64<<10
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.grace.Store(int64(time.Hour))
-	recs, err := s.load(ctx)
+	recs, revs, err := s.load(ctx)
 	if err != nil {
 		s.cancel()
 		return nil, err
 	}
-	s.recover(recs)
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("watch %s: %w", Bucket, err)
+	}
+	if s.serving, err = s.serveRemote(); err != nil {
+		w.Stop()
+		s.cancel()
+		return nil, fmt.Errorf("answer for this node's agents: %w", err)
+	}
+	s.recover(recs, revs)
 	go s.retain()
+	ready := make(chan struct{})
+	s.watching.Add(1)
+	go s.watchRemote(w, ready)
+	select { // the other nodes' agents are listed from the first request
+	case <-ready:
+	case <-ctx.Done():
+	}
 	return s, nil
 }
 
-// load reads every record of this node in the bucket, oldest first.
-func (s *Supervisor) load(ctx context.Context) ([]Record, error) {
+// load reads every record of this node in the bucket, oldest first, with
+// their revisions.
+func (s *Supervisor) load(ctx context.Context) ([]Record, map[string]uint64, error) {
 	lister, err := s.kv.ListKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list agents: %w", err)
+		return nil, nil, fmt.Errorf("list agents: %w", err)
 	}
 	var recs []Record
+	revs := map[string]uint64{}
 	for key := range lister.Keys() {
 		e, err := s.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read agent %s: %w", key, err)
+			return nil, nil, fmt.Errorf("read agent %s: %w", key, err)
 		}
 		var r Record
 		if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID != key {
@@ -294,9 +326,10 @@ func (s *Supervisor) load(ctx context.Context) ([]Record, error) {
 			continue // another node's agent, in a shared (clustered) bucket
 		}
 		recs = append(recs, r)
+		revs[r.ID] = e.Revision()
 	}
 	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.ID, b.ID) })
-	return recs, nil
+	return recs, revs, nil
 }
 
 // Close stops admitting agents and stops the running ones, each within its
@@ -311,6 +344,7 @@ func (s *Supervisor) Close(ctx context.Context) {
 	s.closed = true
 	s.mu.Unlock()
 	s.o.Scheduler.Close()
+	s.serving.Unsubscribe()
 	if dl, ok := ctx.Deadline(); ok {
 		s.grace.Store(int64(max(time.Until(dl)-250*time.Millisecond, 0)))
 	}
@@ -319,6 +353,7 @@ func (s *Supervisor) Close(ctx context.Context) {
 	go func() {
 		s.runs.Wait()
 		<-s.swept
+		s.watching.Wait()
 		// Then the OnEnd hooks of the runs that ended: none starts after
 		// this, so none runs against the parts that close after us.
 		s.mu.Lock()
@@ -371,7 +406,7 @@ func (s *Supervisor) save(a *agent, typ string, data any) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
 	defer cancel()
-	if _, err := s.kv.Put(ctx, a.id, b); err != nil {
+	if err := s.write(ctx, a, b); err != nil {
 		s.log.Error("write agent record", "agent", a.id, "state", a.rec.State, "err", err)
 		return fmt.Errorf("write agent %s: %w", a.id, err)
 	}
@@ -380,6 +415,43 @@ func (s *Supervisor) save(a *agent, typ string, data any) error {
 		s.publish(a.id, typ, data)
 	}
 	return nil
+}
+
+// ErrTaken is a record another node has written since this one last did:
+// the agent is no longer this node's, and this node writes it no more.
+var ErrTaken = errors.New("the agent's record was written by another node")
+
+// write stores b as a's record if the stored one is still the revision
+// this node last wrote (or there is none, for a new agent). A write that
+// timed out may have landed: if the stored record is still this node's,
+// its revision is taken and the write made again. The caller holds a.mu.
+func (s *Supervisor) write(ctx context.Context, a *agent, b []byte) error {
+	for range 2 {
+		var rev uint64
+		var err error
+		if a.rev == 0 {
+			rev, err = s.kv.Create(ctx, a.id, b)
+		} else {
+			rev, err = s.kv.Update(ctx, a.id, b, a.rev)
+		}
+		if err == nil {
+			a.rev = rev
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err
+		}
+		e, gerr := s.kv.Get(ctx, a.id)
+		if gerr != nil {
+			return err
+		}
+		var stored Record
+		if json.Unmarshal(e.Value(), &stored) != nil || stored.Node != s.o.Node {
+			return ErrTaken
+		}
+		a.rev = e.Revision()
+	}
+	return ErrTaken
 }
 
 // marshal encodes a's record, within the largest record: a record over it

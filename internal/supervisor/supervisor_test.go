@@ -812,8 +812,12 @@ func TestRecoveryKeepsToItsNode(t *testing.T) {
 	}
 	e.sup.abandon()
 	e.open()
-	if _, err := e.sup.Get(other.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.sup.get(other.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("another node's agent was taken over: %v", err)
+	}
+	// It is listed, as its node stored it (that node does not answer).
+	if r, err := e.sup.Get(other.ID); err != nil || r.Node != "other" || r.State != Running {
+		t.Fatalf("another node's agent is not shown as stored: %+v %v", r, err)
 	}
 	if entry, err := e.sup.kv.Get(context.Background(), other.ID); err != nil || !strings.Contains(string(entry.Value()), `"state":"running"`) {
 		t.Fatalf("another node's record was changed: %v", err)
