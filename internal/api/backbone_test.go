@@ -63,7 +63,7 @@ func daemonAPIWith(t testing.TB, sync string, heartbeat time.Duration, lim sched
 		defer cancel()
 		sup.Close(ctx)
 	})
-	tokens, err := security.OpenTokens(ctx, bb.JS, security.HashToken(token), 1, nil)
+	tokens, err := security.OpenTokens(ctx, bb.JS, security.HashToken(token), "n1", 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -295,7 +295,7 @@ func (k *Kernel) serveHTTP(adminHash security.Hash) (*http.Server, *api.Server, 
 				return t.Authenticate(tok)
 			}
 			// Until the tokens bucket is open, only the admin token works.
-			return security.Principal{Name: "admin", Role: security.Admin}, security.HashToken(tok).Equal(adminHash)
+			return security.Principal{Name: "admin@" + k.node, Role: security.Admin}, security.HashToken(tok).Equal(adminHash)
 		},
 		Readiness: k.readiness,
 		Reload:    k.reload,

@@ -182,7 +182,7 @@ func (k *Kernel) tokensPart(w *wiring) part {
 	return part{
 		name: "tokens",
 		start: func(ctx context.Context) error {
-			t, err := security.OpenTokens(ctx, w.bb.JS, k.adminHash, w.bb.Replicas, k.log)
+			t, err := security.OpenTokens(ctx, w.bb.JS, k.adminHash, k.node, w.bb.Replicas, k.log)
 			if err != nil {
 				return err
 			}

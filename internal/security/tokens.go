@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,7 +37,8 @@ func ParseRole(s string) (Role, error) { return oxios.ParseRole(s) }
 type Principal struct {
 	Name string
 	Role Role
-	// TokenID is empty for the admin token of secrets/admin.token.
+	// TokenID is empty for the admin token of this daemon's own
+	// secrets/admin.token (another node's is "admin.NODE").
 	TokenID string
 }
 
@@ -47,8 +49,16 @@ type Token = oxios.Token
 type stored struct {
 	Token
 	Hash string `json:"hash"`
-	rev  uint64 // the bucket revision it was read at
+	// Revoked marks a node's admin token that was revoked: it is kept, so
+	// that its node, started again with the same secrets/admin.token, does
+	// not bring it back (a new token is made by deleting that file).
+	Revoked bool   `json:"revoked,omitempty"`
+	rev     uint64 // the bucket revision it was read at
 }
+
+// nodeAdminKey is the key of node's admin token in the bucket; its name is
+// "admin@NODE".
+func nodeAdminKey(node string) string { return "admin." + node }
 
 // Errors callers test for.
 var (
@@ -69,9 +79,10 @@ const TokensBucket = "tokens"
 // hashes in the tokens bucket and in memory (kept current by a watch, so a
 // revoke on any node takes effect at once everywhere).
 type Tokens struct {
-	kv    jetstream.KeyValue
-	admin Hash
-	log   *slog.Logger
+	kv  jetstream.KeyValue
+	log *slog.Logger
+	// self is the key of this node's own admin token.
+	self string
 
 	mu     sync.RWMutex
 	byID   map[string]*stored
@@ -83,8 +94,11 @@ type Tokens struct {
 	done chan struct{}
 }
 
-// OpenTokens opens the tokens bucket; admin is the admin token's hash.
-func OpenTokens(ctx context.Context, js jetstream.JetStream, admin Hash, replicas int, log *slog.Logger) (*Tokens, error) {
+// OpenTokens opens the tokens bucket, with this node's admin token (the
+// hash of secrets/admin.token) in it as "admin@NODE", so that it works on
+// every node that shares the bucket, and a revoke on one takes effect on
+// all.
+func OpenTokens(ctx context.Context, js jetstream.JetStream, admin Hash, node string, replicas int, log *slog.Logger) (*Tokens, error) {
 	if replicas == 0 {
 		replicas = 1
 	}
@@ -92,7 +106,7 @@ func OpenTokens(ctx context.Context, js jetstream.JetStream, admin Hash, replica
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", TokensBucket, err)
 	}
-	t := &Tokens{kv: kv, admin: admin, log: log, byID: map[string]*stored{}, byHash: map[string]*stored{},
+	t := &Tokens{kv: kv, log: log, self: nodeAdminKey(node), byID: map[string]*stored{}, byHash: map[string]*stored{},
 		used: map[string]time.Time{}, gone: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
@@ -106,7 +120,56 @@ func OpenTokens(ctx context.Context, js jetstream.JetStream, admin Hash, replica
 		t.Close()
 		return nil, ctx.Err()
 	}
+	if err := t.registerAdmin(ctx, admin, node); err != nil {
+		t.Close()
+		return nil, err
+	}
 	return t, nil
+}
+
+// registerAdmin puts node's admin token in the bucket, unless it is there
+// already or was revoked (then it works nowhere, this node included).
+func (t *Tokens) registerAdmin(ctx context.Context, admin Hash, node string) error {
+	key, hash := t.self, hex.EncodeToString(admin[:])
+	e, err := t.kv.Get(ctx, key)
+	var rev uint64
+	switch {
+	case err == nil:
+		var old stored
+		if json.Unmarshal(e.Value(), &old) == nil && old.Hash == hash {
+			if old.Revoked && t.log != nil {
+				t.log.Warn("this node's admin token was revoked: it works on no node; delete secrets/admin.token and restart to make a new one", "token", old.Name)
+			}
+			return nil
+		}
+		rev = e.Revision() // a new secrets/admin.token: replace the old one
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return fmt.Errorf("read this node's admin token: %w", err)
+	}
+	s := stored{Token: Token{ID: key, Name: "admin@" + node, Role: Admin, CreatedAt: time.Now().UTC()}, Hash: hash}
+	b, _ := json.Marshal(s)
+	if rev == 0 {
+		rev, err = t.kv.Create(ctx, key, b)
+	} else {
+		rev, err = t.kv.Update(ctx, key, b, rev)
+	}
+	if err != nil {
+		return fmt.Errorf("store this node's admin token: %w", err)
+	}
+	s.rev = rev
+	t.mu.Lock()
+	t.drop(key)
+	t.byID[key], t.byHash[hash] = &s, &s
+	t.mu.Unlock()
+	return nil
+}
+
+// drop forgets the token of key. The caller holds t.mu.
+func (t *Tokens) drop(key string) {
+	if old, ok := t.byID[key]; ok {
+		delete(t.byHash, old.Hash)
+		delete(t.byID, key)
+	}
 }
 
 // follow keeps the in-memory tokens current, and writes last-use times in
@@ -143,15 +206,12 @@ func (t *Tokens) follow(w jetstream.KeyWatcher, loaded chan struct{}) {
 func (t *Tokens) apply(e jetstream.KeyValueEntry) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old, ok := t.byID[e.Key()]; ok {
-		delete(t.byHash, old.Hash)
-		delete(t.byID, e.Key())
-	}
+	t.drop(e.Key())
 	if e.Operation() != jetstream.KeyValuePut || t.gone[e.Key()] {
 		return
 	}
 	var s stored
-	if json.Unmarshal(e.Value(), &s) != nil {
+	if json.Unmarshal(e.Value(), &s) != nil || s.Revoked {
 		return
 	}
 	s.rev = e.Revision()
@@ -171,9 +231,6 @@ func (t *Tokens) Close() {
 // Authenticate returns who presents token, if it is valid now.
 func (t *Tokens) Authenticate(token string) (Principal, bool) {
 	h := HashToken(token)
-	if h.Equal(t.admin) {
-		return Principal{Name: "admin", Role: Admin}, true
-	}
 	key := hex.EncodeToString(h[:])
 	t.mu.RLock()
 	s, ok := t.byHash[key]
@@ -189,6 +246,9 @@ func (t *Tokens) Authenticate(token string) (Principal, bool) {
 	t.mu.Lock()
 	t.used[s.ID] = time.Now().UTC()
 	t.mu.Unlock()
+	if s.ID == t.self {
+		return Principal{Name: s.Name, Role: s.Role}, true // this daemon's own secrets/admin.token
+	}
 	return Principal{Name: s.Name, Role: s.Role, TokenID: s.ID}, true
 }
 
@@ -283,14 +343,26 @@ func (t *Tokens) Revoke(ctx context.Context, idOrName string) (Token, error) {
 	if found == nil {
 		return Token{}, fmt.Errorf("token %q: %w", idOrName, ErrNoToken)
 	}
-	if err := t.kv.Purge(ctx, found.ID); err != nil {
+	if found.ID == nodeAdminKey(strings.TrimPrefix(found.Name, "admin@")) {
+		// Kept, revoked, so that its node does not bring it back.
+		gone := *found
+		gone.Revoked = true
+		b, _ := json.Marshal(gone)
+		if _, err := t.kv.Update(ctx, found.ID, b, found.rev); err != nil {
+			return Token{}, err
+		}
+	} else if err := t.kv.Purge(ctx, found.ID); err != nil {
 		return Token{}, err
 	}
 	t.mu.Lock()
-	delete(t.byID, found.ID)
-	delete(t.byHash, found.Hash)
+	t.drop(found.ID)
 	delete(t.used, found.ID)
-	t.gone[found.ID] = true
+	if !strings.HasPrefix(found.Name, "admin@") {
+		// Purged: a late update of the watch must not bring it back. A
+		// node's admin token is kept revoked instead, and its key may hold
+		// that node's next admin token.
+		t.gone[found.ID] = true
+	}
 	t.mu.Unlock()
 	return found.Token, nil
 }
