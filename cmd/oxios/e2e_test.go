@@ -79,6 +79,13 @@ func newEnv(t *testing.T) *env {
 		t.Skip("end-to-end test; skipped with -short")
 	}
 	t.Parallel()
+	return anotherEnv(t)
+}
+
+// anotherEnv is one more installation for a test that already has one
+// (the nodes of a cluster).
+func anotherEnv(t *testing.T) *env {
+	t.Helper()
 	ln := heldListener(t)
 	e := &env{t: t, home: filepath.Join(t.TempDir(), "home"), listen: ln.Addr().String(), ln: ln, handOver: true}
 	t.Cleanup(func() {

@@ -36,6 +36,9 @@ type Options struct {
 	Name string
 	// Cluster, if set, makes the embedded server one of a cluster.
 	Cluster *Cluster
+	// Instance tells this home's server apart from another's of the same
+	// node name in a cluster's JetStream (whose peers are named by server).
+	Instance string
 	Logger  *slog.Logger
 }
 
@@ -191,6 +194,9 @@ func startEmbedded(o Options) (*server.Server, error) {
 	if o.Cluster != nil {
 		if err := clusterOptions(opts, o.Cluster); err != nil {
 			return nil, err
+		}
+		if o.Instance != "" {
+			opts.ServerName += "-" + o.Instance[:min(8, len(o.Instance))]
 		}
 	}
 	srv, err := server.NewServer(opts)

@@ -101,6 +101,9 @@ func (k *Kernel) backbonePart(w *wiring) part {
 				if err != nil {
 					return err
 				}
+				if o.Instance, err = k.opts.Home.Instance(); err != nil {
+					return err
+				}
 				c := cfg.Cluster
 				o.Cluster = &backbone.Cluster{Listen: c.Listen, Peers: c.Peers, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA,
 					RoutePassword: cluster.Derive(key, "route"), ClientPassword: cluster.Derive(key, "client")}

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oxios/oxios/internal/backbone/backbonetest"
+	"github.com/oxios/oxios/internal/oxios"
+)
+
+// clusterLease is the tests' cluster.lease: short, so that a death is
+// seen soon.
+const clusterLease = 2 * time.Second
+
+// clusterOf makes n homes of one cluster: nodes n1..nN, each with the
+// cluster key that 'oxios cluster init' wrote on n1, and the config that
+// conf gives node i (1-based).
+func clusterOf(t *testing.T, n int, conf func(i int) string) []*env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test; skipped with -short")
+	}
+	t.Parallel()
+	nodes := make([]*env, n)
+	for i := range nodes {
+		nodes[i] = anotherEnv(t)
+	}
+	if r := nodes[0].oxios("cluster", "init"); r.code != 0 || !strings.Contains(r.stdout, "cluster.key") {
+		t.Fatalf("cluster init: %s", r)
+	}
+	key, err := os.ReadFile(filepath.Join(nodes[0].home, "secrets", "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range nodes {
+		os.MkdirAll(filepath.Join(e.home, "secrets"), 0o700)
+		if i > 0 {
+			if err := os.WriteFile(filepath.Join(e.home, "secrets", "cluster.key"), key, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(e.home, "config.toml"), []byte(conf(i+1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+// startAll starts every node at once, as a cluster answers only once most
+// of its nodes are up, and stops them when the test ends.
+func startAll(t *testing.T, nodes []*env) {
+	t.Helper()
+	var wg sync.WaitGroup
+	results := make([]result, len(nodes))
+	for i, e := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = e.oxios("start", "--listen", e.listen)
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("n%d did not start: %s", i+1, r)
+		}
+		nodes[i].stopAtEnd()
+	}
+}
+
+// embeddedConf is node i's config in an embedded cluster over routes.
+func embeddedConf(routes []string) func(i int) string {
+	return func(i int) string {
+		var peers []string
+		for j, r := range routes {
+			if j != i-1 {
+				peers = append(peers, fmt.Sprintf("%q", r))
+			}
+		}
+		return fmt.Sprintf("node = \"n%d\"\nnode_labels = {zone = \"z%d\"}\n[cluster]\nlisten = %q\npeers = [%s]\nlease = %q\n",
+			i, i, routes[i-1], strings.Join(peers, ", "), clusterLease)
+	}
+}
+
+// Three daemons form one cluster with nothing else installed, and answer
+// for it from any node.
+func TestEmbeddedCluster(t *testing.T) {
+	routes := backbonetest.FreePorts(t, 3)
+	nodes := clusterOf(t, 3, embeddedConf(routes))
+	startAll(t, nodes)
+	// A fourth node joins by the three nodes' routes.
+	four := append(slices.Clone(routes), backbonetest.FreePorts(t, 1)...)
+	exerciseCluster(t, nodes, func() string { return embeddedConf(four)(4) })
+}
+
+// The same cluster, with the daemons on one external 3-server NATS
+// cluster (backbone.url) instead of their embedded servers.
+func TestExternalCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test; skipped with -short")
+	}
+	urls := natsCluster(t, 3)
+	conf := func(i int) string {
+		return fmt.Sprintf("node = \"n%d\"\nnode_labels = {zone = \"z%d\"}\n[backbone]\nurl = %q\nreplicas = 3\n[cluster]\nlease = %q\n",
+			i, i, strings.Join(urls, ","), clusterLease)
+	}
+	nodes := clusterOf(t, 3, conf)
+	startAll(t, nodes)
+	exerciseCluster(t, nodes, func() string { return conf(4) })
+}
+
+// natsCluster starts n nats-servers with JetStream, routed to one another,
+// and returns their client URLs once the cluster's JetStream answers.
+func natsCluster(t *testing.T, n int) []string {
+	t.Helper()
+	routes := backbonetest.FreePorts(t, n)
+	var urls []string
+	for i := range n {
+		o := &server.Options{ServerName: fmt.Sprintf("ext%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true,
+			StoreDir: t.TempDir(), NoLog: true, NoSigs: true, MaxPayload: 2 << 20,
+			Cluster: server.ClusterOpts{Name: "ext", Host: "127.0.0.1", Port: portOf(t, routes[i])}}
+		for j, r := range routes {
+			if j != i {
+				o.Routes = append(o.Routes, &url.URL{Scheme: "nats-route", Host: r})
+			}
+		}
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats-server not ready")
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return urls
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the NATS cluster's JetStream never answered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	var p int
+	if _, err := fmt.Sscanf(addr[strings.LastIndexByte(addr, ':')+1:], "%d", &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// nodeList is node list -o json on e.
+func (e *env) nodeList() oxios.NodeList {
+	e.t.Helper()
+	r := e.oxios("node", "list", "-o", "json")
+	if r.code != 0 {
+		e.t.Fatalf("node list: %s", r)
+	}
+	var l oxios.NodeList
+	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
+		e.t.Fatalf("node list: %v\n%s", err, r)
+	}
+	return l
+}
+
+// awaitNodes polls e's node list until want says yes, within d.
+func (e *env) awaitNodes(d time.Duration, what string, want func(map[string]oxios.Node) bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		l := e.nodeList()
+		by := map[string]oxios.Node{}
+		for _, n := range l.Items {
+			by[n.Name] = n
+		}
+		if want(by) {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s: not within %s; nodes: %+v", what, d, l.Items)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exerciseCluster checks a running cluster of three: what each node shows
+// and does for the others, one audit chain, shared tokens, fenced names,
+// and nodes that leave or die. fourth is the config of a fourth node,
+// which tries to join with n1's name.
+func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	n2.awaitNodes(5*time.Second, "three nodes alive", func(by map[string]oxios.Node) bool {
+		return len(by) == 3 && by["n1"].State == oxios.NodeAlive && by["n3"].State == oxios.NodeAlive &&
+			by["n1"].Labels["zone"] == "z1" && by["n1"].Address == "http://"+n1.listen
+	})
+
+	clusterAgents(t, n1, n2, n3)
+	clusterAudit(t, nodes)
+	clusterTokens(t, nodes)
+
+	// A second daemon with n1's name is refused while n1 lives.
+	dup := anotherEnv(t)
+	key, _ := os.ReadFile(filepath.Join(n1.home, "secrets", "cluster.key"))
+	os.MkdirAll(filepath.Join(dup.home, "secrets"), 0o700)
+	os.WriteFile(filepath.Join(dup.home, "secrets", "cluster.key"), key, 0o600)
+	os.WriteFile(filepath.Join(dup.home, "config.toml"), []byte(strings.Replace(fourth(), `node = "n4"`, `node = "n1"`, 1)), 0o600)
+	r := dup.oxios("start", "--listen", dup.listen)
+	if r.code == 0 {
+		dup.oxios("stop")
+		t.Fatalf("a second n1 started while n1 lives: %s", r)
+	}
+	if out := r.stdout + r.stderr; !strings.Contains(out, `node name "n1" is held by a live node at http://`+n1.listen) {
+		t.Fatalf("the refusal does not name the node and its address: %s", r)
+	}
+	assertNoDaemon(t, dup)
+
+	// n3 stops gracefully: left. n2 is killed: dead within the lease and a
+	// second.
+	if r := n3.oxios("stop"); r.code != 0 {
+		t.Fatalf("stop n3: %s", r)
+	}
+	n1.awaitNodes(clusterLease, "n3 left", func(by map[string]oxios.Node) bool { return by["n3"].State == oxios.NodeLeft })
+	if r := n1.oxios("events", "--type", "node.left", "-o", "json"); !strings.Contains(r.stdout, `"node":"n3"`) {
+		t.Fatalf("no node.left event for n3: %s", r)
+	}
+	pid := n2.pidIfRunning()
+	syscall.Kill(pid, syscall.SIGKILL)
+	killed := time.Now()
+	n1.awaitNodes(clusterLease+time.Second, "n2 dead", func(by map[string]oxios.Node) bool { return by["n2"].State == oxios.NodeDead })
+	t.Logf("n2 dead %s after SIGKILL (lease %s)", time.Since(killed).Round(time.Millisecond), clusterLease)
+}
+
+func assertNoDaemon(t *testing.T, e *env) {
+	t.Helper()
+	if pid := e.pidIfRunning(); pid != 0 {
+		t.Fatalf("a daemon (PID %d) was left running", pid)
+	}
+}
+
+// clusterAgents spawns on n1 and lists, gets, follows, kills, waits and
+// removes it from the others.
+func clusterAgents(t *testing.T, n1, n2, n3 *env) {
+	rec := n1.spawnJSON("--name", "ticker", "--", "sh", "-c", `i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done`)
+	if rec.Node != "n1" {
+		t.Fatalf("spawned on n1 but its record says %q", rec.Node)
+	}
+	var listed []oxios.Record
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := n3.oxios("agent", "list", "-o", "json")
+		json.Unmarshal([]byte(r.stdout), &listed)
+		if len(listed) == 1 && listed[0].ID == rec.ID && listed[0].Node == "n1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n3 does not list n1's agent: %s", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := n3.oxios("agent", "list", "--node", "n2", "-o", "json"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("--node n2 lists n1's agent: %s", r)
+	}
+	if r := n3.oxios("agent", "list"); !strings.Contains(r.stdout, "NODE") || !strings.Contains(r.stdout, " n1 ") {
+		t.Fatalf("the table has no NODE column with n1: %s", r)
+	}
+	got := n3.waitAgent(rec.ID, func(r oxios.Record) bool { return r.State == oxios.Running && r.PID > 0 })
+	if got.Node != "n1" {
+		t.Fatalf("get from n3: %+v", got)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for r := n3.oxios("agent", "logs", rec.ID); !strings.Contains(r.stdout, "tick 3"); r = n3.oxios("agent", "logs", rec.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("n3 never showed n1's agent's log: %s", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// logs -f from n3 streams from n1 until the agent ends.
+	follow := exec.Command(binary, "agent", "logs", "-f", rec.ID)
+	follow.Env = append(cleanEnv(), "OXIOS_HOME="+n3.home, "NO_COLOR=1")
+	var out syncBuffer
+	follow.Stdout = &out
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	before := strings.Count(out.String(), "tick")
+	deadline = time.Now().Add(5 * time.Second)
+	for strings.Count(out.String(), "tick") < before+5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("logs -f from n3 streams nothing new: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := n3.oxios("agent", "kill", rec.ID); r.code != 0 || !strings.Contains(r.stdout, "killed") {
+		t.Fatalf("kill from n3: %s", r)
+	}
+	done := make(chan error, 1)
+	go func() { done <- follow.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("logs -f ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		follow.Process.Kill()
+		t.Fatal("logs -f from n3 did not end when n1's agent was killed")
+	}
+	if r := n2.oxios("agent", "wait", rec.ID); r.code != 3 {
+		t.Fatalf("wait from n2 on a killed agent: %s (want exit 3)", r)
+	}
+	if r := n2.oxios("agent", "rm", rec.ID); r.code != 0 {
+		t.Fatalf("rm from n2: %s", r)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for r := n1.oxios("agent", "get", rec.ID); r.code == 0; r = n1.oxios("agent", "get", rec.ID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 still has the agent n2 removed: %s", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(n1.logPath(rec.ID)); !os.IsNotExist(err) {
+		t.Fatalf("the removed agent's log is still on n1: %v", err)
+	}
+}
+
+// clusterAudit appends from every node at once, then verifies the one
+// chain on each.
+func clusterAudit(t *testing.T, nodes []*env) {
+	var wg sync.WaitGroup
+	for i, e := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 4 {
+				if r := e.oxios("state", "put", "audit", fmt.Sprintf("k%d-%d", i, j), `{"v":1}`); r.code != 0 {
+					t.Errorf("state put on n%d: %s", i+1, r)
+				}
+				if r := e.oxios("agent", "spawn", "--wait", "--", "true"); r.code != 0 {
+					t.Errorf("spawn on n%d: %s", i+1, r)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, e := range nodes {
+		r := e.oxios("audit", "verify", "-o", "json")
+		var v oxios.AuditVerdict
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 || !v.OK || v.Entries < 12 { // 12 spawns at least
+			t.Fatalf("audit verify on n%d: %+v %s", i+1, v, r)
+		}
+	}
+	r := nodes[0].oxios("audit", "list", "--all", "-o", "json")
+	var entries []oxios.AuditEntry
+	json.Unmarshal([]byte(r.stdout), &entries)
+	seen := map[string]int{}
+	for _, e := range entries {
+		seen[e.Node]++
+	}
+	if seen["n1"] == 0 || seen["n2"] == 0 || seen["n3"] == 0 {
+		t.Fatalf("audit entries by node: %v", seen)
+	}
+}
+
+// clusterTokens: n1's admin token works on n2; a token revoked on one
+// node fails on all three at once.
+func clusterTokens(t *testing.T, nodes []*env) {
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	if code, body := n2.get("/api/v1/agents", n1.token()); code != 200 {
+		t.Fatalf("n1's admin token on n2: %d %s", code, body)
+	}
+	r := n1.oxios("token", "list", "-o", "json")
+	for _, name := range []string{"admin@n1", "admin@n2", "admin@n3"} {
+		if !strings.Contains(r.stdout, `"name": "`+name+`"`) {
+			t.Fatalf("token list does not name %s: %s", name, r)
+		}
+	}
+	r = n1.oxios("token", "create", "ci", "--role", "viewer", "-o", "json")
+	var created oxios.TokenCreated
+	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || created.Secret == "" {
+		t.Fatalf("token create: %s", r)
+	}
+	for _, e := range nodes {
+		deadline := time.Now().Add(5 * time.Second)
+		for code, _ := e.get("/api/v1/agents", created.Secret); code != 200; code, _ = e.get("/api/v1/agents", created.Secret) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a new token does not work on %s: %d", e.listen, code)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if r := n3.oxios("token", "revoke", "ci"); r.code != 0 {
+		t.Fatalf("revoke on n3: %s", r)
+	}
+	revoked := time.Now()
+	for i, e := range nodes {
+		for code, _ := e.get("/api/v1/agents", created.Secret); code != 401; code, _ = e.get("/api/v1/agents", created.Secret) {
+			if time.Since(revoked) > time.Second {
+				t.Fatalf("the revoked token still works on n%d: %d", i+1, code)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	t.Logf("revoked on all three within %s", time.Since(revoked).Round(time.Millisecond))
+}
