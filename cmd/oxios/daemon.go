@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/kernel"
@@ -79,6 +80,13 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 			return h, cfg, path, usageError("--listen: %s, but the socket handed over is on %s", listen, hd.Addr())
 		}
 		cfg.API.Listen = hd.Addr()
+	}
+	if cfg.EmbeddedCluster() {
+		// Checked before anything starts: a node without the key would
+		// only be refused at the routes.
+		if _, err := cluster.LoadKey(h.ClusterKeyPath()); err != nil {
+			return h, cfg, path, usageError("cluster.listen: %v", err)
+		}
 	}
 	// The first start creates the home, and a commented config.toml unless
 	// another file is named with --config.

@@ -525,6 +525,12 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(badVal, []byte("[log]\nlevel = \"verbose\"\n"), 0o600)
 	badStore := filepath.Join(t.TempDir(), "badstore.toml")
 	os.WriteFile(badStore, []byte("[store]\nsync = \"sometimes\"\n"), 0o600)
+	badPeer := filepath.Join(t.TempDir(), "badpeer.toml")
+	os.WriteFile(badPeer, []byte("[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"node2\"]\n"), 0o600)
+	noKey := filepath.Join(t.TempDir(), "nokey.toml")
+	os.WriteFile(noKey, []byte("[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"127.0.0.1:7102\"]\n"), 0o600)
+	tooMany := filepath.Join(t.TempDir(), "toomany.toml")
+	os.WriteFile(tooMany, []byte("[backbone]\nreplicas = 3\n[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"127.0.0.1:7102\"]\n"), 0o600)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -537,6 +543,9 @@ func TestBadInput(t *testing.T) {
 		{[]string{"start", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"status", "-o", "yaml"}, "--output: must be table or json"},
 		{[]string{"start", "--config", badStore, "--listen", e.listen}, "store.sync: must be \"always\" or a duration"},
+		{[]string{"start", "--config", badPeer, "--listen", e.listen}, `badpeer.toml:3: cluster.peers: must be "host:port"`},
+		{[]string{"start", "--config", noKey, "--listen", e.listen}, "cluster.listen: this node has no " + filepath.Join(e.home, "secrets", "cluster.key") + ": run 'oxios cluster init'"},
+		{[]string{"start", "--config", tooMany, "--listen", e.listen}, "backbone.replicas: must be at most 2, the cluster's nodes"},
 		{[]string{"logs", "-n", "-3"}, "-n: must be 0 or more"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"config", "bogus"}, `unknown command "bogus" for "oxios config"`},

@@ -39,7 +39,7 @@ type Options struct {
 	// Instance tells this home's server apart from another's of the same
 	// node name in a cluster's JetStream (whose peers are named by server).
 	Instance string
-	Logger  *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Cluster is how an embedded server joins its peers: routes between the

@@ -63,7 +63,7 @@ func Init(path, auditKey string) (adopted bool, err error) {
 func LoadKey(path string) ([]byte, error) {
 	key, err := readKey(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("cluster: this node has no %s: run 'oxios cluster init' on the first node and copy its secrets/cluster.key here (mode 0600) before the first start", path)
+		return nil, fmt.Errorf("this node has no %s: run 'oxios cluster init' on the first node and copy its secrets/cluster.key here (mode 0600) before the first start", path)
 	}
 	return key, err
 }

@@ -68,6 +68,18 @@ func TestParseErrors(t *testing.T) {
 		{"listen hostname", "[api]\nlisten = \"example.com:80\"\n", 2, "api.listen", "IP address or localhost"},
 		{"bad node", "node = \"a b\"\n", 1, "node", "letters, digits"},
 		{"syntax", "[daemon\n", 1, "", "invalid TOML"},
+		{"peer not host:port", "[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"10.0.0.2\"]\n", 3, "cluster.peers", `"host:port"`},
+		{"peer bad port", "[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"10.0.0.2:0\"]\n", 3, "cluster.peers", "1 to 65535"},
+		{"peers without listen", "[cluster]\npeers = [\"10.0.0.2:7101\"]\n", 0, "cluster.listen", "when cluster.peers is set"},
+		{"listen without peers", "[cluster]\nlisten = \"127.0.0.1:7101\"\n", 0, "cluster.peers", "other nodes"},
+		{"peer twice", "[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"a:1\", \"a:1\"]\n", 3, "cluster.peers", "twice"},
+		{"replicas over the cluster", "[backbone]\nreplicas = 5\n[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"a:1\", \"b:1\"]\n", 2, "backbone.replicas", "at most 3"},
+		{"replicas without a cluster", "[backbone]\nreplicas = 3\n", 2, "backbone.replicas", "need a cluster"},
+		{"replicas 2", "[backbone]\nreplicas = 2\n", 2, "backbone.replicas", "0 (chosen), 1, 3 or 5"},
+		{"short lease", "[cluster]\nlease = \"10ms\"\n", 2, "cluster.lease", "between 1s and 10m"},
+		{"half tls", "[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"a:1\"]\ntls_cert = \"c.pem\"\n", 4, "cluster.tls_cert", "together"},
+		{"cluster with url", "[backbone]\nurl = \"nats://a:4222\"\n[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"a:1\"]\n", 4, "cluster.listen", "must be empty with backbone.url"},
+		{"bad label", "node_labels = {\"a b\" = \"x\"}\n", 1, "node_labels", "label names"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
