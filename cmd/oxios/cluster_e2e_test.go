@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -431,4 +432,36 @@ func clusterTokens(t *testing.T, nodes []*env) {
 		}
 	}
 	t.Logf("revoked on all three within %s", time.Since(revoked).Round(time.Millisecond))
+}
+
+// The dashboard of any node shows the cluster: the Nodes page lists the
+// three nodes alive, and the overview's node filter narrows the running
+// agents to one node's.
+func TestClusterDashboard(t *testing.T) {
+	routes := backbonetest.FreePorts(t, 3)
+	nodes := clusterOf(t, 3, embeddedConf(routes))
+	ctx := browser(t)
+	startAll(t, nodes)
+	n1, n2 := nodes[0], nodes[1]
+	rec := n2.spawnJSON("--name", "on-n2", "--", "sleep", "300")
+	defer n1.oxios("agent", "kill", rec.ID)
+	n1.loginLink(t, ctx)
+
+	do(t, ctx, "nodes page", goTo("#/nodes"), visible(`#nodes-table tr[data-node="n3"] .badge.alive`))
+	if n := eval[int](t, ctx, `document.querySelectorAll("#nodes-table tr[data-node] .badge.alive").length`); n != 3 {
+		t.Fatalf("the Nodes page shows %d alive nodes, want 3", n)
+	}
+	if self := eval[string](t, ctx, `document.querySelector('#nodes-table tr[data-node="n1"] td').textContent`); self != "n1 *" {
+		t.Fatalf("the answering node is shown as %q", self)
+	}
+	shot(t, ctx, "nodes")
+
+	do(t, ctx, "overview", goTo("#/overview"), visible("#ov-nodes"))
+	until(t, ctx, "n2's agent on the overview", `document.querySelector("#page").textContent.includes("`+rec.ID[len(rec.ID)-8:]+`")`, 10*time.Second)
+	do(t, ctx, "filter n1", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`(s => { s.value = "n1"; return s.dispatchEvent(new Event("change")) })(document.querySelector("#ov-node"))`)(ctx, tg)
+		return err
+	}))
+	until(t, ctx, "n1 runs nothing", `document.querySelector("#page").textContent.includes("Running agents (0)")`, 10*time.Second)
+	shot(t, ctx, "overview-n1")
 }

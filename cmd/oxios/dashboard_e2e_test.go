@@ -265,7 +265,7 @@ func TestDashboardSpawnAndKill(t *testing.T) {
 	// Every page renders at a phone's width without the page itself
 	// scrolling sideways (wide tables scroll in their own box).
 	do(t, ctx, "phone", chromedp.EmulateViewport(390, 844))
-	for _, page := range []string{"overview", "agents", "agents/" + id, "events", "approvals", "cron", "budgets", "audit", "system"} {
+	for _, page := range []string{"overview", "agents", "agents/" + id, "events", "approvals", "cron", "budgets", "audit", "nodes", "system"} {
 		do(t, ctx, page, goTo("#/"+page), visible("#page h1"))
 		until(t, ctx, page+" loaded", `!document.querySelector("#page").textContent.includes("Loading…") && document.querySelector("#page .table-wrap, #page .grid, #page .kv, #page .card, #page p.error") !== null`, 10*time.Second)
 		if eval[bool](t, ctx, `document.documentElement.scrollWidth > window.innerWidth + 1`) {

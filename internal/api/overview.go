@@ -4,13 +4,17 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/supervisor"
 )
 
 // Overview is the body of GET /api/v1/overview: what the dashboard's first
-// page shows.
+// page shows, of the whole cluster or (?node=) of one node.
 type Overview struct {
 	Agents supervisor.Stats `json:"agents"`
+	// Nodes are the cluster's nodes; Node is the one asked for ("": all).
+	Nodes []oxios.Node `json:"nodes"`
+	Node  string       `json:"node"`
 	// Running are the running agents, newest first (at most 20).
 	Running []supervisor.Record `json:"running"`
 	// EventsPerMinute counts the events this node published in each of the
@@ -25,19 +29,20 @@ type Overview struct {
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 	svc := s.svc(w)
-	if svc == nil || !checkQuery(w, r.URL.Query()) {
+	if svc == nil || !checkQuery(w, r.URL.Query(), "node") {
 		return
 	}
+	node := r.URL.Query().Get("node")
 	now := time.Now()
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
-	running, _ := svc.Agents.List(supervisor.Filter{States: []supervisor.State{supervisor.Running, supervisor.WaitingApproval}}, 20, "")
+	running, _ := svc.Agents.List(supervisor.Filter{States: []supervisor.State{supervisor.Running, supervisor.WaitingApproval}, Node: node}, 20, "")
 	for i := range running {
 		running[i].ToolCalls = nil // the list is a summary
 	}
 	if running == nil {
 		running = []supervisor.Record{}
 	}
-	o := Overview{Agents: svc.Agents.Stats(today), Running: running, EventsPerMinute: svc.Bus.PerMinute(60),
+	o := Overview{Agents: svc.Agents.Stats(today, node), Nodes: svc.Nodes.List(), Node: node, Running: running, EventsPerMinute: svc.Bus.PerMinute(60),
 		Today: today, Scheduler: svc.Agents.Scheduler()}
 	if s.Readiness != nil {
 		o.Readiness = s.Readiness()

@@ -327,7 +327,7 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 					snap := w.sched.Snapshot()
 					return snap.Running, max(snap.Limits.MaxRunning-snap.Running, 0)
 				})
-				k.registerGauges(w.agents, w.bb.JS)
+				k.registerGauges(w.agents, w.members, w.bb.JS)
 				k.mu.Lock()
 				k.live.parts = w
 				k.mu.Unlock()

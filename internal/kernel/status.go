@@ -11,8 +11,10 @@ import (
 
 	"github.com/oxios/oxios/internal/agent"
 	"github.com/oxios/oxios/internal/api"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/version"
 )
@@ -65,16 +67,37 @@ func (k *Kernel) system() api.System {
 
 // registerGauges adds the metrics read at each scrape: agents by state,
 // the scheduler, and the bytes each stream and bucket holds.
-func (k *Kernel) registerGauges(agents *supervisor.Supervisor, js jetstream.JetStream) {
+func (k *Kernel) registerGauges(agents *supervisor.Supervisor, members *cluster.Members, js jetstream.JetStream) {
 	reg := func(c prometheus.Collector) {
 		if err := metrics.Registry.Register(c); err != nil {
 			k.log.Warn("metrics", "err", err)
 		}
 	}
 	reg(metrics.NewGaugeFunc("oxios_agents", "Agents of this node by state.", []string{"state"}, func(emit func(float64, ...string)) {
-		st := agents.Stats(time.Now())
+		st := agents.Stats(time.Now(), k.node)
 		for _, s := range supervisor.States {
 			emit(float64(st.ByState[s]), string(s))
+		}
+	}))
+	reg(metrics.NewGaugeFunc("oxios_cluster_agents", "Agents of the whole cluster by node and state, as this node sees them.", []string{"node", "state"}, func(emit func(float64, ...string)) {
+		for node, by := range agents.ByNode() {
+			for _, s := range supervisor.States {
+				emit(float64(by[s]), node, string(s))
+			}
+		}
+	}))
+	reg(metrics.NewGaugeFunc("oxios_node_up", "1 for each node of the cluster that is alive as this node sees it, 0 for one suspect, dead or left.", []string{"node", "state"}, func(emit func(float64, ...string)) {
+		for _, n := range members.List() {
+			up := 0.0
+			if n.State == oxios.NodeAlive {
+				up = 1
+			}
+			emit(up, n.Name, string(n.State))
+		}
+	}))
+	reg(metrics.NewGaugeFunc("oxios_node_free_slots", "Free scheduler slots of each node, from its last heartbeat.", []string{"node"}, func(emit func(float64, ...string)) {
+		for _, n := range members.List() {
+			emit(float64(n.FreeSlots), n.Name)
 		}
 	}))
 	reg(metrics.NewGaugeFunc("oxios_scheduler_agents", "Agents queued and running in the scheduler.", []string{"status"}, func(emit func(float64, ...string)) {

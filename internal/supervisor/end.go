@@ -92,7 +92,7 @@ func (s *Supervisor) SetRetention(retain int, retainFor time.Duration) {
 	}
 }
 
-// Stats are counts over this node's agents.
+// Stats are counts over agents.
 type Stats struct {
 	ByState map[State]int `json:"by_state"`
 	Total   int           `json:"total"`
@@ -100,22 +100,19 @@ type Stats struct {
 	Usage Usage `json:"usage"`
 }
 
-// Stats counts the agents by state and sums the usage of the runs that
-// started at or after since.
-func (s *Supervisor) Stats(since time.Time) Stats {
+// Stats counts the agents of the cluster (of node only, if not empty) by
+// state and sums the usage of the runs that started at or after since.
+func (s *Supervisor) Stats(since time.Time, node string) Stats {
 	st := Stats{ByState: map[State]int{}}
 	cost, priced := 0.0, false
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, a := range s.agents {
-		r := a.snap.Load()
-		if r == nil {
-			continue
+	add := func(r *Record) {
+		if r == nil || (node != "" && r.Node != node) {
+			return
 		}
 		st.Total++
 		st.ByState[r.State]++
 		if r.StartedAt == nil || r.StartedAt.Before(since) {
-			continue
+			return
 		}
 		u := r.Usage
 		st.Usage.TokensIn += u.TokensIn
@@ -126,8 +123,43 @@ func (s *Supervisor) Stats(since time.Time) Stats {
 			cost, priced = cost+*u.CostUSD, true
 		}
 	}
+	s.mu.Lock()
+	for _, a := range s.agents {
+		add(a.snap.Load())
+	}
+	s.mu.Unlock()
+	s.remote.mu.Lock()
+	for _, r := range s.remote.recs {
+		add(r)
+	}
+	s.remote.mu.Unlock()
 	if priced {
 		st.Usage.CostUSD = &cost
 	}
 	return st
+}
+
+// ByNode counts the cluster's agents by node and state.
+func (s *Supervisor) ByNode() map[string]map[State]int {
+	out := map[string]map[State]int{}
+	add := func(r *Record) {
+		if r == nil {
+			return
+		}
+		if out[r.Node] == nil {
+			out[r.Node] = map[State]int{}
+		}
+		out[r.Node][r.State]++
+	}
+	s.mu.Lock()
+	for _, a := range s.agents {
+		add(a.snap.Load())
+	}
+	s.mu.Unlock()
+	s.remote.mu.Lock()
+	for _, r := range s.remote.recs {
+		add(r)
+	}
+	s.remote.mu.Unlock()
+	return out
 }

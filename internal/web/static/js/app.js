@@ -10,6 +10,7 @@ import * as cron from "./pages/cron.js";
 import * as budgets from "./pages/budgets.js";
 import * as audit from "./pages/audit.js";
 import * as system from "./pages/system.js";
+import * as nodes from "./pages/nodes.js";
 
 const routes = [
   [/^\/overview$/, overview, "Overview"],
@@ -20,6 +21,7 @@ const routes = [
   [/^\/cron$/, cron, "Cron"],
   [/^\/budgets$/, budgets, "Budgets"],
   [/^\/audit$/, audit, "Audit"],
+  [/^\/nodes$/, nodes, "Nodes"],
   [/^\/system$/, system, "System"],
 ];
 

@@ -30,7 +30,7 @@ function labelsOf(s) {
 }
 
 export function mount(root, _params, ctx) {
-  const f = { state: "", kind: "", label: "", name: "" };
+  const f = { state: "", kind: "", label: "", name: "", node: "" };
   const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const count = h("span", { class: "muted", id: "agents-count" });
 
@@ -43,6 +43,8 @@ export function mount(root, _params, ctx) {
         ["", "process", "llm"].map((s) => h("option", { value: s }, s || "any")))),
     h("div", { class: "field" }, h("label", { for: "f-name" }, "Name"),
       h("input", { id: "f-name", type: "search", oninput: debounce((e) => { f.name = e.target.value.trim(); load(); }, 300) })),
+    h("div", { class: "field" }, h("label", { for: "f-node" }, "Node"),
+      h("input", { id: "f-node", type: "search", oninput: debounce((e) => { f.node = e.target.value.trim(); load(); }, 300) })),
     h("div", { class: "field" }, h("label", { for: "f-label" }, "Label (KEY=VALUE)"),
       h("input", { id: "f-label", type: "search", oninput: debounce((e) => { f.label = e.target.value.trim(); load(); }, 300) })),
     h("span", { class: "spacer" }), count);
@@ -65,6 +67,7 @@ export function mount(root, _params, ctx) {
     if (f.kind) q.set("kind", f.kind);
     if (f.name) q.set("name", f.name);
     if (f.label) q.set("label", f.label);
+    if (f.node) q.set("node", f.node);
     try {
       const r = await get("/api/v1/agents?" + q);
       count.textContent = `${r.items.length}${r.next_cursor ? "+" : ""} shown`;
@@ -74,6 +77,7 @@ export function mount(root, _params, ctx) {
         ["Name", (a) => a.name],
         ["Kind", (a) => a.kind],
         ["State", (a) => badge(a.state)],
+        ["Node", (a) => a.node],
         ["Reason", (a) => a.queue_reason || a.reason, "wrap"],
         ["Created", (a) => ago(a.created_at)],
         ["Restarts", (a) => a.restarts],

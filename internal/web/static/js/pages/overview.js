@@ -5,13 +5,24 @@ const states = ["queued", "starting", "running", "waiting_approval", "backoff", 
 
 export function mount(root, _params, { live }) {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  root.append(h("h1", {}, "Overview"), body);
+  let node = "";
+  const pick = h("select", { id: "ov-node", onchange: (e) => { node = e.target.value; load(); } }, h("option", { value: "" }, "all nodes"));
+  root.append(h("div", { class: "row" }, h("h1", {}, "Overview"), h("span", { class: "spacer" }),
+    h("label", { for: "ov-node" }, "Node "), pick), body);
   let perMinute = [];
   let seenThisMinute = 0;
 
+  // The node filter offers every node of the cluster.
+  function nodeOptions(nodes) {
+    const names = ["", ...nodes.map((n) => n.name)];
+    if (names.join() === [...pick.options].map((o) => o.value).join()) return;
+    pick.replaceChildren(...names.map((n) => h("option", { value: n, selected: n === node }, n || "all nodes")));
+  }
+
   async function load() {
     try {
-      const o = await get("/api/v1/overview");
+      const o = await get("/api/v1/overview" + (node ? "?node=" + encodeURIComponent(node) : ""));
+      nodeOptions(o.nodes || []);
       perMinute = o.events_per_minute;
       seenThisMinute = 0;
       render(o);
@@ -43,6 +54,12 @@ export function mount(root, _params, { live }) {
           h("h2", { id: "ov-ready" }, "Readiness"),
           h("div", {}, o.readiness.ready ? badge("ready") : badge("not ready", "bad")),
           h("ul", {}, parts)),
+        h("section", { class: "card", "aria-labelledby": "ov-cluster" },
+          h("h2", { id: "ov-cluster" }, h("a", { href: "#/nodes" }, "Cluster")),
+          h("div", { class: "big" }, num((o.nodes || []).filter((n) => n.state === "alive").length),
+            h("span", { class: "muted" }, ` of ${(o.nodes || []).length} nodes alive`)),
+          h("ul", { class: "plain", id: "ov-nodes" }, (o.nodes || []).map((n) =>
+            h("li", {}, n.name, " ", badge(n.state), ` ${num(n.running)} running`)))),
       ),
       h("h2", {}, `Running agents (${o.running.length})`),
       table([
@@ -50,6 +67,7 @@ export function mount(root, _params, { live }) {
         ["Name", (r) => r.name],
         ["Kind", (r) => r.kind],
         ["State", (r) => badge(r.state)],
+        ["Node", (r) => r.node],
         ["Started", (r) => ago(r.started_at)],
         ["PID", (r) => r.pid || "-"],
       ], o.running, "No agent is running."),
