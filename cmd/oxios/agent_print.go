@@ -81,7 +81,7 @@ func (a *app) printRecord(r oxios.Record) {
 		exit = r.Signal
 	}
 	rows := [][2]string{
-		{"ID", r.ID}, {"Name", r.Name}, {"Kind", r.Kind}, {"State", paintState(col, r.State)},
+		{"ID", r.ID}, {"Name", r.Name}, {"Kind", r.Kind}, {"State", paintState(col, r.State)}, {"Node", r.Node},
 		{"Reason", r.Reason}, {"PID", strconv.Itoa(r.PID)}, {"Restarts", strconv.Itoa(r.Restarts)},
 		{"Exit", exit}, {"Created", ts(&r.CreatedAt)}, {"Started", ts(r.StartedAt)}, {"Ended", ts(r.EndedAt)},
 	}

@@ -66,9 +66,13 @@ func (a *app) auditListCmd() *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tRESOURCE\tOUTCOME")
+			fmt.Fprintln(tw, "SEQ\tTIME\tNODE\tACTOR\tACTION\tRESOURCE\tOUTCOME")
 			for _, e := range items {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format(time.DateTime), e.Actor, e.Action, e.Resource, e.Outcome)
+				node := e.Node
+				if node == "" {
+					node = "-"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format(time.DateTime), node, e.Actor, e.Action, e.Resource, e.Outcome)
 			}
 			return tw.Flush()
 		},
