@@ -38,6 +38,7 @@ type env struct {
 	sup  *Supervisor
 	home string
 	lim  scheduler.Limits
+	node string // "test" if empty
 }
 
 func newEnv(t *testing.T, lim scheduler.Limits) *env {
@@ -65,8 +66,11 @@ func (e *env) boot(tb testing.TB) *env {
 
 func (e *env) open() {
 	e.t.Helper()
+	if e.node == "" {
+		e.node = "test"
+	}
 	sup, err := Open(context.Background(), Options{
-		JS: e.bb.JS, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: "test",
+		JS: e.bb.JS, Replicas: e.bb.Replicas, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: e.node,
 		WorkspacesDir: filepath.Join(e.home, "workspaces"), LogDir: filepath.Join(e.home, "logs", "agents"),
 		URL: "http://127.0.0.1:1", Defaults: SpecDefaults{StopTimeout: 2 * time.Second},
 		Retain: 1000, RetainFor: time.Hour,
@@ -952,8 +956,11 @@ func TestCloseWaitsForEndHooks(t *testing.T) {
 	e.close()
 	var hooked atomic.Bool
 	ended := make(chan struct{})
+	if e.node == "" {
+		e.node = "test"
+	}
 	sup, err := Open(context.Background(), Options{
-		JS: e.bb.JS, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: "test",
+		JS: e.bb.JS, Replicas: e.bb.Replicas, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: e.node,
 		WorkspacesDir: filepath.Join(e.home, "workspaces"), LogDir: filepath.Join(e.home, "logs", "agents"),
 		Defaults: SpecDefaults{StopTimeout: 2 * time.Second}, Retain: 1000, RetainFor: time.Hour,
 		OnEnd: func(Record) {
