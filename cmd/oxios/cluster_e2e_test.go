@@ -195,12 +195,23 @@ func (e *env) nodeList() oxios.NodeList {
 	return l
 }
 
+// nodes is GET /api/v1/nodes on e: quicker than the CLI, for timing.
+func (e *env) nodes() oxios.NodeList {
+	e.t.Helper()
+	code, body := e.get("/api/v1/nodes", e.token())
+	var l oxios.NodeList
+	if err := json.Unmarshal([]byte(body), &l); code != 200 || err != nil {
+		e.t.Fatalf("GET /api/v1/nodes: %d %v\n%s", code, err, body)
+	}
+	return l
+}
+
 // awaitNodes polls e's node list until want says yes, within d.
 func (e *env) awaitNodes(d time.Duration, what string, want func(map[string]oxios.Node) bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		l := e.nodeList()
+		l := e.nodes()
 		by := map[string]oxios.Node{}
 		for _, n := range l.Items {
 			by[n.Name] = n
@@ -211,7 +222,7 @@ func (e *env) awaitNodes(d time.Duration, what string, want func(map[string]oxio
 		if time.Now().After(deadline) {
 			e.t.Fatalf("%s: not within %s; nodes: %+v", what, d, l.Items)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -221,12 +232,16 @@ func (e *env) awaitNodes(d time.Duration, what string, want func(map[string]oxio
 // which tries to join with n1's name.
 func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	if l := n2.nodeList(); len(l.Items) == 0 || l.Self != "n2" {
+		t.Fatalf("node list on n2: %+v", l)
+	}
 	n2.awaitNodes(5*time.Second, "three nodes alive", func(by map[string]oxios.Node) bool {
 		return len(by) == 3 && by["n1"].State == oxios.NodeAlive && by["n3"].State == oxios.NodeAlive &&
 			by["n1"].Labels["zone"] == "z1" && by["n1"].Address == "http://"+n1.listen
 	})
 
 	clusterAgents(t, n1, n2, n3)
+	clusterCron(t, n1, n2, n3)
 	clusterAudit(t, nodes)
 	clusterTokens(t, nodes)
 
@@ -241,6 +256,7 @@ func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
 		dup.oxios("stop")
 		t.Fatalf("a second n1 started while n1 lives: %s", r)
 	}
+	t.Logf("the second n1: %s", r.stderr)
 	if out := r.stdout + r.stderr; !strings.Contains(out, `node name "n1" is held by a live node at http://`+n1.listen) {
 		t.Fatalf("the refusal does not name the node and its address: %s", r)
 	}
@@ -252,8 +268,13 @@ func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
 		t.Fatalf("stop n3: %s", r)
 	}
 	n1.awaitNodes(clusterLease, "n3 left", func(by map[string]oxios.Node) bool { return by["n3"].State == oxios.NodeLeft })
-	if r := n1.oxios("events", "--type", "node.left", "-o", "json"); !strings.Contains(r.stdout, `"node":"n3"`) {
-		t.Fatalf("no node.left event for n3: %s", r)
+	// The streams n3 led elect new leaders first: a read may wait a moment.
+	deadline := time.Now().Add(20 * time.Second)
+	for r := n1.oxios("events", "--type", "node.left", "-o", "json"); !strings.Contains(r.stdout, `"node":"n3"`); r = n1.oxios("events", "--type", "node.left", "-o", "json") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no node.left event for n3: %s", r)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	pid := n2.pidIfRunning()
 	syscall.Kill(pid, syscall.SIGKILL)
@@ -354,6 +375,53 @@ func clusterAgents(t *testing.T, n1, n2, n3 *env) {
 	}
 }
 
+// clusterCron: a job added on n1 is listed on n3 with its node, and is
+// disabled, triggered and removed from the others.
+func clusterCron(t *testing.T, n1, n2, n3 *env) {
+	if r := n1.oxios("cron", "add", "tick", "--schedule", "@daily", "--", "true"); r.code != 0 {
+		t.Fatalf("cron add on n1: %s", r)
+	}
+	var jobs []oxios.CronStatus
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := n3.oxios("cron", "list", "-o", "json")
+		json.Unmarshal([]byte(r.stdout), &jobs)
+		if len(jobs) == 1 && jobs[0].Name == "tick" && jobs[0].Node == "n1" && jobs[0].NextRun != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n3 does not list n1's job: %s", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := n1.oxios("cron", "add", "tick", "--schedule", "@hourly", "--", "true"); r.code == 0 {
+		t.Fatalf("a second job named tick was added: %s", r)
+	}
+	if r := n3.oxios("cron", "add", "tick", "--schedule", "@hourly", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "node n1") {
+		t.Fatalf("n3 added a job named as n1's: %s", r)
+	}
+	if r := n3.oxios("cron", "disable", "tick"); r.code != 0 {
+		t.Fatalf("disable from n3: %s", r)
+	}
+	if r := n1.oxios("cron", "get", "tick", "-o", "json"); !strings.Contains(r.stdout, `"enabled": false`) {
+		t.Fatalf("n1's job after a disable from n3: %s", r)
+	}
+	r := n2.oxios("cron", "trigger", "tick", "-o", "json")
+	var fired oxios.CronFired
+	if err := json.Unmarshal([]byte(r.stdout), &fired); err != nil || fired.AgentID == "" {
+		t.Fatalf("trigger from n2: %s", r)
+	}
+	if rec := n1.agent(fired.AgentID); rec.Node != "n1" {
+		t.Fatalf("the triggered run is on %q, want the job's node n1", rec.Node)
+	}
+	if r := n3.oxios("cron", "rm", "tick"); r.code != 0 {
+		t.Fatalf("rm from n3: %s", r)
+	}
+	if r := n1.oxios("cron", "get", "tick"); r.code == 0 {
+		t.Fatalf("n1 still has the job n3 removed: %s", r)
+	}
+}
+
 // clusterAudit appends from every node at once, then verifies the one
 // chain on each.
 func clusterAudit(t *testing.T, nodes []*env) {
@@ -377,7 +445,8 @@ func clusterAudit(t *testing.T, nodes []*env) {
 		r := e.oxios("audit", "verify", "-o", "json")
 		var v oxios.AuditVerdict
 		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || r.code != 0 || !v.OK || v.Entries < 12 { // 12 spawns at least
-			t.Fatalf("audit verify on n%d: %+v %s", i+1, v, r)
+			log, _ := os.ReadFile(filepath.Join(e.home, "logs", "oxios.log"))
+			t.Fatalf("audit verify on n%d: %+v %s\nits log:\n%s", i+1, v, r, log)
 		}
 	}
 	r := nodes[0].oxios("audit", "list", "--all", "-o", "json")

@@ -216,9 +216,9 @@ func (a *app) cronListCmd() *cobra.Command {
 			}
 			col := newColors(a.stdout)
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSCHEDULE\tZONE\tNEXT\tLAST\tOUTCOME\tENABLED\tSOURCE")
+			fmt.Fprintln(tw, "NAME\tNODE\tSCHEDULE\tZONE\tNEXT\tLAST\tOUTCOME\tENABLED\tSOURCE")
 			for _, j := range jobs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.Schedule, zoneOf(j.Zone), when(j.NextRun), when(j.LastRun),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Name, j.Node, j.Schedule, zoneOf(j.Zone), when(j.NextRun), when(j.LastRun),
 					outcome(col, j.LastOutcome), yesNo(j.Enabled), j.Source)
 			}
 			return tw.Flush()
@@ -353,6 +353,7 @@ func (a *app) printCron(st oxios.CronStatus) error {
 		{"Missed", st.Missed},
 		{"Enabled", yesNo(st.Enabled)},
 		{"Source", st.Source},
+		{"Node", st.Node},
 		{"Next run", when(st.NextRun)},
 		{"Last run", when(st.LastRun)},
 		{"Last outcome", outcome(col, st.LastOutcome)},

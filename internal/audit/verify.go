@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/oxios"
@@ -80,11 +81,12 @@ func (l *Log) each(ctx context.Context, from uint64, fn func(seq uint64, e Entry
 	if err != nil {
 		return last, err
 	}
+	unanswered := 0
 	for next := from; ; {
 		// What is stored, at once: a batch that stops short leaves no
 		// fetch waiting behind it, and entries the index counts but the
 		// store lost are not waited for.
-		batch, err := cons.FetchNoWait(int(min(500, last-next+1)))
+		batch, err := fetchNow(ctx, cons, int(min(500, last-next+1)))
 		if err != nil {
 			return last, err
 		}
@@ -105,10 +107,32 @@ func (l *Log) each(ctx context.Context, from uint64, fn func(seq uint64, e Entry
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			if n == 0 && errors.Is(err, nats.ErrNoResponders) && ctx.Err() == nil && unanswered < 100 {
+				unanswered++
+				time.Sleep(20 * time.Millisecond) // not reached yet (see fetchNow)
+				continue
+			}
 			return last, err
 		}
 		if n == 0 {
 			return last, nil
+		}
+	}
+}
+
+// fetchNow is FetchNoWait, asked again while nobody answers: on a
+// cluster, a consumer just made on another node's server is not reached
+// at once.
+func fetchNow(ctx context.Context, cons jetstream.Consumer, n int) (jetstream.MessageBatch, error) {
+	for wait, tries := 5*time.Millisecond, 0; ; wait, tries = min(2*wait, 200*time.Millisecond), tries+1 {
+		batch, err := cons.FetchNoWait(n)
+		if err == nil || !errors.Is(err, nats.ErrNoResponders) || tries == 20 {
+			return batch, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	neturl "net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oxios/oxios/internal/oxios"
@@ -39,6 +40,12 @@ type Options struct {
 	// Instance tells this home's server apart from another's of the same
 	// node name in a cluster's JetStream (whose peers are named by server).
 	Instance string
+	// Precheck, on an embedded cluster, runs on a connection to a server
+	// routed to the peers but without JetStream, before the node joins the
+	// cluster's JetStream: an error (a name another live node holds) stops
+	// the start before this node becomes a peer of the cluster's meta
+	// group, which would outlive it.
+	Precheck func(ctx context.Context, nc *nats.Conn) error
 	Logger   *slog.Logger
 }
 
@@ -100,8 +107,13 @@ func Open(ctx context.Context, o Options) (*Backbone, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) { o.Logger.Info("backbone reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	url := o.URL
+	if url == "" && o.Cluster != nil && o.Precheck != nil {
+		if err := precheck(ctx, o); err != nil {
+			return nil, err
+		}
+	}
 	if url == "" {
-		srv, err := startEmbedded(o)
+		srv, err := startEmbedded(o, true)
 		if err != nil {
 			return nil, err
 		}
@@ -178,11 +190,11 @@ func (b *Backbone) awaitJetStream(ctx context.Context, o Options, url string) er
 	}
 }
 
-func startEmbedded(o Options) (*server.Server, error) {
+func startEmbedded(o Options, js bool) (*server.Server, error) {
 	opts := &server.Options{
 		ServerName:         "oxios-" + o.Name,
 		DontListen:         true,
-		JetStream:          true,
+		JetStream:          js,
 		StoreDir:           o.DataDir,
 		SyncAlways:         o.SyncAlways,
 		SyncInterval:       o.SyncInterval,
@@ -256,6 +268,9 @@ func redact(urls string) string {
 type natsLogger struct {
 	log     *slog.Logger
 	cluster bool
+
+	mu        sync.Mutex
+	routeSaid time.Time // when a failed route was last said
 }
 
 // keyMismatch is logged when a route fails authentication.
@@ -278,6 +293,22 @@ func (l *natsLogger) Fatalf(format string, v ...any) {
 }
 func (l *natsLogger) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, "Error trying to connect to route") {
+		// A peer that is down is tried again every second: said once a
+		// minute, not each time.
+		l.mu.Lock()
+		quiet := time.Since(l.routeSaid) < time.Minute
+		if !quiet {
+			l.routeSaid = time.Now()
+		}
+		l.mu.Unlock()
+		if quiet {
+			l.log.Debug("nats: " + msg)
+		} else {
+			l.log.Warn("nats: "+msg, "note", "a peer that is down is tried again every second; said again in a minute")
+		}
+		return
+	}
 	if l.cluster && strings.Contains(msg, "rid:") && (strings.Contains(msg, "Authorization Violation") || strings.Contains(msg, "authentication error")) {
 		l.log.Error(keyMismatch, "nats", msg)
 		return

@@ -64,6 +64,35 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
+// precheck starts this node's server routed to its peers but without
+// JetStream, waits a moment for the routes to the peers that are up, and
+// runs o.Precheck on a connection to it; the server is stopped after.
+func precheck(ctx context.Context, o Options) error {
+	srv, err := startEmbedded(o, false)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}()
+	deadline := time.Now().Add(routeWait)
+	for srv.NumRoutes() < len(o.Cluster.Peers) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.UserInfo(clientUser, o.Cluster.ClientPassword))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return o.Precheck(ctx, nc)
+}
+
+// routeWait bounds the wait for routes to the peers before the precheck:
+// a peer that is up connects in milliseconds; one that is down is not
+// waited for longer.
+const routeWait = 1500 * time.Millisecond
+
 // Routes is how many of its peers this node's embedded server is routed
 // to (0 without an embedded cluster).
 func (b *Backbone) Routes() int {
@@ -188,6 +217,10 @@ func transient(err error) bool {
 		case api.Code >= 500:
 			return true
 		case api.ErrorCode == jetstream.JSErrCodeStreamNameInUse, api.ErrorCode == 10005: // 10005: no suitable peers yet
+			return true
+		case api.ErrorCode == jetstream.JSErrCodeStreamNotFound:
+			// A stream another node is creating this moment is not yet
+			// found by this one.
 			return true
 		}
 	}

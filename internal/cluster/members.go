@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/bus"
@@ -76,6 +77,7 @@ type Members struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	whois  *nats.Subscription
 }
 
 type member struct {
@@ -110,6 +112,11 @@ func Join(ctx context.Context, o Options) (*Members, error) {
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("watch %s: %w", Bucket, err)
+	}
+	if m.whois, err = m.answerWhois(); err != nil {
+		w.Stop()
+		cancel()
+		return nil, err
 	}
 	m.wg.Add(2)
 	go m.watch(wctx, w)
@@ -226,26 +233,32 @@ func (m *Members) beatOnce(ctx context.Context) {
 	bctx, cancel := context.WithTimeout(ctx, m.beat)
 	defer cancel()
 	nrev, err := m.put(bctx, n, rev)
+	taken := false
 	if isWrongSequence(err) {
 		// A beat that timed out may have landed after all: if the stored
-		// heartbeat is this run's own, go on from its revision.
-		if e, gerr := m.kv.Get(bctx, beatPrefix+n.Name); gerr == nil {
-			var held oxios.Node
-			if json.Unmarshal(e.Value(), &held) == nil && held.Instance == n.Instance && held.StartedAt.Equal(n.StartedAt) {
-				nrev, err = m.put(bctx, n, e.Revision())
-			}
+		// heartbeat is this run's own, go on from its revision. Only
+		// another daemon's heartbeat under this name means it is taken.
+		e, gerr := m.kv.Get(bctx, beatPrefix+n.Name)
+		var held oxios.Node
+		switch {
+		case gerr != nil:
+			err = gerr
+		case json.Unmarshal(e.Value(), &held) == nil && held.Instance == n.Instance && held.StartedAt.Equal(n.StartedAt):
+			nrev, err = m.put(bctx, n, e.Revision())
+		default:
+			taken = true
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
-	case err == nil:
-		m.rev = nrev
-	case isWrongSequence(err):
+	case taken:
 		// Written by someone else: this node's name was taken while it
 		// could not beat (it was declared dead).
 		m.lost = true
 		m.log.Error("this node's name was taken by another daemon while this one could not renew its heartbeat; it no longer beats", "node", m.self.Name)
+	case err == nil:
+		m.rev = nrev
 	case ctx.Err() == nil:
 		m.log.Warn("heartbeat not written", "err", err)
 	}
@@ -346,10 +359,20 @@ func (m *Members) judge(ctx context.Context, now time.Time) {
 	}
 }
 
-// event publishes typ about n once in the cluster, however many nodes see
+// event publishes typ about n (see publish) on its own goroutine: a
+// backbone without a majority must not hold up the judging of the others.
+func (m *Members) event(ctx context.Context, typ string, n oxios.Node) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.publish(ctx, typ, n)
+	}()
+}
+
+// publish stores typ about n once in the cluster, however many nodes see
 // it: its key names the node's run (its start) and, for a suspicion, the
 // beat it was suspected after.
-func (m *Members) event(ctx context.Context, typ string, n oxios.Node) {
+func (m *Members) publish(ctx context.Context, typ string, n oxios.Node) {
 	if m.o.Bus == nil {
 		return
 	}
@@ -407,6 +430,7 @@ func (m *Members) Self() string { return m.self.Name }
 // Leave stops beating and says this node left: its heartbeat is marked
 // left (so the name is free at once) and node.left is published.
 func (m *Members) Leave(ctx context.Context) {
+	m.whois.Unsubscribe()
 	m.cancel()
 	m.wg.Wait()
 	m.mu.Lock()
@@ -420,5 +444,40 @@ func (m *Members) Leave(ctx context.Context) {
 	if _, err := m.put(ctx, n, rev); err != nil {
 		m.log.Warn("heartbeat not marked left", "err", err)
 	}
-	m.event(ctx, "node.left", n)
+	m.publish(ctx, "node.left", n)
+}
+
+// WhoHolds asks the cluster, over plain NATS (no JetStream needed), which
+// live node holds name; a node of another home than instance is a
+// *TakenError. No answer within a moment means none.
+func WhoHolds(ctx context.Context, nc *nats.Conn, name, instance string) error {
+	ctx, cancel := context.WithTimeout(ctx, whoisWait)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, Subject(name, "whois"), nil)
+	if err != nil {
+		return nil // nobody holds it, or its node cannot say: the claim decides
+	}
+	var n oxios.Node
+	if json.Unmarshal(msg.Data, &n) != nil || n.Instance == instance || n.Left {
+		return nil
+	}
+	return &TakenError{Name: name, Address: n.Address, Ago: time.Since(n.BeatAt)}
+}
+
+// whoisWait bounds the wait for the holder of a name to answer.
+const whoisWait = 500 * time.Millisecond
+
+// answerWhois answers WhoHolds for this node's name with its heartbeat.
+func (m *Members) answerWhois() (*nats.Subscription, error) {
+	return m.o.JS.Conn().Subscribe(Subject(m.self.Name, "whois"), func(msg *nats.Msg) {
+		m.mu.Lock()
+		n := m.heartbeat()
+		lost := m.lost
+		m.mu.Unlock()
+		if lost {
+			return
+		}
+		b, _ := json.Marshal(n)
+		msg.Respond(b)
+	})
 }

@@ -120,6 +120,18 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("a second n1 joined: %v", err)
 	}
 
+	// The same, asked over plain NATS before a node joins JetStream.
+	nc := f.o.JS.Conn()
+	if err := WhoHolds(context.Background(), nc, "n1", "elsewhere"); !errors.As(err, &taken) || taken.Address != "http://n1:4200" {
+		t.Fatalf("whois n1 from another home: %v", err)
+	}
+	if err := WhoHolds(context.Background(), nc, "n1", "home1"); err != nil {
+		t.Fatalf("whois n1 from its own home: %v", err)
+	}
+	if err := WhoHolds(context.Background(), nc, "nobody", "x"); err != nil {
+		t.Fatalf("whois of a free name: %v", err)
+	}
+
 	// A graceful leave: left at once, and its name is free.
 	n3.Leave(context.Background())
 	waitState(t, n2, "n3", oxios.NodeLeft, lease)

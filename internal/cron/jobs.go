@@ -28,6 +28,9 @@ func (s *Service) Create(ctx context.Context, d Def) (Status, error) {
 	}
 	d.Source, d.CreatedAt = "api", s.runner.Now().UTC()
 	d.ByAdmin = !supervisor.IsRestricted(ctx)
+	if node, ok := s.otherOwner(d.Name); ok {
+		return Status{}, fmt.Errorf("cron job %s already exists on node %s (remove it first): %w", d.Name, node, oxios.ErrConflict)
+	}
 	s.wmu.Lock()
 	s.mu.Lock()
 	_, taken := s.defs[d.Name]
@@ -76,7 +79,12 @@ func readOnly(name string) error {
 }
 
 // Delete removes an API job and its history; its agents are left alone.
+// Another node's job is deleted by that node.
 func (s *Service) Delete(ctx context.Context, name string) error {
+	if node, ok := s.elsewhere(name); ok {
+		_, err := s.forward(ctx, node, request{Op: "delete", Name: name})
+		return err
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	d, err := s.lookup(name)
@@ -102,6 +110,10 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 // SetEnabled enables or disables an API job. A job enabled again does not
 // catch up what it missed while disabled, now or after a restart.
 func (s *Service) SetEnabled(ctx context.Context, name string, on bool) (Status, error) {
+	if node, ok := s.elsewhere(name); ok {
+		rp, err := s.forward(ctx, node, request{Op: "enable", Name: name, On: on})
+		return rp.Status, err
+	}
 	s.wmu.Lock()
 	d, err := s.lookup(name)
 	if err != nil {
@@ -135,6 +147,10 @@ func (s *Service) SetEnabled(ctx context.Context, name string, on bool) (Status,
 // Trigger fires a job now, whatever its schedule or whether it is
 // enabled; its overlap policy still applies.
 func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
+	if node, ok := s.elsewhere(name); ok {
+		rp, err := s.forward(ctx, node, request{Op: "trigger", Name: name})
+		return rp.Fired, err
+	}
 	if _, err := s.lookup(name); err != nil {
 		return Fired{}, err
 	}
@@ -159,16 +175,20 @@ func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
 	return run, nil
 }
 
-// Get returns a job with its next run and recent runs.
+// Get returns a job with its next run and recent runs: this node's, or
+// else another node's of that name.
 func (s *Service) Get(name string) (Status, error) {
 	d, err := s.lookup(name)
 	if err != nil {
+		if j, ok := s.otherView(name); ok {
+			return j, nil
+		}
 		return Status{}, err
 	}
 	return s.view(d), nil
 }
 
-// List returns every job of this node, by name.
+// List returns every job of the cluster, by name (and node).
 func (s *Service) List() []Status {
 	s.mu.Lock()
 	defs := make([]Def, 0, len(s.defs))
@@ -176,16 +196,22 @@ func (s *Service) List() []Status {
 		defs = append(defs, *d)
 	}
 	s.mu.Unlock()
-	sort.Slice(defs, func(i, j int) bool { return defs[i].Name < defs[j].Name })
-	out := make([]Status, len(defs))
-	for i, d := range defs {
-		out[i] = s.view(d)
+	out := make([]Status, 0, len(defs))
+	for _, d := range defs {
+		out = append(out, s.view(d))
 	}
+	out = append(out, s.otherViews()...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Node < out[j].Node
+	})
 	return out
 }
 
 func (s *Service) view(d Def) Status {
-	j := Status{CronDef: d, Recent: []Fired{}}
+	j := Status{CronDef: d, Node: s.o.Node}
 	if next, ok := s.runner.Next(d.Name); ok && !next.IsZero() {
 		j.NextRun = &next
 	}
@@ -196,9 +222,17 @@ func (s *Service) view(d Def) Status {
 	}
 	j.Error = s.broken[d.Name]
 	s.mu.Unlock()
+	s.outcome(&j, runs)
+	return j
+}
+
+// outcome fills in a job's recent firings, with their agents' states now,
+// and its last run and outcome.
+func (s *Service) outcome(j *Status, runs []Fired) {
+	j.Recent = []Fired{}
 	for _, r := range runs {
 		if r.AgentID != "" {
-			if rec, err := s.o.Agents.Get(r.AgentID); err == nil {
+			if rec, err := s.o.Agents.Stored(r.AgentID); err == nil {
 				r.State = string(rec.State)
 			} else {
 				r.State = "deleted"
@@ -220,5 +254,4 @@ func (s *Service) view(d Def) Status {
 			j.LastOutcome = "error: " + last.Error
 		}
 	}
-	return j
 }

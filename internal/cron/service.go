@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/bus"
@@ -114,7 +115,8 @@ func specError(err error) error {
 // Spawner starts and looks up agents; *supervisor.Supervisor is one.
 type Spawner interface {
 	Spawn(ctx context.Context, spec oxios.Spec) (oxios.Record, error)
-	Get(id string) (oxios.Record, error)
+	// Stored is an agent's last stored record (another node's too).
+	Stored(id string) (oxios.Record, error)
 	List(f supervisor.Filter, limit int, cursor string) ([]oxios.Record, string)
 	// Check validates a spec as Spawn would (its model too).
 	Check(ctx context.Context, spec oxios.Spec) error
@@ -158,6 +160,12 @@ type Service struct {
 	defs   map[string]*Def
 	states map[string]*jobState
 	broken map[string]string // job -> why it cannot be scheduled
+
+	// others are the other nodes' jobs, kept by a watch (cluster.go).
+	others   map[string]map[string]*otherJob
+	watching sync.WaitGroup
+	serving  *nats.Subscription
+	closed   bool
 }
 
 func (s *Service) defKey(name string) string   { return "job." + s.o.Node + "." + name }
@@ -177,7 +185,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
 	s := &Service{o: o, kv: kv, log: o.Logger, runner: o.Runner, defs: map[string]*Def{}, states: map[string]*jobState{},
-		broken: map[string]string{}, done: make(chan struct{})}
+		broken: map[string]string{}, done: make(chan struct{}), others: map[string]map[string]*otherJob{}}
 	drive := s.runner == nil
 	if drive {
 		s.runner = NewRunner()
@@ -187,16 +195,7 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
-	for _, d := range o.Config {
-		d.Source = "config"
-		if old, ok := s.defs[d.Name]; ok && old.Source == "api" {
-			s.log.Warn("a cron job of the config file hides one created through the API", "job", d.Name)
-		}
-		if err := o.Agents.Check(context.Background(), d.Spec); err != nil {
-			s.log.Error("a cron job of the config file has a spec that cannot spawn; its firings will fail", "job", d.Name, "err", err)
-		}
-		s.defs[d.Name] = &d
-	}
+	s.configJobs(ctx)
 	// The runs a job started before a restart that are still going count
 	// for its overlap policy.
 	active := map[string][]string{}
@@ -229,6 +228,10 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if err := s.joinCluster(ctx, rctx); err != nil {
+		cancel()
+		return nil, err
+	}
 	go func() {
 		defer close(s.done)
 		if drive {
@@ -236,6 +239,38 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		}
 	}()
 	return s, nil
+}
+
+// configJobs puts the config file's jobs in place, over an API job of
+// the same name, and stores them, so that the other nodes list them too;
+// stored config jobs the file no longer has are removed.
+func (s *Service) configJobs(ctx context.Context) {
+	inFile := map[string]bool{}
+	for _, d := range s.o.Config {
+		d.Source = "config"
+		inFile[d.Name] = true
+		hidden := false
+		if old, ok := s.defs[d.Name]; ok && old.Source == "api" {
+			s.log.Warn("a cron job of the config file hides one created through the API", "job", d.Name)
+			hidden = true // kept as stored, for when the file no longer has it
+		}
+		if err := s.o.Agents.Check(context.Background(), d.Spec); err != nil {
+			s.log.Error("a cron job of the config file has a spec that cannot spawn; its firings will fail", "job", d.Name, "err", err)
+		}
+		s.defs[d.Name] = &d
+		if data, err := json.Marshal(d); err == nil && !hidden {
+			if _, err := s.kv.Put(ctx, s.defKey(d.Name), data); err != nil {
+				s.log.Warn("store a cron job of the config file", "job", d.Name, "err", err)
+			}
+		}
+	}
+	for name, d := range s.defs {
+		if d.Source == "config" && !inFile[name] {
+			delete(s.defs, name)
+			s.kv.Purge(ctx, s.defKey(name))
+			s.kv.Purge(ctx, s.stateKey(name))
+		}
+	}
 }
 
 // load reads this node's stored jobs and their runs.
@@ -275,8 +310,13 @@ func splitKey(key string) (kind, name string) {
 
 // Close stops firing. Runs already spawned go on as agents.
 func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.serving.Unsubscribe()
 	s.cancel()
 	<-s.done
+	s.watching.Wait()
 }
 
 // schedule hands a copy of d to the runner, with the runs of it that may
@@ -318,7 +358,7 @@ func (s *Service) schedule(d Def, running []string) {
 
 // active reports whether a job's agent is still queued or running.
 func (s *Service) active(id string) bool {
-	r, err := s.o.Agents.Get(id)
+	r, err := s.o.Agents.Stored(id)
 	return err == nil && !r.State.Terminal()
 }
 

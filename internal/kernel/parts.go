@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/agent"
@@ -103,6 +104,11 @@ func (k *Kernel) backbonePart(w *wiring) part {
 				}
 				if o.Instance, err = k.opts.Home.Instance(); err != nil {
 					return err
+				}
+				// A name another live node holds is refused before this node
+				// becomes a peer of the cluster's JetStream.
+				o.Precheck = func(ctx context.Context, nc *nats.Conn) error {
+					return cluster.WhoHolds(ctx, nc, k.node, o.Instance)
 				}
 				c := cfg.Cluster
 				o.Cluster = &backbone.Cluster{Listen: c.Listen, Peers: c.Peers, TLSCert: c.TLSCert, TLSKey: c.TLSKey, TLSCA: c.TLSCA,

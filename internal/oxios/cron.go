@@ -39,6 +39,9 @@ type CronFired struct {
 // CronStatus is a cron job as the API shows it.
 type CronStatus struct {
 	CronDef
+	// Node is the node that fires the job: the one it was created on, or
+	// whose config file has it.
+	Node    string     `json:"node"`
 	NextRun *time.Time `json:"next_run"`
 	LastRun *time.Time `json:"last_run"`
 	// LastOutcome is the state of the last firing's agent (succeeded,

@@ -61,3 +61,51 @@ func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
 func invalid(field, format string, a ...any) error {
 	return &InvalidError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
+
+// WireError carries an error between nodes with its kind, so that the
+// node a client asked answers it as the node that did the work would have.
+type WireError struct {
+	Kind  string `json:"kind"` // not_found, conflict, invalid, unreachable, other
+	Msg   string `json:"msg"`
+	Field string `json:"field,omitempty"`
+}
+
+// ToWire is err as it travels to another node.
+func ToWire(err error) *WireError {
+	var inv *InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return &WireError{Kind: "invalid", Msg: inv.Msg, Field: inv.Field}
+	case errors.Is(err, ErrNotFound):
+		return &WireError{Kind: "not_found", Msg: err.Error()}
+	case errors.Is(err, ErrConflict):
+		return &WireError{Kind: "conflict", Msg: err.Error()}
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrUnreachable):
+		return &WireError{Kind: "unreachable", Msg: err.Error()}
+	}
+	return &WireError{Kind: "other", Msg: err.Error()}
+}
+
+// Err is the error w carries, as answered by node: its message, matching
+// the sentinel of its kind.
+func (w *WireError) Err(node string) error {
+	switch w.Kind {
+	case "invalid":
+		return &InvalidError{Field: w.Field, Msg: w.Msg}
+	case "not_found":
+		return &wireErr{w.Msg, ErrNotFound}
+	case "conflict":
+		return &wireErr{w.Msg, ErrConflict}
+	case "unreachable":
+		return &wireErr{"node " + node + ": " + w.Msg, ErrUnreachable}
+	}
+	return fmt.Errorf("node %s: %s", node, w.Msg)
+}
+
+type wireErr struct {
+	msg  string
+	kind error
+}
+
+func (e *wireErr) Error() string { return e.msg }
+func (e *wireErr) Unwrap() error { return e.kind }

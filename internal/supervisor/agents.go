@@ -128,6 +128,15 @@ func (s *Supervisor) Get(id string) (Record, error) {
 	return r, nil
 }
 
+// Stored returns the last stored record of agent id, this node's or
+// another's, without asking another node.
+func (s *Supervisor) Stored(id string) (Record, error) {
+	if a, err := s.get(id); err == nil {
+		return *a.snap.Load(), nil
+	}
+	return s.owner(id)
+}
+
 // queued fills in where a queued agent stands and why it waits (from
 // waiting, or the scheduler if nil).
 func (s *Supervisor) queued(r *Record, waiting map[string]scheduler.Wait) {

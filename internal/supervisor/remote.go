@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/logfile"
 	"github.com/oxios/oxios/internal/oxios"
 )
@@ -22,9 +22,6 @@ import (
 // is forwarded over NATS request/reply to the node that runs it, on
 // "oxios.node.NAME.agent"; a wait is answered here, from the watch, once
 // the stored record has ended.
-
-// agentSubject is where node answers for its agents.
-func agentSubject(node string) string { return "oxios.node." + node + ".agent" }
 
 // forwardTimeout bounds a forwarded operation that does not wait (get,
 // restart, delete, a log's tail); killTimeout one that waits for the end.
@@ -119,59 +116,12 @@ type request struct {
 
 // reply is the owner's answer.
 type reply struct {
-	Record *Record        `json:"record,omitempty"`
-	Lines  []string       `json:"lines,omitempty"`
-	Data   []byte         `json:"data,omitempty"`
-	Cursor logfile.Cursor `json:"cursor"`
-	Ended  bool           `json:"ended,omitempty"`
-	Err    *wireError     `json:"error,omitempty"`
-}
-
-// wireError carries an error's kind, so that the asking node answers its
-// client as the owner would have.
-type wireError struct {
-	Kind  string `json:"kind"` // not_found, conflict, invalid, closed, other
-	Msg   string `json:"msg"`
-	Field string `json:"field,omitempty"`
-}
-
-func toWire(err error) *wireError {
-	var inv *InvalidError
-	switch {
-	case errors.As(err, &inv):
-		return &wireError{Kind: "invalid", Msg: inv.Msg, Field: inv.Field}
-	case errors.Is(err, ErrNotFound):
-		return &wireError{Kind: "not_found", Msg: err.Error()}
-	case errors.Is(err, ErrConflict):
-		return &wireError{Kind: "conflict", Msg: err.Error()}
-	case errors.Is(err, ErrClosed):
-		return &wireError{Kind: "closed", Msg: err.Error()}
-	}
-	return &wireError{Kind: "other", Msg: err.Error()}
-}
-
-// remoteError is an owner's error, with its message and its kind's
-// sentinel.
-type remoteError struct {
-	msg  string
-	kind error
-}
-
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.kind }
-
-func (w *wireError) err(node string) error {
-	switch w.Kind {
-	case "invalid":
-		return &InvalidError{Field: w.Field, Msg: w.Msg}
-	case "not_found":
-		return &remoteError{w.Msg, ErrNotFound}
-	case "conflict":
-		return &remoteError{w.Msg, ErrConflict}
-	case "closed":
-		return &remoteError{"node " + node + " is shutting down", oxios.ErrUnreachable}
-	}
-	return fmt.Errorf("node %s: %s", node, w.Msg)
+	Record *Record          `json:"record,omitempty"`
+	Lines  []string         `json:"lines,omitempty"`
+	Data   []byte           `json:"data,omitempty"`
+	Cursor logfile.Cursor   `json:"cursor"`
+	Ended  bool             `json:"ended,omitempty"`
+	Err    *oxios.WireError `json:"error,omitempty"`
 }
 
 // forward sends rq to node and returns its reply; a node that does not
@@ -181,20 +131,13 @@ func (s *Supervisor) forward(ctx context.Context, node string, rq request, timeo
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	rq.Deadline = dl.Add(-100 * time.Millisecond) // the owner answers before this node gives up
-	data, _ := json.Marshal(rq)
-	msg, err := s.o.JS.Conn().RequestWithContext(ctx, agentSubject(node), data)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			return reply{}, fmt.Errorf("agent %s runs on node %s, which does not answer (%s): %w", rq.ID, node, s.nodeState(node), oxios.ErrUnreachable)
-		}
+	var rp reply
+	who := fmt.Sprintf("agent %s runs on node %s (%s)", rq.ID, node, s.nodeState(node))
+	if err := cluster.Ask(ctx, s.o.JS.Conn(), node, "agent", rq, &rp, who); err != nil {
 		return reply{}, err
 	}
-	var rp reply
-	if err := json.Unmarshal(msg.Data, &rp); err != nil {
-		return reply{}, fmt.Errorf("node %s answered what this node cannot read: %w", node, err)
-	}
 	if rp.Err != nil {
-		return rp, rp.Err.err(node)
+		return rp, rp.Err.Err(node)
 	}
 	return rp, nil
 }
@@ -213,7 +156,7 @@ func (s *Supervisor) nodeState(node string) string {
 // serveRemote answers the operations other nodes forward for this node's
 // agents, each on its own goroutine, until the supervisor closes.
 func (s *Supervisor) serveRemote() (*nats.Subscription, error) {
-	return s.o.JS.Conn().Subscribe(agentSubject(s.o.Node), func(m *nats.Msg) {
+	return s.o.JS.Conn().Subscribe(cluster.Subject(s.o.Node, "agent"), func(m *nats.Msg) {
 		if !s.beginServe() {
 			return
 		}
@@ -222,7 +165,7 @@ func (s *Supervisor) serveRemote() (*nats.Subscription, error) {
 			var rq request
 			var rp reply
 			if err := json.Unmarshal(m.Data, &rq); err != nil {
-				rp.Err = &wireError{Kind: "invalid", Msg: "a forwarded request that is not JSON", Field: "request"}
+				rp.Err = &oxios.WireError{Kind: "invalid", Msg: "a forwarded request that is not JSON", Field: "request"}
 			} else {
 				rp = s.answer(rq)
 			}
@@ -248,7 +191,7 @@ func (s *Supervisor) answer(rq request) reply {
 	ctx, cancel := context.WithDeadline(s.ctx, rq.Deadline)
 	defer cancel()
 	if _, err := s.get(rq.ID); err != nil {
-		return reply{Err: toWire(err)}
+		return reply{Err: oxios.ToWire(err)}
 	}
 	var rp reply
 	var err error
@@ -270,7 +213,7 @@ func (s *Supervisor) answer(rq request) reply {
 		err = &InvalidError{Field: "op", Msg: fmt.Sprintf("unknown forwarded operation %q", rq.Op)}
 	}
 	if err != nil {
-		return reply{Err: toWire(err)}
+		return reply{Err: oxios.ToWire(err)}
 	}
 	if rec.ID != "" {
 		rp.Record = &rec
