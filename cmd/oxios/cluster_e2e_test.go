@@ -28,6 +28,12 @@ import (
 // seen soon.
 const clusterLease = 2 * time.Second
 
+// slowStart gives a node's start longer than the default 15 s: a cluster
+// is ready once most of its nodes are up and have elected their leaders,
+// which takes longer with several clusters on two cores under the race
+// detector.
+const slowStart = "[daemon]\nready_timeout = \"60s\"\n"
+
 // clusterOf makes n homes of one cluster: nodes n1..nN, each with the
 // cluster key that 'oxios cluster init' wrote on n1, and the config that
 // conf gives node i (1-based).
@@ -93,8 +99,8 @@ func embeddedConf(routes []string) func(i int) string {
 				peers = append(peers, fmt.Sprintf("%q", r))
 			}
 		}
-		return fmt.Sprintf("node = \"n%d\"\nnode_labels = {zone = \"z%d\"}\n[cluster]\nlisten = %q\npeers = [%s]\nlease = %q\n",
-			i, i, routes[i-1], strings.Join(peers, ", "), clusterLease)
+		return fmt.Sprintf("node = \"n%d\"\nnode_labels = {zone = \"z%d\"}\n%s[cluster]\nlisten = %q\npeers = [%s]\nlease = %q\n",
+			i, i, slowStart, routes[i-1], strings.Join(peers, ", "), clusterLease)
 	}
 }
 
@@ -117,8 +123,8 @@ func TestExternalCluster(t *testing.T) {
 	}
 	urls := natsCluster(t, 3)
 	conf := func(i int) string {
-		return fmt.Sprintf("node = \"n%d\"\nnode_labels = {zone = \"z%d\"}\n[backbone]\nurl = %q\nreplicas = 3\n[cluster]\nlease = %q\n",
-			i, i, strings.Join(urls, ","), clusterLease)
+		return fmt.Sprintf("node = \"n%d\"\nnode_labels = {zone = \"z%d\"}\n%s[backbone]\nurl = %q\nreplicas = 3\n[cluster]\nlease = %q\n",
+			i, i, slowStart, strings.Join(urls, ","), clusterLease)
 	}
 	nodes := clusterOf(t, 3, conf)
 	startAll(t, nodes)

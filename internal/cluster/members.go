@@ -232,23 +232,7 @@ func (m *Members) beatOnce(ctx context.Context) {
 	m.mu.Unlock()
 	bctx, cancel := context.WithTimeout(ctx, m.beat)
 	defer cancel()
-	nrev, err := m.put(bctx, n, rev)
-	taken := false
-	if isWrongSequence(err) {
-		// A beat that timed out may have landed after all: if the stored
-		// heartbeat is this run's own, go on from its revision. Only
-		// another daemon's heartbeat under this name means it is taken.
-		e, gerr := m.kv.Get(bctx, beatPrefix+n.Name)
-		var held oxios.Node
-		switch {
-		case gerr != nil:
-			err = gerr
-		case json.Unmarshal(e.Value(), &held) == nil && held.Instance == n.Instance && held.StartedAt.Equal(n.StartedAt):
-			nrev, err = m.put(bctx, n, e.Revision())
-		default:
-			taken = true
-		}
-	}
+	nrev, taken, err := m.putOwn(bctx, n, rev)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -262,6 +246,27 @@ func (m *Members) beatOnce(ctx context.Context) {
 	case ctx.Err() == nil:
 		m.log.Warn("heartbeat not written", "err", err)
 	}
+}
+
+// putOwn writes n as this node's heartbeat over revision rev. A beat
+// that timed out may have landed after all: if the stored heartbeat is
+// this run's own, the write is made again over its revision. Only another
+// daemon's heartbeat under this name means the name is taken.
+func (m *Members) putOwn(ctx context.Context, n oxios.Node, rev uint64) (uint64, bool, error) {
+	nrev, err := m.put(ctx, n, rev)
+	if !isWrongSequence(err) {
+		return nrev, false, err
+	}
+	e, err := m.kv.Get(ctx, beatPrefix+n.Name)
+	if err != nil {
+		return 0, false, err
+	}
+	var held oxios.Node
+	if json.Unmarshal(e.Value(), &held) != nil || held.Instance != n.Instance || !held.StartedAt.Equal(n.StartedAt) {
+		return 0, true, nil
+	}
+	nrev, err = m.put(ctx, n, e.Revision())
+	return nrev, false, err
 }
 
 // watch follows every node's heartbeat.
@@ -441,8 +446,8 @@ func (m *Members) Leave(ctx context.Context) {
 		return
 	}
 	n.Left = true
-	if _, err := m.put(ctx, n, rev); err != nil {
-		m.log.Warn("heartbeat not marked left", "err", err)
+	if _, taken, err := m.putOwn(ctx, n, rev); err != nil || taken {
+		m.log.Warn("heartbeat not marked left", "err", err, "taken", taken)
 	}
 	m.publish(ctx, "node.left", n)
 }
@@ -453,9 +458,20 @@ func (m *Members) Leave(ctx context.Context) {
 func WhoHolds(ctx context.Context, nc *nats.Conn, name, instance string) error {
 	ctx, cancel := context.WithTimeout(ctx, whoisWait)
 	defer cancel()
-	msg, err := nc.RequestWithContext(ctx, Subject(name, "whois"), nil)
-	if err != nil {
-		return nil // nobody holds it, or its node cannot say: the claim decides
+	var msg *nats.Msg
+	for {
+		var err error
+		if msg, err = nc.RequestWithContext(ctx, Subject(name, "whois"), nil); err == nil {
+			break
+		}
+		// No one may hold it, or the holder's interest has not crossed
+		// the routes just made: asked again until the wait is over. Then
+		// the claim in the nodes bucket decides.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	var n oxios.Node
 	if json.Unmarshal(msg.Data, &n) != nil || n.Instance == instance || n.Left {
