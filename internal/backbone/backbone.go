@@ -148,14 +148,18 @@ func Open(ctx context.Context, o Options) (*Backbone, error) {
 	return b, nil
 }
 
+// externalWait bounds how long an external NATS that answers JetStream
+// requests with a transient error (no leader yet) is waited for at boot.
+const externalWait = 10 * time.Second
+
 // awaitJetStream fails at boot, with a clear message, when JetStream is
 // not there. A clustered server answers only once its peers have elected
 // a meta leader: it is waited for until ctx ends, saying so every few
 // seconds.
 func (b *Backbone) awaitJetStream(ctx context.Context, o Options, url string) error {
 	attempt := oxios.BackboneTimeout
-	if o.Cluster != nil {
-		attempt = 2 * time.Second
+	if o.Cluster != nil || o.URL != "" {
+		attempt = 2 * time.Second // and again: a cluster may be electing
 	}
 	started := time.Now()
 	said := started
@@ -173,13 +177,18 @@ func (b *Backbone) awaitJetStream(ctx context.Context, o Options, url string) er
 			if o.Cluster == nil {
 				return fmt.Errorf("NATS at %s does not have JetStream enabled (start nats-server with -js)", redact(url))
 			}
-		case o.Cluster == nil:
+		case o.Cluster == nil && (!transient(err) || time.Since(started) > externalWait):
+			// An external cluster electing a leader answers in a moment;
+			// anything else, or longer, is an error to report.
 			return fmt.Errorf("JetStream at %s: %w", redact(url), err)
 		}
 		if ctx.Err() != nil {
+			if o.Cluster == nil {
+				return fmt.Errorf("JetStream at %s: %w", redact(url), err)
+			}
 			return fmt.Errorf("the cluster's JetStream did not answer (%d of %d peers routed): %w", b.srv.NumRoutes(), len(o.Cluster.Peers), ctx.Err())
 		}
-		if time.Since(said) >= 5*time.Second {
+		if o.Cluster != nil && time.Since(said) >= 5*time.Second {
 			said = time.Now()
 			o.Logger.Warn("waiting for the cluster: JetStream needs a majority of the nodes up", "routed_peers", b.srv.NumRoutes(), "peers", strings.Join(o.Cluster.Peers, ","), "err", err)
 		}
