@@ -557,3 +557,66 @@ func TestClusterDashboard(t *testing.T) {
 	until(t, ctx, "n1 runs nothing", `document.querySelector("#page").textContent.includes("Running agents (0)")`, 10*time.Second)
 	shot(t, ctx, "overview-n1")
 }
+
+// A single node with an audit trail becomes the first node of a cluster:
+// 'cluster init' adopts its audit key; a start with its single-node store
+// is refused (a cluster would delete that store), naming what to do; with
+// the store moved aside the cluster starts, and the old trail, from the
+// backup taken before, still verifies.
+func TestSingleNodeBecomesFirstNode(t *testing.T) {
+	routes := backbonetest.FreePorts(t, 3)
+	nodes := clusterOf(t, 3, embeddedConf(routes))
+	n1 := nodes[0]
+	// clusterOf wrote the key; this home is a single node first, with its
+	// own audit key.
+	os.Remove(filepath.Join(n1.home, "secrets", "cluster.key"))
+	conf := filepath.Join(n1.home, "config.toml")
+	clusterConf, _ := os.ReadFile(conf)
+	os.WriteFile(conf, []byte("node = \"n1\"\n"), 0o600)
+	n1.start()
+	if r := n1.oxios("agent", "spawn", "--wait", "--", "true"); r.code != 0 {
+		t.Fatalf("spawn on the single node: %s", r)
+	}
+	archive := filepath.Join(t.TempDir(), "single.tar.gz")
+	if r := n1.oxios("backup", archive); r.code != 0 {
+		t.Fatalf("backup: %s", r)
+	}
+	if r := n1.oxios("stop"); r.code != 0 {
+		t.Fatal(r)
+	}
+	r := n1.oxios("cluster", "init")
+	if r.code != 0 || !strings.Contains(r.stdout, "audit key") {
+		t.Fatalf("cluster init on a home with an audit trail: %s", r)
+	}
+	key, _ := os.ReadFile(filepath.Join(n1.home, "secrets", "cluster.key"))
+	own, _ := os.ReadFile(filepath.Join(n1.home, "secrets", "audit.key"))
+	if string(key) != string(own) {
+		t.Fatal("the cluster key is not the home's audit key")
+	}
+	for _, e := range nodes[1:] {
+		os.WriteFile(filepath.Join(e.home, "secrets", "cluster.key"), key, 0o600)
+	}
+	os.WriteFile(conf, clusterConf, 0o600)
+	if r := n1.oxios("start", "--listen", n1.listen); r.code != 2 || !strings.Contains(r.stderr, "holds the JetStream store of a single node") {
+		t.Fatalf("a clustered start on a single node's store: %s (want exit 2 saying why)", r)
+	}
+	if err := os.Rename(filepath.Join(n1.home, "data"), filepath.Join(n1.home, "data.single")); err != nil {
+		t.Fatal(err)
+	}
+	startAll(t, nodes)
+	for i, e := range nodes {
+		if r := e.oxios("audit", "verify"); r.code != 0 {
+			t.Fatalf("audit verify on n%d: %s", i+1, r)
+		}
+	}
+	// The old trail, restored from the backup onto a single node.
+	old := anotherEnv(t)
+	if r := old.oxios("restore", archive); r.code != 0 {
+		t.Fatalf("restore the single node's backup: %s", r)
+	}
+	old.start()
+	old.stopAtEnd()
+	if r := old.oxios("audit", "verify", "-o", "json"); r.code != 0 || !strings.Contains(r.stdout, `"ok": true`) {
+		t.Fatalf("the single node's trail from its backup: %s", r)
+	}
+}

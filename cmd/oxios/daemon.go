@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oxios/oxios/internal/client"
+	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
@@ -85,6 +86,9 @@ func (a *app) prepare(listen string) (config.Home, config.Config, string, error)
 		// Checked before anything starts: a node without the key would
 		// only be refused at the routes.
 		if _, err := cluster.LoadKey(h.ClusterKeyPath()); err != nil {
+			return h, cfg, path, usageError("cluster.listen: %v", err)
+		}
+		if err := backbone.CheckDataFor(h.DataDir()); err != nil {
 			return h, cfg, path, usageError("cluster.listen: %v", err)
 		}
 	}

@@ -186,11 +186,11 @@ func (b *Backbone) awaitJetStream(ctx context.Context, o Options, url string) er
 			if o.Cluster == nil {
 				return fmt.Errorf("JetStream at %s: %w", redact(url), err)
 			}
-			return fmt.Errorf("the cluster's JetStream did not answer (%d of %d peers routed): %w", b.srv.NumRoutes(), len(o.Cluster.Peers), ctx.Err())
+			return fmt.Errorf("the cluster's JetStream did not answer (%d of %d peers routed): %w", peersRouted(b.srv), len(o.Cluster.Peers), ctx.Err())
 		}
 		if o.Cluster != nil && time.Since(said) >= 5*time.Second {
 			said = time.Now()
-			o.Logger.Warn("waiting for the cluster: JetStream needs a majority of the nodes up", "routed_peers", b.srv.NumRoutes(), "peers", strings.Join(o.Cluster.Peers, ","), "err", err)
+			o.Logger.Warn("waiting for the cluster: JetStream needs a majority of the nodes up", "routed_peers", peersRouted(b.srv), "peers", strings.Join(o.Cluster.Peers, ","), "err", err)
 		}
 		select {
 		case <-ctx.Done():

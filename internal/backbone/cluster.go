@@ -2,11 +2,14 @@ package backbone
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	neturl "net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -43,6 +46,11 @@ func clusterOptions(opts *server.Options, c *Cluster) error {
 		if err != nil {
 			return fmt.Errorf("cluster.tls_cert: %w", err)
 		}
+		// As nats-server's own config does for clusters: both ends verify,
+		// and a route is a client of its peer too, so the CA is also the
+		// root its peers' certificates are checked against.
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		tc.RootCAs = tc.ClientCAs
 		opts.Cluster.TLSConfig = tc
 		opts.Cluster.TLSTimeout = 2
 	}
@@ -77,7 +85,7 @@ func precheck(ctx context.Context, o Options) error {
 		srv.WaitForShutdown()
 	}()
 	deadline := time.Now().Add(routeWait)
-	for srv.NumRoutes() < len(o.Cluster.Peers) && time.Now().Before(deadline) && ctx.Err() == nil {
+	for peersRouted(srv) < len(o.Cluster.Peers) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 	nc, err := nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.UserInfo(clientUser, o.Cluster.ClientPassword))
@@ -99,7 +107,21 @@ func (b *Backbone) Routes() int {
 	if b.srv == nil {
 		return 0
 	}
-	return b.srv.NumRoutes()
+	return peersRouted(b.srv)
+}
+
+// peersRouted counts the servers srv has routes to: a peer is reached by
+// a pool of several route connections.
+func peersRouted(srv *server.Server) int {
+	rz, err := srv.Routez(nil)
+	if err != nil {
+		return 0
+	}
+	peers := map[string]bool{}
+	for _, r := range rz.Routes {
+		peers[r.RemoteID] = true
+	}
+	return len(peers)
 }
 
 // retryingJS is JetStream on a cluster: creating a stream or bucket rides
@@ -225,4 +247,23 @@ func transient(err error) bool {
 		}
 	}
 	return false
+}
+
+// ErrStandaloneData is a home whose data directory holds a single
+// server's JetStream store, started as a node of a cluster: JetStream does
+// not take a single server's streams into a cluster (it deletes them, as
+// orphans, once the cluster has formed), so the start is refused.
+var ErrStandaloneData = errors.New("holds the JetStream store of a single node, which a cluster would delete as orphaned: take a backup first (oxios backup single.tar.gz, while it runs as a single node), then move the data directory aside (it is kept, not read) and start again; the audit key stays the cluster key, so the old trail still verifies from the backup")
+
+// CheckDataFor refuses, for an embedded cluster, a data directory that
+// holds a single server's store (see ErrStandaloneData).
+func CheckDataFor(dataDir string) error {
+	streams, _ := os.ReadDir(filepath.Join(dataDir, "jetstream", "$G", "streams"))
+	if len(streams) == 0 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "jetstream", "$SYS", "_js_")); err == nil {
+		return nil // a cluster's store already
+	}
+	return fmt.Errorf("%s %w", dataDir, ErrStandaloneData)
 }

@@ -102,6 +102,9 @@ func (k *Kernel) backbonePart(w *wiring) part {
 				if err != nil {
 					return err
 				}
+				if err := backbone.CheckDataFor(k.opts.Home.DataDir()); err != nil {
+					return err
+				}
 				if o.Instance, err = k.opts.Home.Instance(); err != nil {
 					return err
 				}
