@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/backbone"
+	"github.com/oxios/oxios/internal/client"
 	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/daemon"
