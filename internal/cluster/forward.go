@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/oxios"
 )
@@ -34,4 +35,27 @@ func Ask(ctx context.Context, nc *nats.Conn, node, what string, req, reply any, 
 		return fmt.Errorf("node %s answered what this node cannot read: %w", node, err)
 	}
 	return nil
+}
+
+// Follow hands every update of w to apply until ctx ends or w closes,
+// then stops w. ready, if not nil, is closed once the values stored when
+// the watch began have been applied.
+func Follow(ctx context.Context, w jetstream.KeyWatcher, ready chan<- struct{}, apply func(jetstream.KeyValueEntry)) {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return
+			case e != nil:
+				apply(e)
+			case ready != nil:
+				close(ready)
+				ready = nil
+			}
+		}
+	}
 }

@@ -272,20 +272,7 @@ func (m *Members) putOwn(ctx context.Context, n oxios.Node, rev uint64) (uint64,
 // watch follows every node's heartbeat.
 func (m *Members) watch(ctx context.Context, w jetstream.KeyWatcher) {
 	defer m.wg.Done()
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e != nil {
-				m.update(ctx, e)
-			}
-		}
-	}
+	Follow(ctx, w, nil, func(e jetstream.KeyValueEntry) { m.update(ctx, e) })
 }
 
 // update takes one heartbeat, or the marker of one that expired or was

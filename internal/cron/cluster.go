@@ -65,25 +65,7 @@ func (s *Service) joinCluster(ctx, run context.Context) error {
 
 func (s *Service) watchOthers(ctx context.Context, w jetstream.KeyWatcher, ready chan struct{}) {
 	defer s.watching.Done()
-	defer w.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				if ready != nil {
-					close(ready)
-					ready = nil
-				}
-				continue
-			}
-			s.other(e)
-		}
-	}
+	cluster.Follow(ctx, w, ready, s.other)
 }
 
 // other takes one change of another node's job or state.

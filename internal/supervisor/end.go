@@ -123,16 +123,7 @@ func (s *Supervisor) Stats(since time.Time, node string) Stats {
 			cost, priced = cost+*u.CostUSD, true
 		}
 	}
-	s.mu.Lock()
-	for _, a := range s.agents {
-		add(a.snap.Load())
-	}
-	s.mu.Unlock()
-	s.remote.mu.Lock()
-	for _, r := range s.remote.recs {
-		add(r)
-	}
-	s.remote.mu.Unlock()
+	s.eachRecord(add)
 	if priced {
 		st.Usage.CostUSD = &cost
 	}
@@ -151,15 +142,21 @@ func (s *Supervisor) ByNode() map[string]map[State]int {
 		}
 		out[r.Node][r.State]++
 	}
+	s.eachRecord(add)
+	return out
+}
+
+// eachRecord calls fn with the last stored record of every agent of the
+// cluster: this node's, then the others'.
+func (s *Supervisor) eachRecord(fn func(*Record)) {
 	s.mu.Lock()
 	for _, a := range s.agents {
-		add(a.snap.Load())
+		fn(a.snap.Load())
 	}
 	s.mu.Unlock()
 	s.remote.mu.Lock()
 	for _, r := range s.remote.recs {
-		add(r)
+		fn(r)
 	}
 	s.remote.mu.Unlock()
-	return out
 }

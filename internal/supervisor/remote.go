@@ -66,41 +66,29 @@ func (r *remote) set(id string, rec *Record) {
 // closed once the records stored at its start are in.
 func (s *Supervisor) watchRemote(w jetstream.KeyWatcher, ready chan<- struct{}) {
 	defer s.watching.Done()
-	defer w.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil {
-				if ready != nil {
-					close(ready)
-					ready = nil
-				}
-				continue
-			}
-			if e.Operation() != jetstream.KeyValuePut {
-				s.remote.set(e.Key(), nil)
-				continue
-			}
-			var r Record
-			if json.Unmarshal(e.Value(), &r) != nil || r.ID != e.Key() {
-				continue
-			}
-			if r.Node == s.o.Node {
-				// This node's own, known better in s.agents; one another
-				// node had is gone from the remote index.
-				if _, ok := s.remote.get(r.ID); ok {
-					s.remote.set(r.ID, nil)
-				}
-				continue
-			}
-			s.remote.set(r.ID, &r)
-		}
+	cluster.Follow(s.ctx, w, ready, s.remoteUpdate)
+}
+
+// remoteUpdate takes one change of the agents bucket into the remote
+// index.
+func (s *Supervisor) remoteUpdate(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		s.remote.set(e.Key(), nil)
+		return
 	}
+	var r Record
+	if json.Unmarshal(e.Value(), &r) != nil || r.ID != e.Key() {
+		return
+	}
+	if r.Node == s.o.Node {
+		// This node's own, known better in s.agents; one another node had
+		// is gone from the remote index.
+		if _, ok := s.remote.get(r.ID); ok {
+			s.remote.set(r.ID, nil)
+		}
+		return
+	}
+	s.remote.set(r.ID, &r)
 }
 
 // request is an operation forwarded to the node that runs an agent.
