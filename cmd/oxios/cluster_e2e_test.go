@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/oxios"
 )
 
@@ -267,6 +268,7 @@ func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
 	clusterCron(t, n1, n2, n3)
 	clusterAudit(t, nodes)
 	clusterTokens(t, nodes)
+	noClusterSecrets(t, nodes)
 
 	// A second daemon with n1's name is refused while n1 lives.
 	dup := anotherEnv(t)
@@ -442,6 +444,36 @@ func clusterCron(t *testing.T, n1, n2, n3 *env) {
 	}
 	if r := n1.oxios("cron", "get", "tick"); r.code == 0 {
 		t.Fatalf("n1 still has the job n3 removed: %s", r)
+	}
+}
+
+// noClusterSecrets looks, as an attacker with a viewer's reach would, for
+// the cluster key and the passwords derived from it in everything a node
+// shows or logs: none is there.
+func noClusterSecrets(t *testing.T, nodes []*env) {
+	hexKey, _ := os.ReadFile(filepath.Join(nodes[0].home, "secrets", "cluster.key"))
+	key, err := cluster.LoadKey(filepath.Join(nodes[0].home, "secrets", "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{strings.TrimSpace(string(hexKey)), cluster.Derive(key, "route"), cluster.Derive(key, "client")}
+	for i, e := range nodes {
+		var seen strings.Builder
+		log, _ := os.ReadFile(filepath.Join(e.home, "logs", "oxios.log"))
+		seen.Write(log)
+		for _, path := range []string{"/api/v1/system", "/api/v1/nodes", "/api/v1/overview", "/api/v1/agents", "/api/v1/audit", "/metrics"} {
+			_, body := e.get(path, e.token())
+			seen.WriteString(body)
+		}
+		for _, args := range [][]string{{"config", "show"}, {"status", "-o", "json"}, {"events", "-o", "json"}} {
+			r := e.oxios(args...)
+			seen.WriteString(r.stdout + r.stderr)
+		}
+		for j, s := range secrets {
+			if strings.Contains(seen.String(), s) {
+				t.Fatalf("n%d shows secret %d of the cluster key", i+1, j)
+			}
+		}
 	}
 }
 
