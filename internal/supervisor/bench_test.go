@@ -24,6 +24,12 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
+// reportMs reports the median and 99th percentile of lat in milliseconds.
+func reportMs(b *testing.B, lat []time.Duration) {
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+}
+
 // pollRunning waits until the agent is running with a PID other than old.
 func (e *env) pollRunning(tb testing.TB, id string, old int) {
 	deadline := time.Now().Add(10 * time.Second)
@@ -56,8 +62,7 @@ func BenchmarkSpawnToRunning(b *testing.B) {
 		e.sup.Kill(ctx, r.ID, 0)
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	reportMs(b, lat)
 }
 
 // BenchmarkFirstRestart measures a crash (SIGKILL of the agent's process)
@@ -84,8 +89,7 @@ func BenchmarkFirstRestart(b *testing.B) {
 		e.pollRunning(b, r.ID, pid)
 		lat = append(lat, time.Since(t0))
 	}
-	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	reportMs(b, lat)
 }
 
 // BenchmarkStartMany spawns N sleep agents at once and measures the time

@@ -72,8 +72,13 @@ func (s *Supervisor) watchRemote(w jetstream.KeyWatcher, ready chan<- struct{}) 
 // remoteUpdate takes one change of the agents bucket into the remote
 // index.
 func (s *Supervisor) remoteUpdate(e jetstream.KeyValueEntry) {
+	if _, err := s.get(e.Key()); err == nil {
+		return // this node's own write, known better in s.agents: not decoded again
+	}
 	if e.Operation() != jetstream.KeyValuePut {
-		s.remote.set(e.Key(), nil)
+		if _, ok := s.remote.get(e.Key()); ok {
+			s.remote.set(e.Key(), nil)
+		}
 		return
 	}
 	var r Record

@@ -219,8 +219,7 @@ func BenchmarkAgentKill(b *testing.B) {
 				}
 				lat = append(lat, time.Since(t0))
 			}
-			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+			reportMs(b, lat)
 		})
 	}
 }
