@@ -20,10 +20,14 @@ import (
 )
 
 // Bucket holds the nodes' heartbeats, "hb.NAME", each with a TTL of one
-// lease, and each node's last config hash, "NAME.config".
+// lease, the drained nodes, "drain.NAME", and each node's last config
+// hash, "NAME.config".
 const Bucket = "nodes"
 
-const beatPrefix = "hb."
+const (
+	beatPrefix  = "hb."
+	drainPrefix = "drain."
+)
 
 // forget is how long a dead or departed node stays in the list.
 const forget = time.Hour
@@ -41,9 +45,14 @@ type Options struct {
 	// Self is this node's heartbeat: Name, Address, Route, Version,
 	// Labels and Instance; the rest is filled in.
 	Self oxios.Node
-	// Lease is how long a node that stops beating stays alive; it beats
-	// every fifth of it.
-	Lease  time.Duration
+	// Lease is how long a node that stops beating stays alive.
+	Lease time.Duration
+	// Beat is how often it beats; 0 is a fifth of the lease.
+	Beat time.Duration
+	// Fence makes a node that cannot renew its heartbeat for a lease (less
+	// a beat) stop its agents (OnFence): on a cluster, the other nodes take
+	// them over. A single node has no one to hand them to, and never fences.
+	Fence  bool
 	Bus    Publisher
 	Logger *slog.Logger
 }
@@ -67,13 +76,20 @@ type Members struct {
 	kv   jetstream.KeyValue
 	beat time.Duration
 	log  *slog.Logger
-	load atomic.Pointer[func() (running, free int)]
+	load atomic.Pointer[func() (running, free, limit int)]
 
 	mu    sync.Mutex
 	self  oxios.Node
 	rev   uint64 // of this node's heartbeat
 	nodes map[string]*member
 	lost  bool // another node took this one's name
+	// renewed is when the last heartbeat that was stored was sent; fenced
+	// is set while this node's agents are stopped because it could not
+	// renew it for a lease.
+	renewed time.Time
+	fenced  bool
+	drained map[string]bool
+	onFence, onRejoin func()
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,18 +113,23 @@ func Join(ctx context.Context, o Options) (*Members, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
-	m := &Members{o: o, kv: kv, beat: o.Lease / 5, log: o.Logger, nodes: map[string]*member{}}
+	if o.Beat <= 0 {
+		o.Beat = o.Lease / 5
+	}
+	m := &Members{o: o, kv: kv, beat: o.Beat, log: o.Logger, nodes: map[string]*member{}, drained: map[string]bool{}}
 	m.self = o.Self
 	m.self.StartedAt = time.Now().UTC().Truncate(time.Millisecond)
 	m.self.State = oxios.NodeAlive
-	if err := m.claim(ctx); err != nil {
+	sent := time.Now()
+	if m.rev, err = m.claim(ctx); err != nil {
 		return nil, err
 	}
+	m.renewed = sent
 	m.self.BeatAt = time.Now().UTC()
 	m.nodes[m.self.Name] = &member{node: m.self, seen: time.Now(), state: oxios.NodeAlive}
 	wctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	w, err := kv.Watch(ctx, beatPrefix+"*")
+	w, err := kv.WatchFiltered(ctx, []string{beatPrefix + "*", drainPrefix + "*"})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("watch %s: %w", Bucket, err)
@@ -118,9 +139,10 @@ func Join(ctx context.Context, o Options) (*Members, error) {
 		cancel()
 		return nil, err
 	}
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.watch(wctx, w)
 	go m.keepBeating(wctx)
+	go m.watchLease(wctx)
 	m.event(ctx, "node.joined", m.self)
 	return m, nil
 }
@@ -135,7 +157,7 @@ func BucketConfig(replicas int, lease time.Duration) jetstream.KeyValueConfig {
 // claim writes this node's first heartbeat, unless a live node of another
 // home holds the name. A heartbeat of this home's (the daemon before this
 // one, killed less than a lease ago) or of a node that left is taken over.
-func (m *Members) claim(ctx context.Context) error {
+func (m *Members) claim(ctx context.Context) (uint64, error) {
 	key := beatPrefix + m.self.Name
 	for range 3 {
 		e, err := m.kv.Get(ctx, key)
@@ -147,28 +169,26 @@ func (m *Members) claim(ctx context.Context) error {
 				continue // another daemon of this name, this instant: look again
 			}
 			if err != nil {
-				return fmt.Errorf("claim node name %q: %w", m.self.Name, err)
+				return 0, fmt.Errorf("claim node name %q: %w", m.self.Name, err)
 			}
-			m.rev = rev
-			return nil
+			return rev, nil
 		case err != nil:
-			return fmt.Errorf("claim node name %q: %w", m.self.Name, err)
+			return 0, fmt.Errorf("claim node name %q: %w", m.self.Name, err)
 		}
 		var held oxios.Node
 		if json.Unmarshal(e.Value(), &held) == nil && held.Instance != m.self.Instance && !held.Left {
-			return &TakenError{Name: m.self.Name, Address: held.Address, Ago: time.Since(e.Created())}
+			return 0, &TakenError{Name: m.self.Name, Address: held.Address, Ago: time.Since(e.Created())}
 		}
 		rev, err := m.put(ctx, m.heartbeat(), e.Revision())
 		if isWrongSequence(err) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("claim node name %q: %w", m.self.Name, err)
+			return 0, fmt.Errorf("claim node name %q: %w", m.self.Name, err)
 		}
-		m.rev = rev
-		return nil
+		return rev, nil
 	}
-	return fmt.Errorf("claim node name %q: another daemon keeps writing it", m.self.Name)
+	return 0, fmt.Errorf("claim node name %q: another daemon keeps writing it", m.self.Name)
 }
 
 // heartbeat is this node's entry as of now.
@@ -176,9 +196,9 @@ func (m *Members) heartbeat() oxios.Node {
 	n := m.self
 	n.BeatAt = time.Now().UTC()
 	if f := m.load.Load(); f != nil {
-		n.Running, n.FreeSlots = (*f)()
+		n.Running, n.FreeSlots, n.MaxRunning = (*f)()
 	}
-	n.State, n.SeenAgo = "", ""
+	n.State, n.SeenAgo, n.Drained = "", "", false
 	return n
 }
 
@@ -199,8 +219,71 @@ func isWrongSequence(err error) bool {
 	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == 10164)
 }
 
-// SetLoad sets what each heartbeat says of this node's agents.
-func (m *Members) SetLoad(f func() (running, free int)) { m.load.Store(&f) }
+// SetLoad sets what each heartbeat says of this node's agents: how many
+// run, how many more its scheduler admits, and its limit.
+func (m *Members) SetLoad(f func() (running, free, limit int)) { m.load.Store(&f) }
+
+// OnFence sets what stops this node's agents when it cannot renew its
+// heartbeat (see Options.Fence), and onRejoin what takes back those still
+// its own once it can again. Both are called on their own goroutine, one
+// at a time.
+func (m *Members) OnFence(fence, rejoin func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.onFence, m.onRejoin = fence, rejoin
+}
+
+// Fenced reports whether this node has stopped its agents because it
+// could not renew its heartbeat.
+func (m *Members) Fenced() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fenced
+}
+
+// watchLease fences this node once its last stored heartbeat was sent a
+// lease less one beat ago: the other nodes can declare it dead no sooner
+// than a lease after that, so its agents stop before they are started
+// elsewhere. A daemon paused (SIGSTOP) past that fences itself first
+// thing when it runs again: the check is on the monotonic clock, and runs
+// four times a beat.
+func (m *Members) watchLease(ctx context.Context) {
+	defer m.wg.Done()
+	if !m.o.Fence {
+		return
+	}
+	t := time.NewTicker(max(m.beat/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.checkLease(time.Now())
+		}
+	}
+}
+
+// checkLease fences this node if its heartbeat has not been renewed for
+// a lease less one beat.
+func (m *Members) checkLease(now time.Time) {
+	if !m.o.Fence {
+		return
+	}
+	m.mu.Lock()
+	if m.fenced || m.lost || now.Sub(m.renewed) < m.o.Lease-m.beat {
+		m.mu.Unlock()
+		return
+	}
+	m.fenced = true
+	fence, since := m.onFence, m.renewed
+	m.mu.Unlock()
+	m.log.Error("this node could not renew its heartbeat for a lease: it stops its agents (fenced), which the other nodes take over",
+		"node", m.self.Name, "last_renewed", since.UTC().Format(time.RFC3339Nano), "lease", m.o.Lease)
+	if fence != nil {
+		fence()
+	}
+}
 
 // keepBeating writes this node's heartbeat every beat and judges the
 // others' at every half beat.
@@ -223,6 +306,9 @@ func (m *Members) keepBeating(ctx context.Context) {
 }
 
 func (m *Members) beatOnce(ctx context.Context) {
+	// A daemon that was paused past its lease fences itself before it
+	// writes anything.
+	m.checkLease(time.Now())
 	m.mu.Lock()
 	if m.lost {
 		m.mu.Unlock()
@@ -232,9 +318,19 @@ func (m *Members) beatOnce(ctx context.Context) {
 	m.mu.Unlock()
 	bctx, cancel := context.WithTimeout(ctx, m.beat)
 	defer cancel()
+	sent := time.Now()
 	nrev, taken, err := m.putOwn(bctx, n, rev)
+	if errors.Is(err, errExpired) {
+		// Its heartbeat expired (the cluster saw it dead): it joins again
+		// under its name, as a daemon of this home after a crash does.
+		nrev, err = m.claim(bctx)
+		var te *TakenError
+		if errors.As(err, &te) {
+			taken, err = true, nil
+		}
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
+	var rejoin func()
 	switch {
 	case taken:
 		// Written by someone else: this node's name was taken while it
@@ -242,11 +338,23 @@ func (m *Members) beatOnce(ctx context.Context) {
 		m.lost = true
 		m.log.Error("this node's name was taken by another daemon while this one could not renew its heartbeat; it no longer beats", "node", m.self.Name)
 	case err == nil:
-		m.rev = nrev
+		m.rev, m.renewed = nrev, sent
+		if m.fenced {
+			m.fenced = false
+			rejoin = m.onRejoin
+			m.log.Warn("this node renewed its heartbeat again: it takes back the agents still its own", "node", m.self.Name)
+		}
 	case ctx.Err() == nil:
 		m.log.Warn("heartbeat not written", "err", err)
 	}
+	m.mu.Unlock()
+	if rejoin != nil {
+		rejoin()
+	}
 }
+
+// errExpired is a heartbeat that is no longer stored: its TTL ran out.
+var errExpired = errors.New("this node's heartbeat expired")
 
 // putOwn writes n as this node's heartbeat over revision rev. A beat
 // that timed out may have landed after all: if the stored heartbeat is
@@ -258,6 +366,9 @@ func (m *Members) putOwn(ctx context.Context, n oxios.Node, rev uint64) (uint64,
 		return nrev, false, err
 	}
 	e, err := m.kv.Get(ctx, beatPrefix+n.Name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, false, errExpired
+	}
 	if err != nil {
 		return 0, false, err
 	}
@@ -278,6 +389,12 @@ func (m *Members) watch(ctx context.Context, w jetstream.KeyWatcher) {
 // update takes one heartbeat, or the marker of one that expired or was
 // deleted.
 func (m *Members) update(ctx context.Context, e jetstream.KeyValueEntry) {
+	if d, ok := strings.CutPrefix(e.Key(), drainPrefix); ok {
+		m.mu.Lock()
+		m.drained[d] = e.Operation() == jetstream.KeyValuePut
+		m.mu.Unlock()
+		return
+	}
 	name := strings.TrimPrefix(e.Key(), beatPrefix)
 	m.mu.Lock()
 	mb := m.nodes[name]
@@ -389,16 +506,20 @@ func (m *Members) List() []oxios.Node {
 		n := mb.node
 		if name == m.self.Name {
 			n = m.heartbeat()
-			n.BeatAt = mb.node.BeatAt
-			if m.lost {
+			n.BeatAt = m.renewed.UTC()
+			switch {
+			case m.lost:
 				n.State = oxios.NodeDead
-			} else {
+			case m.fenced:
+				n.State = oxios.NodeSuspect
+			default:
 				n.State = oxios.NodeAlive
 			}
 		} else {
 			n.State = mb.state
 			n.SeenAgo = now.Sub(mb.seen).Round(time.Millisecond).String()
 		}
+		n.Drained = m.drained[name]
 		out = append(out, n)
 	}
 	m.mu.Unlock()
@@ -418,6 +539,56 @@ func (m *Members) State(name string) oxios.NodeState {
 
 // Self is this node's name.
 func (m *Members) Self() string { return m.self.Name }
+
+// Drained reports whether node name is drained.
+func (m *Members) Drained(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.drained[name]
+}
+
+// SetDrained drains node name (it takes no new agents and moves its
+// agents to the others) or undrains it. Draining the last live node that
+// is not drained is refused: its agents would have nowhere to go.
+func (m *Members) SetDrained(ctx context.Context, name string, on bool) (oxios.Node, error) {
+	find := func() (oxios.Node, bool) {
+		for _, n := range m.List() {
+			if n.Name == name {
+				return n, true
+			}
+		}
+		return oxios.Node{}, false
+	}
+	n, ok := find()
+	if !ok {
+		return oxios.Node{}, &oxios.NotFoundError{What: "node " + name}
+	}
+	if on {
+		if n.State != oxios.NodeAlive && n.State != oxios.NodeSuspect {
+			return oxios.Node{}, fmt.Errorf("node %s is %s: its agents are taken over by the other nodes already; there is nothing to drain: %w", name, n.State, oxios.ErrConflict)
+		}
+		others := 0
+		for _, o := range m.List() {
+			if o.Name != name && o.State == oxios.NodeAlive && !o.Drained {
+				others++
+			}
+		}
+		if others == 0 {
+			return oxios.Node{}, fmt.Errorf("node %s is the last live node that takes agents: draining it would leave its agents nowhere to run; start or undrain another node first: %w", name, oxios.ErrConflict)
+		}
+		b, _ := json.Marshal(map[string]any{"at": time.Now().UTC()})
+		if _, err := m.kv.Put(ctx, drainPrefix+name, b); err != nil {
+			return oxios.Node{}, fmt.Errorf("drain node %s: %w", name, err)
+		}
+	} else if err := m.kv.Purge(ctx, drainPrefix+name); err != nil {
+		return oxios.Node{}, fmt.Errorf("undrain node %s: %w", name, err)
+	}
+	m.mu.Lock()
+	m.drained[name] = on
+	m.mu.Unlock()
+	n, _ = find()
+	return n, nil
+}
 
 // Leave stops beating and says this node left: its heartbeat is marked
 // left (so the name is free at once) and node.left is published.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,7 +92,7 @@ func TestMembership(t *testing.T) {
 	f := newFixture(t)
 	n1, n2, n3 := f.mustJoin("n1", "home1"), f.mustJoin("n2", "home2"), f.mustJoin("n3", "home3")
 	defer n1.Leave(context.Background())
-	n1.SetLoad(func() (int, int) { return 2, 7 })
+	n1.SetLoad(func() (int, int, int) { return 2, 7, 9 })
 	waitState(t, n2, "n1", oxios.NodeAlive, 2*lease)
 	waitState(t, n3, "n2", oxios.NodeAlive, 2*lease)
 
@@ -156,4 +157,73 @@ func TestMembership(t *testing.T) {
 	waitState(t, n1, "n2", oxios.NodeAlive, 2*lease)
 	n2b.Leave(context.Background())
 	n3b.Leave(context.Background())
+}
+
+// resume starts a crashed member's goroutines again, as SIGCONT would
+// for a paused daemon.
+func resume(m *Members) {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Add(2)
+	go m.keepBeating(ctx)
+	go m.watchLease(ctx)
+}
+
+func TestPausedNodeFencesThenRejoins(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for leases")
+	}
+	f := newFixture(t)
+	f.o.Fence = true
+	n1, n2 := f.mustJoin("n1", "home1"), f.mustJoin("n2", "home2")
+	defer n2.Leave(context.Background())
+	defer n1.Leave(context.Background())
+	var order []string
+	var mu sync.Mutex
+	note := func(what string) func() {
+		return func() { mu.Lock(); order = append(order, what); mu.Unlock() }
+	}
+	n1.OnFence(note("fence"), note("rejoin"))
+	waitState(t, n2, "n1", oxios.NodeAlive, 2*lease)
+
+	// Paused past its lease: the others see it dead.
+	crash(n1)
+	waitState(t, n2, "n1", oxios.NodeDead, 3*lease)
+	if n1.Fenced() {
+		t.Fatal("fenced while paused: nothing of it ran")
+	}
+	// Continued: it fences first, then joins again and takes back what is
+	// still its own.
+	resume(n1)
+	waitState(t, n2, "n1", oxios.NodeAlive, 2*lease)
+	deadline := time.Now().Add(2 * lease)
+	for {
+		mu.Lock()
+		got := strings.Join(order, ",")
+		mu.Unlock()
+		if got == "fence,rejoin" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calls after the pause: %q, want fence,rejoin", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n1.Fenced() {
+		t.Fatal("still fenced after it renewed its heartbeat")
+	}
+}
+
+func TestSingleNodeNeverFences(t *testing.T) {
+	f := newFixture(t)
+	n1 := f.mustJoin("n1", "home1")
+	defer n1.Leave(context.Background())
+	fenced := false
+	n1.OnFence(func() { fenced = true }, nil)
+	// Its backbone stalled for ten leases: there is no one to hand its
+	// agents to, so it keeps them.
+	n1.checkLease(time.Now().Add(10 * lease))
+	if fenced || n1.Fenced() {
+		t.Fatal("a single node fenced itself")
+	}
 }

@@ -275,10 +275,20 @@ type Cluster struct {
 	// Lease is how long a node that stops beating is held alive; past it,
 	// it is dead.
 	Lease Duration `toml:"lease"`
+	// Heartbeat is how often a node beats; 0 is a fifth of the lease.
+	Heartbeat Duration `toml:"heartbeat"`
 	// TLSCert, TLSKey and TLSCA secure the routes (all three, or none).
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
 	TLSCA   string `toml:"tls_ca"`
+}
+
+// Beat is the heartbeat interval: cluster.heartbeat, or lease/5.
+func (c Cluster) Beat() time.Duration {
+	if c.Heartbeat.Duration > 0 {
+		return c.Heartbeat.Duration
+	}
+	return c.Lease.Duration / 5
 }
 
 // EmbeddedCluster reports whether this node's embedded backbone forms a cluster.

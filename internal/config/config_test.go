@@ -77,6 +77,7 @@ func TestParseErrors(t *testing.T) {
 		{"replicas without a cluster", "[backbone]\nreplicas = 3\n", 2, "backbone.replicas", "need a cluster"},
 		{"replicas 2", "[backbone]\nreplicas = 2\n", 2, "backbone.replicas", "0 (chosen), 1, 3 or 5"},
 		{"short lease", "[cluster]\nlease = \"10ms\"\n", 2, "cluster.lease", "between 1s and 10m"},
+		{"lease under two beats", "[cluster]\nlease = \"2s\"\nheartbeat = \"1500ms\"\n", 2, "cluster.lease", "at least twice cluster.heartbeat"},
 		{"half tls", "[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"a:1\"]\ntls_cert = \"c.pem\"\n", 4, "cluster.tls_cert", "together"},
 		{"cluster with url", "[backbone]\nurl = \"nats://a:4222\"\n[cluster]\nlisten = \"127.0.0.1:7101\"\npeers = [\"a:1\"]\n", 4, "cluster.listen", "must be empty with backbone.url"},
 		{"bad label", "node_labels = {\"a b\" = \"x\"}\n", 1, "node_labels", "label names"},

@@ -58,6 +58,7 @@ var hints = map[string]string{
 	"cluster.listen":               `must be a "host:port" string such as "10.0.0.1:7101"`,
 	"cluster.peers":                `must be a list of "host:port" strings`,
 	"cluster.lease":                `must be a duration string such as "5s"`,
+	"cluster.heartbeat":            `must be a duration string such as "1s"`,
 	"cluster.tls_cert":             "must be the path of a PEM certificate",
 	"cluster.tls_key":              "must be the path of a PEM private key",
 	"cluster.tls_ca":               "must be the path of a PEM CA certificate",

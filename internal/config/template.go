@@ -58,9 +58,14 @@ replicas = 0
 listen = ""
 # The other nodes' route addresses: ["10.0.0.2:7101", "10.0.0.3:7101"].
 peers = []
-# A node whose heartbeat is this old is dead (suspect after one missed beat,
-# lease/5). Shorter finds dead nodes sooner; longer rides out pauses.
+# A node whose heartbeat is this old is dead, and its agents are started on
+# the other nodes; a node that cannot renew its own for this long stops its
+# agents (it fences itself). Shorter fails over sooner; longer rides out
+# pauses and short partitions without moving agents.
 lease = "5s"
+# How often a node beats; "0s" is lease/5. A node is suspect after two
+# missed beats. The lease must be at least twice this.
+heartbeat = "0s"
 # TLS for the routes: this node's certificate and key, and the CA that
 # signed every node's. All three or none; the routes are authenticated by
 # the cluster key either way.

@@ -193,6 +193,9 @@ func (c *Config) validateCluster() error {
 	if d := cl.Lease.Duration; d < time.Second || d > 10*time.Minute {
 		return &Error{Key: "cluster.lease", Msg: fmt.Sprintf("must be between 1s and 10m (got %s)", d)}
 	}
+	if hb := cl.Heartbeat.Duration; hb < 0 || (hb > 0 && 2*hb > cl.Lease.Duration) {
+		return &Error{Key: "cluster.lease", Msg: fmt.Sprintf("must be at least twice cluster.heartbeat (%s), or a node is dead between two beats (got %s)", hb, cl.Lease.Duration)}
+	}
 	if cl.Listen == "" && len(cl.Peers) > 0 {
 		return &Error{Key: "cluster.listen", Msg: `must be this node's route address ("host:port") when cluster.peers is set`}
 	}

@@ -332,9 +332,9 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				Logger:        k.log,
 			})
 			if err == nil {
-				w.members.SetLoad(func() (int, int) {
+				w.members.SetLoad(func() (int, int, int) {
 					snap := w.sched.Snapshot()
-					return snap.Running, max(snap.Limits.MaxRunning-snap.Running, 0)
+					return snap.Running, max(snap.Limits.MaxRunning-snap.Running, 0), snap.Limits.MaxRunning
 				})
 				k.registerGauges(w.agents, w.members, w.bb.JS)
 				k.mu.Lock()

@@ -46,6 +46,8 @@ type Record struct {
 	// was last (re)started.
 	Reason string `json:"reason"`
 	Node   string `json:"node"`
+	// Placed says why the agent runs on its node.
+	Placed string `json:"placed,omitempty"`
 	PID    int    `json:"pid"`
 	// ProcStart is the kernel's start time of PID; with PID it identifies
 	// the process across a daemon restart.
@@ -172,6 +174,20 @@ type Spec struct {
 	// programs; omitted fields keep the configured defaults, which
 	// Normalize fills in.
 	Sandbox *SandboxSpec `json:"sandbox,omitempty"`
+	// Placement says which nodes of a cluster may run the agent.
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// Placement constrains where in a cluster an agent runs. Without it, an
+// agent runs on the node with the most free room.
+type Placement struct {
+	// Node is the one node that may run it.
+	Node string `json:"node,omitempty"`
+	// Labels must all be among a node's node_labels.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Spread is a node label key: the agent goes to the value of it that
+	// runs the fewest live agents of the same name.
+	Spread string `json:"spread,omitempty"`
 }
 
 // SpecBudget is an llm agent's own budget. Zero limits are none.

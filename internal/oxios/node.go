@@ -34,6 +34,10 @@ type Node struct {
 	// scheduler admits.
 	Running   int `json:"running"`
 	FreeSlots int `json:"free_slots"`
+	// MaxRunning is its scheduler's limit on running agents.
+	MaxRunning int `json:"max_running"`
+	// Drained nodes take no new agents and move theirs away.
+	Drained bool `json:"drained,omitempty"`
 	// Instance tells this node's home apart from another with its name.
 	Instance string    `json:"instance"`
 	State    NodeState `json:"state"`

@@ -278,6 +278,9 @@ func (s *normalizing) normalizeRest(d SpecDefaults) error {
 	if err := normalizeRestart(&s.Restart); err != nil {
 		return err
 	}
+	if err := normalizePlacement(s.Placement); err != nil {
+		return err
+	}
 	sig := strings.ToUpper(s.StopSignal)
 	if sig == "" {
 		sig = "SIGTERM"
@@ -404,4 +407,30 @@ func covered(p string, dirs []string) bool {
 		}
 	}
 	return false
+}
+
+// normalizePlacement checks the form of a placement; whether a node
+// matches it is decided at spawn (place.go).
+func normalizePlacement(p *oxios.Placement) error {
+	if p == nil {
+		return nil
+	}
+	if p.Node != "" && !nameRe.MatchString(p.Node) {
+		return invalid("placement.node", "must be a node name: 1 to 64 letters, digits, '.', '_' or '-' (got %q)", p.Node)
+	}
+	if len(p.Labels) > 32 {
+		return invalid("placement.labels", "at most 32 labels (got %d)", len(p.Labels))
+	}
+	for k, v := range p.Labels {
+		if !labelKeyRe.MatchString(k) {
+			return invalid("placement.labels."+k, "a label key is 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit")
+		}
+		if len(v) > 256 || strings.ContainsRune(v, 0) {
+			return invalid("placement.labels."+k, "a label value is at most 256 bytes, without NUL")
+		}
+	}
+	if p.Spread != "" && !labelKeyRe.MatchString(p.Spread) {
+		return invalid("placement.spread", "must be a node label key: 1 to 63 letters, digits, '.', '_', '/' or '-' (got %q)", p.Spread)
+	}
+	return nil
 }
