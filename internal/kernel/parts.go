@@ -22,6 +22,7 @@ import (
 	"github.com/oxios/oxios/internal/budget"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/cluster"
+	"github.com/oxios/oxios/internal/config"
 	"github.com/oxios/oxios/internal/cron"
 	"github.com/oxios/oxios/internal/daemon"
 	"github.com/oxios/oxios/internal/oxios"
@@ -164,7 +165,7 @@ func (k *Kernel) clusterPart(w *wiring) part {
 				labels = map[string]string{}
 			}
 			w.members, err = cluster.Join(ctx, cluster.Options{JS: w.bb.JS, Replicas: w.bb.Replicas, Lease: cfg.Cluster.Lease.Duration,
-				Bus: w.ev, Logger: k.log, Self: oxios.Node{Name: k.node, Address: daemon.URL(k.opts.Listen), Route: cfg.Cluster.Listen,
+				Beat: cfg.Cluster.Beat(), Fence: clustered(cfg), Bus: w.ev, Logger: k.log, Self: oxios.Node{Name: k.node, Address: daemon.URL(k.opts.Listen), Route: cfg.Cluster.Listen,
 					Version: version.Get().Version, Labels: labels, Instance: instance}})
 			return err
 		},
@@ -310,7 +311,7 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				MaxRunningLLM:   cfg.Scheduler.MaxRunningLLM,
 				SpawnsPerMinute: cfg.Scheduler.SpawnsPerMinute,
 			})
-			w.agents, err = supervisor.Open(ctx, supervisor.Options{
+			o := supervisor.Options{
 				JS:            w.bb.JS,
 				Replicas:      w.bb.Replicas,
 				Bus:           w.ev,
@@ -330,8 +331,15 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 				Retain:        cfg.Agents.Retain,
 				RetainFor:     cfg.Agents.RetainFor.Duration,
 				Logger:        k.log,
-			})
+				NodeState:     w.members.State,
+			}
+			if clustered(cfg) {
+				o.Nodes, o.Lease = w.members.List, cfg.Cluster.Lease.Duration
+				o.Drained = func() bool { return w.members.Drained(k.node) }
+			}
+			w.agents, err = supervisor.Open(ctx, o)
 			if err == nil {
+				w.members.OnFence(w.agents.Fence, w.agents.Rejoin)
 				w.members.SetLoad(func() (int, int, int) {
 					snap := w.sched.Snapshot()
 					return snap.Running, max(snap.Limits.MaxRunning-snap.Running, 0), snap.Limits.MaxRunning
@@ -509,3 +517,9 @@ func (k *Kernel) auditConfig(ctx context.Context, js jetstream.JetStream, replic
 	_, err = kv.Put(ctx, key, []byte(hash))
 	return err
 }
+
+// clustered reports whether other daemons may share this one's backbone:
+// an embedded cluster, or an external NATS. Agents are then placed across
+// nodes, taken over from lost ones, and a node that cannot renew its
+// lease fences itself.
+func clustered(cfg config.Config) bool { return cfg.EmbeddedCluster() || cfg.Backbone.URL != "" }

@@ -117,22 +117,28 @@ func Terminate(procs []Tagged, sig syscall.Signal, grace time.Duration) int {
 	return len(procs)
 }
 
-// Tagged identifies one process: its PID and start time.
+// Tagged identifies one process: its PID and start time (and, from
+// ByEnvWith, the value of a second variable of its environment).
 type Tagged struct {
 	PID   int
 	Start uint64
+	Also  string
 }
 
 // ByEnv returns the live processes whose environment sets key, by the
 // value they have for it, with their start times. It finds processes whose
 // PID was never recorded (started just before the daemon died); only this
 // user's processes can be read, which are the only ones the daemon starts.
-func ByEnv(key string) map[string][]Tagged {
+func ByEnv(key string) map[string][]Tagged { return ByEnvWith(key, "") }
+
+// ByEnvWith is ByEnv, with each process's value of variable also.
+func ByEnvWith(key, also string) map[string][]Tagged {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
 	prefix := []byte(key + "=")
+	alsoPrefix := []byte(also + "=")
 	out := map[string][]Tagged{}
 	for _, e := range entries {
 		n, err := strconv.Atoi(e.Name())
@@ -143,12 +149,18 @@ func ByEnv(key string) map[string][]Tagged {
 		if err != nil {
 			continue
 		}
+		var value, alsoValue []byte
+		found := false
 		for _, entry := range bytes.Split(b, []byte{0}) {
 			if v, ok := bytes.CutPrefix(entry, prefix); ok {
-				if st, ok := readStat(n); ok && !st.zombie {
-					out[string(v)] = append(out[string(v)], Tagged{PID: n, Start: st.start})
-				}
-				break
+				value, found = v, true
+			} else if v, ok := bytes.CutPrefix(entry, alsoPrefix); ok && also != "" {
+				alsoValue = v
+			}
+		}
+		if found {
+			if st, ok := readStat(n); ok && !st.zombie {
+				out[string(value)] = append(out[string(value)], Tagged{PID: n, Start: st.start, Also: string(alsoValue)})
 			}
 		}
 	}

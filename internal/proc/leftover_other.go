@@ -11,6 +11,7 @@ import (
 type Tagged struct {
 	PID   int
 	Start uint64
+	Also  string
 }
 
 // Leftovers cannot identify processes on this system and finds none.
@@ -21,6 +22,9 @@ func Terminate(procs []Tagged, sig syscall.Signal, grace time.Duration) int { re
 
 // ByEnv cannot read other processes' environments here and finds none.
 func ByEnv(key string) map[string][]Tagged { return nil }
+
+// ByEnvWith needs /proc.
+func ByEnvWith(key, also string) map[string][]Tagged { return nil }
 
 // KillTagged cannot read other processes' environments here.
 func KillTagged(tag string, pid0 int, since uint64) int { return 0 }

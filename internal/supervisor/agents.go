@@ -46,17 +46,46 @@ func (s *Supervisor) check(ctx context.Context, spec *Spec) error {
 	return nil
 }
 
-// Spawn validates spec, persists a queued record and submits it to the
-// scheduler. It returns at once; the agent starts when admitted.
+// Spawn validates spec, places it on a node of the cluster (place.go),
+// persists a queued record there and submits it to that node's scheduler.
+// It returns at once; the agent starts when admitted.
 func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
+	if s.o.Nodes == nil {
+		return s.spawnHere(ctx, spec, "")
+	}
+	given := copySpec(spec)
 	if err := s.check(ctx, &spec); err != nil {
 		return Record{}, err
 	}
+	node, why, err := s.place(spec, "", nil)
+	if err != nil {
+		return Record{}, err
+	}
+	if node != s.o.Node {
+		return s.spawnOn(ctx, node, given, why)
+	}
+	return s.create(ctx, spec, why)
+}
+
+// spawnHere checks spec and spawns it on this node, placed there for why.
+func (s *Supervisor) spawnHere(ctx context.Context, spec Spec, why string) (Record, error) {
+	if err := s.check(ctx, &spec); err != nil {
+		return Record{}, err
+	}
+	if s.fenced.Load() {
+		return Record{}, fmt.Errorf("node %s cannot renew its lease in the cluster and runs no agents until it can; spawn on another node: %w", s.o.Node, oxios.ErrUnreachable)
+	}
+	return s.create(ctx, spec, why)
+}
+
+// create stores a queued record of the checked spec on this node and
+// submits it to the scheduler.
+func (s *Supervisor) create(ctx context.Context, spec Spec, why string) (Record, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return Record{}, err
 	}
-	rec := Record{ID: id.String(), Kind: spec.Kind, Name: spec.Name, State: Queued, Node: s.o.Node,
+	rec := Record{ID: id.String(), Kind: spec.Kind, Name: spec.Name, State: Queued, Node: s.o.Node, Placed: why,
 		CreatedAt: time.Now().UTC(), Spec: spec}
 	if rec.Spec.Dir == "" {
 		rec.Spec.Dir = filepath.Join(s.o.WorkspacesDir, rec.ID)
@@ -92,14 +121,17 @@ func (s *Supervisor) Spawn(ctx context.Context, spec Spec) (Record, error) {
 }
 
 // submit queues a for a slot. The caller holds a.mu.
-func (s *Supervisor) submit(a *agent) {
+func (s *Supervisor) submit(a *agent) { s.submitFor(a, start{}) }
+
+// submitFor queues a for a slot, to start for why. The caller holds a.mu.
+func (s *Supervisor) submitFor(a *agent, why start) {
 	a.started = false
 	p, _ := scheduler.ParsePriority(a.rec.Spec.Priority)
 	s.o.Scheduler.Submit(scheduler.Ticket{ID: a.id, Priority: p, LLM: a.rec.Kind == KindLLM, Start: func() {
 		if !s.begin() {
 			return
 		}
-		go s.run(a, start{})
+		go s.run(a, why)
 	}})
 }
 
@@ -228,6 +260,12 @@ func (s *Supervisor) Wait(ctx context.Context, id string) (Record, error) {
 	a.mu.Unlock()
 	select {
 	case <-done:
+		a.mu.Lock()
+		lost := a.lost
+		a.mu.Unlock()
+		if lost { // another node runs it now
+			return s.waitRemote(ctx, id)
+		}
 		return *a.snap.Load(), nil
 	case <-ctx.Done():
 		return s.Get(id)
@@ -254,6 +292,11 @@ func (s *Supervisor) Kill(ctx context.Context, id string, grace time.Duration) (
 		return Record{}, fmt.Errorf("agent %s has already ended (%s): %w", id, a.rec.State, ErrConflict)
 	case !a.started && s.o.Scheduler.Cancel(id):
 		s.end(a, Killed, "cancelled")
+		a.mu.Unlock()
+		return *a.snap.Load(), nil
+	case a.halted: // stopped by fencing: no run goroutine to tell
+		a.halted = false
+		s.end(a, Killed, "kill requested")
 		a.mu.Unlock()
 		return *a.snap.Load(), nil
 	}

@@ -58,6 +58,10 @@ func (s *Supervisor) storeEnd(a *agent, typ string, data any) {
 // ended closes a's run once its end is stored (or will never be). The
 // caller holds a.mu.
 func (s *Supervisor) ended(a *agent) {
+	if a.lost { // another node's now: nothing of its end is this node's
+		s.dropLost(a)
+		return
+	}
 	close(a.done)
 	if s.o.OnEnd != nil && !s.halted.Load() {
 		rec := a.rec

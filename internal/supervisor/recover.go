@@ -23,13 +23,29 @@ import (
 // forked an instant before the daemon died has no PID on record yet.
 func (s *Supervisor) recover(recs []Record, revs map[string]uint64) {
 	var queued []*agent
-	var tagged map[string][]proc.Tagged
+	// Processes this node started for agents that are not its own any more
+	// (another node took them over while it was down) are what it left
+	// behind: they are stopped, as the machine they ran on is this one.
+	tagged := proc.ByEnvWith("OXIOS_AGENT_ID", "OXIOS_NODE")
+	live := map[string]bool{}
 	for _, r := range recs {
-		if !r.State.Terminal() && tagged == nil {
-			tagged = proc.ByEnv("OXIOS_AGENT_ID")
+		live[r.ID] = !r.State.Terminal()
+	}
+	for id, ps := range tagged {
+		var left []proc.Tagged
+		for _, p := range ps {
+			if p.Also == s.o.Node && !live[id] {
+				left = append(left, p)
+			}
 		}
+		if n := proc.Terminate(left, syscall.SIGKILL, 0); n > 0 {
+			s.log.Info("stopped the processes of an agent this node no longer runs", "agent", id, "processes", n)
+		}
+	}
+	for _, r := range recs {
 		a := newAgent(r)
 		a.rev = revs[r.ID]
+		a.seen.Store(a.rev)
 		s.agents[a.id] = a
 		switch {
 		case r.State.Terminal():

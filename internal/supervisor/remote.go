@@ -37,6 +37,9 @@ const (
 type remote struct {
 	mu   sync.Mutex
 	recs map[string]*Record
+	// revs are the records' revisions, for the compare-and-set that takes
+	// over an agent of a lost node.
+	revs map[string]uint64
 	// changed is closed and replaced at every change (for waits).
 	changed chan struct{}
 }
@@ -50,16 +53,28 @@ func (r *remote) get(id string) (Record, bool) {
 	return Record{}, false
 }
 
-func (r *remote) set(id string, rec *Record) {
+func (r *remote) set(id string, rec *Record, rev uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rec == nil {
 		delete(r.recs, id)
+		delete(r.revs, id)
 	} else {
-		r.recs[id] = rec
+		r.recs[id], r.revs[id] = rec, rev
 	}
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// setIfAbsent adds a record another node just answered with, unless the
+// watch has brought it (or a later one) already.
+func (r *remote) setIfAbsent(id string, rec *Record) {
+	r.mu.Lock()
+	_, ok := r.recs[id]
+	r.mu.Unlock()
+	if !ok {
+		r.set(id, rec, 0)
+	}
 }
 
 // watchRemote keeps the remote index until the supervisor closes; ready is
@@ -72,12 +87,23 @@ func (s *Supervisor) watchRemote(w jetstream.KeyWatcher, ready chan<- struct{}) 
 // remoteUpdate takes one change of the agents bucket into the remote
 // index.
 func (s *Supervisor) remoteUpdate(e jetstream.KeyValueEntry) {
-	if _, err := s.get(e.Key()); err == nil {
-		return // this node's own write, known better in s.agents: not decoded again
+	if a, err := s.get(e.Key()); err == nil {
+		// This node's own write, known better in s.agents, is not decoded
+		// again. A later revision is another node's: one that took the
+		// agent over while this node was cut off or paused.
+		if e.Revision() <= a.seen.Load() || e.Operation() != jetstream.KeyValuePut {
+			return
+		}
+		var r Record
+		if json.Unmarshal(e.Value(), &r) != nil || r.ID != e.Key() || r.Node == s.o.Node {
+			return
+		}
+		s.lose(a, &r, e.Revision(), 0)
+		return
 	}
 	if e.Operation() != jetstream.KeyValuePut {
 		if _, ok := s.remote.get(e.Key()); ok {
-			s.remote.set(e.Key(), nil)
+			s.remote.set(e.Key(), nil, 0)
 		}
 		return
 	}
@@ -89,22 +115,30 @@ func (s *Supervisor) remoteUpdate(e jetstream.KeyValueEntry) {
 		// This node's own, known better in s.agents; one another node had
 		// is gone from the remote index.
 		if _, ok := s.remote.get(r.ID); ok {
-			s.remote.set(r.ID, nil)
+			s.remote.set(r.ID, nil, 0)
 		}
 		return
 	}
-	s.remote.set(r.ID, &r)
+	s.remote.set(r.ID, &r, e.Revision())
 }
 
 // request is an operation forwarded to the node that runs an agent.
 type request struct {
-	Op       string         `json:"op"` // get, kill, restart, delete, tail, read
+	Op       string         `json:"op"` // get, kill, restart, delete, tail, read, spawn, adopt
 	ID       string         `json:"id"`
 	Grace    time.Duration  `json:"grace,omitempty"`
 	Lines    int            `json:"lines,omitempty"`
 	Cursor   logfile.Cursor `json:"cursor"`
 	Wait     time.Duration  `json:"wait,omitempty"`
 	Deadline time.Time      `json:"deadline"`
+	// Spawn: the spec as its caller gave it, whether the caller may widen
+	// its sandbox, and why it was placed here.
+	Spec       *Spec  `json:"spec,omitempty"`
+	Restricted bool   `json:"restricted,omitempty"`
+	Placed     string `json:"placed,omitempty"`
+	// Adopt: the revision of the record the draining node hands over.
+	Rev  uint64 `json:"rev,omitempty"`
+	From string `json:"from,omitempty"`
 }
 
 // reply is the owner's answer.
@@ -183,12 +217,30 @@ func (s *Supervisor) beginServe() bool {
 func (s *Supervisor) answer(rq request) reply {
 	ctx, cancel := context.WithDeadline(s.ctx, rq.Deadline)
 	defer cancel()
-	if _, err := s.get(rq.ID); err != nil {
-		return reply{Err: oxios.ToWire(err)}
-	}
 	var rp reply
 	var err error
 	var rec Record
+	switch rq.Op {
+	case "spawn":
+		if rq.Spec == nil {
+			return reply{Err: oxios.ToWire(invalid("spec", "a forwarded spawn without a spec"))}
+		}
+		if rq.Restricted {
+			ctx = Restricted(ctx)
+		}
+		rec, err = s.spawnHere(ctx, *rq.Spec, rq.Placed)
+	case "adopt":
+		rec, err = s.adopt(ctx, rq)
+	}
+	if rq.Op == "spawn" || rq.Op == "adopt" {
+		if err != nil {
+			return reply{Err: oxios.ToWire(err)}
+		}
+		return reply{Record: &rec}
+	}
+	if _, err := s.get(rq.ID); err != nil {
+		return reply{Err: oxios.ToWire(err)}
+	}
 	switch rq.Op {
 	case "get":
 		rec, err = s.Get(rq.ID)

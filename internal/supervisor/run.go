@@ -26,6 +26,8 @@ const (
 	killed                // a kill request
 	restart               // a restart request
 	shutdown              // the daemon is stopping
+	lost                  // another node runs the agent now
+	fenced                // this node cannot renew its lease
 )
 
 // start says why a run (re)starts: the reason its record shows, and
@@ -220,6 +222,14 @@ func (s *Supervisor) launch(a *agent, why start) (task, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.started = true
+	if a.lost {
+		s.dropLost(a)
+		return nil, false
+	}
+	if a.fence || s.fenced.Load() {
+		s.halt(a)
+		return nil, false
+	}
 	if a.kill != nil {
 		r := a.kill.reason
 		if a.rec.State == Queued {
@@ -334,7 +344,7 @@ func SandboxPolicy(s Spec, tmp string) sandbox.Policy {
 // its sandbox may read), HOME (its working directory when sandboxed, the
 // daemon's otherwise), LANG, TMPDIR, TMP and TEMP (its private temporary
 // directory), the spec's variables over them, its secret variables, and
-// OXIOS_AGENT_ID and OXIOS_URL (no credential). Nothing else of the
+// OXIOS_AGENT_ID, OXIOS_NODE and OXIOS_URL (no credential). Nothing else of the
 // daemon's environment reaches an agent.
 func (s *Supervisor) environ(r Record, pol sandbox.Policy) ([]string, error) {
 	vars := map[string]string{
@@ -366,6 +376,7 @@ func (s *Supervisor) environ(r Record, pol sandbox.Policy) ([]string, error) {
 	}
 	vars["OXIOS_AGENT_ID"] = r.ID
 	vars["OXIOS_URL"] = s.o.URL
+	vars["OXIOS_NODE"] = s.o.Node
 	env := make([]string, 0, len(vars))
 	for k, v := range vars {
 		if _, given := r.Spec.Env[k]; v != "" || given {
@@ -446,9 +457,16 @@ func (s *Supervisor) supervise(a *agent, p task) (cause, proc.Exit) {
 			return shutdown, proc.Exit{}
 		case <-a.wake:
 			a.mu.Lock()
-			k, r := a.kill, a.restart
+			k, r, l, f, lg := a.kill, a.restart, a.lost, a.fence, a.lostGrace
 			a.mu.Unlock()
 			switch {
+			case l:
+				p.Stop(sig, lg)
+				return lost, p.Exit()
+			case f:
+				// The cluster runs it elsewhere from now on: at once.
+				p.Stop(syscall.SIGKILL, 0)
+				return fenced, p.Exit()
 			case k != nil:
 				grace := stopTimeout
 				if k.grace >= 0 {
@@ -470,8 +488,15 @@ func (s *Supervisor) supervise(a *agent, p task) (cause, proc.Exit) {
 func (s *Supervisor) after(a *agent, c cause, e proc.Exit, why string, final bool) (delay time.Duration, reason string, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c == shutdown {
+	switch {
+	case c == shutdown:
 		return 0, "", false // the record stays running; the next boot recovers it
+	case c == lost || a.lost:
+		s.dropLost(a)
+		return 0, "", false
+	case c == fenced:
+		s.halt(a)
+		return 0, "", false
 	}
 	var uptime time.Duration
 	if a.rec.StartedAt != nil {
@@ -569,6 +594,15 @@ func (s *Supervisor) backoff(a *agent, delay time.Duration) (ok, cut bool) {
 			return false, false
 		case <-a.wake:
 			a.mu.Lock()
+			if a.lost || a.fence {
+				if a.lost {
+					s.dropLost(a)
+				} else {
+					s.halt(a)
+				}
+				a.mu.Unlock()
+				return false, false
+			}
 			k, r := a.kill, a.restart
 			if k != nil {
 				s.end(a, Killed, k.reason)

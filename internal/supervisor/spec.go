@@ -60,7 +60,7 @@ var (
 )
 
 // reservedEnv are set by oxios for every agent.
-var reservedEnv = []string{"OXIOS_AGENT_ID", "OXIOS_URL"}
+var reservedEnv = []string{"OXIOS_AGENT_ID", "OXIOS_URL", "OXIOS_NODE"}
 
 var signals = map[string]syscall.Signal{
 	"SIGTERM": syscall.SIGTERM, "SIGINT": syscall.SIGINT, "SIGHUP": syscall.SIGHUP,

@@ -75,6 +75,15 @@ type Options struct {
 	Budgets Admitter
 	// NodeState, if set, says how another node stands (for messages).
 	NodeState func(node string) oxios.NodeState
+	// Nodes, if set, lists the cluster's nodes: agents are placed on them
+	// and taken over from those lost. Without it every agent runs here.
+	Nodes func() []oxios.Node
+	// Lease is the cluster's lease: a node unknown for that long after
+	// this one started is lost.
+	Lease time.Duration
+	// Drained, if set, says whether this node is drained: it then moves
+	// its agents to the others.
+	Drained func() bool
 }
 
 // homeOutsideSandboxes refuses a home that every sandbox may read or
@@ -169,6 +178,11 @@ type Supervisor struct {
 	remote   remote
 	watching sync.WaitGroup
 	serving  *nats.Subscription
+
+	// fenced is set while this node cannot renew its lease: its runs are
+	// stopped and none starts (failover.go).
+	fenced atomic.Bool
+	opened time.Time
 }
 
 // agent is the in-memory side of one record.
@@ -179,8 +193,10 @@ type agent struct {
 	rec  Record
 	snap atomic.Pointer[Record] // the last saved record, for readers
 	// rev is the stored record's revision: every write expects it, so a
-	// node that lost the agent can never overwrite the record.
-	rev uint64
+	// node that lost the agent can never overwrite the record. seen is
+	// the same, for the watch to tell this node's writes from others'.
+	rev  uint64
+	seen atomic.Uint64
 	// done is closed when the current run ends.
 	done chan struct{}
 	// Requests to the goroutine running the agent, guarded by mu; wake
@@ -198,6 +214,16 @@ type agent struct {
 	// output is the whole latest output of the running llm loop, of which
 	// the record holds the start; it goes to the outputs bucket at the end.
 	output string
+	// lost: another node owns the agent now; this node stops its run
+	// (after lostGrace) and forgets it, writing nothing (failover.go).
+	lost      bool
+	lostGrace time.Duration
+	dropped   bool
+	// fence asks the run to stop because this node is fenced; halted says
+	// it did, leaving the record as stored, to go on when the node can
+	// renew its lease again.
+	fence  bool
+	halted bool
 }
 
 type killRequest struct {
@@ -267,7 +293,7 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	}
 	s := &Supervisor{o: o, kv: kv, outputs: outputs, log: o.Logger, agents: map[string]*agent{}, lent: map[string]int{},
 		sweep: make(chan struct{}, 1), swept: make(chan struct{}), maxRecord: 1<<20 - 64<<10,
-		remote: remote{recs: map[string]*Record{}, changed: make(chan struct{})}}
+		remote: remote{recs: map[string]*Record{}, revs: map[string]uint64{}, changed: make(chan struct{})}, opened: time.Now()}
 	if mp := o.JS.Conn().MaxPayload(); mp > 128<<10 {
 		s.maxRecord = int(mp) - 64<<10
 	}
@@ -290,6 +316,11 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	}
 	s.recover(recs, revs)
 	go s.retain()
+	if o.Nodes != nil {
+		s.watching.Add(2)
+		go s.failover()
+		go s.drain()
+	}
 	ready := make(chan struct{})
 	s.watching.Add(1)
 	go s.watchRemote(w, ready)
@@ -400,6 +431,9 @@ func (s *Supervisor) save(a *agent, typ string, data any) error {
 	if s.halted.Load() {
 		return ErrClosed
 	}
+	if a.lost {
+		return ErrTaken
+	}
 	b, err := s.marshal(a)
 	if err != nil {
 		return err
@@ -436,6 +470,7 @@ func (s *Supervisor) write(ctx context.Context, a *agent, b []byte) error {
 		}
 		if err == nil {
 			a.rev = rev
+			a.seen.Store(rev)
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -447,10 +482,13 @@ func (s *Supervisor) write(ctx context.Context, a *agent, b []byte) error {
 		}
 		var stored Record
 		if json.Unmarshal(e.Value(), &stored) != nil || stored.Node != s.o.Node {
+			a.lost = true
 			return ErrTaken
 		}
 		a.rev = e.Revision()
+		a.seen.Store(a.rev)
 	}
+	a.lost = true
 	return ErrTaken
 }
 

@@ -363,7 +363,7 @@ func TestEnvironmentAndLog(t *testing.T) {
 		k, _, _ := strings.Cut(line, "=")
 		keys = append(keys, k)
 	}
-	if got := strings.Join(keys, ","); got != "HOME,LANG,MODE,OXIOS_AGENT_ID,OXIOS_URL,PATH,TEMP,TMP,TMPDIR" {
+	if got := strings.Join(keys, ","); got != "HOME,LANG,MODE,OXIOS_AGENT_ID,OXIOS_NODE,OXIOS_URL,PATH,TEMP,TMP,TMPDIR" {
 		t.Fatalf("environment keys %s\n%s", got, b)
 	}
 	// Sandboxed: HOME is its own directory, its temporary directory is

@@ -1,0 +1,405 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/oxios/oxios/internal/oxios"
+)
+
+// Failover. Every node watches the whole agents bucket (remote.go). When
+// a node is lost (dead: its lease ran out; or left), the others take over
+// its unfinished agents: each survivor plans the same placement of them
+// (place.go, with the lost node excluded) and claims those planned for
+// itself, by a compare-and-set on each record's revision, so exactly one
+// node wins each agent. A claim nobody made within half a lease (the
+// planned node died too, or saw the cluster otherwise) is open to every
+// survivor, still by compare-and-set.
+//
+// A node that lost an agent learns it from the watch (a later revision it
+// did not write) or from a refused write, stops its run and forgets it,
+// writing nothing. A node that cannot renew its lease fences itself
+// (Fence): its runs stop at once and none starts, until it renews its
+// lease (Rejoin) and takes back those still its own.
+
+// failoverTick is how often lost nodes' agents are looked for.
+const failoverTick = 100 * time.Millisecond
+
+// moveTimeout bounds the hand-over of one agent of a drained node.
+const moveTimeout = 30 * time.Second
+
+// failover takes over the agents of lost nodes until the supervisor closes.
+func (s *Supervisor) failover() {
+	defer s.watching.Done()
+	t := time.NewTicker(failoverTick)
+	defer t.Stop()
+	noticed := map[string]time.Time{}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.adoptOrphans(noticed, now)
+		}
+	}
+}
+
+// lostNode says whether node is lost, and how.
+func (s *Supervisor) lostNode(node string, now time.Time) (string, bool) {
+	if s.o.NodeState == nil {
+		return "", false
+	}
+	switch s.o.NodeState(node) {
+	case oxios.NodeDead:
+		return "node " + node + " lost", true
+	case oxios.NodeLeft:
+		return "node " + node + " left", true
+	case "":
+		// Not in the cluster at all (gone for long, or never back after the
+		// whole cluster restarted): once this node has heard every beat.
+		if now.Sub(s.opened) > s.o.Lease {
+			return "node " + node + " lost", true
+		}
+	}
+	return "", false
+}
+
+type orphan struct {
+	r   Record
+	rev uint64
+	why string
+}
+
+// adoptOrphans claims the unfinished agents of lost nodes planned for
+// this node, and those nobody claimed for half a lease.
+func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, now time.Time) {
+	if s.fenced.Load() || s.isClosed() {
+		return
+	}
+	var orphans []orphan
+	s.remote.mu.Lock()
+	for id, r := range s.remote.recs {
+		if r.State.Terminal() || s.remote.revs[id] == 0 {
+			continue
+		}
+		if why, ok := s.lostNode(r.Node, now); ok {
+			orphans = append(orphans, orphan{*r, s.remote.revs[id], why})
+		}
+	}
+	s.remote.mu.Unlock()
+	still := map[string]bool{}
+	for _, o := range orphans {
+		still[o.r.ID] = true
+		if _, ok := noticed[o.r.ID]; !ok {
+			noticed[o.r.ID] = now
+		}
+	}
+	for id := range noticed {
+		if !still[id] {
+			delete(noticed, id)
+		}
+	}
+	slices.SortFunc(orphans, func(a, b orphan) int { return strings.Compare(a.r.ID, b.r.ID) })
+	extra := map[string]int{}
+	for _, o := range orphans {
+		target, why, err := s.place(o.r.Spec, o.r.Node, extra)
+		if err != nil {
+			// Pinned to the lost node, or no other node matches: it waits
+			// for one (its own node takes it back when it returns).
+			continue
+		}
+		extra[target]++
+		if target != s.o.Node {
+			if now.Sub(noticed[o.r.ID]) < s.o.Lease/2 {
+				continue
+			}
+			why = "no node claimed it within half a lease"
+		}
+		if _, err := s.takeover(o.r, o.rev, o.why, "failover: "+o.why+"; "+why, true); err != nil && !isLostRace(err) {
+			s.log.Warn("take over an agent of a lost node", "agent", o.r.ID, "node", o.r.Node, "err", err)
+		}
+	}
+}
+
+// isLostRace is a compare-and-set another node won.
+func isLostRace(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, ErrConflict)
+}
+
+// takeover makes agent r, stored at rev by another node, this node's, and
+// starts it here, with reason. lostNode says its node is gone: a running
+// process agent is restarted by its restart policy (one whose policy is
+// never ends failed), an llm agent goes on from its last checkpoint. A
+// queued agent queues here. The compare-and-set on rev makes one node the
+// winner; the others get its error.
+func (s *Supervisor) takeover(r Record, rev uint64, reason, placed string, lostNode bool) (*agent, error) {
+	from := r.Node
+	rec := r
+	rec.Node, rec.Placed = s.o.Node, placed
+	rec.PID, rec.ProcStart, rec.QueuePosition, rec.QueueReason, rec.NextStartAt = 0, 0, 0, "", nil
+	if rec.DefaultDir {
+		rec.Spec.Dir = filepath.Join(s.o.WorkspacesDir, rec.ID)
+	}
+	fail, resume := false, false
+	if r.State != Queued {
+		switch {
+		case lostNode && r.Kind == KindProcess && r.Spec.Restart.Policy == Never:
+			fail = true
+		case r.Kind == KindLLM && s.o.LLM != nil:
+			ctx, cancel := context.WithTimeout(s.ctx, oxios.BackboneTimeout)
+			resume = s.o.LLM.Resumable(ctx, r)
+			cancel()
+		}
+		rec.State, rec.Reason = Queued, reason
+		if lostNode && !fail && r.Kind == KindProcess {
+			rec.Restarts++
+		}
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	a := newAgent(rec)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
+	defer cancel()
+	nrev, err := s.kv.Update(ctx, r.ID, b, rev)
+	if err != nil {
+		return nil, err
+	}
+	a.rev = nrev
+	a.seen.Store(nrev)
+	s.mu.Lock()
+	s.agents[a.id] = a
+	s.mu.Unlock()
+	s.remote.set(a.id, nil, 0)
+	s.log.Info("took over an agent", "agent", a.id, "from", from, "reason", reason)
+	s.publish(a.id, "agent.moved", map[string]any{"from": from, "to": s.o.Node, "reason": reason, "placed": placed})
+	if fail {
+		a.rec.ExitCode, a.rec.Signal = nil, ""
+		s.end(a, Failed, reason)
+		return a, nil
+	}
+	s.submitFor(a, start{reason: reason, recovered: resume})
+	return a, nil
+}
+
+// lose hands agent a over to the node that took it (its record r, at
+// rev): its run here stops, after grace, and this node forgets it without
+// writing anything.
+func (s *Supervisor) lose(a *agent, r *Record, rev uint64, grace time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.lost {
+		a.lost, a.lostGrace = true, grace
+		s.log.Warn("another node runs an agent of this node now; its run here stops", "agent", a.id, "node", r.Node)
+	}
+	s.remote.set(a.id, r, rev)
+	s.letGo(a)
+}
+
+// letGo stops a lost agent: at once when it has no run under way, or
+// through its run's goroutine. The caller holds a.mu.
+func (s *Supervisor) letGo(a *agent) {
+	switch {
+	case !a.started:
+		s.o.Scheduler.Cancel(a.id)
+		s.dropLost(a)
+	case a.halted || a.rec.State.Terminal():
+		s.dropLost(a)
+	default:
+		a.poke()
+	}
+}
+
+// dropLost forgets a lost agent here. The caller holds a.mu.
+func (s *Supervisor) dropLost(a *agent) {
+	if a.dropped {
+		return
+	}
+	a.dropped, a.lost, a.halted = true, true, false
+	a.kill, a.restart = nil, false
+	s.mu.Lock()
+	if s.agents[a.id] == a {
+		delete(s.agents, a.id)
+	}
+	s.mu.Unlock()
+	s.o.Scheduler.Release(a.id)
+	select {
+	case <-a.done:
+	default:
+		close(a.done)
+	}
+}
+
+// halt leaves a's run stopped by fencing, its record as stored. The
+// caller holds a.mu.
+func (s *Supervisor) halt(a *agent) {
+	a.halted, a.fence = true, false
+	s.o.Scheduler.Release(a.id)
+}
+
+// Fence stops every run of this node at once and starts none: the node
+// cannot renew its lease, and the cluster runs its agents elsewhere.
+// Records are left as they are.
+func (s *Supervisor) Fence() {
+	s.fenced.Store(true)
+	for _, a := range s.own() {
+		a.mu.Lock()
+		if !a.rec.State.Terminal() && !a.lost && !a.halted {
+			a.fence = true
+			a.poke()
+		}
+		a.mu.Unlock()
+	}
+}
+
+// Rejoin ends fencing once this node has renewed its lease: agents another
+// node took over meanwhile are forgotten here; the others go on, each
+// from where its record stands (an llm agent from its last checkpoint).
+func (s *Supervisor) Rejoin() {
+	s.fenced.Store(false)
+	for _, a := range s.own() {
+		ctx, cancel := context.WithTimeout(s.ctx, oxios.BackboneTimeout)
+		e, err := s.kv.Get(ctx, a.id)
+		cancel()
+		if err == nil && e.Revision() > a.seen.Load() {
+			var r Record
+			if json.Unmarshal(e.Value(), &r) == nil && r.Node != s.o.Node {
+				s.lose(a, &r, e.Revision(), 0)
+				continue
+			}
+		}
+		a.mu.Lock()
+		a.fence = false
+		if a.halted && !a.lost && s.begin() {
+			a.halted, a.started = false, true
+			s.o.Scheduler.Acquire(a.id, a.rec.Kind == KindLLM)
+			go s.run(a, start{reason: "lease renewed", recovered: true})
+		}
+		a.mu.Unlock()
+	}
+}
+
+// own lists this node's agents.
+func (s *Supervisor) own() []*agent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*agent, 0, len(s.agents))
+	for _, a := range s.agents {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b *agent) int { return strings.Compare(a.id, b.id) })
+	return out
+}
+
+// drain moves this node's agents to the others while it is drained.
+func (s *Supervisor) drain() {
+	defer s.watching.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	failing := map[string]string{}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if s.o.Drained == nil || !s.o.Drained() || s.fenced.Load() {
+			continue
+		}
+		for _, a := range s.own() {
+			if s.ctx.Err() != nil || !s.o.Drained() {
+				break
+			}
+			err := s.move(a)
+			switch {
+			case err == nil:
+				delete(failing, a.id)
+			case failing[a.id] != err.Error(): // said once, not every tick
+				failing[a.id] = err.Error()
+				s.log.Warn("drain: an agent could not be moved; trying again", "agent", a.id, "err", err)
+			}
+		}
+	}
+}
+
+// move hands agent a, if it has not ended, to the node placement chooses
+// among the others, which starts it (and says so) before this node stops
+// its run here, within the agent's stop timeout.
+func (s *Supervisor) move(a *agent) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lost || a.rec.State.Terminal() || a.endPending {
+		return nil
+	}
+	target, why, err := s.place(a.rec.Spec, s.o.Node, nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, moveTimeout)
+	defer cancel()
+	rp, err := s.forward(ctx, target, request{Op: "adopt", ID: a.id, Rev: a.rev, From: s.o.Node,
+		Placed: fmt.Sprintf("moved from %s (drained); %s", s.o.Node, why)}, moveTimeout)
+	if err != nil {
+		return err
+	}
+	a.lost, a.lostGrace = true, dur(a.rec.Spec.StopTimeout)
+	if rp.Record != nil {
+		s.remote.setIfAbsent(a.id, rp.Record)
+	}
+	s.log.Info("drain: moved an agent", "agent", a.id, "to", target)
+	s.letGo(a)
+	return nil
+}
+
+// adopt takes over an agent a drained node hands over (at rq.Rev), starts
+// it, and answers once it runs (or a moment has passed), so that the
+// drained node stops its copy only then.
+func (s *Supervisor) adopt(ctx context.Context, rq request) (Record, error) {
+	if _, err := s.get(rq.ID); err == nil {
+		return Record{}, fmt.Errorf("agent %s is node %s's already: %w", rq.ID, s.o.Node, ErrConflict)
+	}
+	if s.fenced.Load() {
+		return Record{}, fmt.Errorf("node %s cannot renew its lease: %w", s.o.Node, oxios.ErrUnreachable)
+	}
+	e, err := s.kv.Get(ctx, rq.ID)
+	if err != nil {
+		return Record{}, fmt.Errorf("read agent %s: %w", rq.ID, err)
+	}
+	var r Record
+	if json.Unmarshal(e.Value(), &r) != nil || e.Revision() != rq.Rev || r.Node != rq.From {
+		return Record{}, fmt.Errorf("agent %s changed while node %s handed it over; it tries again: %w", rq.ID, rq.From, ErrConflict)
+	}
+	a, err := s.takeover(r, rq.Rev, "moved from node "+rq.From+" (drained)", rq.Placed, false)
+	if err != nil {
+		return Record{}, err
+	}
+	for wait := time.NewTimer(10 * time.Second); ; {
+		if st := a.snap.Load().State; st != Queued && st != Starting {
+			wait.Stop()
+			break
+		}
+		select {
+		case <-wait.C:
+			return *a.snap.Load(), nil
+		case <-ctx.Done():
+			wait.Stop()
+			return *a.snap.Load(), nil
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return *a.snap.Load(), nil
+}
