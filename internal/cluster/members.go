@@ -99,6 +99,7 @@ type Members struct {
 type member struct {
 	node  oxios.Node
 	seen  time.Time // when this node last heard from it (its own clock)
+	rev   uint64    // of its last heartbeat heard
 	state oxios.NodeState
 }
 
@@ -424,7 +425,11 @@ func (m *Members) update(ctx context.Context, e jetstream.KeyValueEntry) {
 		m.nodes[name] = mb
 	}
 	was := mb.state
-	mb.node, mb.seen = n, time.Now()
+	if e.Revision() < mb.rev {
+		m.mu.Unlock()
+		return // older than one read afresh (see confirm)
+	}
+	mb.node, mb.seen, mb.rev = n, time.Now(), e.Revision()
 	mb.state = oxios.NodeAlive
 	if n.Left {
 		mb.state = oxios.NodeLeft
@@ -436,12 +441,29 @@ func (m *Members) update(ctx context.Context, e jetstream.KeyValueEntry) {
 }
 
 // judge moves nodes that missed beats to suspect, and those silent for a
-// lease to dead, and forgets the long gone.
+// lease to dead, and forgets the long gone. Before it does, it reads the
+// node's heartbeat afresh: a watch stalls for seconds when the bucket's
+// stream loses its leader, and a node is not judged on a stalled watch.
 func (m *Members) judge(ctx context.Context, now time.Time) {
 	type change struct {
 		typ string
 		n   oxios.Node
 	}
+	m.mu.Lock()
+	var doubtful []string
+	for name, mb := range m.nodes {
+		if name != m.self.Name && mb.state != oxios.NodeDead && mb.state != oxios.NodeLeft && now.Sub(mb.seen) > 2*m.beat {
+			doubtful = append(doubtful, name)
+		}
+	}
+	m.mu.Unlock()
+	unsure := map[string]bool{}
+	for _, name := range doubtful {
+		if !m.confirm(ctx, name) {
+			unsure[name] = true
+		}
+	}
+	now = time.Now()
 	var changes []change
 	m.mu.Lock()
 	for name, mb := range m.nodes {
@@ -453,7 +475,7 @@ func (m *Members) judge(ctx context.Context, now time.Time) {
 		case (mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft) && age > forget:
 			delete(m.nodes, name)
 		case mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft:
-		case age > m.o.Lease:
+		case age > m.o.Lease && !unsure[name]:
 			mb.state = oxios.NodeDead
 			changes = append(changes, change{"node.dead", mb.node})
 		case age > 2*m.beat && mb.state == oxios.NodeAlive:
@@ -466,6 +488,38 @@ func (m *Members) judge(ctx context.Context, now time.Time) {
 		m.log.Warn(c.typ, "node", c.n.Name, "last_beat", c.n.BeatAt)
 		m.event(ctx, c.typ, c.n)
 	}
+}
+
+// confirm reads node name's heartbeat from the bucket: a newer one than
+// the watch brought counts as heard now; one that is gone (its TTL ran
+// out) makes the node dead. It reports false when the bucket cannot be
+// read: the node is then not judged dead on this node's view alone.
+func (m *Members) confirm(ctx context.Context, name string) bool {
+	gctx, cancel := context.WithTimeout(ctx, m.beat)
+	defer cancel()
+	e, err := m.kv.Get(gctx, beatPrefix+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	var n oxios.Node
+	if json.Unmarshal(e.Value(), &n) != nil {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if mb := m.nodes[name]; mb != nil && e.Revision() > mb.rev {
+		mb.node, mb.seen, mb.rev = n, time.Now(), e.Revision()
+		if mb.state == oxios.NodeSuspect {
+			mb.state = oxios.NodeAlive
+		}
+		if n.Left {
+			mb.state = oxios.NodeLeft
+		}
+	}
+	return true
 }
 
 // event publishes typ about n (see publish) on its own goroutine: a

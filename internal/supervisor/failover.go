@@ -123,14 +123,48 @@ func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, now time.Time) {
 			}
 			why = "no node claimed it within half a lease"
 		}
-		if _, err := s.takeover(o.r, o.rev, o.why, "failover: "+o.why+"; "+why, true); err != nil && !isLostRace(err) {
+		// The index may lag: after the loss of a stream's leader a watch
+		// stalls for seconds. The record is read afresh before the claim.
+		r, rev, ok := s.fresh(o.r.ID)
+		if !ok || r.Node != o.r.Node || r.State.Terminal() {
+			continue
+		}
+		if _, err := s.takeover(r, rev, o.why, "failover: "+o.why+"; "+why, true); err != nil && !isLostRace(err) {
 			s.log.Warn("take over an agent of a lost node", "agent", o.r.ID, "node", o.r.Node, "err", err)
 		}
 	}
 }
 
+// fresh reads agent id's record from the bucket and takes it into the
+// index (unless it is this node's own).
+func (s *Supervisor) fresh(id string) (Record, uint64, bool) {
+	ctx, cancel := context.WithTimeout(s.ctx, oxios.BackboneTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, id)
+	if err != nil {
+		return Record{}, 0, false
+	}
+	var r Record
+	if json.Unmarshal(e.Value(), &r) != nil || r.ID != id {
+		return Record{}, 0, false
+	}
+	if _, err := s.get(id); err != nil && r.Node != s.o.Node {
+		s.remote.mu.Lock()
+		newer := e.Revision() > s.remote.revs[id]
+		s.remote.mu.Unlock()
+		if newer {
+			s.remote.set(id, &r, e.Revision())
+		}
+	}
+	return r, e.Revision(), true
+}
+
 // isLostRace is a compare-and-set another node won.
 func isLostRace(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == 10164) {
+		return true
+	}
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, ErrConflict)
 }
 

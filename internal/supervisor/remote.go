@@ -119,7 +119,12 @@ func (s *Supervisor) remoteUpdate(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	s.remote.set(r.ID, &r, e.Revision())
+	s.remote.mu.Lock()
+	older := e.Revision() < s.remote.revs[r.ID] // read afresh meanwhile (failover.go)
+	s.remote.mu.Unlock()
+	if !older {
+		s.remote.set(r.ID, &r, e.Revision())
+	}
 }
 
 // request is an operation forwarded to the node that runs an agent.

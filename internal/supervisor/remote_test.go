@@ -143,30 +143,36 @@ func TestRemoteAgents(t *testing.T) {
 }
 
 // A record another node wrote since this one last did is never written
-// over: the run's end stays unstored, and no write is tried again.
+// over: this node learns from the watch that the agent is not its own any
+// more, stops its process at once and forgets it, writing nothing.
 func TestRecordWritesExpectTheirRevision(t *testing.T) {
 	e := newEnv(t, scheduler.Limits{})
 	r := e.spawn(sh("sleep 100"))
 	e.waitState(r.ID, Running)
-	stolen := r
+	running, _ := e.sup.Get(r.ID)
+	stolen := running
 	stolen.Node, stolen.State = "thief", Running
 	b, _ := json.Marshal(stolen)
 	if _, err := e.sup.kv.Put(context.Background(), r.ID, b); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	e.sup.Kill(ctx, r.ID, 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := e.sup.get(r.ID); errors.Is(err, ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the node still runs an agent another node took")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitGone(t, running.PID)
 	entry, err := e.sup.kv.Get(context.Background(), r.ID)
 	if err != nil || !strings.Contains(string(entry.Value()), `"node":"thief"`) {
 		t.Fatalf("the thief's record was written over: %s %v", entry.Value(), err)
 	}
-	a, _ := e.sup.get(r.ID)
-	a.mu.Lock()
-	pending := a.endPending
-	a.mu.Unlock()
-	if pending {
-		t.Fatal("the end is still being retried against another node's record")
+	if got, err := e.sup.Get(r.ID); err != nil || got.Node != "thief" {
+		t.Fatalf("the agent is now listed as %+v %v, want the thief's", got, err)
 	}
 }
 

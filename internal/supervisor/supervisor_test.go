@@ -20,6 +20,7 @@ import (
 	"github.com/oxios/oxios/internal/backbone"
 	"github.com/oxios/oxios/internal/backbone/backbonetest"
 	"github.com/oxios/oxios/internal/bus"
+	"github.com/oxios/oxios/internal/cluster"
 	"github.com/oxios/oxios/internal/leaktest"
 	"github.com/oxios/oxios/internal/proc"
 	"github.com/oxios/oxios/internal/sandbox"
@@ -39,6 +40,8 @@ type env struct {
 	home string
 	lim  scheduler.Limits
 	node string // "test" if empty
+	// members, if set, is the node's cluster membership (failover_test.go).
+	members *cluster.Members
 }
 
 func newEnv(t *testing.T, lim scheduler.Limits) *env {
@@ -69,16 +72,24 @@ func (e *env) open() {
 	if e.node == "" {
 		e.node = "test"
 	}
-	sup, err := Open(context.Background(), Options{
+	o := Options{
 		JS: e.bb.JS, Replicas: e.bb.Replicas, Bus: e.bus, Scheduler: scheduler.New(e.lim), Node: e.node,
 		WorkspacesDir: filepath.Join(e.home, "workspaces"), LogDir: filepath.Join(e.home, "logs", "agents"),
 		URL: "http://127.0.0.1:1", Defaults: SpecDefaults{StopTimeout: 2 * time.Second},
 		Retain: 1000, RetainFor: time.Hour,
-	})
+	}
+	if m := e.members; m != nil {
+		o.Nodes, o.NodeState, o.Lease = m.List, m.State, testLease
+		o.Drained = func() bool { return m.Drained(e.node) }
+	}
+	sup, err := Open(context.Background(), o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.sup = sup
+	if e.members != nil {
+		e.members.OnFence(sup.Fence, sup.Rejoin)
+	}
 	e.t.Cleanup(func() { e.close() })
 }
 
