@@ -86,9 +86,9 @@ type Members struct {
 	// renewed is when the last heartbeat that was stored was sent; fenced
 	// is set while this node's agents are stopped because it could not
 	// renew it for a lease.
-	renewed time.Time
-	fenced  bool
-	drained map[string]bool
+	renewed           time.Time
+	fenced            bool
+	drained           map[string]bool
 	onFence, onRejoin func()
 
 	cancel context.CancelFunc
