@@ -85,6 +85,9 @@ func (a *app) printRecord(r oxios.Record) {
 		{"Reason", r.Reason}, {"PID", strconv.Itoa(r.PID)}, {"Restarts", strconv.Itoa(r.Restarts)},
 		{"Exit", exit}, {"Created", ts(&r.CreatedAt)}, {"Started", ts(r.StartedAt)}, {"Ended", ts(r.EndedAt)},
 	}
+	if r.Placed != "" {
+		rows = append(rows, [2]string{"Placed", r.Placed})
+	}
 	if r.QueuePosition > 0 {
 		rows = append(rows, [2]string{"Queue position", strconv.Itoa(r.QueuePosition) + ", " + r.QueueReason})
 	}

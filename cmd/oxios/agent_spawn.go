@@ -27,6 +27,17 @@ type spawnFlags struct {
 	llm               llmFlags
 	sb                sandboxFlags
 	secretEnv         []string
+	onNode, spread    string
+	onLabels          []string
+}
+
+// placement is the spec's placement from --on-node, --on-label and --spread.
+func (sf *spawnFlags) placement() (*oxios.Placement, error) {
+	labels, err := keyValues("--on-label", sf.onLabels)
+	if err != nil || (sf.onNode == "" && labels == nil && sf.spread == "") {
+		return nil, err
+	}
+	return &oxios.Placement{Node: sf.onNode, Labels: labels, Spread: sf.spread}, nil
 }
 
 func (a *app) agentSpawnCmd() *cobra.Command {
@@ -39,15 +50,20 @@ at once; the agent starts when the scheduler admits it. With --wait, the
 command waits for the agent to end and exits like 'oxios agent wait'.
 
 The agent's environment is --env and --secret-env plus PATH, HOME, LANG,
-TMPDIR, OXIOS_AGENT_ID and OXIOS_URL; nothing else of the daemon's
+TMPDIR, OXIOS_AGENT_ID, OXIOS_NODE and OXIOS_URL; nothing else of the daemon's
 environment reaches it. Without --dir it runs in its own workspace,
 $OXIOS_HOME/workspaces/<id>. It runs in a sandbox (see the README's
 "Sandbox"): --sandbox, --network, --read, --write and the limits narrow
-the configured one; widening it needs the admin role.`,
+the configured one; widening it needs the admin role.
+
+On a cluster the agent runs on the node with the most free room, unless
+--on-node, --on-label or --spread say otherwise; 'oxios agent get' shows
+where it was placed and why.`,
 		Example: `  oxios agent spawn --name web --restart always -- python3 agent.py
   oxios agent spawn --restart on-failure --max-restarts 3 --env MODE=fast -- ./worker.sh
   oxios agent spawn --timeout 10m --priority high --label team=search --wait -- make index
-  oxios agent spawn --network none --memory-mb 512 --max-procs 64 --secret-env API_KEY -- python3 job.py`,
+  oxios agent spawn --network none --memory-mb 512 --max-procs 64 --secret-env API_KEY -- python3 job.py
+  oxios agent spawn --on-label gpu=yes --spread zone --name trainer -- ./train.sh`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if sf.kind == oxios.KindLLM {
 				if len(args) > 0 {
@@ -92,6 +108,9 @@ func (sf *spawnFlags) add(f *pflag.FlagSet) {
 	f.StringSliceVar(&llm.allowHost, "allow-host", nil, "llm: hosts http_fetch may reach")
 	f.StringSliceVar(&llm.allowPath, "allow-path", nil, "llm: path globs the file tools may touch (default: the workspace)")
 	f.StringArrayVar(&sf.secretEnv, "secret-env", nil, "variable NAME whose value is read from $OXIOS_HOME/secrets/env/NAME at each start (repeatable)")
+	f.StringVar(&sf.onNode, "on-node", "", "run on this node of the cluster (placement.node)")
+	f.StringArrayVar(&sf.onLabels, "on-label", nil, "run on a node with this node label KEY=VALUE (placement.labels; repeatable)")
+	f.StringVar(&sf.spread, "spread", "", "spread agents of this name over the values of this node label (placement.spread)")
 	sf.sb.flags(f)
 }
 
@@ -100,6 +119,10 @@ func (a *app) spawnProcess(cmd *cobra.Command, sf *spawnFlags, args []string) er
 	spec := sf.spec
 	spec.Sandbox = sf.sb.spec(cmd)
 	spec.SecretEnv = sf.secretEnv
+	var err error
+	if spec.Placement, err = sf.placement(); err != nil {
+		return err
+	}
 	switch sf.kind {
 	case oxios.KindLLM:
 		return a.spawnLLM(cmd, sf.goal, sf.llm, spec, sf.wait)
@@ -114,7 +137,6 @@ func (a *app) spawnProcess(cmd *cobra.Command, sf *spawnFlags, args []string) er
 	spec.Command, spec.Args = args[0], args[1:]
 	spec.Restart = oxios.Restart{Policy: sf.policy, MaxRestarts: sf.maxRestarts, Window: sf.window,
 		ResetAfter: sf.resetAfter, Backoff: oxios.BackoffSpec{Initial: sf.backoffInit, Max: sf.bMax}}
-	var err error
 	if spec.Env, err = keyValues("--env", sf.env); err != nil {
 		return err
 	}
@@ -191,6 +213,7 @@ func (a *app) spawnLLM(cmd *cobra.Command, goal string, f llmFlags, base oxios.S
 		return err
 	}
 	spec.Sandbox = base.Sandbox // for its exec tool's programs
+	spec.Placement = base.Placement
 	if ls, _ := cmd.Flags().GetStringArray("label"); len(ls) > 0 {
 		if spec.Labels, err = keyValues("--label", ls); err != nil {
 			return err

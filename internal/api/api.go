@@ -153,6 +153,9 @@ func (s *Server) routes() []route {
 		{"GET /api/v1/agents/{id}/output", v, s.agentOutput},
 		{"GET /api/v1/scheduler", v, s.schedulerGet},
 		{"GET /api/v1/nodes", v, s.nodeList},
+		// Draining moves everyone's agents: cluster maintenance, for admins.
+		{"POST /api/v1/nodes/{name}/drain", a, s.nodeDrain},
+		{"POST /api/v1/nodes/{name}/undrain", a, s.nodeUndrain},
 		{"GET /api/v1/audit", a, s.auditList},
 		{"GET /api/v1/audit/verify", a, s.auditVerify},
 		{"POST /api/v1/tokens", a, s.tokenCreate},

@@ -33,7 +33,7 @@ const live = {
   on(fn) { subscribers.add(fn); return () => subscribers.delete(fn); },
 };
 
-const ctx = { live, me: { name: "", role: "viewer" }, canOperate: () => ctx.me.role !== "viewer" };
+const ctx = { live, me: { name: "", role: "viewer" }, canOperate: () => ctx.me.role !== "viewer", canAdmin: () => ctx.me.role === "admin" };
 let feed = null;
 let unmount = null;
 window.oxios = { loadedAt: Date.now() }; // tests check that pages update without a reload
