@@ -16,10 +16,12 @@ import (
 )
 
 // Cron jobs are the cluster's: every node lists every node's jobs, from
-// an index of the cron bucket kept by a watch, and deletes, enables,
-// disables or triggers another node's job by asking that node, over NATS
-// request/reply on "oxios.node.NAME.cron". A job fires on the node it was
-// created on (or whose config file has it).
+// an index of the cron bucket kept by a watch, and deletes, enables or
+// disables another node's job by asking that node, over NATS
+// request/reply on "oxios.node.NAME.cron". Every node schedules every
+// job; each scheduled time is fired by the one node that claims it
+// (service.go), so a job fires once per time in the whole cluster, and
+// on as long as one node is up.
 
 // otherJob is another node's job, as stored.
 type otherJob struct {
@@ -76,6 +78,12 @@ func (s *Service) other(e jetstream.KeyValueEntry) {
 	}
 	kind, node, name := parts[0], parts[1], parts[2]
 	s.mu.Lock()
+	indexed := s.indexed
+	defer func() {
+		if kind == "job" && indexed {
+			s.reschedule(name)
+		}
+	}()
 	defer s.mu.Unlock()
 	jobs := s.others[node]
 	if jobs == nil {
@@ -130,59 +138,6 @@ func (s *Service) elsewhere(name string) (string, bool) {
 		return "", false
 	}
 	return s.otherOwner(name)
-}
-
-// otherView is another node's job name as stored.
-func (s *Service) otherView(name string) (Status, bool) {
-	node, ok := s.otherOwner(name)
-	if !ok {
-		return Status{}, false
-	}
-	s.mu.Lock()
-	j := *s.others[node][name]
-	s.mu.Unlock()
-	return s.storedView(node, j), true
-}
-
-// otherViews are every other node's jobs.
-func (s *Service) otherViews() []Status {
-	s.mu.Lock()
-	type one struct {
-		node string
-		j    otherJob
-	}
-	var all []one
-	for node, jobs := range s.others {
-		for _, j := range jobs {
-			if j.def != nil {
-				all = append(all, one{node, *j})
-			}
-		}
-	}
-	s.mu.Unlock()
-	out := make([]Status, len(all))
-	for i, o := range all {
-		out[i] = s.storedView(o.node, o.j)
-	}
-	return out
-}
-
-// storedView is a job of node as its node stored it; its next run is
-// computed here from its schedule.
-func (s *Service) storedView(node string, j otherJob) Status {
-	st := Status{CronDef: *j.def, Node: node}
-	if sched, err := Parse(j.def.Schedule, j.def.Zone); err != nil {
-		st.Error = err.Error()
-	} else if j.def.Enabled {
-		next := sched.Next(s.runner.Now())
-		st.NextRun = &next
-	}
-	var runs []Fired
-	if j.state != nil {
-		runs = j.state.Runs
-	}
-	s.outcome(&st, runs)
-	return st
 }
 
 // forward asks node to do rq on its job.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,7 +58,7 @@ func (s *Service) Create(ctx context.Context, d Def) (Status, error) {
 	s.states[d.Name] = st
 	s.mu.Unlock()
 	s.wmu.Unlock()
-	s.schedule(d, nil)
+	s.reschedule(d.Name)
 	return s.Get(d.Name)
 }
 
@@ -97,12 +96,20 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	if err := s.kv.Purge(ctx, s.defKey(name)); err != nil {
 		return fmt.Errorf("delete cron job %s: %w", name, err)
 	}
-	s.runner.Remove(name)
 	s.mu.Lock()
 	delete(s.defs, name)
 	delete(s.states, name)
 	delete(s.broken, name)
 	s.mu.Unlock()
+	s.reschedule(name) // gone, unless another node's config file has it
+	// Its history, written by whichever nodes fired it.
+	if lister, err := s.kv.ListKeysFiltered(ctx, "run.*."+name); err == nil {
+		for k := range lister.Keys() {
+			if _, n := splitKey(k); n == name {
+				s.kv.Purge(ctx, k)
+			}
+		}
+	}
 	s.kv.Purge(ctx, s.stateKey(name))
 	return nil
 }
@@ -147,12 +154,8 @@ func (s *Service) SetEnabled(ctx context.Context, name string, on bool) (Status,
 // Trigger fires a job now, whatever its schedule or whether it is
 // enabled; its overlap policy still applies.
 func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
-	if node, ok := s.elsewhere(name); ok {
-		rp, err := s.forward(ctx, node, request{Op: "trigger", Name: name})
-		return rp.Fired, err
-	}
-	if _, err := s.lookup(name); err != nil {
-		return Fired{}, err
+	if !s.known(name) {
+		return Fired{}, &oxios.NotFoundError{What: "cron job " + name}
 	}
 	s.mu.Lock()
 	why, broken := s.broken[name]
@@ -175,53 +178,57 @@ func (s *Service) Trigger(ctx context.Context, name string) (Fired, error) {
 	return run, nil
 }
 
-// Get returns a job with its next run and recent runs: this node's, or
-// else another node's of that name.
+// Get returns a job with its next run and recent runs, as the cluster
+// runs it.
 func (s *Service) Get(name string) (Status, error) {
-	d, err := s.lookup(name)
-	if err != nil {
-		if j, ok := s.otherView(name); ok {
-			return j, nil
-		}
-		return Status{}, err
+	d, node, conflict, ok := s.chosen(name)
+	if !ok {
+		return Status{}, &oxios.NotFoundError{What: "cron job " + name}
 	}
-	return s.view(d), nil
+	return s.view(d, node, conflict), nil
 }
 
-// List returns every job of the cluster, by name (and node).
+// List returns every job of the cluster, by name: one each, with the node
+// whose definition runs.
 func (s *Service) List() []Status {
-	s.mu.Lock()
-	defs := make([]Def, 0, len(s.defs))
-	for _, d := range s.defs {
-		defs = append(defs, *d)
-	}
-	s.mu.Unlock()
-	out := make([]Status, 0, len(defs))
-	for _, d := range defs {
-		out = append(out, s.view(d))
-	}
-	out = append(out, s.otherViews()...)
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Name != out[j].Name {
-			return out[i].Name < out[j].Name
+	var out []Status
+	for _, n := range s.names() {
+		if j, err := s.Get(n); err == nil {
+			out = append(out, j)
 		}
-		return out[i].Node < out[j].Node
-	})
+	}
+	if out == nil {
+		out = []Status{}
+	}
 	return out
 }
 
-func (s *Service) view(d Def) Status {
-	j := Status{CronDef: d, Node: s.o.Node}
+// view is job d of node with its next run and its recent firings on every
+// node.
+func (s *Service) view(d Def, node, conflict string) Status {
+	j := Status{CronDef: d, Node: node}
 	if next, ok := s.runner.Next(d.Name); ok && !next.IsZero() {
 		j.NextRun = &next
 	}
 	s.mu.Lock()
 	var runs []Fired
 	if st := s.states[d.Name]; st != nil {
-		runs = slices.Clone(st.Runs)
+		runs = append(runs, st.Runs...)
+	}
+	for _, jobs := range s.others {
+		if o := jobs[d.Name]; o != nil && o.state != nil {
+			runs = append(runs, o.state.Runs...)
+		}
 	}
 	j.Error = s.broken[d.Name]
+	if conflict != "" {
+		j.Error = conflict
+	}
 	s.mu.Unlock()
+	sort.SliceStable(runs, func(a, b int) bool { return runs[a].At.After(runs[b].At) })
+	if len(runs) > 2*recentRuns {
+		runs = runs[:2*recentRuns]
+	}
 	s.outcome(&j, runs)
 	return j
 }

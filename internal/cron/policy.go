@@ -82,16 +82,24 @@ func OnFire(p Overlap, active int, queued bool) Action {
 // and the next regular firing. An @every job keeps its rhythm from the
 // last firing rather than starting over at boot.
 func CatchUp(s Schedule, last, now time.Time, p Missed) (fireNow bool, missed int, next time.Time) {
+	fireNow, missed, next, _ = catchUp(s, last, now, p)
+	return fireNow, missed, next
+}
+
+// catchUp is CatchUp, with the last firing missed (the slot a catch-up
+// firing stands for, which every node computes alike).
+func catchUp(s Schedule, last, now time.Time, p Missed) (fireNow bool, missed int, next, lastMissed time.Time) {
 	if last.IsZero() || last.After(now) {
-		return false, 0, s.Next(now)
+		return false, 0, s.Next(now), time.Time{}
 	}
 	const most = 100000 // a bound for an @every 1s job down for a long time
 	t := s.Next(last)
 	for ; !t.IsZero() && !t.After(now) && missed < most; t = s.Next(t) {
 		missed++
+		lastMissed = t
 	}
 	if t.IsZero() || !t.After(now) {
 		t = s.Next(now)
 	}
-	return missed > 0 && p == MissedRunOnce, missed, t
+	return missed > 0 && p == MissedRunOnce, missed, t, lastMissed
 }

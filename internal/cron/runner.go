@@ -20,6 +20,14 @@ type Job struct {
 	Fire func(ctx context.Context, f Firing) (string, error)
 	// Active reports whether the run with this id is still going.
 	Active func(id string) bool
+	// Live, if set, lists the job's runs still going in the whole
+	// cluster, whichever node fired them; it decides overlap instead of
+	// the runs this runner started.
+	Live func() []string
+	// Claim, if set, takes a scheduled firing (its slot) for this node:
+	// false means another node took it, and this runner does nothing of
+	// it. Manual and queued firings are not claimed.
+	Claim func(slot time.Time) bool
 	// LastRun is when the job last fired, or, if it never did, since when
 	// it exists (zero: unknown); firings after it were missed.
 	LastRun time.Time
@@ -33,8 +41,11 @@ type Job struct {
 // Firing is what happened at one firing, for the caller to record and
 // publish (cron.fired, cron.skipped).
 type Firing struct {
-	Job    string
-	At     time.Time
+	Job string
+	At  time.Time
+	// Slot is the scheduled time a firing stands for (zero for manual and
+	// queued ones): the same on every node.
+	Slot   time.Time
 	Action Action
 	RunID  string
 	Err    error
@@ -82,12 +93,12 @@ func (r *Runner) Put(j Job) {
 	if old, ok := r.jobs[j.Name]; ok {
 		e.active, e.queued = old.active, old.queued
 	}
-	fireNow, missed, next := CatchUp(j.Schedule, j.LastRun, now, j.Missed)
+	fireNow, missed, next, slot := catchUp(j.Schedule, j.LastRun, now, j.Missed)
 	e.next = next
 	r.jobs[j.Name] = e
 	r.mu.Unlock()
 	if fireNow && j.Enabled {
-		r.fire(context.Background(), e, Firing{Job: j.Name, At: now, Missed: missed})
+		r.fire(context.Background(), e, Firing{Job: j.Name, At: now, Slot: slot, Missed: missed})
 	}
 	r.poke()
 }
@@ -124,6 +135,14 @@ func (r *Runner) Trigger(ctx context.Context, name string) (Firing, bool) {
 	}
 	f, ok := r.fire(ctx, e, Firing{Job: name, At: r.Now(), Manual: true})
 	return f, ok
+}
+
+// Has reports whether the runner has job name.
+func (r *Runner) Has(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.jobs[name]
+	return ok
 }
 
 // Queued reports whether a firing of the job waits for its active run.
@@ -184,7 +203,9 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) time.Time {
 	var soonest time.Time
 	r.mu.Lock()
 	for _, e := range r.jobs {
-		r.prune(e)
+		if e.queued {
+			r.prune(e)
+		}
 		if e.queued && len(e.active) == 0 && e.starting == 0 {
 			e.queued = false
 			fire = append(fire, due{e, Firing{Job: e.job.Name, At: now, Queued: true}})
@@ -193,7 +214,7 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) time.Time {
 			continue
 		}
 		if !e.next.After(now) {
-			fire = append(fire, due{e, Firing{Job: e.job.Name, At: now}})
+			fire = append(fire, due{e, Firing{Job: e.job.Name, At: now, Slot: e.next}})
 			e.next = e.job.Schedule.Next(now)
 		}
 		if !e.next.IsZero() && (soonest.IsZero() || e.next.Before(soonest)) {
@@ -210,6 +231,10 @@ func (r *Runner) Tick(ctx context.Context, now time.Time) time.Time {
 
 // prune drops ended runs. The caller holds r.mu.
 func (r *Runner) prune(e *entry) {
+	if e.job.Live != nil {
+		e.active = e.job.Live()
+		return
+	}
 	live := e.active[:0]
 	for _, id := range e.active {
 		if e.job.Active != nil && e.job.Active(id) {
@@ -227,6 +252,17 @@ func (r *Runner) fire(ctx context.Context, e *entry, f Firing) (Firing, bool) {
 	if r.jobs[f.Job] != e || !(e.job.Enabled || f.Manual || f.Queued) {
 		r.mu.Unlock()
 		return Firing{}, false
+	}
+	if claim := e.job.Claim; claim != nil && !f.Manual && !f.Queued {
+		r.mu.Unlock()
+		if !claim(f.Slot) {
+			return Firing{}, false // another node fires this slot
+		}
+		r.mu.Lock()
+		if r.jobs[f.Job] != e {
+			r.mu.Unlock()
+			return Firing{}, false
+		}
 	}
 	r.prune(e)
 	if f.Queued {

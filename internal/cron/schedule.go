@@ -148,9 +148,16 @@ func fixedHour(expr string) bool {
 // zero if there is none. When clocks go back and a wall-clock time comes
 // twice, a job with fixed hours fires at its first occurrence only (the
 // rule of Vixie cron); a job that runs every hour fires in both.
+//
+// An @every schedule fires at the multiples of its interval (counted
+// from the zero time, so at :00 and :30 of each minute for @every 30s):
+// every node of a cluster computes the same times, whenever it started.
 func (s Schedule) Next(t time.Time) time.Time {
+	if every, ok := s.sched.(robfig.ConstantDelaySchedule); ok {
+		return t.Truncate(every.Delay).Add(every.Delay).In(s.loc)
+	}
 	n := s.sched.Next(t.In(s.loc))
-	if _, every := s.sched.(robfig.ConstantDelaySchedule); every || !s.fixedHour {
+	if !s.fixedHour {
 		return n
 	}
 	for i := 0; i < 200 && !n.IsZero() && repeated(n); i++ { // up to a firing a minute for 2h

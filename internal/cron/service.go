@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,10 @@ import (
 
 // Bucket is the key/value bucket of cron jobs and their runs.
 const Bucket = "cron"
+
+// FiresBucket holds one key per firing of a job's scheduled time, created
+// by the one node that fires it (see claim); its keys age out after a day.
+const FiresBucket = "cron_fires"
 
 // Label marks the agents a job spawned with the job's name.
 const Label = "oxios.cron"
@@ -131,7 +136,8 @@ type Publisher interface {
 type Options struct {
 	JS       jetstream.JetStream
 	Replicas int
-	// Node runs the jobs created on it and those of its config file.
+	// Node is this node: it stores the jobs created on it and those of its
+	// config file, and fires any job of the cluster whose slot it claims.
 	Node     string
 	Agents   Spawner
 	Bus      Publisher
@@ -148,6 +154,7 @@ type Options struct {
 type Service struct {
 	o      Options
 	kv     jetstream.KeyValue
+	fires  jetstream.KeyValue
 	runner *Runner
 	log    *slog.Logger
 	cancel context.CancelFunc
@@ -160,6 +167,11 @@ type Service struct {
 	defs   map[string]*Def
 	states map[string]*jobState
 	broken map[string]string // job -> why it cannot be scheduled
+	// conflicts are config jobs several nodes define differently.
+	conflicts map[string]string
+	// indexed is set once the other nodes' jobs are in; from then on a
+	// change of one is scheduled at once.
+	indexed bool
 
 	// others are the other nodes' jobs, kept by a watch (cluster.go).
 	others   map[string]map[string]*otherJob
@@ -184,8 +196,13 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
-	s := &Service{o: o, kv: kv, log: o.Logger, runner: o.Runner, defs: map[string]*Def{}, states: map[string]*jobState{},
-		broken: map[string]string{}, done: make(chan struct{}), others: map[string]map[string]*otherJob{}}
+	fires, err := o.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: FiresBucket, History: 1, TTL: 24 * time.Hour,
+		Storage: jetstream.FileStorage, Replicas: o.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", FiresBucket, err)
+	}
+	s := &Service{o: o, kv: kv, fires: fires, log: o.Logger, runner: o.Runner, defs: map[string]*Def{}, states: map[string]*jobState{},
+		broken: map[string]string{}, conflicts: map[string]string{}, done: make(chan struct{}), others: map[string]map[string]*otherJob{}}
 	drive := s.runner == nil
 	if drive {
 		s.runner = NewRunner()
@@ -196,41 +213,28 @@ func Open(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.configJobs(ctx)
-	// The runs a job started before a restart that are still going count
-	// for its overlap policy.
-	active := map[string][]string{}
-	live := []oxios.State{oxios.Queued, oxios.Starting, oxios.Running, oxios.WaitingApproval, oxios.Backoff}
-	for cursor := ""; ; {
-		recs, next := o.Agents.List(supervisor.Filter{States: live}, 1000, cursor)
-		for _, r := range recs {
-			if job := r.Spec.Labels[Label]; job != "" {
-				active[job] = append(active[job], r.ID)
-			}
-		}
-		if cursor = next; cursor == "" {
-			break
-		}
-	}
-	names := make([]string, 0, len(s.defs))
-	for n := range s.defs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	now := s.runner.Now().UTC()
-	for _, n := range names {
+	for n, d := range s.defs {
 		if _, ok := s.states[n]; !ok {
 			s.states[n] = &jobState{Since: now}
-			if d := s.defs[n]; d.Source == "api" && !d.CreatedAt.IsZero() {
+			if d.Source == "api" && !d.CreatedAt.IsZero() {
 				s.states[n].Since = d.CreatedAt
 			}
 		}
-		s.schedule(*s.defs[n], active[n])
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if err := s.joinCluster(ctx, rctx); err != nil {
 		cancel()
 		return nil, err
+	}
+	// Every job of the cluster is scheduled here, its own and the other
+	// nodes': each scheduled time is fired by the node that claims it.
+	s.mu.Lock()
+	s.indexed = true
+	s.mu.Unlock()
+	for _, n := range s.names() {
+		s.reschedule(n)
 	}
 	go func() {
 		defer close(s.done)
@@ -319,17 +323,90 @@ func (s *Service) Close() {
 	s.watching.Wait()
 }
 
-// schedule hands a copy of d to the runner, with the runs of it that may
-// still be active.
-func (s *Service) schedule(d Def, running []string) {
+// names lists every job of the cluster, sorted.
+func (s *Service) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for n := range s.defs {
+		seen[n] = true
+	}
+	for _, jobs := range s.others {
+		for n, j := range jobs {
+			if j.def != nil {
+				seen[n] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// chosen is the definition of job name the cluster runs: of the nodes
+// that have it (API jobs are on one node; a config-file job may be in
+// several nodes' files), the first by name. Nodes that define it
+// differently are a conflict, reported, and run once all the same.
+func (s *Service) chosen(name string) (d Def, node, conflict string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type holder struct {
+		node string
+		d    Def
+	}
+	var hs []holder
+	if d, ok := s.defs[name]; ok {
+		hs = append(hs, holder{s.o.Node, *d})
+	}
+	for node, jobs := range s.others {
+		if j := jobs[name]; j != nil && j.def != nil {
+			hs = append(hs, holder{node, *j.def})
+		}
+	}
+	if len(hs) == 0 {
+		return Def{}, "", "", false
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].node < hs[j].node })
+	for _, h := range hs[1:] {
+		if !sameJob(hs[0].d, h.d) {
+			conflict = fmt.Sprintf("nodes %s and %s define cron job %s differently; %s's definition runs (once for the cluster): make their config files agree", hs[0].node, h.node, name, hs[0].node)
+			break
+		}
+	}
+	return hs[0].d, hs[0].node, conflict, true
+}
+
+// sameJob reports whether two definitions of a job fire alike.
+func sameJob(a, b Def) bool {
+	a.CreatedAt, b.CreatedAt = time.Time{}, time.Time{}
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// reschedule hands the runner the definition of job name the cluster
+// runs, or removes the job when no node has it any more.
+func (s *Service) reschedule(name string) {
+	d, _, conflict, ok := s.chosen(name)
+	s.mu.Lock()
+	if conflict != "" && s.conflicts[name] != conflict {
+		s.log.Warn("cron job defined differently on two nodes", "job", name, "conflict", conflict)
+	}
+	if conflict != "" {
+		s.conflicts[name] = conflict
+	} else {
+		delete(s.conflicts, name)
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.runner.Remove(name)
+		return
+	}
 	sched, err := Parse(d.Schedule, d.Zone)
 	s.mu.Lock()
-	cur, ok := s.defs[d.Name]
-	if !ok || s.states[d.Name] == nil {
-		s.mu.Unlock()
-		return // deleted meanwhile
-	}
-	d.Enabled = cur.Enabled // disabled meanwhile
 	if err != nil {
 		s.broken[d.Name] = err.Error()
 		s.mu.Unlock()
@@ -337,29 +414,76 @@ func (s *Service) schedule(d Def, running []string) {
 		return
 	}
 	delete(s.broken, d.Name)
-	st := s.states[d.Name]
-	last, queued := st.LastAt, st.Queued
-	if last.IsZero() {
-		last = st.Since
-	}
+	last, queued := s.lastRunLocked(d)
 	s.mu.Unlock()
 	s.runner.Put(Job{
 		Name: d.Name, Schedule: sched, Overlap: Overlap(d.Overlap), Missed: Missed(d.Missed), Enabled: d.Enabled,
-		LastRun: last, Running: running, Queued: queued, Active: s.active,
-		Fire: func(ctx context.Context, f Firing) (string, error) { return s.spawn(ctx, d, f) },
+		LastRun: last, Queued: queued, Active: s.active,
+		Live:  func() []string { return s.live(d.Name) },
+		Claim: func(slot time.Time) bool { return s.claim(d.Name, slot) },
+		Fire:  func(ctx context.Context, f Firing) (string, error) { return s.spawn(ctx, d, f) },
 	})
-	s.mu.Lock()
-	_, ok = s.defs[d.Name]
-	s.mu.Unlock()
-	if !ok {
-		s.runner.Remove(d.Name) // deleted while it was being scheduled
+	if _, _, _, ok := s.chosen(name); !ok {
+		s.runner.Remove(name) // deleted while it was being scheduled
 	}
+}
+
+// lastRunLocked is when job d last fired anywhere in the cluster (or,
+// if it never did, since when it exists), for catching up, and whether
+// this node has a firing of it queued. The caller holds s.mu.
+func (s *Service) lastRunLocked(d Def) (last time.Time, queued bool) {
+	if st := s.states[d.Name]; st != nil {
+		last, queued = st.LastAt, st.Queued
+	}
+	for _, jobs := range s.others {
+		if j := jobs[d.Name]; j != nil && j.state != nil && j.state.LastAt.After(last) {
+			last = j.state.LastAt
+		}
+	}
+	if last.IsZero() {
+		switch st := s.states[d.Name]; {
+		case d.Source == "api" && !d.CreatedAt.IsZero():
+			last = d.CreatedAt
+		case st != nil:
+			last = st.Since
+		}
+	}
+	return last, queued
+}
+
+// claim takes the firing of job name at slot for this node, unless
+// another node took it: the firing is created once in the cluster.
+func (s *Service) claim(name string, slot time.Time) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
+	defer cancel()
+	_, err := s.fires.Create(ctx, name+"."+strconv.FormatInt(slot.UnixNano(), 10), []byte(s.o.Node))
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		s.log.Warn("cron firing not claimed; this node does not fire it", "job", name, "slot", slot, "err", err)
+	}
+	return err == nil
+}
+
+// live lists the runs of job name that have not ended, on every node.
+func (s *Service) live(name string) []string {
+	states := []oxios.State{oxios.Queued, oxios.Starting, oxios.Running, oxios.WaitingApproval, oxios.Backoff}
+	recs, _ := s.o.Agents.List(supervisor.Filter{States: states, Labels: map[string]string{Label: name}}, 0, "")
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	return ids
 }
 
 // active reports whether a job's agent is still queued or running.
 func (s *Service) active(id string) bool {
 	r, err := s.o.Agents.Stored(id)
 	return err == nil && !r.State.Terminal()
+}
+
+// known reports whether job name exists on some node.
+func (s *Service) known(name string) bool {
+	_, _, _, ok := s.chosen(name)
+	return ok
 }
 
 // spawn starts one run of d: its spec, labelled with the job's name,
@@ -370,10 +494,7 @@ func (s *Service) spawn(ctx context.Context, d Def, f Firing) (string, error) {
 	if !f.Manual && !f.Queued {
 		s.update(d.Name, func(st *jobState) { st.LastAt = f.At.UTC() })
 	}
-	s.mu.Lock()
-	_, ok := s.defs[d.Name]
-	s.mu.Unlock()
-	if !ok {
+	if !s.known(d.Name) {
 		return "", fmt.Errorf("cron job %s was deleted", d.Name)
 	}
 	spec := d.Spec
@@ -399,13 +520,12 @@ func (s *Service) spawn(ctx context.Context, d Def, f Firing) (string, error) {
 // update changes job name's state and writes it, in order with every other
 // change of the job. It does nothing for a job that no longer exists.
 func (s *Service) update(name string, change func(*jobState)) {
+	if !s.known(name) {
+		return
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	s.mu.Lock()
-	if _, ok := s.defs[name]; !ok {
-		s.mu.Unlock()
-		return
-	}
 	st := s.states[name]
 	if st == nil {
 		st = &jobState{Since: s.runner.Now().UTC()}

@@ -66,10 +66,16 @@ func (w *world) advance(d time.Duration) time.Time {
 // when the test ticks it.
 func (w *world) open(config ...Def) (*Service, *Runner) {
 	w.t.Helper()
+	return w.openAs("test", config...)
+}
+
+// openAs is open for node.
+func (w *world) openAs(node string, config ...Def) (*Service, *Runner) {
+	w.t.Helper()
 	r := NewRunner()
 	r.Now = w.clock
 	r.After = func(time.Duration) <-chan time.Time { return nil }
-	s, err := Open(context.Background(), Options{JS: w.js, Node: "test", Agents: w.sup, Bus: w.bus,
+	s, err := Open(context.Background(), Options{JS: w.js, Node: node, Agents: w.sup, Bus: w.bus,
 		Defaults: supervisor.SpecDefaults{StopTimeout: time.Second}, Config: config, Runner: r})
 	if err != nil {
 		w.t.Fatal(err)
