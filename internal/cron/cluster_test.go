@@ -61,7 +61,6 @@ func TestOncePerCluster(t *testing.T) {
 	}
 }
 
-
 func countRuns(fs []Fired) int {
 	n := 0
 	for _, f := range fs {
