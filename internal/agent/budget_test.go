@@ -225,3 +225,32 @@ func TestKillWhileWaitingForASlot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Five llm agents spawned at once under a budget of one call: exactly one
+// calls the model; the others end failed with the budget's error.
+func TestOneCallBudgetUnderConcurrentSpawns(t *testing.T) {
+	replies := make([]agenttest.Reply, 5)
+	for i := range replies {
+		replies[i] = agenttest.Reply{Text: "done", In: 10, Out: 5}
+	}
+	llm := agenttest.New(t, testKey, replies...)
+	s := newStack(t, llm, nil)
+	s.setBudget(budget.Budget{Name: budget.Global, Window: "1h", Limits: budget.Limits{Calls: 1}})
+	var ids []string
+	for range 5 {
+		ids = append(ids, s.spawn(supervisor.Spec{Goal: "one call"}).ID)
+	}
+	succeeded := 0
+	for _, id := range ids {
+		r := s.waitFor(id, func(r supervisor.Record) bool { return r.State.Terminal() })
+		switch {
+		case r.State == supervisor.Succeeded:
+			succeeded++
+		case !strings.Contains(r.Reason, "global allows 1 calls"):
+			t.Fatalf("%s %q", r.State, r.Reason)
+		}
+	}
+	if succeeded != 1 || llm.Count() != 1 {
+		t.Fatalf("%d succeeded, %d model calls, under a budget of one call", succeeded, llm.Count())
+	}
+}

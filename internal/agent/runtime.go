@@ -14,6 +14,7 @@ import (
 	"github.com/oxios/oxios/internal/audit"
 	"github.com/oxios/oxios/internal/bus"
 	"github.com/oxios/oxios/internal/metrics"
+	"github.com/oxios/oxios/internal/oxios"
 	"github.com/oxios/oxios/internal/sandbox"
 	"github.com/oxios/oxios/internal/supervisor"
 	"github.com/oxios/oxios/internal/tools"
@@ -36,8 +37,11 @@ type Auditor interface {
 
 // Budgets limit what agents use; *budget.Service is one.
 type Budgets interface {
-	// Check is asked before each model call of a run that has used used.
-	Check(rec supervisor.Record, used supervisor.Usage) error
+	// Reserve is asked before each model call of a run that has used
+	// used: it reserves est, the call's estimate, in every budget the
+	// agent is under, and returns what releases it once the call's usage
+	// is spent and stored.
+	Reserve(ctx context.Context, rec supervisor.Record, used supervisor.Usage, est oxios.BudgetUsage) (release func(), err error)
 	// Spend records one call's usage (delta) of a run now at total.
 	Spend(rec supervisor.Record, total, delta supervisor.Usage)
 	// Sync waits until the usage spent so far is stored.
@@ -279,22 +283,26 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		if step > spec.MaxSteps {
 			return p, fmt.Errorf("max steps reached (%d)", spec.MaxSteps)
 		}
-		if rt.o.Budgets != nil {
-			// The run ends here, keeping what it has done and used.
-			if err := rt.o.Budgets.Check(rec, p.Usage); err != nil {
-				return p, err
-			}
-		}
 		if err := rt.o.Breaker.Allow(provName); err != nil {
 			return p, err
 		}
+		req := Request{Model: model, System: system, Messages: msgs, Tools: defs, MaxTokens: maxTokens}
+		release := func() {}
+		if rt.o.Budgets != nil {
+			// The run ends here, keeping what it has done and used.
+			var err error
+			if release, err = rt.o.Budgets.Reserve(ctx, rec, p.Usage, estimate(req, price, priced)); err != nil {
+				return p, err
+			}
+		}
 		out := newCoalescer(func(text string) { evs.publish("agent.output", map[string]any{"step": step, "text": text}) })
 		t0 := time.Now()
-		resp, err := prov.Complete(ctx, Request{Model: model, System: system, Messages: msgs, Tools: defs, MaxTokens: 8192}, out.write)
+		resp, err := prov.Complete(ctx, req, out.write)
 		out.flush()
 		rt.o.Breaker.Record(provName, err)
 		rt.observe(ctx, provName, mlabel, t0, err)
 		if err != nil {
+			release()
 			if ctx.Err() != nil {
 				return p, ctx.Err()
 			}
@@ -302,6 +310,14 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 		}
 		p.Steps = step
 		stepCost := rt.account(rec, &p, &cost, resp, price, priced, provName, mlabel)
+		if rt.o.Budgets != nil {
+			// The call's reservation goes once its usage is stored, so that
+			// no node ever sees neither.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			rt.o.Budgets.Sync(sctx)
+			cancel()
+		}
+		release()
 		evs.publish("llm.response", map[string]any{"step": step, "model": spec.Model, "tokens_in": resp.TokensIn,
 			"tokens_out": resp.TokensOut, "cost_usd": stepCost, "duration_ms": time.Since(t0).Milliseconds(), "tool_calls": len(resp.ToolCalls)})
 		if resp.Text != "" {
@@ -320,6 +336,34 @@ func (rt *Runtime) Run(ctx context.Context, rec supervisor.Record, hooks supervi
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// maxTokens bounds each answer of a model.
+const maxTokens = 8192
+
+// estimate is what a call may use, for its reservation: one call, its
+// prompt (about four bytes a token) and its longest answer, and their
+// price.
+func estimate(req Request, price Price, priced bool) oxios.BudgetUsage {
+	in := len(req.System)
+	for _, m := range req.Messages {
+		in += len(m.Text)
+		for _, c := range m.ToolCalls {
+			in += len(c.Name) + len(c.Args)
+		}
+		for _, r := range m.Results {
+			in += len(r.Content)
+		}
+	}
+	for _, d := range req.Tools {
+		in += len(d.Name) + len(d.Description) + 200
+	}
+	tokensIn := int64(in/4 + 1)
+	e := oxios.BudgetUsage{Calls: 1, Tokens: tokensIn + int64(req.MaxTokens)}
+	if priced {
+		e.CostUSD = float64(tokensIn)*price.Input/1e6 + float64(req.MaxTokens)*price.Output/1e6
+	}
+	return e
+}
 
 // finishStep runs the tool calls of the last answer in msgs (for a
 // checkpoint's, those that may not have run before the daemon stopped:

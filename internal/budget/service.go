@@ -95,6 +95,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, node string
 		s.Close()
 		return nil, ctx.Err()
 	}
+	s.dropOwnReservations(ctx)
 	return s, nil
 }
 
@@ -447,6 +448,7 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	if err := s.kv.Purge(ctx, defKey(name)); err != nil {
 		return fmt.Errorf("delete budget %s: %w", name, err)
 	}
+	s.kv.Purge(ctx, resKey(name))
 	s.forget(name)
 	if lister, err := s.kv.ListKeysFiltered(ctx, "use."+hex.EncodeToString([]byte(name))+".*"); err == nil {
 		for k := range lister.Keys() {

@@ -127,20 +127,6 @@ func (s *Service) Admit(rec oxios.Record) (time.Time, <-chan struct{}, error) {
 	return time.Time{}, s.changed, nil
 }
 
-// Check is asked before every model call of an agent that has used used
-// so far in this run.
-func (s *Service) Check(rec oxios.Record, used oxios.Usage) error {
-	if e := checkSpec(rec.Spec, FromAgent(used)); e != nil {
-		return e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.exhaustedLocked(rec.Spec.Labels, s.Now(), false); e != nil {
-		return e
-	}
-	return nil
-}
-
 func checkSpec(spec oxios.Spec, used Usage) *Error {
 	for _, m := range metrics(SpecLimits(spec), used) {
 		if m.reached() {
