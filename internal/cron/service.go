@@ -555,6 +555,9 @@ func (s *Service) record(f Firing) {
 		st.Queued = s.runner.Queued(f.Job) // the runner's, whatever order the writes come in
 	})
 	ev := map[string]any{"job": f.Job, "at": run.At, "manual": f.Manual}
+	if !f.Slot.IsZero() {
+		ev["slot"] = f.Slot.UTC() // the scheduled time: fired once in the cluster
+	}
 	switch {
 	case run.Action == "run":
 		ev["queued"], ev["missed"] = f.Queued, f.Missed
