@@ -318,7 +318,7 @@ func assertNoDaemon(t *testing.T, e *env) {
 // clusterAgents spawns on n1 and lists, gets, follows, kills, waits and
 // removes it from the others.
 func clusterAgents(t *testing.T, n1, n2, n3 *env) {
-	rec := n1.spawnJSON("--name", "ticker", "--", "sh", "-c", `i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done`)
+	rec := n1.spawnJSON("--name", "ticker", "--on-node", "n1", "--", "sh", "-c", `i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.1; done`)
 	if rec.Node != "n1" {
 		t.Fatalf("spawned on n1 but its record says %q", rec.Node)
 	}
@@ -568,7 +568,7 @@ func TestClusterDashboard(t *testing.T) {
 	ctx := browser(t)
 	startAll(t, nodes)
 	n1, n2 := nodes[0], nodes[1]
-	rec := n2.spawnJSON("--name", "on-n2", "--", "sleep", "300")
+	rec := n2.spawnJSON("--name", "on-n2", "--on-node", "n2", "--", "sleep", "300")
 	defer n1.oxios("agent", "kill", rec.ID)
 	n1.loginLink(t, ctx)
 
@@ -589,6 +589,18 @@ func TestClusterDashboard(t *testing.T) {
 	}))
 	until(t, ctx, "n1 runs nothing", `document.querySelector("#page").textContent.includes("Running agents (0)")`, 10*time.Second)
 	shot(t, ctx, "overview-n1")
+
+	// A drained node says so, and its button undrains it.
+	if r := n1.oxios("node", "drain", "n3"); r.code != 0 || !strings.Contains(r.stdout, "node n3 drained") {
+		t.Fatalf("drain n3: %s", r)
+	}
+	do(t, ctx, "drained n3", goTo("#/nodes"), visible(`#nodes-table tr[data-node="n3"] .badge.drained`))
+	shot(t, ctx, "nodes-drained")
+	do(t, ctx, "undrain n3", click(`#nodes-table tr[data-node="n3"] button[data-action="undrain"]`))
+	until(t, ctx, "n3 undrained", `!document.querySelector('#nodes-table tr[data-node="n3"] .badge.drained')`, 10*time.Second)
+	if r := n2.oxios("node", "list", "-o", "json"); strings.Contains(r.stdout, `"drained": true`) {
+		t.Fatalf("n3 still drained after the dashboard's undrain: %s", r)
+	}
 }
 
 // A single node with an audit trail becomes the first node of a cluster:

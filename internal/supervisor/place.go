@@ -67,12 +67,15 @@ func (s *Supervisor) place(spec Spec, exclude string, extra map[string]int) (nod
 		if n.Name == exclude || n.Drained || n.State != oxios.NodeAlive || (n.Name == s.o.Node && s.fenced.Load()) {
 			continue
 		}
+		own := s.o.Scheduler.Snapshot().Limits.MaxRunning
 		limit := n.MaxRunning
-		if n.Name == s.o.Node {
-			limit = s.o.Scheduler.Snapshot().Limits.MaxRunning
+		if n.Name == s.o.Node || limit <= 0 {
+			// This node's own; or a node whose heartbeat does not say yet
+			// (it has just started): taken to be as large as this one.
+			limit = own
 		}
 		if limit <= 0 {
-			limit = 1 << 30 // a node that does not say: as good as empty
+			limit = 1 << 30
 		}
 		c := candidate{name: n.Name, limit: limit, live: live[n.Name] + extra[n.Name]}
 		c.free = limit - c.live
