@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/oxios/oxios/internal/approval"
 	"github.com/oxios/oxios/internal/config"
@@ -125,6 +129,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, err.Error(), "name")
 	case errors.Is(err, supervisor.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "the daemon is shutting down", "")
+	case errors.Is(err, oxios.ErrUnreachable):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, strings.TrimSuffix(err.Error(), ": "+oxios.ErrUnreachable.Error()), "")
+	case backboneBusy(err):
+		// A stream electing a leader after a node of the cluster died, or a
+		// cluster without a majority: not the request's fault, and not lasting.
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, "the backbone did not answer in time (a node of the cluster may be down, or its streams electing leaders); try again", "")
 	case errors.Is(err, oxios.ErrStarting):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, oxios.ErrStarting.Error(), "")
@@ -140,4 +152,14 @@ func requestID() string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// backboneBusy reports an error of a backbone that cannot answer now.
+func backboneBusy(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code == http.StatusServiceUnavailable {
+		return true
+	}
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }

@@ -91,7 +91,22 @@ func (l *Log) each(ctx context.Context, from uint64, fn func(seq uint64, e Entry
 			return last, err
 		}
 		n := 0
-		for m := range batch.Messages() {
+		msgs := batch.Messages()
+		for {
+			var m jetstream.Msg
+			var ok bool
+			select {
+			case m, ok = <-msgs:
+			case <-time.After(fetchStall):
+				// The server that holds the consumer went away (a node of
+				// the cluster died): the fetch is never answered.
+				return last, fmt.Errorf("the audit stream stopped answering for %s: %w", fetchStall, oxios.ErrUnreachable)
+			case <-ctx.Done():
+				return last, ctx.Err()
+			}
+			if !ok {
+				break
+			}
 			n++
 			md, err := m.Metadata()
 			if err != nil {
@@ -119,6 +134,9 @@ func (l *Log) each(ctx context.Context, from uint64, fn func(seq uint64, e Entry
 		}
 	}
 }
+
+// fetchStall bounds the wait for a batch that was asked for.
+const fetchStall = 10 * time.Second
 
 // fetchNow is FetchNoWait, asked again while nobody answers: on a
 // cluster, a consumer just made on another node's server is not reached

@@ -303,28 +303,95 @@ func (s *Supervisor) Fence() {
 // Rejoin ends fencing once this node has renewed its lease: agents another
 // node took over meanwhile are forgotten here; the others go on, each
 // from where its record stands (an llm agent from its last checkpoint).
+// It returns at once (the heartbeat must go on); the work is done on a
+// goroutine of its own, which reads each record from its stream's leader
+// and tries again those it could not read.
 func (s *Supervisor) Rejoin() {
 	s.fenced.Store(false)
-	for _, a := range s.own() {
-		ctx, cancel := context.WithTimeout(s.ctx, oxios.BackboneTimeout)
-		e, err := s.kv.Get(ctx, a.id)
-		cancel()
-		if err == nil && e.Revision() > a.seen.Load() {
-			var r Record
-			if json.Unmarshal(e.Value(), &r) == nil && r.Node != s.o.Node {
-				s.lose(a, &r, e.Revision(), 0)
-				continue
+	if !s.beginServe() {
+		return
+	}
+	go func() {
+		defer s.watching.Done()
+		pending := s.own()
+		for wait := 100 * time.Millisecond; len(pending) > 0 && !s.fenced.Load(); wait = min(2*wait, 2*time.Second) {
+			pending = slices.DeleteFunc(pending, s.rejoinAgent)
+			if len(pending) == 0 {
+				return
+			}
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(wait):
 			}
 		}
-		a.mu.Lock()
-		a.fence = false
-		if a.halted && !a.lost && s.begin() {
-			a.halted, a.started = false, true
-			s.o.Scheduler.Acquire(a.id, a.rec.Kind == KindLLM)
-			go s.run(a, start{reason: "lease renewed", recovered: true})
-		}
-		a.mu.Unlock()
+	}()
+}
+
+// rejoinAgent settles agent a after fencing; false when its record could
+// not be read (it stays stopped meanwhile, rather than risk a second
+// copy).
+func (s *Supervisor) rejoinAgent(a *agent) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, oxios.BackboneTimeout)
+	r, rev, err := s.leaderGet(ctx, a.id)
+	cancel()
+	switch {
+	case errors.Is(err, errNoRecord):
+	case err != nil:
+		s.log.Debug("after fencing, an agent's record could not be read from its stream's leader yet", "agent", a.id, "err", err)
+		return false
+	case rev > a.seen.Load() && r.Node != s.o.Node:
+		s.lose(a, &r, rev, 0)
+		return true
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fence = false
+	if a.halted && !a.lost && !s.fenced.Load() && s.begin() {
+		a.halted, a.started = false, true
+		s.o.Scheduler.Acquire(a.id, a.rec.Kind == KindLLM)
+		go s.run(a, start{reason: "lease renewed", recovered: true})
+	}
+	return true
+}
+
+// errNoRecord is a record not in the bucket (deleted).
+var errNoRecord = errors.New("no such record")
+
+// leaderGet reads agent id's record from the leader of the agents
+// stream: a direct get may be answered by this node's own replica, which
+// lags after a pause or a partition, and would tell a node that an agent
+// taken over meanwhile is still its own.
+func (s *Supervisor) leaderGet(ctx context.Context, id string) (Record, uint64, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + Bucket + "." + id})
+	msg, err := s.o.JS.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+Bucket, req)
+	if err != nil {
+		return Record{}, 0, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message struct {
+			Seq  uint64 `json:"seq"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return Record{}, 0, err
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return Record{}, 0, errNoRecord
+		}
+		return Record{}, 0, fmt.Errorf("read agent %s: %s", id, resp.Error.Description)
+	}
+	var r Record
+	if err := json.Unmarshal(resp.Message.Data, &r); err != nil {
+		return Record{}, 0, err
+	}
+	return r, resp.Message.Seq, nil
 }
 
 // own lists this node's agents.
