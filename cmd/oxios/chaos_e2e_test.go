@@ -182,17 +182,13 @@ func (c *chaos) check(round int) {
 		// A stream electing a new leader answers 503 for a moment: asked
 		// again, as a person would.
 		var v oxios.AuditVerdict
-		var err error
-		for deadline := time.Now().Add(30 * time.Second); ; {
+		err := unavailable(func() error {
 			vctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			defer cancel()
+			var err error
 			v, err = c.client(j).AuditVerify(vctx)
-			cancel()
-			var ce *client.Error
-			if err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return err
+		})
 		if err != nil || !v.OK {
 			b, _ := os.ReadFile(filepath.Join(c.nodes[j].home, "logs", "oxios.log"))
 			var lines []string
@@ -204,18 +200,22 @@ func (c *chaos) check(round int) {
 			c.t.Fatalf("round %d: audit verify on n%d: %+v %v\n%s", round, j+1, v, err, strings.Join(lines, "\n"))
 		}
 	}
-	slots := map[string]int{}
+	var slots map[string]int
 	zero := uint64(0)
-	_, err := cl.Events(ctx, client.EventsOptions{Types: []string{"cron.fired"}, Since: &zero}, func(ev oxios.Event) error {
-		var d struct {
-			Job  string `json:"job"`
-			Slot string `json:"slot"`
-		}
-		json.Unmarshal(ev.Data, &d)
-		if d.Job == "chaos" && d.Slot != "" {
-			slots[d.Slot]++
-		}
-		return nil
+	err := unavailable(func() error {
+		slots = map[string]int{}
+		_, err := cl.Events(ctx, client.EventsOptions{Types: []string{"cron.fired"}, Since: &zero}, func(ev oxios.Event) error {
+			var d struct {
+				Job  string `json:"job"`
+				Slot string `json:"slot"`
+			}
+			json.Unmarshal(ev.Data, &d)
+			if d.Job == "chaos" && d.Slot != "" {
+				slots[d.Slot]++
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		c.t.Fatalf("round %d: events: %v", round, err)
@@ -247,6 +247,20 @@ func (c *chaos) victim() int {
 		}
 	}
 	return rand.IntN(len(c.nodes))
+}
+
+// unavailable runs call until it is not refused with 503 (a stream
+// electing a new leader after a node died answers so for a moment), as
+// a person would try again, for at most 30 s.
+func unavailable(call func() error) error {
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := call()
+		var ce *client.Error
+		if err == nil || !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // kill ends node v as a machine that is gone: its daemon and its agents'

@@ -522,6 +522,40 @@ func (m *Members) confirm(ctx context.Context, name string) bool {
 	return true
 }
 
+// Lost reports whether node name is still dead or gone, by its heartbeat
+// read afresh: a node judged dead on a watch that lagged, or one that has
+// come back since, is alive again. When the heartbeat cannot be read, it
+// is not taken for lost (its agents are not taken over on a guess).
+func (m *Members) Lost(ctx context.Context, name string) bool {
+	gctx, cancel := context.WithTimeout(ctx, m.beat)
+	defer cancel()
+	e, err := m.kv.Get(gctx, beatPrefix+name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return true
+	case err != nil:
+		return false
+	}
+	var n oxios.Node
+	if json.Unmarshal(e.Value(), &n) != nil {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mb := m.nodes[name]
+	if mb == nil {
+		return n.Left
+	}
+	if e.Revision() > mb.rev {
+		mb.node, mb.seen, mb.rev = n, time.Now(), e.Revision()
+		mb.state = oxios.NodeAlive
+		if n.Left {
+			mb.state = oxios.NodeLeft
+		}
+	}
+	return mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft
+}
+
 // event publishes typ about n (see publish) on its own goroutine: a
 // backbone without a majority must not hold up the judging of the others.
 func (m *Members) event(ctx context.Context, typ string, n oxios.Node) {

@@ -336,6 +336,7 @@ func (k *Kernel) supervisorPart(w *wiring) part {
 			if clustered(cfg) {
 				o.Nodes, o.Lease = w.members.List, cfg.Cluster.Lease.Duration
 				o.Drained = func() bool { return w.members.Drained(k.node) }
+				o.StillLost = w.members.Lost
 			}
 			w.agents, err = supervisor.Open(ctx, o)
 			if err == nil {

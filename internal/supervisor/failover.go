@@ -109,7 +109,20 @@ func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, now time.Time) {
 	}
 	slices.SortFunc(orphans, func(a, b orphan) int { return strings.Compare(a.r.ID, b.r.ID) })
 	extra := map[string]int{}
+	confirmed := map[string]bool{}
 	for _, o := range orphans {
+		if s.o.StillLost != nil {
+			// Judged on a watch that may lag, or the node is back since:
+			// its heartbeat is read afresh, once a round.
+			still, ok := confirmed[o.r.Node]
+			if !ok {
+				still = s.o.StillLost(s.ctx, o.r.Node)
+				confirmed[o.r.Node] = still
+			}
+			if !still {
+				continue
+			}
+		}
 		target, why, err := s.place(o.r.Spec, o.r.Node, extra)
 		if err != nil {
 			// Pinned to the lost node, or no other node matches: it waits

@@ -84,6 +84,9 @@ type Options struct {
 	// Drained, if set, says whether this node is drained: it then moves
 	// its agents to the others.
 	Drained func() bool
+	// StillLost, if set, checks afresh that a node judged dead or left is
+	// still so, before its agents are taken over.
+	StillLost func(ctx context.Context, node string) bool
 }
 
 // homeOutsideSandboxes refuses a home that every sandbox may read or

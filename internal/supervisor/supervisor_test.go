@@ -81,6 +81,7 @@ func (e *env) open() {
 	if m := e.members; m != nil {
 		o.Nodes, o.NodeState, o.Lease = m.List, m.State, testLease
 		o.Drained = func() bool { return m.Drained(e.node) }
+		o.StillLost = m.Lost
 	}
 	sup, err := Open(context.Background(), o)
 	if err != nil {
