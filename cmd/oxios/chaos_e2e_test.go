@@ -200,33 +200,41 @@ func (c *chaos) check(round int) {
 			c.t.Fatalf("round %d: audit verify on n%d: %+v %v\n%s", round, j+1, v, err, strings.Join(lines, "\n"))
 		}
 	}
+	// The cron job: no slot fired twice, and firing goes on (after the
+	// cluster has elected new leaders for the streams the dead node led).
 	var slots map[string]int
 	zero := uint64(0)
-	err := unavailable(func() error {
-		slots = map[string]int{}
-		_, err := cl.Events(ctx, client.EventsOptions{Types: []string{"cron.fired"}, Since: &zero}, func(ev oxios.Event) error {
-			var d struct {
-				Job  string `json:"job"`
-				Slot string `json:"slot"`
-			}
-			json.Unmarshal(ev.Data, &d)
-			if d.Job == "chaos" && d.Slot != "" {
-				slots[d.Slot]++
-			}
-			return nil
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := unavailable(func() error {
+			slots = map[string]int{}
+			_, err := cl.Events(ctx, client.EventsOptions{Types: []string{"cron.fired"}, Since: &zero}, func(ev oxios.Event) error {
+				var d struct {
+					Job  string `json:"job"`
+					Slot string `json:"slot"`
+				}
+				json.Unmarshal(ev.Data, &d)
+				if d.Job == "chaos" && d.Slot != "" {
+					slots[d.Slot]++
+				}
+				return nil
+			})
+			return err
 		})
-		return err
-	})
-	if err != nil {
-		c.t.Fatalf("round %d: events: %v", round, err)
-	}
-	for s, n := range slots {
-		if n > 1 {
-			c.t.Fatalf("round %d: the cron job fired slot %s %d times", round, s, n)
+		if err != nil {
+			c.t.Fatalf("round %d: events: %v", round, err)
 		}
-	}
-	if len(slots) <= c.slots {
-		c.t.Fatalf("round %d: the cron job fired no slot since the last round (%d in all)", round, len(slots))
+		for s, n := range slots {
+			if n > 1 {
+				c.t.Fatalf("round %d: the cron job fired slot %s %d times", round, s, n)
+			}
+		}
+		if len(slots) > c.slots {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("round %d: the cron job fired no slot since the last round (%d in all)", round, len(slots))
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	c.slots = len(slots)
 }
@@ -273,14 +281,18 @@ func (c *chaos) kill(v int) {
 	}
 	c.up[v].Store(false)
 	syscall.Kill(pid, syscall.SIGKILL)
+	var killed []int
 	for _, ps := range proc.ByEnvWith("OXIOS_AGENT_ID", "OXIOS_NODE") {
 		for _, p := range ps {
 			if p.Also == fmt.Sprintf("n%d", v+1) {
 				syscall.Kill(p.PID, syscall.SIGKILL)
+				killed = append(killed, p.PID)
 			}
 		}
 	}
-	waitGone(c.t.(*testing.T), pid, 10*time.Second)
+	for _, p := range append(killed, pid) {
+		waitGone(c.t.(*testing.T), p, 10*time.Second)
+	}
 }
 
 // restart starts node v again, and waits until every node sees it alive.
