@@ -239,6 +239,38 @@ func (c *chaos) check(round int) {
 	c.slots = len(slots)
 }
 
+// spawn starts n agents, a third through each node, each a process that
+// runs until killed and restarts always.
+func (c *chaos) spawn(n int) {
+	c.t.Helper()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := c.client(i%len(c.nodes)).Spawn(context.Background(), oxios.Spec{Name: fmt.Sprintf("chaos-%02d", i), Command: "sh",
+				Args: []string{"-c", "exec sleep 3600"}, Restart: oxios.Restart{Policy: oxios.Always, MaxRestarts: 100}})
+			if err != nil {
+				c.t.Errorf("spawn: %v", err)
+				return
+			}
+			mu.Lock()
+			c.ids = append(c.ids, r.ID)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if c.t.Failed() {
+		c.t.FailNow()
+	}
+	c.t.Cleanup(func() {
+		for _, id := range c.ids {
+			c.nodes[c.anyUp(-1)].oxios("agent", "kill", "--grace", "0s", id)
+		}
+	})
+}
+
 // victim is a random node that runs agents (a node started again runs
 // none until others die).
 func (c *chaos) victim() int {
@@ -291,7 +323,7 @@ func (c *chaos) kill(v int) {
 		}
 	}
 	for _, p := range append(killed, pid) {
-		waitGone(c.t.(*testing.T), p, 10*time.Second)
+		waitGone(c.t, p, 10*time.Second)
 	}
 }
 
@@ -321,27 +353,7 @@ func TestClusterChaos(t *testing.T) {
 	startAll(t, nodes)
 	c := newChaos(t, nodes)
 	ctx := context.Background()
-	var spawned sync.Mutex
-	var wg sync.WaitGroup
-	for i := range 30 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := c.client(i%3).Spawn(ctx, oxios.Spec{Name: fmt.Sprintf("chaos-%02d", i), Command: "sh", Args: []string{"-c", "exec sleep 3600"},
-				Restart: oxios.Restart{Policy: oxios.Always, MaxRestarts: 100}})
-			if err != nil {
-				t.Errorf("spawn: %v", err)
-				return
-			}
-			spawned.Lock()
-			c.ids = append(c.ids, r.ID)
-			spawned.Unlock()
-		}()
-	}
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
+	c.spawn(30)
 	t.Cleanup(func() {
 		for _, id := range c.ids {
 			c.nodes[c.anyUp(-1)].oxios("agent", "kill", "--grace", "0s", id)
@@ -393,4 +405,113 @@ func TestClusterChaos(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("failover (lease %s) over %d kills: p50 %s, max %s; %d acknowledged writes, %d cron slots",
 		clusterLease, len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(c.acked), c.slots)
+}
+
+// BenchmarkFailover is the time from the SIGKILL of a node, its daemon and
+// its agents' processes at once, until every one of 30 agents runs again,
+// exactly once (counted from the processes), on a three-node cluster, with
+// cluster.lease 2s and 5s.
+//
+//	go test ./cmd/oxios -run '^$' -bench BenchmarkFailover -benchtime 10x
+func BenchmarkFailover(b *testing.B) {
+	needBinary(b)
+	for _, lease := range []time.Duration{2 * time.Second, 5 * time.Second} {
+		b.Run("lease="+lease.String(), func(b *testing.B) {
+			routes := backbonetest.FreePorts(b, 3)
+			conf := func(i int) string {
+				return strings.Replace(embeddedConf(routes)(i), fmt.Sprintf("lease = %q", clusterLease), fmt.Sprintf("lease = %q", lease), 1)
+			}
+			nodes := clusterOf(b, 3, conf)
+			startAll(b, nodes)
+			c := newChaos(b, nodes)
+			c.spawn(30)
+			c.awaitOnce(time.Minute)
+			var took []time.Duration
+			for b.Loop() {
+				v := c.victim()
+				c.kill(v)
+				took = append(took, c.awaitOnce(time.Minute))
+				c.stayOnce()
+				c.restart(v)
+			}
+			slices.Sort(took)
+			b.ReportMetric(took[len(took)/2].Seconds(), "p50-s")
+			b.ReportMetric(took[(len(took)*99)/100].Seconds(), "p99-s")
+			b.ReportMetric(took[len(took)-1].Seconds(), "max-s")
+		})
+	}
+}
+
+// BenchmarkSpawnSpread spawns 300 process agents through one node's API
+// (8 clients at once) and waits until all run: on a single node, and on a
+// three-node cluster, where placement spreads them over the nodes. It
+// reports agents per second until the last runs, and how many each node
+// got.
+//
+//	go test ./cmd/oxios -run '^$' -bench BenchmarkSpawnSpread -benchtime 3x
+func BenchmarkSpawnSpread(b *testing.B) {
+	needBinary(b)
+	const n = 300
+	for _, size := range []int{1, 3} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			routes := backbonetest.FreePorts(b, 3)
+			conf := embeddedConf(routes)
+			if size == 1 {
+				conf = func(i int) string { return "node = \"n1\"\n" }
+			}
+			nodes := clusterOf(b, size, conf)
+			startAll(b, nodes)
+			c := newChaos(b, nodes)
+			ctx := context.Background()
+			cl := c.client(0)
+			live := []string{"queued", "starting", "running", "backoff"}
+			var rate []float64
+			var spread string
+			for b.Loop() {
+				t0 := time.Now()
+				var wg sync.WaitGroup
+				for w := range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := w; i < n; i += 8 {
+							if _, err := cl.Spawn(ctx, oxios.Spec{Command: "sleep", Args: []string{"3600"}, Labels: map[string]string{"bench": "spread"}}); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				by := map[string]int{}
+				for {
+					recs, _, err := cl.Agents(ctx, client.AgentFilter{States: []string{"running"}, Labels: []string{"bench=spread"}, Limit: 1000})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(recs) == n {
+						for _, r := range recs {
+							by[r.Node]++
+						}
+						break
+					}
+					if time.Since(t0) > 2*time.Minute {
+						b.Fatalf("%d of %d running after 2 minutes", len(recs), n)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				rate = append(rate, n/time.Since(t0).Seconds())
+				spread = fmt.Sprint(by)
+				b.StopTimer()
+				recs, _, _ := cl.Agents(ctx, client.AgentFilter{States: live, Labels: []string{"bench=spread"}, Limit: 1000})
+				for _, r := range recs {
+					cl.Kill(ctx, r.ID, 0)
+				}
+				b.StartTimer()
+			}
+			slices.Sort(rate)
+			b.ReportMetric(rate[len(rate)/2], "agents/s")
+			b.Logf("%d nodes: placed %s", size, spread)
+		})
+	}
 }

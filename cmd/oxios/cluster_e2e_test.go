@@ -45,12 +45,14 @@ const slowStart = "[daemon]\nready_timeout = \"60s\"\n"
 // clusterOf makes n homes of one cluster: nodes n1..nN, each with the
 // cluster key that 'oxios cluster init' wrote on n1, and the config that
 // conf gives node i (1-based).
-func clusterOf(t *testing.T, n int, conf func(i int) string) []*env {
+func clusterOf(t testing.TB, n int, conf func(i int) string) []*env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test; skipped with -short")
 	}
-	t.Parallel()
+	if tt, ok := t.(*testing.T); ok {
+		tt.Parallel()
+	}
 	// One cluster at a time: three daemons that elect leaders and judge
 	// each other's beats by the clock are not to share two cores with six
 	// more.
@@ -83,7 +85,7 @@ func clusterOf(t *testing.T, n int, conf func(i int) string) []*env {
 
 // startAll starts every node at once, as a cluster answers only once most
 // of its nodes are up, and stops them when the test ends.
-func startAll(t *testing.T, nodes []*env) {
+func startAll(t testing.TB, nodes []*env) {
 	t.Helper()
 	var wg sync.WaitGroup
 	results := make([]result, len(nodes))

@@ -61,7 +61,7 @@ func TestMain(m *testing.M) {
 
 // env is one isolated oxios installation: a home and a port.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	home   string
 	listen string
 	// ln is the test's listening socket on listen, held for the whole
@@ -84,7 +84,7 @@ func newEnv(t *testing.T) *env {
 
 // anotherEnv is one more installation for a test that already has one
 // (the nodes of a cluster).
-func anotherEnv(t *testing.T) *env {
+func anotherEnv(t testing.TB) *env {
 	t.Helper()
 	ln := heldListener(t)
 	e := &env{t: t, home: filepath.Join(t.TempDir(), "home"), listen: ln.Addr().String(), ln: ln, handOver: true}
@@ -280,7 +280,7 @@ func (e *env) get(path, token string) (int, string) {
 }
 
 // waitGone polls until the process no longer exists.
-func waitGone(t *testing.T, pid int, within time.Duration) {
+func waitGone(t testing.TB, pid int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -507,7 +507,7 @@ func (e *env) assertNoDaemonFrom(r result) {
 	}
 }
 
-func pidFrom(t *testing.T, s string) int {
+func pidFrom(t testing.TB, s string) int {
 	t.Helper()
 	m := regexp.MustCompile(`PID (\d+)`).FindStringSubmatch(s)
 	if m == nil {
