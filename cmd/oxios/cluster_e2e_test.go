@@ -270,6 +270,7 @@ func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
 	clusterCron(t, n1, n2, n3)
 	clusterAudit(t, nodes)
 	clusterTokens(t, nodes)
+	clusterPlacement(t, n1, n2, n3)
 	noClusterSecrets(t, nodes)
 
 	// A second daemon with n1's name is refused while n1 lives.
@@ -308,6 +309,50 @@ func exerciseCluster(t *testing.T, nodes []*env, fourth func() string) {
 	killed := time.Now()
 	n1.awaitNodes(clusterLease+deadSlack, "n2 dead", func(by map[string]oxios.Node) bool { return by["n2"].State == oxios.NodeDead })
 	t.Logf("n2 dead %s after SIGKILL (lease %s)", time.Since(killed).Round(time.Millisecond), clusterLease)
+}
+
+// clusterPlacement places agents by label and refuses an impossible
+// placement; it drains a node and refuses to drain the last one.
+func clusterPlacement(t *testing.T, n1, n2, n3 *env) {
+	if r := n1.oxios("agent", "spawn", "--on-node", "n9", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "placement.node") || !strings.Contains(r.stderr, "no node n9") {
+		t.Fatalf("spawn on no such node: %s", r)
+	}
+	if r := n1.oxios("agent", "spawn", "--on-label", "zone=mars", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "placement.labels") {
+		t.Fatalf("spawn on no such label: %s", r)
+	}
+	rec := n2.spawnJSON("--on-label", "zone=z3", "--restart", "always", "--", "sleep", "300")
+	if rec.Node != "n3" || !strings.Contains(rec.Placed, "labels zone=z3") {
+		t.Fatalf("placed by label on %s (%q)", rec.Node, rec.Placed)
+	}
+	n3.waitAgent(rec.ID, func(r oxios.Record) bool { return r.State == oxios.Running })
+	if r := n1.oxios("agent", "get", rec.ID); !strings.Contains(r.stdout, "Placed:") {
+		t.Fatalf("agent get does not say where it was placed: %s", r)
+	}
+	// Drain n3: its agent moves, and nothing is placed on it.
+	if r := n1.oxios("node", "drain", "n3", "--wait", "60s"); r.code != 0 || !strings.Contains(r.stdout, "node n3 drained") {
+		t.Fatalf("drain n3: %s", r)
+	}
+	moved := n1.agent(rec.ID)
+	if moved.Node == "n3" || moved.State != oxios.Running || !strings.HasPrefix(moved.Placed, "moved from n3 (drained)") {
+		t.Fatalf("after draining n3 its agent is %+v", moved)
+	}
+	if r := n1.oxios("node", "list"); !strings.Contains(r.stdout, "(drained)") {
+		t.Fatalf("node list does not show the drained node: %s", r)
+	}
+	if r := n2.oxios("node", "drain", "n2", "--wait", "60s"); r.code != 0 {
+		t.Fatalf("drain n2: %s", r)
+	}
+	if r := n2.oxios("node", "drain", "n1"); r.code == 0 || !strings.Contains(r.stderr, "last live node") {
+		t.Fatalf("draining the last node: %s", r)
+	}
+	for _, n := range []string{"n2", "n3"} {
+		if r := n1.oxios("node", "undrain", n); r.code != 0 {
+			t.Fatalf("undrain %s: %s", n, r)
+		}
+	}
+	if r := n1.oxios("agent", "kill", rec.ID); r.code != 0 {
+		t.Fatalf("kill: %s", r)
+	}
 }
 
 func assertNoDaemon(t *testing.T, e *env) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,20 +37,48 @@ const failoverTick = 100 * time.Millisecond
 // moveTimeout bounds the hand-over of one agent of a drained node.
 const moveTimeout = 30 * time.Second
 
+// claimTimeout bounds one claim's write: while the agents stream elects a
+// new leader (its leader was on the lost node), claims fail fast and are
+// made again at the next round, all of them at once.
+const claimTimeout = 2 * time.Second
+
 // failover takes over the agents of lost nodes until the supervisor closes.
 func (s *Supervisor) failover() {
 	defer s.watching.Done()
 	t := time.NewTicker(failoverTick)
 	defer t.Stop()
 	noticed := map[string]time.Time{}
+	claiming := &claims{ids: map[string]bool{}}
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case now := <-t.C:
-			s.adoptOrphans(noticed, now)
+			s.adoptOrphans(noticed, claiming, now)
 		}
 	}
+}
+
+// claims are the takeovers under way, one at most per agent.
+type claims struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (c *claims) start(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids[id] {
+		return false
+	}
+	c.ids[id] = true
+	return true
+}
+
+func (c *claims) done(id string) {
+	c.mu.Lock()
+	delete(c.ids, id)
+	c.mu.Unlock()
 }
 
 // lostNode says whether node is lost, and how.
@@ -80,7 +109,7 @@ type orphan struct {
 
 // adoptOrphans claims the unfinished agents of lost nodes planned for
 // this node, and those nobody claimed for half a lease.
-func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, now time.Time) {
+func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, claiming *claims, now time.Time) {
 	if s.fenced.Load() || s.isClosed() {
 		return
 	}
@@ -136,15 +165,25 @@ func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, now time.Time) {
 			}
 			why = "no node claimed it within half a lease"
 		}
-		// The index may lag: after the loss of a stream's leader a watch
-		// stalls for seconds. The record is read afresh before the claim.
-		r, rev, ok := s.fresh(o.r.ID)
-		if !ok || r.Node != o.r.Node || r.State.Terminal() {
+		if !claiming.start(o.r.ID) || !s.beginServe() {
+			claiming.done(o.r.ID)
 			continue
 		}
-		if _, err := s.takeover(r, rev, o.why, "failover: "+o.why+"; "+why, true); err != nil && !isLostRace(err) {
-			s.log.Warn("take over an agent of a lost node", "agent", o.r.ID, "node", o.r.Node, "err", err)
-		}
+		// Each claim on its own: one waiting on the backbone holds up no
+		// other.
+		go func() {
+			defer s.watching.Done()
+			defer claiming.done(o.r.ID)
+			// The index may lag: after the loss of a stream's leader a watch
+			// stalls for seconds. The record is read afresh before the claim.
+			r, rev, ok := s.fresh(o.r.ID)
+			if !ok || r.Node != o.r.Node || r.State.Terminal() {
+				return
+			}
+			if _, err := s.takeover(r, rev, o.why, "failover: "+o.why+"; "+why, true); err != nil && !isLostRace(err) {
+				s.log.Debug("take over an agent of a lost node; trying again", "agent", o.r.ID, "node", o.r.Node, "err", err)
+			}
+		}()
 	}
 }
 
@@ -215,22 +254,34 @@ func (s *Supervisor) takeover(r Record, rev uint64, reason, placed string, lostN
 		return nil, err
 	}
 	a := newAgent(rec)
+	a.seen.Store(rev) // the lost node's writes, which the watch may bring late, are not news
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s.isClosed() {
-		return nil, ErrClosed
+	// Registered before the write: its own write, seen by the watch, is
+	// then known for this node's.
+	s.mu.Lock()
+	if _, had := s.agents[a.id]; had || s.closed {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("agent %s is this node's already: %w", a.id, ErrConflict)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), oxios.BackboneTimeout)
-	defer cancel()
+	s.agents[a.id] = a
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(s.ctx, claimTimeout)
 	nrev, err := s.kv.Update(ctx, r.ID, b, rev)
+	cancel()
+	if err != nil && !isLostRace(err) {
+		nrev, err = s.settleClaim(a.id, err)
+	}
 	if err != nil {
+		s.mu.Lock()
+		if s.agents[a.id] == a {
+			delete(s.agents, a.id)
+		}
+		s.mu.Unlock()
 		return nil, err
 	}
 	a.rev = nrev
 	a.seen.Store(nrev)
-	s.mu.Lock()
-	s.agents[a.id] = a
-	s.mu.Unlock()
 	s.remote.set(a.id, nil, 0)
 	s.log.Info("took over an agent", "agent", a.id, "from", from, "reason", reason)
 	s.publish(a.id, "agent.moved", map[string]any{"from": from, "to": s.o.Node, "reason": reason, "placed": placed})
@@ -241,6 +292,29 @@ func (s *Supervisor) takeover(r Record, rev uint64, reason, placed string, lostN
 	}
 	s.submitFor(a, start{reason: reason, recovered: resume})
 	return a, nil
+}
+
+// settleClaim finds out whether a claim whose write failed with werr (a
+// timeout: it may have landed) was stored after all, by reading the record
+// from the stream's leader; it returns the record's revision if it was.
+func (s *Supervisor) settleClaim(id string, werr error) (uint64, error) {
+	for deadline := time.Now().Add(oxios.BackboneTimeout); time.Now().Before(deadline) && s.ctx.Err() == nil; {
+		ctx, cancel := context.WithTimeout(s.ctx, time.Second)
+		r, rev, err := s.leaderGet(ctx, id)
+		cancel()
+		if err == nil {
+			if r.Node == s.o.Node {
+				return rev, nil
+			}
+			return 0, werr
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	s.log.Error("a claim of an agent may have been stored without this node knowing it", "agent", id, "err", werr)
+	return 0, werr
 }
 
 // lose hands agent a over to the node that took it (its record r, at
@@ -303,14 +377,22 @@ func (s *Supervisor) halt(a *agent) {
 // Records are left as they are.
 func (s *Supervisor) Fence() {
 	s.fenced.Store(true)
+	// All at once: one agent whose lock is held by a write waiting on the
+	// backbone does not hold up the others.
+	var wg sync.WaitGroup
 	for _, a := range s.own() {
-		a.mu.Lock()
-		if !a.rec.State.Terminal() && !a.lost && !a.halted {
-			a.fence = true
-			a.poke()
-		}
-		a.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.mu.Lock()
+			if !a.rec.State.Terminal() && !a.lost && !a.halted {
+				a.fence = true
+				a.poke()
+			}
+			a.mu.Unlock()
+		}()
 	}
+	wg.Wait()
 }
 
 // Rejoin ends fencing once this node has renewed its lease: agents another
