@@ -27,6 +27,7 @@ const ClusterName = "oxios"
 // loopback, on a port of its choosing, behind a password derived from the
 // cluster key; the daemon itself keeps its in-process connection.
 func clusterOptions(opts *server.Options, c *Cluster) error {
+	tuneRaft()
 	host, port, err := splitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("cluster.listen: %w", err)
