@@ -402,6 +402,8 @@ func TestClusterChaos(t *testing.T) {
 		c.stayOnce()
 		c.check(round)
 	}
+	stop()
+	writing.Wait()
 	slices.Sort(took)
 	t.Logf("failover (lease %s) over %d kills: p50 %s, max %s; %d acknowledged writes, %d cron slots",
 		clusterLease, len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(c.acked), c.slots)

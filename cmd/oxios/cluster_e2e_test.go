@@ -328,29 +328,42 @@ func clusterPlacement(t *testing.T, n1, n2, n3 *env) {
 	if r := n1.oxios("agent", "get", rec.ID); !strings.Contains(r.stdout, "Placed:") {
 		t.Fatalf("agent get does not say where it was placed: %s", r)
 	}
-	// Drain n3: its agent moves, and nothing is placed on it.
-	if r := n1.oxios("node", "drain", "n3", "--wait", "60s"); r.code != 0 || !strings.Contains(r.stdout, "node n3 drained") {
-		t.Fatalf("drain n3: %s", r)
+	if r := n1.oxios("agent", "kill", rec.ID); r.code != 0 {
+		t.Fatalf("kill: %s", r)
 	}
-	moved := n1.agent(rec.ID)
-	if moved.Node == "n3" || moved.State != oxios.Running || !strings.HasPrefix(moved.Placed, "moved from n3 (drained)") {
-		t.Fatalf("after draining n3 its agent is %+v", moved)
+	// Drain the node of an agent placed freely: the agent moves, and
+	// nothing more is placed on the node.
+	free := n3.spawnJSON("--restart", "always", "--", "sleep", "300")
+	n1.waitAgent(free.ID, func(r oxios.Record) bool { return r.State == oxios.Running })
+	x := free.Node
+	if r := n1.oxios("node", "drain", x, "--wait", "60s"); r.code != 0 || !strings.Contains(r.stdout, "node "+x+" drained") {
+		t.Fatalf("drain %s: %s", x, r)
+	}
+	moved := n1.agent(free.ID)
+	if moved.Node == x || moved.State != oxios.Running || !strings.HasPrefix(moved.Placed, "moved from "+x+" (drained)") {
+		t.Fatalf("after draining %s its agent is %+v", x, moved)
 	}
 	if r := n1.oxios("node", "list"); !strings.Contains(r.stdout, "(drained)") {
 		t.Fatalf("node list does not show the drained node: %s", r)
 	}
-	if r := n2.oxios("node", "drain", "n2", "--wait", "60s"); r.code != 0 {
-		t.Fatalf("drain n2: %s", r)
+	other := map[string]string{"n1": "n2", "n2": "n3", "n3": "n1"}[x]
+	if r := n2.oxios("node", "drain", other, "--wait", "60s"); r.code != 0 {
+		t.Fatalf("drain %s: %s", other, r)
 	}
-	if r := n2.oxios("node", "drain", "n1"); r.code == 0 || !strings.Contains(r.stderr, "last live node") {
-		t.Fatalf("draining the last node: %s", r)
+	last := map[string]bool{"n1": true, "n2": true, "n3": true}
+	delete(last, x)
+	delete(last, other)
+	for n := range last {
+		if r := n2.oxios("node", "drain", n); r.code == 0 || !strings.Contains(r.stderr, "last live node") {
+			t.Fatalf("draining the last node %s: %s", n, r)
+		}
 	}
-	for _, n := range []string{"n2", "n3"} {
+	for _, n := range []string{x, other} {
 		if r := n1.oxios("node", "undrain", n); r.code != 0 {
 			t.Fatalf("undrain %s: %s", n, r)
 		}
 	}
-	if r := n1.oxios("agent", "kill", rec.ID); r.code != 0 {
+	if r := n1.oxios("agent", "kill", free.ID); r.code != 0 {
 		t.Fatalf("kill: %s", r)
 	}
 }

@@ -495,29 +495,14 @@ func (m *Members) judge(ctx context.Context, now time.Time) {
 // out) makes the node dead. It reports false when the bucket cannot be
 // read: the node is then not judged dead on this node's view alone.
 func (m *Members) confirm(ctx context.Context, name string) bool {
-	gctx, cancel := context.WithTimeout(ctx, m.beat)
-	defer cancel()
-	e, err := m.kv.Get(gctx, beatPrefix+name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return true
-	}
+	n, rev, gone, err := m.reread(ctx, name)
 	if err != nil {
 		return false
 	}
-	var n oxios.Node
-	if json.Unmarshal(e.Value(), &n) != nil {
-		return true
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if mb := m.nodes[name]; mb != nil && e.Revision() > mb.rev {
-		mb.node, mb.seen, mb.rev = n, time.Now(), e.Revision()
-		if mb.state == oxios.NodeSuspect {
-			mb.state = oxios.NodeAlive
-		}
-		if n.Left {
-			mb.state = oxios.NodeLeft
-		}
+	if !gone {
+		m.mu.Lock()
+		m.heardLocked(name, n, rev)
+		m.mu.Unlock()
 	}
 	return true
 }
@@ -527,17 +512,11 @@ func (m *Members) confirm(ctx context.Context, name string) bool {
 // come back since, is alive again. When the heartbeat cannot be read, it
 // is not taken for lost (its agents are not taken over on a guess).
 func (m *Members) Lost(ctx context.Context, name string) bool {
-	gctx, cancel := context.WithTimeout(ctx, m.beat)
-	defer cancel()
-	e, err := m.kv.Get(gctx, beatPrefix+name)
+	n, rev, gone, err := m.reread(ctx, name)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return true
 	case err != nil:
 		return false
-	}
-	var n oxios.Node
-	if json.Unmarshal(e.Value(), &n) != nil {
+	case gone:
 		return true
 	}
 	m.mu.Lock()
@@ -546,14 +525,40 @@ func (m *Members) Lost(ctx context.Context, name string) bool {
 	if mb == nil {
 		return n.Left
 	}
-	if e.Revision() > mb.rev {
-		mb.node, mb.seen, mb.rev = n, time.Now(), e.Revision()
-		mb.state = oxios.NodeAlive
-		if n.Left {
-			mb.state = oxios.NodeLeft
-		}
-	}
+	m.heardLocked(name, n, rev)
 	return mb.state == oxios.NodeDead || mb.state == oxios.NodeLeft
+}
+
+// reread reads node name's heartbeat from the bucket, within a beat;
+// gone says it is not there (its TTL ran out) or unreadable.
+func (m *Members) reread(ctx context.Context, name string) (n oxios.Node, rev uint64, gone bool, err error) {
+	gctx, cancel := context.WithTimeout(ctx, m.beat)
+	defer cancel()
+	e, err := m.kv.Get(gctx, beatPrefix+name)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return n, 0, true, nil
+	case err != nil:
+		return n, 0, false, err
+	case json.Unmarshal(e.Value(), &n) != nil:
+		return n, 0, true, nil
+	}
+	return n, e.Revision(), false, nil
+}
+
+// heardLocked takes heartbeat n (at rev) of node name, read afresh, if it
+// is newer than the last one heard: the node is alive (or left). The
+// caller holds m.mu.
+func (m *Members) heardLocked(name string, n oxios.Node, rev uint64) {
+	mb := m.nodes[name]
+	if mb == nil || rev <= mb.rev {
+		return
+	}
+	mb.node, mb.seen, mb.rev = n, time.Now(), rev
+	mb.state = oxios.NodeAlive
+	if n.Left {
+		mb.state = oxios.NodeLeft
+	}
 }
 
 // event publishes typ about n (see publish) on its own goroutine: a

@@ -264,16 +264,8 @@ func (s *normalizing) normalizeRest(d SpecDefaults) error {
 		return invalid("priority", "%s", err.Error())
 	}
 	s.Priority = p.String()
-	if len(s.Labels) > 32 {
-		return invalid("labels", "at most 32 labels (got %d)", len(s.Labels))
-	}
-	for k, v := range s.Labels {
-		if !labelKeyRe.MatchString(k) {
-			return invalid("labels."+k, "a label key is 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit")
-		}
-		if len(v) > 256 || strings.ContainsRune(v, 0) {
-			return invalid("labels."+k, "a label value is at most 256 bytes, without NUL")
-		}
+	if err := checkLabels("labels", s.Labels); err != nil {
+		return err
 	}
 	if err := normalizeRestart(&s.Restart); err != nil {
 		return err
@@ -418,19 +410,28 @@ func normalizePlacement(p *oxios.Placement) error {
 	if p.Node != "" && !nameRe.MatchString(p.Node) {
 		return invalid("placement.node", "must be a node name: 1 to 64 letters, digits, '.', '_' or '-' (got %q)", p.Node)
 	}
-	if len(p.Labels) > 32 {
-		return invalid("placement.labels", "at most 32 labels (got %d)", len(p.Labels))
-	}
-	for k, v := range p.Labels {
-		if !labelKeyRe.MatchString(k) {
-			return invalid("placement.labels."+k, "a label key is 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit")
-		}
-		if len(v) > 256 || strings.ContainsRune(v, 0) {
-			return invalid("placement.labels."+k, "a label value is at most 256 bytes, without NUL")
-		}
+	if err := checkLabels("placement.labels", p.Labels); err != nil {
+		return err
 	}
 	if p.Spread != "" && !labelKeyRe.MatchString(p.Spread) {
 		return invalid("placement.spread", "must be a node label key: 1 to 63 letters, digits, '.', '_', '/' or '-' (got %q)", p.Spread)
+	}
+	return nil
+}
+
+// checkLabels checks labels, given as field: at most 32, keys of the
+// label alphabet, values of at most 256 bytes without NUL.
+func checkLabels(field string, labels map[string]string) error {
+	if len(labels) > 32 {
+		return invalid(field, "at most 32 labels (got %d)", len(labels))
+	}
+	for k, v := range labels {
+		if !labelKeyRe.MatchString(k) {
+			return invalid(field+"."+k, "a label key is 1 to 63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit")
+		}
+		if len(v) > 256 || strings.ContainsRune(v, 0) {
+			return invalid(field+"."+k, "a label value is at most 256 bytes, without NUL")
+		}
 	}
 	return nil
 }
