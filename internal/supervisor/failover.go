@@ -140,18 +140,6 @@ func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, claiming *claims
 	extra := map[string]int{}
 	confirmed := map[string]bool{}
 	for _, o := range orphans {
-		if s.o.StillLost != nil {
-			// Judged on a watch that may lag, or the node is back since:
-			// its heartbeat is read afresh, once a round.
-			still, ok := confirmed[o.r.Node]
-			if !ok {
-				still = s.o.StillLost(s.ctx, o.r.Node)
-				confirmed[o.r.Node] = still
-			}
-			if !still {
-				continue
-			}
-		}
 		target, why, err := s.place(o.r.Spec, o.r.Node, extra)
 		if err != nil {
 			// Pinned to the lost node, or no other node matches: it waits
@@ -165,7 +153,22 @@ func (s *Supervisor) adoptOrphans(noticed map[string]time.Time, claiming *claims
 			}
 			why = "no node claimed it within half a lease"
 		}
-		if !claiming.start(o.r.ID) || !s.beginServe() {
+		if s.o.StillLost != nil {
+			// Judged on a watch that may lag, or the node is back since:
+			// its heartbeat is read afresh, once a round.
+			still, ok := confirmed[o.r.Node]
+			if !ok {
+				still = s.o.StillLost(s.ctx, o.r.Node)
+				confirmed[o.r.Node] = still
+			}
+			if !still {
+				continue
+			}
+		}
+		if !claiming.start(o.r.ID) {
+			continue // its claim is under way
+		}
+		if !s.beginServe() {
 			claiming.done(o.r.ID)
 			continue
 		}
