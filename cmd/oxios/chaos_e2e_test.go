@@ -349,7 +349,7 @@ func (c *chaos) restart(v int) {
 // and checks that it fences itself when it continues.
 func TestClusterChaos(t *testing.T) {
 	routes := backbonetest.FreePorts(t, 3)
-	nodes := clusterOf(t, 3, embeddedConf(routes))
+	nodes := clusterOf(t, 3, leaseConf(routes, chaosLease))
 	startAll(t, nodes)
 	c := newChaos(t, nodes)
 	ctx := context.Background()
@@ -382,7 +382,7 @@ func TestClusterChaos(t *testing.T) {
 			c.up[v].Store(false)
 			syscall.Kill(pid, syscall.SIGSTOP)
 			paused := time.Now()
-			time.Sleep(2 * clusterLease) // the pause is the test's act, not a wait for something
+			time.Sleep(2 * chaosLease) // the pause is the test's act, not a wait for something
 			syscall.Kill(pid, syscall.SIGCONT)
 			t.Logf("round %d: n%d paused for %s", round, v+1, time.Since(paused).Round(time.Millisecond))
 			d := c.awaitOnce(within)
@@ -406,7 +406,20 @@ func TestClusterChaos(t *testing.T) {
 	writing.Wait()
 	slices.Sort(took)
 	t.Logf("failover (lease %s) over %d kills: p50 %s, max %s; %d acknowledged writes, %d cron slots",
-		clusterLease, len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(c.acked), c.slots)
+		chaosLease, len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(c.acked), c.slots)
+}
+
+// chaosLease is the chaos test's cluster.lease: the default. A lease
+// under about twice the backbone's leader election (1.5 to 3 s) lets a
+// node's death make the others fence for a moment, while the stream of
+// their heartbeats elects a leader.
+const chaosLease = 5 * time.Second
+
+// leaseConf is embeddedConf with another cluster.lease.
+func leaseConf(routes []string, lease time.Duration) func(i int) string {
+	return func(i int) string {
+		return strings.Replace(embeddedConf(routes)(i), fmt.Sprintf("lease = %q", clusterLease), fmt.Sprintf("lease = %q", lease), 1)
+	}
 }
 
 // BenchmarkFailover is the time from the SIGKILL of a node, its daemon and
@@ -419,11 +432,7 @@ func BenchmarkFailover(b *testing.B) {
 	needBinary(b)
 	for _, lease := range []time.Duration{2 * time.Second, 5 * time.Second} {
 		b.Run("lease="+lease.String(), func(b *testing.B) {
-			routes := backbonetest.FreePorts(b, 3)
-			conf := func(i int) string {
-				return strings.Replace(embeddedConf(routes)(i), fmt.Sprintf("lease = %q", clusterLease), fmt.Sprintf("lease = %q", lease), 1)
-			}
-			nodes := clusterOf(b, 3, conf)
+			nodes := clusterOf(b, 3, leaseConf(backbonetest.FreePorts(b, 3), lease))
 			startAll(b, nodes)
 			c := newChaos(b, nodes)
 			c.spawn(30)

@@ -434,8 +434,9 @@ func (m *Members) update(ctx context.Context, e jetstream.KeyValueEntry) {
 	if n.Left {
 		mb.state = oxios.NodeLeft
 	}
+	left := mb.state == oxios.NodeLeft
 	m.mu.Unlock()
-	if was != oxios.NodeLeft && mb.state == oxios.NodeLeft {
+	if was != oxios.NodeLeft && left {
 		m.log.Info("node left the cluster", "node", name)
 	}
 }
@@ -509,9 +510,19 @@ func (m *Members) confirm(ctx context.Context, name string) bool {
 
 // Lost reports whether node name is still dead or gone, by its heartbeat
 // read afresh: a node judged dead on a watch that lagged, or one that has
-// come back since, is alive again. When the heartbeat cannot be read, it
-// is not taken for lost (its agents are not taken over on a guess).
+// come back since, is alive again. When the heartbeat cannot be read, or
+// this node cannot renew its own, it is not taken for lost (its agents
+// are not taken over on a guess).
 func (m *Members) Lost(ctx context.Context, name string) bool {
+	m.mu.Lock()
+	blind := time.Since(m.renewed) > 2*m.beat
+	m.mu.Unlock()
+	if blind {
+		// This node cannot renew its own heartbeat either (the bucket's
+		// stream is electing a leader, or this node is cut off): the
+		// others' silence tells nothing, and no agent is taken over on it.
+		return false
+	}
 	n, rev, gone, err := m.reread(ctx, name)
 	switch {
 	case err != nil:

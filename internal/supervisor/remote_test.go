@@ -70,8 +70,15 @@ func TestRemoteAgents(t *testing.T) {
 		t.Fatalf("the node filter lets n1's agent through: %+v", recs)
 	}
 	n3.waitFor(a.ID, func(r Record) bool { return r.State == Running && r.PID > 0 && r.Node == "n1" })
-	if st := n2.sup.Stats(time.Time{}, "n1"); st.ByState[Running] != 1 {
-		t.Fatalf("n2's stats of n1: %+v", st)
+	// n2's index follows the bucket too, at its own pace.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st := n2.sup.Stats(time.Time{}, "n1")
+		if st.ByState[Running] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2's stats of n1: %+v", st)
+		}
 	}
 
 	// The log: its tail, then read on from the cursor, as a follower does.
