@@ -333,7 +333,9 @@ func TestDefaultCapDoesNotSurprise(t *testing.T) {
 	const n = 300
 	tok := e.token()
 	for i := range n {
-		body := fmt.Sprintf(`{"name": "s%d", "command": "sleep", "args": ["60"]}`, i)
+		// Long enough to outlive 300 spawns on a loaded machine: they must
+		// all run at once.
+		body := fmt.Sprintf(`{"name": "s%d", "command": "sleep", "args": ["600"]}`, i)
 		req, _ := http.NewRequest("POST", "http://"+e.listen+"/api/v1/agents", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
@@ -346,7 +348,7 @@ func TestDefaultCapDoesNotSurprise(t *testing.T) {
 		}
 	}
 	var sched oxios.SchedulerSnapshot
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		json.Unmarshal([]byte(e.oxios("scheduler", "-o", "json").stdout), &sched)
 		if sched.Running == n || time.Now().After(deadline) {
