@@ -21,25 +21,26 @@ import (
 // Old processes are found by the recorded PID and process start time, never
 // by PID alone, and by the OXIOS_AGENT_ID in their environment: a process
 // forked an instant before the daemon died has no PID on record yet.
-func (s *Supervisor) recover(recs []Record, revs map[string]uint64) {
+func (s *Supervisor) recover(recs []Record, revs map[string]uint64, moved map[string]bool) {
 	var queued []*agent
-	// Processes this node started for agents that are not its own any more
-	// (another node took them over while it was down) are what it left
-	// behind: they are stopped, as the machine they ran on is this one.
+	// Processes this node started for agents another node took over while
+	// it was down are what it left behind, on this machine: they are
+	// stopped. Only agents the shared bucket says another node runs now
+	// are looked at: a daemon of another home on this machine may have the
+	// same node name, and its agents are not this one's.
 	tagged := proc.ByEnvWith("OXIOS_AGENT_ID", "OXIOS_NODE")
-	live := map[string]bool{}
-	for _, r := range recs {
-		live[r.ID] = !r.State.Terminal()
-	}
 	for id, ps := range tagged {
+		if !moved[id] {
+			continue
+		}
 		var left []proc.Tagged
 		for _, p := range ps {
-			if p.Also == s.o.Node && !live[id] {
+			if p.Also == s.o.Node {
 				left = append(left, p)
 			}
 		}
 		if n := proc.Terminate(left, syscall.SIGKILL, 0); n > 0 {
-			s.log.Info("stopped the processes of an agent this node no longer runs", "agent", id, "processes", n)
+			s.log.Info("stopped the processes of an agent another node runs now", "agent", id, "processes", n)
 		}
 	}
 	for _, r := range recs {

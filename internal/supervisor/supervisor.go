@@ -302,7 +302,7 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.grace.Store(int64(time.Hour))
-	recs, revs, err := s.load(ctx)
+	recs, revs, moved, err := s.load(ctx)
 	if err != nil {
 		s.cancel()
 		return nil, err
@@ -317,7 +317,7 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 		s.cancel()
 		return nil, fmt.Errorf("answer for this node's agents: %w", err)
 	}
-	s.recover(recs, revs)
+	s.recover(recs, revs, moved)
 	go s.retain()
 	if o.Nodes != nil {
 		s.watching.Add(2)
@@ -335,21 +335,22 @@ func Open(ctx context.Context, o Options) (*Supervisor, error) {
 }
 
 // load reads every record of this node in the bucket, oldest first, with
-// their revisions.
-func (s *Supervisor) load(ctx context.Context) ([]Record, map[string]uint64, error) {
+// their revisions, and the ids of the other nodes' agents.
+func (s *Supervisor) load(ctx context.Context) ([]Record, map[string]uint64, map[string]bool, error) {
 	lister, err := s.kv.ListKeys(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list agents: %w", err)
+		return nil, nil, nil, fmt.Errorf("list agents: %w", err)
 	}
 	var recs []Record
 	revs := map[string]uint64{}
+	others := map[string]bool{}
 	for key := range lister.Keys() {
 		e, err := s.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("read agent %s: %w", key, err)
+			return nil, nil, nil, fmt.Errorf("read agent %s: %w", key, err)
 		}
 		var r Record
 		if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID != key {
@@ -357,13 +358,15 @@ func (s *Supervisor) load(ctx context.Context) ([]Record, map[string]uint64, err
 			continue
 		}
 		if r.Node != s.o.Node {
-			continue // another node's agent, in a shared (clustered) bucket
+			// another node's agent, in a shared (clustered) bucket
+			others[r.ID] = true
+			continue
 		}
 		recs = append(recs, r)
 		revs[r.ID] = e.Revision()
 	}
 	slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.ID, b.ID) })
-	return recs, revs, nil
+	return recs, revs, others, nil
 }
 
 // Close stops admitting agents and stops the running ones, each within its
